@@ -1,0 +1,5 @@
+"""``python -m portanet`` runs the command line."""
+
+from portanet.cli import main
+
+main()

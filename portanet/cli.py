@@ -1,0 +1,237 @@
+"""The ``portanet`` command line: each command parses options and calls one library function.
+
+The export side (TensorFlow, tf2onnx, onnx) is imported inside the commands that need it, so
+``portanet infer`` and ``portanet inspect`` start without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from portanet.errors import PortanetError
+
+# TensorFlow's C++ start-up logging would bury the one line a user needs; only errors pass.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Keras → ONNX with a parity gate, and fast TensorFlow-free inference.")
+out = Console()
+err = Console(stderr=True)
+_state = {"debug": bool(os.environ.get("PORTANET_DEBUG"))}
+F = TypeVar("F", bound=Callable[..., Any])
+INTERNAL_ERROR = 70
+
+
+def _guarded(func: F) -> F:
+    """Turn a PortanetError into one red line on stderr and its exit code (traceback: --debug)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PortanetError as exc:
+            if _state["debug"]:
+                raise
+            lines = str(exc).splitlines() or [type(exc).__name__]
+            err.print(f"[bold red]error:[/] {lines[0]}", highlight=False, markup=True,
+                      soft_wrap=True)
+            for line in lines[1:]:
+                err.print(line, highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if _state["debug"]:
+                raise
+            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+                      f"(run with --debug for the traceback)", highlight=False, soft_wrap=True)
+            raise typer.Exit(INTERNAL_ERROR) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    """portanet: Keras → ONNX with a parity gate, and fast TensorFlow-free inference."""
+    if debug:
+        _state["debug"] = True
+
+
+@app.command()
+@_guarded
+def train(
+    data: Annotated[Optional[Path], typer.Option(help="Pima-style CSV (default: bundled).")] = None,
+    epochs: Annotated[int, typer.Option(help="Most epochs (early stopping may end sooner).")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed for the split, weights and shuffling.")] = 7,
+    output: Annotated[Path, typer.Option(help="Where to save the .h5 model.")] = Path(
+        "models/pima_mlp.h5"),
+) -> None:
+    """Train the reference Pima network and save it as .h5."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from portanet.train import train_pima
+
+    with Progress(TextColumn("training"), BarColumn(), TextColumn("epoch {task.completed}/"
+                  "{task.total}"), TextColumn("{task.fields[loss]}"), TimeElapsedColumn(),
+                  console=err, transient=False) as progress:
+        task = progress.add_task("train", total=epochs, loss="")
+
+        def on_epoch(epoch: int, total: int, logs: dict[str, float]) -> None:
+            loss = f"loss {logs.get('loss', 0):.4f} val_loss {logs.get('val_loss', 0):.4f}"
+            progress.update(task, completed=epoch, loss=loss)
+
+        result = train_pima(output, data=data, epochs=epochs, seed=seed, on_epoch=on_epoch)
+        progress.update(task, total=result.epochs_run, completed=result.epochs_run)
+    table = Table(title=f"{result.path} (seed {seed}, {result.epochs_run} epochs, best "
+                        f"weights kept)")
+    for column in ("split", "rows", "accuracy", "ROC AUC", "loss"):
+        table.add_column(column, justify="right" if column != "split" else "left")
+    for split in ("validation", "test"):
+        m = result.metrics[split]
+        table.add_row(split, str(m["rows"]), f"{m['accuracy']:.3f}", f"{m['roc_auc']:.3f}",
+                      f"{m['loss']:.4f}")
+    out.print(table)
+
+
+def _parity_table(report: Any, title: str) -> Table:
+    table = Table(title=title)
+    for column in ("output", "elements", "max abs", "mean abs", "max rel", "flips", "result"):
+        table.add_column(column, justify="left" if column in ("output", "result") else "right")
+    for o in report.outputs:
+        flips = f"{o.flips}/{o.decisions}" if o.decisions is not None else "-"
+        table.add_row(o.name, str(o.elements), f"{o.max_abs:.3g}", f"{o.mean_abs:.3g}",
+                      f"{o.max_rel:.3g}", flips,
+                      "[green]pass[/]" if o.passed else "[red]FAIL[/]")
+    table.caption = f"inputs: {report.inputs_from}"
+    return table
+
+
+@app.command()
+@_guarded
+def export(
+    source: Annotated[Path, typer.Argument(help="Keras .h5, .keras or SavedModel directory.")],
+    output: Annotated[Optional[Path], typer.Option(help="ONNX path (default: SOURCE.onnx).")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset to write.")] = 17,
+    data: Annotated[Optional[Path], typer.Option(
+        help="Rows/arrays for the gate (CSV, Parquet, JSONL, NPY, NPZ).")] = None,
+    atol: Annotated[float, typer.Option(help="Absolute tolerance.")] = 1e-5,
+    rtol: Annotated[float, typer.Option(help="Relative tolerance.")] = 1e-4,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify",
+                                         help="Run the parity gate (default) or skip it.")] = True,
+    feature_names: Annotated[Optional[str], typer.Option(
+        help="Comma-separated column names of a tabular model's input.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Also write the parity report JSON.")] = None,
+) -> None:
+    """Convert a Keras model to ONNX; the file is written only if Keras and ONNX agree."""
+    from portanet.export import export_model
+
+    names = [n.strip() for n in feature_names.split(",")] if feature_names else None
+    result = export_model(source, output, opset=opset, data=data, atol=atol, rtol=rtol,
+                          verify=verify, feature_names=names)
+    if result.report is not None:
+        out.print(_parity_table(result.report, "parity gate: Keras vs ONNX"))
+        if report is not None:
+            from portanet.atomic import write_bytes
+
+            write_bytes(report, json.dumps(result.report.to_dict(), indent=2).encode() + b"\n")
+    else:
+        err.print("[yellow]warning:[/] parity gate skipped (--no-verify): the ONNX file is not "
+                  "proven to match Keras")
+    out.print(f"wrote {result.path} (opset {result.opset}, {result.seconds:.1f} s, loaded with "
+              f"{result.loaded.loader})", highlight=False)
+
+
+@app.command(name="verify")
+@_guarded
+def verify_command(
+    source: Annotated[Path, typer.Argument(help="Keras model file.")],
+    onnx_file: Annotated[Path, typer.Argument(metavar="ONNX", help="ONNX model file.")],
+    data: Annotated[Optional[Path], typer.Option(help="Rows/arrays to compare on.")] = None,
+    atol: Annotated[float, typer.Option(help="Absolute tolerance.")] = 1e-5,
+    rtol: Annotated[float, typer.Option(help="Relative tolerance.")] = 1e-4,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Compare a Keras model with an ONNX model on the same inputs (exit 1 if they differ)."""
+    from portanet.parity import verify
+
+    report = verify(source, onnx_file, data=data, atol=atol, rtol=rtol)
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        out.print(_parity_table(report, f"{source.name} vs {onnx_file.name}"))
+    if not report:
+        from portanet.errors import ParityError
+
+        raise ParityError(f"{onnx_file}: {report.failure_message()}", report)
+
+
+@app.command()
+@_guarded
+def infer(
+    model: Annotated[Path, typer.Argument(help="ONNX model file.")],
+    input_path: Annotated[str, typer.Argument(
+        metavar="INPUT", help="CSV, Parquet, JSONL, JSON or NPY file; - for CSV on stdin.")],
+    output: Annotated[Optional[Path], typer.Option(
+        help="Predictions file (.csv, .parquet, .jsonl, .npy); default CSV on stdout.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Rows per chunk.")] = 65536,
+    keep_columns: Annotated[Optional[str], typer.Option(
+        help="Comma-separated input columns to copy into the output (e.g. an id).")] = None,
+    provider: Annotated[str, typer.Option(help="auto, cpu, cuda or tensorrt.")] = "auto",
+) -> None:
+    """Run an ONNX model over a file of rows and write predictions."""
+    from portanet.infer import infer_file
+    from portanet.runtime import load
+
+    keep = [c.strip() for c in keep_columns.split(",") if c.strip()] if keep_columns else []
+    runtime = load(model, providers=provider)
+    result = infer_file(runtime, input_path, output, batch_size=batch_size, keep_columns=keep)
+    if output is not None:
+        err.print(f"wrote {result.rows} predictions to {output} ({result.seconds:.2f} s)",
+                  highlight=False)
+
+
+@app.command()
+@_guarded
+def inspect(
+    model: Annotated[Path, typer.Argument(help="ONNX model file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Show an ONNX model's inputs, outputs, opset and portanet metadata."""
+    from portanet.inspection import describe
+
+    info = describe(model)
+    if as_json:
+        sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
+        return
+    table = Table(title=f"{model}")
+    for column in ("kind", "name", "shape", "dtype"):
+        table.add_column(column)
+    for kind in ("inputs", "outputs"):
+        for t in info[kind]:
+            table.add_row(kind[:-1], t["name"], str(t["shape"]), t["dtype"])
+    out.print(table)
+    for key in ("opset", "producer", "sha256", "providers"):
+        out.print(Text.assemble((f"{key}: ", "bold"), str(info[key])))
+    for key, value in info["metadata"].items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        out.print(Text.assemble((f"{key}: ", "bold"), text), soft_wrap=True)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Load any Keras model file: route by format and the file's ``keras_version``.
+
+* Keras 2 ``.h5`` (2.x, including ``2.x.y-tf`` from tf.keras) → ``tf_keras`` (the maintained
+  Keras 2), which still reads old configs that Keras 3 refuses.
+* Keras 3 ``.h5`` and ``.keras`` → ``keras`` (3.x).
+* SavedModel directories → ``tf_keras``, or TensorFlow's plain loader for non-Keras ones.
+
+Models are never compiled on load (old optimizer configs break loading). Export side only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from portanet.errors import ModelLoadError
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def quiet_tensorflow() -> Any:
+    """Import TensorFlow with its start-up chatter silenced; returns the module."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" not in sys.modules:
+        # TensorFlow's C++ libraries log to fd 2 while loading, before any setting applies:
+        # hold that output back, and replay it only if the import fails.
+        with tempfile.TemporaryFile() as captured:
+            saved = os.dup(2)
+            os.dup2(captured.fileno(), 2)
+            try:
+                import tensorflow  # noqa: F401
+                import tf2onnx  # noqa: F401  (loads TensorFlow's converter libraries too)
+            except BaseException:
+                os.dup2(saved, 2)
+                captured.seek(0)
+                sys.stderr.write(captured.read().decode(errors="replace"))
+                raise
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+    import absl.logging
+    import tensorflow as tf
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    tf.get_logger().setLevel(logging.ERROR)
+    tf.autograph.set_verbosity(0)
+    return tf
+
+
+@dataclass
+class LoadedKeras:
+    """A loaded Keras model and where it came from."""
+
+    model: Any
+    path: Path
+    format: str  # "h5", "keras" or "savedmodel"
+    loader: str  # "keras", "tf_keras" or "tensorflow"
+    keras_version: str | None
+    sha256: str
+
+    @property
+    def is_keras3(self) -> bool:
+        """True when Keras 3 loaded the model."""
+        return self.loader == "keras"
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, or of every file of a directory in sorted relative-path order."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for item in files:
+        if path.is_dir():
+            digest.update(str(item.relative_to(path)).encode() + b"\0")
+        with open(item, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def detect_format(path: Path) -> str:
+    """``h5``, ``keras`` or ``savedmodel``; :class:`ModelLoadError` for anything else."""
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such file or directory (expected a Keras .h5, .keras "
+                             f"or SavedModel directory)")
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return "savedmodel"
+        raise ModelLoadError(f"{path}: expected a SavedModel directory with saved_model.pb, "
+                             f"got a directory without one")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot read the file ({exc.strerror})") from exc
+    if head == HDF5_SIGNATURE:
+        return "h5"
+    if head.startswith(b"PK") and zipfile.is_zipfile(path):
+        return "keras"
+    raise ModelLoadError(f"{path}: not a model file: expected a Keras .h5 (HDF5), .keras (zip) "
+                         f"or SavedModel directory, got {len(head)} leading bytes {head!r}")
+
+
+def h5_keras_version(path: Path) -> str | None:
+    """The ``keras_version`` attribute of an HDF5 model file (``None`` when absent)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            if "model_config" not in handle.attrs:
+                raise ModelLoadError(f"{path}: expected a whole Keras model (HDF5 with a "
+                                     f"model_config attribute), got a file without one "
+                                     f"(weights only?)")
+            raw = handle.attrs.get("keras_version")
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: expected a readable HDF5 model file, h5py says: "
+                             f"{exc}") from exc
+    if raw is None:
+        return None
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _major(version: str | None) -> int:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        return 2
+
+
+def load_keras(path: str | os.PathLike[str]) -> LoadedKeras:
+    """Load a Keras model from ``.h5``, ``.keras`` or a SavedModel directory, uncompiled."""
+    source = Path(path)
+    fmt = detect_format(source)
+    digest = file_sha256(source)
+    quiet_tensorflow()
+    version: str | None = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if fmt == "h5":
+                version = h5_keras_version(source)
+                if _major(version) >= 3:
+                    model, loader = _load_keras3(source), "keras"
+                else:
+                    model, loader = _load_tf_keras(source), "tf_keras"
+            elif fmt == "keras":
+                model, loader = _load_keras3(source), "keras"
+                import keras
+
+                version = keras.__version__
+            else:
+                model, loader = _load_savedmodel(source)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # Keras raises many unrelated types for bad files
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{source}: expected a loadable Keras model ({fmt}, keras_version "
+                             f"{version or 'unknown'}), loading failed: {detail}") from exc
+    return LoadedKeras(model, source, fmt, loader, version, digest)
+
+
+def _load_keras3(path: Path) -> Any:
+    import keras
+
+    return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+
+def _load_tf_keras(path: Path) -> Any:
+    import tf_keras
+
+    return tf_keras.models.load_model(path, compile=False)
+
+
+def _load_savedmodel(path: Path) -> tuple[Any, str]:
+    import tf_keras
+
+    try:
+        return tf_keras.models.load_model(path, compile=False), "tf_keras"
+    except Exception as exc:  # not a Keras SavedModel: refuse clearly
+        raise ModelLoadError(f"{path}: expected a SavedModel written by Keras (tf.keras or "
+                             f"tf_keras), tf_keras could not load it: "
+                             f"{str(exc).strip().splitlines()[0][:200]}") from exc

@@ -1,0 +1,134 @@
+"""Turn whatever the caller passed into checked numpy feeds for onnxruntime.
+
+Accepted: a numpy array, a list of rows, a dict of named columns (any order), a pyarrow Table, or
+a pandas DataFrame (pandas is optional). Multi-input models take a dict input name → array.
+Everything is checked before onnxruntime sees it, and errors name input, expected, got and the
+first offending row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from portanet.errors import InputError
+from portanet.spec import TensorSpec
+
+
+def _first_bad_row(mask: np.ndarray) -> int:
+    flat = mask.reshape(mask.shape[0], -1).any(axis=1) if mask.ndim > 1 else mask
+    return int(np.argmax(flat))
+
+
+def coerce_array(value: Any, spec: TensorSpec, *, allow_nan: bool = False) -> np.ndarray:
+    """Check ``value`` against ``spec`` and return a C-contiguous array of the spec's dtype."""
+    want = spec.numpy_dtype
+    if isinstance(value, np.ndarray) and value.dtype == want and value.ndim == spec.rank:
+        array = value
+    else:
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"input {spec.name!r}: expected a rectangular array of numbers, "
+                             f"got {type(value).__name__} that numpy cannot read ({exc})") from exc
+        if array.ndim == spec.rank - 1 and spec.rank >= 2 and array.ndim >= 1:
+            array = array[np.newaxis, ...]  # one sample without its batch dimension
+        array = _convert_dtype(array, want, spec.name)
+    if array.ndim != spec.rank:
+        raise InputError(f"input {spec.name!r}: expected {spec.rank} dimensions "
+                         f"{_shape_text(spec.shape)}, got {array.ndim} {tuple(array.shape)}")
+    for axis, (dim, got) in enumerate(zip(spec.shape, array.shape)):
+        if isinstance(dim, int) and dim != got:
+            raise InputError(f"input {spec.name!r}: expected size {dim} on axis {axis} "
+                             f"{_shape_text(spec.shape)}, got {got} {tuple(array.shape)}")
+    if not allow_nan and array.dtype.kind == "f" and array.size:
+        finite = np.isfinite(array)
+        if not finite.all():
+            row = _first_bad_row(~finite)
+            bad = array[row][~finite[row]].flat[0]
+            raise InputError(f"input {spec.name!r}: expected finite numbers, got {bad} in row "
+                             f"{row} (pass allow_nan=True to let NaN/Inf through)")
+    return np.ascontiguousarray(array)
+
+
+def _convert_dtype(array: np.ndarray, want: np.dtype, name: str) -> np.ndarray:
+    kind = array.dtype.kind
+    if kind in "OUSVM" or kind == "c":
+        if kind == "O":
+            try:
+                return _convert_dtype(np.array(array.tolist(), dtype=np.float64), want, name)
+            except (ValueError, TypeError):
+                pass
+        row = _first_non_numeric(array)
+        where = f" (first at row {row})" if row is not None else ""
+        raise InputError(f"input {name!r}: expected numbers ({want}), got {array.dtype} "
+                         f"values{where}")
+    if want.kind in "iu" and kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all() or not np.array_equal(array, np.round(array)):
+            bad = ~finite | (np.nan_to_num(array) != np.round(np.nan_to_num(array)))
+            raise InputError(f"input {name!r}: expected integers ({want}), got non-integer "
+                             f"values, first in row {_first_bad_row(bad)}")
+    if array.dtype == want:
+        return array
+    return array.astype(want)
+
+
+def _first_non_numeric(array: np.ndarray) -> int | None:
+    if array.ndim == 0:
+        return None
+    for index, row in enumerate(array.reshape(array.shape[0], -1)):
+        for item in row:
+            try:
+                float(item)
+            except (TypeError, ValueError):
+                return index
+    return None
+
+
+def _shape_text(shape: Sequence[int | str | None]) -> str:
+    return "(" + ", ".join("batch" if d is None or isinstance(d, str) else str(d)
+                           for d in shape) + ")"
+
+
+def columns_of(value: Any) -> Mapping[str, Any] | None:
+    """The named columns of a dict, pyarrow Table or pandas DataFrame; ``None`` for others."""
+    if isinstance(value, Mapping):
+        return value
+    module = type(value).__module__
+    if module.startswith("pyarrow") and hasattr(value, "column_names"):
+        return {name: value.column(name).to_numpy(zero_copy_only=False)
+                for name in value.column_names}
+    if module.startswith("pandas") and hasattr(value, "columns") and hasattr(value, "to_numpy"):
+        return {str(name): value[name].to_numpy() for name in value.columns}
+    return None
+
+
+def stack_features(columns: Mapping[str, Any], feature_names: Sequence[str],
+                   spec: TensorSpec) -> np.ndarray:
+    """Stack named columns in the model's feature order; missing or unknown names are errors."""
+    missing = [n for n in feature_names if n not in columns]
+    unknown = [n for n in columns if n not in feature_names]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing}")
+        if unknown:
+            parts.append(f"unknown {unknown}")
+        raise InputError(f"input {spec.name!r}: expected the columns {list(feature_names)}, "
+                         f"got {list(columns)} ({'; '.join(parts)})")
+    want = spec.numpy_dtype
+    lengths = {len(np.atleast_1d(columns[n])) for n in feature_names}
+    if len(lengths) > 1:
+        raise InputError(f"input {spec.name!r}: expected columns of one length, "
+                         f"got lengths {sorted(lengths)}")
+    out = np.empty((lengths.pop() if lengths else 0, len(feature_names)), dtype=want)
+    for index, name in enumerate(feature_names):
+        column = np.atleast_1d(np.asarray(columns[name]))
+        try:
+            out[:, index] = _convert_dtype(column, want, f"{spec.name}.{name}")
+        except InputError as exc:
+            raise InputError(f"column {name!r}: {exc}") from exc
+    return out
