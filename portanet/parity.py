@@ -20,6 +20,9 @@ from portanet.spec import ModelSchema, TensorSpec
 
 #: Batch sizes of the random inputs; 1 proves the dynamic batch dimension.
 RANDOM_BATCHES = (1, 7, 1024)
+#: Batch sizes for models whose samples are large (images, long sequences).
+LARGE_SAMPLE_BATCHES = (1, 7, 16)
+LARGE_SAMPLE_ELEMENTS = 4096
 KERAS_CHUNK = 1024
 
 
@@ -38,16 +41,22 @@ def _random_array(spec: TensorSpec, rows: int, rng: np.random.Generator,
         return rng.integers(0, 10, size=shape).astype(spec.numpy_dtype)
     if low is not None and high is not None:
         return rng.uniform(low, high, size=shape).astype(spec.numpy_dtype)
+    if spec.rank == 4:  # images: the [-1, 1] range most image models are trained on
+        return rng.uniform(-1.0, 1.0, size=shape).astype(spec.numpy_dtype)
     return rng.standard_normal(shape).astype(spec.numpy_dtype)
 
 
 def gate_inputs(schema: ModelSchema, *, data: str | os.PathLike[str] | None = None,
-                seed: int = 0, batches: tuple[int, ...] = RANDOM_BATCHES) -> GateInputs:
+                seed: int = 0, batches: tuple[int, ...] | None = None) -> GateInputs:
     """The inputs the gate runs: ``data`` rows when given; the bundled Pima rows for a model with
     the Pima features; plus seeded random batches (sizes ``batches``) shaped for the model,
     drawn inside the data's per-column range when there is data."""
     specs = list(schema.inputs)
     rng = np.random.default_rng(seed)
+    if batches is None:
+        elements = sum(int(np.prod([d if isinstance(d, int) else 8 for d in s.shape[1:]]))
+                       for s in specs)
+        batches = LARGE_SAMPLE_BATCHES if elements > LARGE_SAMPLE_ELEMENTS else RANDOM_BATCHES
     real: dict[str, np.ndarray] | None = None
     described: list[str] = []
     if data is not None:

@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import run_cli
+from portanet.errors import InputError
+from portanet.parity import gate_inputs, verify
+from portanet.runtime import load
+
+
+def _perturb(source, target):
+    proto = onnx.load(str(source))
+    init = max(proto.graph.initializer, key=lambda t: onnx.numpy_helper.to_array(t).size)
+    array = onnx.numpy_helper.to_array(init).copy()
+    array.flat[3] *= -4.0
+    init.CopyFrom(onnx.numpy_helper.from_array(array, init.name))
+    onnx.save(proto, str(target))
+
+
+def test_verify_passes_on_the_export(exported, trained):
+    report = verify(trained.path, exported.path)
+    assert report.passed and report.samples == 1800
+
+
+def test_verify_on_given_rows(exported, trained, tmp_path):
+    from portanet.datasets import pima_csv_path
+
+    report = verify(trained.path, exported.path, data=pima_csv_path())
+    assert report.passed and "rows of pima-indians-diabetes.csv" in report.inputs_from
+
+
+def test_perturbed_onnx_fails_verify_with_exit_1(exported, trained, tmp_path):
+    bad = tmp_path / "perturbed.onnx"
+    _perturb(exported.path, bad)
+    report = verify(trained.path, bad)
+    assert not report and report.outputs[0].max_abs > 1e-3
+    result = run_cli("verify", str(trained.path), str(bad), "--json")
+    assert result.returncode == 1, result.stderr
+    data = json.loads(result.stdout)
+    assert data["passed"] is False and data["outputs"][0]["violations"] > 0
+    assert "probability: max abs" in result.stderr.decode()
+
+
+def test_export_with_a_failing_gate_exits_1_and_leaves_nothing(legacy_mlp, tmp_path):
+    target = tmp_path / "strict.onnx"
+    result = run_cli("export", str(legacy_mlp), "--output", str(target), "--atol", "0",
+                     "--rtol", "0")
+    assert result.returncode == 1, result.stderr
+    assert "differ beyond tolerance" in result.stderr.decode()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_random_inputs_respect_dtypes_and_data_range(exported):
+    schema = load(exported.path).schema
+    inputs = gate_inputs(schema, seed=1)
+    x = inputs.feeds["features"]
+    assert x.dtype == np.float32 and x.shape == (768 + 1 + 7 + 1024, 8)
+    real = x[:768]
+    assert (x[768:] >= real.min(0)).all() and (x[768:] <= real.max(0)).all()
+
+
+def test_data_with_the_wrong_columns_is_an_input_error(exported, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match="missing"):
+        gate_inputs(load(exported.path).schema, data=bad)
