@@ -16,6 +16,7 @@ from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -117,6 +118,36 @@ def _parity_table(report: Any, title: str) -> Table:
     return table
 
 
+def _layerwise_table(layerwise: Any, title: str) -> Table:
+    table = Table(title=title)
+    for column in ("#", "layer", "class", "ONNX tensor", "max abs", "max rel", "out of tol",
+                   "result"):
+        table.add_column(column, justify="right" if column in (
+            "#", "max abs", "max rel", "out of tol") else "left")
+    first = layerwise.first_failure
+    for row in layerwise.rows:
+        name = escape(row.layer) + (f" [dim](+ fused {escape(', '.join(row.fused))})[/]"
+                                    if row.fused else "")
+        verdict = "[green]pass[/]" if row.passed else (
+            "[bold red]FAIL ← first[/]" if row is first else "[red]FAIL[/]")
+        table.add_row(str(row.index), name, escape(row.class_name), escape(row.tensor),
+                      f"{row.result.max_abs:.3g}", f"{row.result.max_rel:.3g}",
+                      f"{row.result.violations}/{row.result.elements}", verdict)
+    table.caption = layerwise.summary()
+    return table
+
+
+def _print_reports(report: Any, title: str) -> None:
+    out.print(_parity_table(report, title))
+    if report.layerwise is not None:
+        out.print(_layerwise_table(report.layerwise, "layerwise: Keras layer vs ONNX tensor "
+                                   "(graph order)"))
+
+
+def _names(values: Optional[list[str]]) -> list[str]:
+    return [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
+
+
 @app.command()
 @_guarded
 def export(
@@ -132,24 +163,43 @@ def export(
     feature_names: Annotated[Optional[str], typer.Option(
         help="Comma-separated column names of a tabular model's input.")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Also write the parity report JSON.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        help="Fix the batch dimension to N (default: dynamic).")] = None,
+    inputs_as_nchw: Annotated[Optional[list[str]], typer.Option(
+        "--inputs-as-nchw", metavar="NAME",
+        help="Image input the ONNX graph takes channels-first (repeat or comma-separate).")] = None,
+    layerwise: Annotated[bool, typer.Option(
+        "--layerwise", help="Also compare every Keras layer with its ONNX tensor.")] = False,
 ) -> None:
     """Convert a Keras model to ONNX; the file is written only if Keras and ONNX agree."""
+    from portanet.errors import ParityError
     from portanet.export import export_model
 
     names = [n.strip() for n in feature_names.split(",")] if feature_names else None
-    result = export_model(source, output, opset=opset, data=data, atol=atol, rtol=rtol,
-                          verify=verify, feature_names=names)
+    try:
+        result = export_model(source, output, opset=opset, data=data, atol=atol, rtol=rtol,
+                              verify=verify, feature_names=names, batch_size=batch_size,
+                              inputs_as_nchw=_names(inputs_as_nchw) or None, layerwise=layerwise)
+    except ParityError as exc:
+        if exc.report is not None:
+            _print_reports(exc.report, "parity gate: Keras vs ONNX")
+            _write_report(report, exc.report)
+        raise
     if result.report is not None:
-        out.print(_parity_table(result.report, "parity gate: Keras vs ONNX"))
-        if report is not None:
-            from portanet.atomic import write_bytes
-
-            write_bytes(report, json.dumps(result.report.to_dict(), indent=2).encode() + b"\n")
+        _print_reports(result.report, "parity gate: Keras vs ONNX")
+        _write_report(report, result.report)
     else:
         err.print("[yellow]warning:[/] parity gate skipped (--no-verify): the ONNX file is not "
                   "proven to match Keras")
     out.print(f"wrote {result.path} (opset {result.opset}, {result.seconds:.1f} s, loaded with "
               f"{result.loaded.loader})", highlight=False)
+
+
+def _write_report(path: Optional[Path], report: Any) -> None:
+    if path is not None:
+        from portanet.atomic import write_bytes
+
+        write_bytes(path, json.dumps(report.to_dict(), indent=2).encode() + b"\n")
 
 
 @app.command(name="verify")
@@ -160,16 +210,19 @@ def verify_command(
     data: Annotated[Optional[Path], typer.Option(help="Rows/arrays to compare on.")] = None,
     atol: Annotated[float, typer.Option(help="Absolute tolerance.")] = 1e-5,
     rtol: Annotated[float, typer.Option(help="Relative tolerance.")] = 1e-4,
+    layerwise: Annotated[bool, typer.Option(
+        "--layerwise", help="Compare every Keras layer with its ONNX tensor (automatic when "
+                            "the outputs differ).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Compare a Keras model with an ONNX model on the same inputs (exit 1 if they differ)."""
     from portanet.parity import verify
 
-    report = verify(source, onnx_file, data=data, atol=atol, rtol=rtol)
+    report = verify(source, onnx_file, data=data, atol=atol, rtol=rtol, layerwise=layerwise)
     if as_json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
-        out.print(_parity_table(report, f"{source.name} vs {onnx_file.name}"))
+        _print_reports(report, f"{source.name} vs {onnx_file.name}")
     if not report:
         from portanet.errors import ParityError
 

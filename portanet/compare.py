@@ -64,6 +64,8 @@ class ParityReport:
     samples: int
     inputs_from: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Per-layer comparison (``portanet.layerwise.LayerwiseReport``) when one was run.
+    layerwise: Any = None
 
     @property
     def passed(self) -> bool:
@@ -86,12 +88,17 @@ class ParityReport:
     def failure_message(self) -> str:
         """Every failing output in one message."""
         lines = [o.describe_failure() for o in self.failures]
+        if self.layerwise is not None:
+            lines.append(self.layerwise.summary())
         return "Keras and ONNX outputs differ beyond tolerance:\n" + "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (also stored as the ``portanet.parity`` metadata)."""
-        return {"passed": self.passed, "samples": self.samples, "inputs_from": self.inputs_from,
+        data = {"passed": self.passed, "samples": self.samples, "inputs_from": self.inputs_from,
                 "outputs": [o.to_dict() for o in self.outputs], **self.extra}
+        if self.layerwise is not None:
+            data["layerwise"] = self.layerwise.to_dict()
+        return data
 
 
 def _decisions(ref: np.ndarray, cand: np.ndarray, task: str | None,
@@ -119,7 +126,8 @@ def compare_output(name: str, reference: np.ndarray, candidate: np.ndarray, *,
     both_nan = np.isnan(ref64) & np.isnan(cand64)
     diff = np.where(both_nan, 0.0, diff)
     diff = np.where(np.isnan(diff), np.inf, diff)
-    rel = diff / np.maximum(np.abs(ref64), _TINY)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        rel = diff / np.maximum(np.abs(ref64), _TINY)
     rel = np.where(diff == 0, 0.0, rel)
     violations = int(np.count_nonzero(diff > atol + rtol * np.abs(np.nan_to_num(ref64))))
     decisions, flips = _decisions(ref64, cand64, task, threshold)

@@ -1,19 +1,18 @@
 """Keras → ONNX through tf2onnx, with a parity gate before anything is written.
 
-The Keras model is wrapped in a ``tf.function`` with an explicit input signature, the concrete
-function is frozen (variables *and* captured constants such as an adapted Normalization layer's
-mean become graph constants, control flow kept so LSTMs still become ONNX ``LSTM`` ops) and
-converted with ``tf2onnx.convert.from_graph_def``. The ONNX graph must take exactly the model's
-inputs, pass ``onnx.checker`` and load in onnxruntime, and — unless ``verify=False`` — compute
-what Keras computes, before it is written atomically to its destination.
+:func:`export_model` loads the model (:mod:`portanet.keras_io`), converts it
+(:mod:`portanet.conversion`: frozen ``tf.function`` → ``tf2onnx.convert.from_graph_def``, ops
+traced to their Keras layers), checks that the graph passes ``onnx.checker`` and loads in
+onnxruntime, and — unless ``verify=False`` — that it computes what Keras computes
+(:mod:`portanet.parity`, with a per-layer comparison when it does not), before writing it
+atomically to its destination with the schema and provenance as metadata.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import re
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,19 @@ from portanet import __version__
 from portanet import metadata as meta
 from portanet.atomic import write_bytes
 from portanet.compare import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport
+from portanet.conversion import (  # noqa: F401  (re-exported: the export API of portanet 0.1)
+    DEFAULT_OPSET,
+    MAX_OPSET,
+    MIN_OPSET,
+    call_model,
+    convert,
+    keras_signature,
+    outputs_as_list,
+    sanitize,
+)
 from portanet.errors import ConversionError, InputError, ParityError
-from portanet.keras_io import LoadedKeras, load_keras, quiet_tensorflow
+from portanet.keras_io import LoadedKeras, from_model, load_keras
 from portanet.spec import BINARY_CLASSIFIER, MULTICLASS_CLASSIFIER, ModelSchema, TensorSpec
-
-#: Opset written by default: run by every onnxruntime since 1.14, and tf2onnx's newest tested.
-DEFAULT_OPSET = 17
-MIN_OPSET, MAX_OPSET = 9, 18
 
 
 @dataclass
@@ -42,130 +47,6 @@ class ExportResult:
     opset: int
     seconds: float
     loaded: LoadedKeras
-
-
-def sanitize(name: str, taken: set[str]) -> str:
-    """A readable ONNX tensor name from a Keras name: ``[A-Za-z0-9_]``, unique in ``taken``."""
-    clean = re.sub(r"[^A-Za-z0-9_]+", "_", name.split(":")[0]).strip("_") or "tensor"
-    if clean[0].isdigit():
-        clean = f"t_{clean}"
-    candidate, index = clean, 1
-    while candidate in taken:
-        candidate = f"{clean}_{index}"
-        index += 1
-    taken.add(candidate)
-    return candidate
-
-
-def keras_signature(model: Any) -> tuple[list[TensorSpec], list[str]]:
-    """The model's inputs (sanitized names, shapes, dtypes) and sanitized output names."""
-    taken: set[str] = set()
-    raw_inputs = list(getattr(model, "inputs", None) or [])
-    if not raw_inputs:
-        raise ConversionError(f"model {getattr(model, 'name', '?')!r}: expected a built model "
-                              f"with known inputs, got none (build it or give it an Input)")
-    names = list(getattr(model, "input_names", None) or [t.name for t in raw_inputs])
-    inputs = []
-    for name, tensor in zip(names, raw_inputs):
-        shape = tensor.shape
-        dims = shape.as_list() if hasattr(shape, "as_list") else list(shape)
-        dtype = getattr(tensor.dtype, "name", tensor.dtype)
-        inputs.append(TensorSpec(sanitize(str(name), taken), tuple(dims), str(dtype)))
-    outputs = [sanitize(str(n), taken) for n in _output_names(model)]
-    return inputs, outputs
-
-
-def _output_names(model: Any) -> list[str]:
-    names = list(getattr(model, "output_names", None) or [])
-    count = len(model.outputs)
-    if len(names) != count:
-        names = [getattr(t, "name", f"output_{i}") for i, t in enumerate(model.outputs)]
-    return names
-
-
-def outputs_as_list(result: Any, model: Any) -> list[Any]:
-    """Keras call results (tensor, list or dict) as a list in the model's output order."""
-    if isinstance(result, dict):
-        return [result[n] for n in _output_names(model)]
-    if isinstance(result, (list, tuple)):
-        return list(result)
-    return [result]
-
-
-def call_model(model: Any, arrays: list[Any]) -> list[Any]:
-    """Call a Keras model in inference mode on positional inputs."""
-    return outputs_as_list(model(arrays[0] if len(arrays) == 1 else list(arrays), training=False),
-                           model)
-
-
-def convert(loaded: LoadedKeras, *, opset: int = DEFAULT_OPSET,
-            batch_size: int | None = None) -> tuple[Any, list[TensorSpec], list[str]]:
-    """Convert a loaded Keras model to an ``onnx.ModelProto`` with readable I/O names."""
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise InputError(f"--opset: expected {MIN_OPSET}..{MAX_OPSET} (what tf2onnx writes), "
-                         f"got {opset}")
-    tf = quiet_tensorflow()
-    import tf2onnx
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
-
-    model = loaded.model
-    inputs, output_names = keras_signature(model)
-    if batch_size is not None:
-        inputs = [TensorSpec(s.name, (batch_size, *s.shape[1:]), s.dtype) for s in inputs]
-    signature = [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=s.name) for s in inputs]
-
-    def forward(*args: Any) -> list[Any]:
-        return call_model(model, list(args))
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            concrete = tf.function(forward).get_concrete_function(*signature)
-            frozen = convert_variables_to_constants_v2(
-                concrete, lower_control_flow=False, aggressive_inlining=True)
-            graph_def = frozen.graph.as_graph_def()
-            tf_inputs = [t.name for t in frozen.inputs]
-            tf_outputs = [t.name for t in frozen.outputs]
-            proto, _ = tf2onnx.convert.from_graph_def(
-                graph_def, input_names=tf_inputs, output_names=tf_outputs, opset=opset)
-    except (InputError, ConversionError):
-        raise
-    except Exception as exc:  # tf2onnx / TensorFlow raise many types
-        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise ConversionError(f"{loaded.path}: tf2onnx could not convert the model: "
-                              f"{detail}") from exc
-    expected = [f"{s.name}:0" for s in inputs]
-    got = [i.name for i in proto.graph.input]
-    if sorted(got) != sorted(tf_inputs) or sorted(tf_inputs) != sorted(expected):
-        raise ConversionError(f"{loaded.path}: expected the ONNX graph to take exactly the "
-                              f"model's inputs {[s.name for s in inputs]}, got {got}")
-    if len(tf_outputs) != len(output_names):
-        raise ConversionError(f"{loaded.path}: expected {len(output_names)} outputs "
-                              f"{output_names}, the converted graph has {len(tf_outputs)}")
-    renames = dict(zip(tf_inputs, [s.name for s in inputs]))
-    renames.update(zip(tf_outputs, output_names))
-    _rename_tensors(proto, renames)
-    _name_batch_dimension(proto, dynamic=batch_size is None)
-    return proto, inputs, output_names
-
-
-def _rename_tensors(proto: Any, renames: dict[str, str]) -> None:
-    graph = proto.graph
-    for node in graph.node:
-        node.input[:] = [renames.get(n, n) for n in node.input]
-        node.output[:] = [renames.get(n, n) for n in node.output]
-    for collection in (graph.input, graph.output, graph.value_info):
-        for value in collection:
-            value.name = renames.get(value.name, value.name)
-
-
-def _name_batch_dimension(proto: Any, *, dynamic: bool) -> None:
-    for value in list(proto.graph.input) + list(proto.graph.output):
-        dims = value.type.tensor_type.shape.dim
-        if dynamic and dims and not dims[0].HasField("dim_value"):
-            dims[0].dim_param = "batch"
 
 
 def infer_task(model: Any, output_count: int) -> tuple[str | None, float | None]:
@@ -221,27 +102,50 @@ def _tool_versions(opset: int) -> dict[str, Any]:
     return versions
 
 
-def export_model(source: str | os.PathLike[str], output: str | os.PathLike[str] | None = None,
-                 *, opset: int = DEFAULT_OPSET, data: str | os.PathLike[str] | None = None,
-                 atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, verify: bool = True,
-                 batch_size: int | None = None, feature_names: list[str] | None = None,
-                 seed: int = 0) -> ExportResult:
-    """Convert a Keras model file to ONNX, prove parity, then write it atomically.
+def _loaded(source: Any) -> LoadedKeras:
+    if isinstance(source, LoadedKeras):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return load_keras(source)
+    return from_model(source)
 
-    ``output`` defaults to the source path with the suffix ``.onnx``. With ``verify=False`` the
-    gate is skipped (``report`` is ``None``). A failing gate raises :class:`ParityError` and
-    writes nothing. Returns the :class:`ExportResult`.
+
+def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
+                 output: str | os.PathLike[str] | None = None, *, opset: int = DEFAULT_OPSET,
+                 data: str | os.PathLike[str] | None = None, atol: float = DEFAULT_ATOL,
+                 rtol: float = DEFAULT_RTOL, verify: bool = True, batch_size: int | None = None,
+                 feature_names: list[str] | None = None, seed: int = 0,
+                 inputs_as_nchw: list[str] | None = None,
+                 layerwise: bool = False) -> ExportResult:
+    """Convert a Keras model to ONNX, prove parity, then write it atomically.
+
+    ``source`` is a model file (``.h5``, ``.keras``, SavedModel directory), a
+    :class:`~portanet.keras_io.LoadedKeras` or a live Keras model (then ``output`` is required).
+    ``output`` defaults to the source path with the suffix ``.onnx``. ``batch_size`` fixes the
+    batch dimension (dynamic otherwise); ``inputs_as_nchw`` names image inputs the ONNX graph
+    takes channels-first. With ``verify=False`` the gate is skipped (``report`` is ``None``).
+    ``layerwise`` adds the per-layer comparison to the report; it also runs by itself when the
+    gate fails. A failing gate raises :class:`ParityError` and writes nothing.
     """
     import onnx
 
-    from portanet.parity import gate_report
+    from portanet.parity import NCHW_KEY, gate_report
     from portanet.runtime import load
 
     started = time.perf_counter()
-    loaded = load_keras(source)
+    if layerwise and not verify:
+        raise InputError("--layerwise: expected the parity gate to run, got --no-verify")
+    loaded = _loaded(source)
+    if output is None and loaded.format == "memory":
+        raise InputError(f"model {loaded.path.name!r}: expected an output path for a model "
+                         f"that has no file, got none")
     target = Path(output) if output else loaded.path.with_suffix(".onnx")
-    proto, inputs, _ = convert(loaded, opset=opset, batch_size=batch_size)
+    proto, inputs, _ = convert(loaded, opset=opset, batch_size=batch_size,
+                               inputs_as_nchw=inputs_as_nchw)
     schema = build_schema(loaded, inputs, proto, feature_names)
+    if inputs_as_nchw:
+        schema = dataclasses.replace(schema, extra={**schema.extra, NCHW_KEY: [
+            n.strip() for n in inputs_as_nchw if n.strip()]})
     _set_metadata(proto, {meta.VERSION: __version__, meta.SCHEMA: schema.to_dict()})
     candidate = _checked_bytes(proto, loaded.path)
     try:
@@ -251,17 +155,20 @@ def export_model(source: str | os.PathLike[str], output: str | os.PathLike[str] 
                               f"onnxruntime: {exc}") from exc
     report = None
     if verify:
-        report = gate_report(loaded, runtime, schema, data=data, atol=atol, rtol=rtol, seed=seed)
+        report = gate_report(loaded, runtime, schema, data=data, atol=atol, rtol=rtol, seed=seed,
+                             onnx_model=candidate, layerwise=layerwise)
         if not report:
             raise ParityError(f"{loaded.path}: {report.failure_message()}", report)
     from portanet.train import METRICS_ATTR, read_attributes
 
     metrics = read_attributes(loaded.path).get(METRICS_ATTR) if loaded.format == "h5" else None
+    parity = report.to_dict() if report else {"skipped": True}
+    parity.pop("layerwise", None)  # the per-layer table goes to --report, not the file
     _set_metadata(proto, {
         meta.SOURCE: {"file": loaded.path.name, "sha256": loaded.sha256, "format": loaded.format,
                       "keras_version": loaded.keras_version, "loader": loaded.loader},
         meta.TOOLS: _tool_versions(opset),
-        meta.PARITY: report.to_dict() if report else {"skipped": True},
+        meta.PARITY: parity,
         meta.METRICS: metrics,
     })
     final = proto.SerializeToString()

@@ -3,9 +3,12 @@
 * Keras 2 ``.h5`` (2.x, including ``2.x.y-tf`` from tf.keras) → ``tf_keras`` (the maintained
   Keras 2), which still reads old configs that Keras 3 refuses.
 * Keras 3 ``.h5`` and ``.keras`` → ``keras`` (3.x).
-* SavedModel directories → ``tf_keras``, or TensorFlow's plain loader for non-Keras ones.
+* SavedModel directories → ``tf_keras`` when Keras wrote them (tf.keras ``model.save(dir)``),
+  else TensorFlow's own loader and the ``serving_default`` signature (Keras 3 ``model.export``).
+* A live Keras model object → :func:`from_model`, for exporting without a file.
 
-Models are never compiled on load (old optimizer configs break loading). Export side only.
+Models are never compiled on load (old optimizer configs break loading). Models nested inside
+Sequential or functional models (Teachable Machine files) load like any other. Export side only.
 """
 
 from __future__ import annotations
@@ -61,10 +64,12 @@ class LoadedKeras:
 
     model: Any
     path: Path
-    format: str  # "h5", "keras" or "savedmodel"
+    format: str  # "h5", "keras", "savedmodel" or "memory"
     loader: str  # "keras", "tf_keras" or "tensorflow"
     keras_version: str | None
-    sha256: str
+    sha256: str | None
+    #: Layer trace recorded by the last conversion (:class:`portanet.layertrace.LayerTrace`).
+    trace: Any = None
 
     @property
     def is_keras3(self) -> bool:
@@ -179,11 +184,66 @@ def _load_tf_keras(path: Path) -> Any:
 
 
 def _load_savedmodel(path: Path) -> tuple[Any, str]:
+    import tensorflow as tf
     import tf_keras
 
     try:
-        return tf_keras.models.load_model(path, compile=False), "tf_keras"
-    except Exception as exc:  # not a Keras SavedModel: refuse clearly
-        raise ModelLoadError(f"{path}: expected a SavedModel written by Keras (tf.keras or "
-                             f"tf_keras), tf_keras could not load it: "
+        model = tf_keras.models.load_model(path, compile=False)
+        if isinstance(model, tf_keras.Model) and model.inputs:
+            return model, "tf_keras"
+    except Exception:  # not written by Keras 2: try TensorFlow's own loader below
+        pass
+    try:
+        root = tf.saved_model.load(str(path))
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: expected a SavedModel, TensorFlow could not load it: "
                              f"{str(exc).strip().splitlines()[0][:200]}") from exc
+    signatures = getattr(root, "signatures", {})
+    name = next((n for n in ("serving_default", "serve") if n in signatures), None)
+    if name is None:
+        raise ModelLoadError(f"{path}: expected a Keras SavedModel or one with a "
+                             f"'serving_default' signature, got signatures {list(signatures)}")
+    return SignatureModel(root, signatures[name], path.name), "tensorflow"
+
+
+class SignatureModel:
+    """A SavedModel's serving signature, dressed with what portanet reads from a Keras model.
+
+    Inputs are the signature's keyword arguments in sorted order; outputs its result keys in
+    sorted order. It has no layers, so layerwise comparison and layer names are unavailable.
+    """
+
+    def __init__(self, root: Any, function: Any, name: str) -> None:
+        self._root = root  # keeps the restored variables alive
+        self._function = function
+        _, keywords = function.structured_input_signature
+        self.name = name
+        self.input_names = sorted(keywords)
+        self.inputs = [keywords[n] for n in self.input_names]
+        results = function.structured_outputs
+        if not isinstance(results, dict):
+            results = {"output_0": results}
+        self.output_names = sorted(results)
+        self.outputs = [results[n] for n in self.output_names]
+        self.layers: list[Any] = []
+        self.weights = list(function.variables)
+
+    def __call__(self, inputs: Any, training: bool = False) -> list[Any]:
+        arrays = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        results = self._function(**dict(zip(self.input_names, arrays)))
+        if not isinstance(results, dict):
+            return [results]
+        return [results[n] for n in self.output_names]
+
+
+def from_model(model: Any) -> LoadedKeras:
+    """Wrap a live Keras model (Keras 3 or tf_keras) for export without a file."""
+    quiet_tensorflow()
+    module = type(model).__module__
+    loader = "tf_keras" if module.startswith("tf_keras") else "keras"
+    version = getattr(__import__(loader), "__version__", None)
+    if not getattr(model, "inputs", None):
+        raise ModelLoadError(f"model {getattr(model, 'name', '?')!r}: expected a built Keras "
+                             f"model with known inputs (give it an Input), got none")
+    return LoadedKeras(model, Path(str(getattr(model, "name", "model"))), "memory", loader,
+                       version, None)
