@@ -20,7 +20,7 @@ import sys
 import tempfile
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ class LoadedKeras:
     keras_version: str | None
     sha256: str | None
     #: Layer trace recorded by the last conversion (:class:`portanet.layertrace.LayerTrace`).
-    trace: Any = None
+    trace: Any = field(default=None, repr=False)
 
     @property
     def is_keras3(self) -> bool:

@@ -141,27 +141,43 @@ def _is_pima_sized(spec: TensorSpec) -> bool:
 
 def _read_data(path: Path, schema: ModelSchema,
                specs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    """Rows for the gate from ``path``: NPZ (one array per input name), NPY, or a table for a
+    2-D input. Arrays are in the Keras model's layout and must fit its fixed dimensions."""
     if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as archive:
             if len(specs) == 1 and len(archive.files) == 1:
-                return {specs[0].name: archive[archive.files[0]].astype(specs[0].numpy_dtype)}
-            missing = [s.name for s in specs if s.name not in archive.files]
-            if missing:
-                raise InputError(f"{path}: expected arrays named {[s.name for s in specs]}, "
-                                 f"got {archive.files} (missing {missing})")
-            return {s.name: archive[s.name].astype(s.numpy_dtype) for s in specs}
+                arrays = {specs[0].name: archive[archive.files[0]]}
+            else:
+                missing = [s.name for s in specs if s.name not in archive.files]
+                if missing:
+                    raise InputError(f"{path}: expected arrays named {[s.name for s in specs]}, "
+                                     f"got {archive.files} (missing {missing})")
+                arrays = {s.name: archive[s.name] for s in specs}
+        return {s.name: _fitted(path, s, arrays[s.name]) for s in specs}
     if len(specs) != 1:
         raise InputError(f"{path}: a model with inputs {[s.name for s in specs]} needs --data "
                          f"as an .npz holding one array per input name")
     spec = specs[0]
     if path.suffix.lower() == ".npy" and spec.rank != 2:
-        array = np.load(path, allow_pickle=False)
-        return {spec.name: array.astype(spec.numpy_dtype)}
+        return {spec.name: _fitted(path, spec, np.load(path, allow_pickle=False))}
     if spec.rank != 2 or not isinstance(spec.shape[1], int):
         raise InputError(f"{path}: input {spec.name!r} has shape {spec.shape}; tabular --data "
                          f"fits only 2-D inputs, give an .npy or .npz array instead")
     batch = read_all(path, Columns(schema.feature_names, spec.shape[1], (), spec.numpy_dtype))
     return {spec.name: batch.features}
+
+
+def _fitted(path: Path, spec: TensorSpec, array: np.ndarray) -> np.ndarray:
+    fits = array.ndim == spec.rank and all(
+        not isinstance(want, int) or want == got for want, got in zip(spec.shape[1:],
+                                                                       array.shape[1:]))
+    if not fits or not len(array):
+        raise InputError(f"{path}: input {spec.name!r} expects arrays of shape "
+                         f"(rows, {', '.join(str(d) for d in spec.shape[1:])}) in the Keras "
+                         f"model's layout, got {array.shape}")
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{path}: input {spec.name!r} expects numbers, got dtype {array.dtype}")
+    return array.astype(spec.numpy_dtype)
 
 
 def keras_outputs(model: Any, feeds: dict[str, np.ndarray], input_order: list[str],

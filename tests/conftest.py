@@ -58,3 +58,45 @@ def run_cli(*args: str, stdin: bytes | None = None, cwd: Path | None = None,
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "portanet", *args], input=stdin,
                           capture_output=True, cwd=cwd or REPO, env=env, timeout=timeout)
+
+
+def sample_inputs(model, rows: int, seed: int = 0) -> list:
+    """Seeded inputs for a Keras model, in the ranges the parity gate would use."""
+    import numpy as np
+
+    from portanet.conversion import keras_signature, trace_keras
+    from portanet.sampling import input_hints, random_array
+
+    specs, _ = keras_signature(model)
+    hints = input_hints(trace_keras(model, specs)[1], specs)
+    rng = np.random.default_rng(seed)
+    return [random_array(s, rows, rng, hint=hints.get(s.name)) for s in specs]
+
+
+def calibrate(model, rows: int = 128, seed: int = 0) -> None:
+    """Make a randomly initialised network behave like a trained one, so parity is measured on
+    meaningful numbers: BatchNormalization statistics from real activations (one training-mode
+    pass with momentum 0), ConvNeXt's LayerScale at 0.5 instead of 1e-6, and the last layer with
+    weights scaled so its output has unit spread."""
+    import numpy as np
+
+    from portanet.conversion import pack_inputs
+    from portanet.layertrace import record_outputs, walk_layers
+
+    x = pack_inputs(model, sample_inputs(model, rows, seed))
+    norms = [layer for _, layer in walk_layers(model)
+             if type(layer).__name__ == "BatchNormalization"]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(x, training=True)
+    for layer, momentum in zip(norms, momenta):
+        layer.momentum = momentum
+    for _, layer in walk_layers(model):
+        if type(layer).__name__ == "LayerScale":
+            layer.gamma.assign(np.full(layer.gamma.shape, 0.5, dtype="float32"))
+    path, last = [(p, layer) for p, layer in walk_layers(model)
+                  if getattr(layer, "kernel", None) is not None][-1]
+    values = record_outputs(model, lambda: model(x, training=False), keep=path.__eq__)
+    spread = float(np.std(values[path][0]))
+    last.set_weights([w / spread for w in last.get_weights()])

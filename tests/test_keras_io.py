@@ -55,3 +55,80 @@ def test_hdf5_without_a_model_config_is_refused(tmp_path):
     assert detect_format(tmp_path / "weights.h5") == "h5"
     with pytest.raises(ModelLoadError, match="model_config"):
         load_keras(tmp_path / "weights.h5")
+
+
+def _tf_keras_model():
+    import tf_keras
+
+    return tf_keras.Sequential([tf_keras.Input((5,)), tf_keras.layers.Dense(4, activation="relu"),
+                                tf_keras.layers.Dense(2, activation="softmax")])
+
+
+@pytest.mark.parametrize("version, loader", [("2.6.0-tf", "tf_keras"), ("2.15.0", "tf_keras"),
+                                             ("3.4.1", "keras")],
+                         ids=["tf.keras-2.6", "keras-2.15", "keras-3.4"])
+def test_h5_files_route_by_their_keras_version(tmp_path, version, loader):
+    import h5py
+
+    source = tmp_path / "model.h5"
+    if loader == "keras":
+        import keras
+
+        keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)]).save(source)
+    else:
+        _tf_keras_model().save(source)
+    with h5py.File(source, "a") as handle:
+        handle.attrs["keras_version"] = version
+    loaded = load_keras(source)
+    assert (loaded.loader, loaded.keras_version, loaded.format) == (loader, version, "h5")
+
+
+def test_tf_keras_savedmodel_directory_exports_with_parity(tmp_path):
+    from portanet.export import export_model
+
+    _tf_keras_model().save(tmp_path / "saved", save_format="tf")
+    result = export_model(tmp_path / "saved", tmp_path / "saved.onnx")
+    assert result.loaded.loader == "tf_keras" and result.loaded.format == "savedmodel"
+    assert result.report.passed and result.report.max_abs < 1e-5
+
+
+def test_keras3_exported_savedmodel_loads_through_tensorflow(tmp_path):
+    import keras
+
+    from portanet.export import export_model
+
+    inputs = keras.Input((6,), name="features")
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(
+        keras.layers.Dense(5, activation="relu")(inputs)))
+    model.export(tmp_path / "exported", verbose=False)
+    with pytest.raises(Exception):
+        keras.saving.load_model(tmp_path / "exported")
+    result = export_model(tmp_path / "exported", tmp_path / "exported.onnx", layerwise=True)
+    assert result.loaded.loader == "tensorflow"
+    assert [s.name for s in result.schema.inputs] == ["features"]
+    assert result.report.passed and result.report.max_abs < 1e-5
+    assert result.report.layerwise.rows == []  # a signature has no layers to compare
+
+
+def test_savedmodel_without_a_serving_signature_is_refused(tmp_path):
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.v = tf.Variable(1.0)
+    tf.saved_model.save(module, str(tmp_path / "plain"))
+    with pytest.raises(ModelLoadError, match="serving_default"):
+        load_keras(tmp_path / "plain")
+
+
+def test_a_live_model_wraps_without_a_file():
+    import keras
+
+    from portanet.keras_io import from_model
+
+    loaded = from_model(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)],
+                                         name="live"))
+    assert (loaded.format, loaded.loader, loaded.sha256, loaded.path.name) == (
+        "memory", "keras", None, "live")
+    assert from_model(_tf_keras_model()).loader == "tf_keras"
+    with pytest.raises(ModelLoadError, match="built Keras model"):
+        from_model(keras.Sequential([keras.layers.Dense(1)]))

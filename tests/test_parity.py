@@ -66,3 +66,52 @@ def test_data_with_the_wrong_columns_is_an_input_error(exported, tmp_path):
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(InputError, match="missing"):
         gate_inputs(load(exported.path).schema, data=bad)
+
+
+def _image_model():
+    import keras
+
+    return keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(3, 3),
+                             keras.layers.Flatten(), keras.layers.Dense(2)], name="tiny_cnn")
+
+
+def test_npy_data_for_an_image_model(tmp_path):
+    from portanet.export import export_model
+
+    rows = np.random.default_rng(4).uniform(0, 1, (9, 6, 6, 2)).astype(np.float32)
+    np.save(tmp_path / "images.npy", rows)
+    result = export_model(_image_model(), tmp_path / "m.onnx", data=tmp_path / "images.npy")
+    from portanet.parity import RANDOM_BATCHES
+
+    assert result.report.passed and result.report.samples == 9 + sum(RANDOM_BATCHES)
+    assert "9 rows of images.npy" in result.report.inputs_from
+
+
+def test_npz_data_for_a_multi_input_model(tmp_path):
+    import keras
+
+    from portanet.export import export_model
+
+    a, b = keras.Input((3,), name="a"), keras.Input((4, 2), name="b")
+    model = keras.Model([a, b], keras.layers.Dense(1)(keras.layers.Concatenate()(
+        [a, keras.layers.Flatten()(b)])))
+    rng = np.random.default_rng(5)
+    np.savez(tmp_path / "rows.npz", a=rng.normal(size=(11, 3)), b=rng.normal(size=(11, 4, 2)))
+    result = export_model(model, tmp_path / "m.onnx", data=tmp_path / "rows.npz")
+    assert result.report.passed and "11 rows of rows.npz" in result.report.inputs_from
+    np.savez(tmp_path / "short.npz", a=rng.normal(size=(11, 3)))
+    with pytest.raises(InputError, match="missing \\['b'\\]"):
+        export_model(model, tmp_path / "x.onnx", data=tmp_path / "short.npz")
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((4, 6, 6, 3), np.float32), r"expects arrays of shape \(rows, 6, 6, 2\)"),
+    (np.zeros((4, 36, 2), np.float32), r"got \(4, 36, 2\)"),
+    (np.array([["a"] * 72] * 2).reshape(2, 6, 6, 2), "expects numbers")],
+    ids=["wrong-channels", "wrong-rank", "strings"])
+def test_arrays_that_do_not_fit_the_model_are_input_errors(tmp_path, array, message):
+    from portanet.export import export_model
+
+    np.save(tmp_path / "bad.npy", array)
+    with pytest.raises(InputError, match=message):
+        export_model(_image_model(), tmp_path / "m.onnx", data=tmp_path / "bad.npy")
