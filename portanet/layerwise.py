@@ -12,6 +12,10 @@ the next layer that has a tensor, and are judged with it. tf2onnx also moves ima
 channels-first between convolutions; a layer's ONNX tensor is therefore compared in every axis
 order whose shape matches the Keras output, and the closest is kept — a faulty layer differs in
 every order, so this never hides a fault.
+
+Inner layers hold larger values than a model's outputs, and float32 rounding grows with them:
+a layer's absolute tolerance is ``atol`` times the largest magnitude of its Keras output (at
+least 1), its relative tolerance ``rtol``.
 """
 
 from __future__ import annotations
@@ -112,6 +116,8 @@ def _views(keras: np.ndarray, onnx_value: np.ndarray) -> list[tuple[str, np.ndar
 
 def _best(name: str, keras: np.ndarray, onnx_value: np.ndarray, atol: float,
           rtol: float) -> tuple[str, OutputReport] | None:
+    scale = float(np.nanmax(np.abs(keras), initial=0.0)) if keras.size else 0.0
+    atol = atol * max(1.0, scale if np.isfinite(scale) else 1.0)
     scored = [(label, compare_output(name, keras, view, atol=atol, rtol=rtol))
               for label, view in _views(keras, onnx_value)]
     if not scored:

@@ -225,3 +225,46 @@ def test_architecture_exports_with_parity(arch: Arch, tmp_path):
     for name, reference in zip(outputs, expected):
         assert float(np.ptp(reference, axis=0).max()) > 1e-3, f"{name}: degenerate outputs"
         assert np.abs(got[name] - reference).max() <= arch.max_abs
+
+
+@pytest.mark.slow
+def test_teachable_machine_mobilenet_exports_with_parity(tmp_path):
+    """The real Keras 2.4.0 Teachable Machine file: a MobileNet nested in Sequentials."""
+    import shutil
+
+    import portanet
+    from conftest import LEGACY_MOBILENET, need
+
+    source = tmp_path / LEGACY_MOBILENET.name
+    shutil.copyfile(need(LEGACY_MOBILENET), source)
+    report_file = tmp_path / "report.json"
+    started = time.perf_counter()
+    result = CliRunner().invoke(app, ["export", str(source), "--layerwise", "--report",
+                                      str(report_file)])
+    seconds = time.perf_counter() - started
+    assert result.exit_code == 0, result.output
+    target = source.with_suffix(".onnx")
+    onnx.checker.check_model(onnx.load(str(target)), full_check=True)
+    report = json.loads(report_file.read_text())
+    (output,) = report["outputs"]
+    assert output["violations"] == 0 and output["max_abs"] <= 1e-5
+    assert output["flips"] == 0 and output["decisions"] == report["samples"]
+    _log(Arch("legacy-keras240-teachable-mobilenet", lambda: None), output["max_abs"], seconds)
+    layerwise = report["layerwise"]
+    assert layerwise["first_failure"] is None and len(layerwise["rows"]) > 50
+    assert all(row["passed"] for row in layerwise["rows"])
+    assert layerwise["rows"][0]["layer"].startswith("sequential_1/model1/")
+    runtime = portanet.load(target)
+    assert runtime.metadata["portanet.source"]["loader"] == "tf_keras"
+
+    # The TensorRT-style variant: batch fixed to 1, channels-first input.
+    name = runtime.input_names[0]
+    fixed = tmp_path / "fixed.onnx"
+    result = CliRunner().invoke(app, ["export", str(source), "--output", str(fixed),
+                                      "--batch-size", "1", "--inputs-as-nchw", name])
+    assert result.exit_code == 0, result.output
+    nchw = portanet.load(fixed)
+    assert nchw.schema.inputs[0].shape == (1, 3, 224, 224)
+    image = np.random.default_rng(7).uniform(-1, 1, (1, 224, 224, 3)).astype(np.float32)
+    expected = runtime.predict(image)
+    assert np.abs(nchw.predict(image.transpose(0, 3, 1, 2).copy()) - expected).max() < 1e-5
