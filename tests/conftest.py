@@ -100,3 +100,11 @@ def calibrate(model, rows: int = 128, seed: int = 0) -> None:
     values = record_outputs(model, lambda: model(x, training=False), keep=path.__eq__)
     spread = float(np.std(values[path][0]))
     last.set_weights([w / spread for w in last.get_weights()])
+
+
+@pytest.fixture
+def seeded():
+    """Seed Keras, TensorFlow, numpy and Python so random weights are the same on every run."""
+    import keras
+
+    keras.utils.set_random_seed(0)

@@ -2,8 +2,9 @@
 Keras 3 (``.keras``) or tf-keras (``.h5``), exported through the CLI, the ONNX checked by
 onnx.checker and the gate's numbers read from its JSON report.
 
-The keras.applications networks (``weights=None``, 32×32 inputs, calibrated so their numbers are
-those of a working network) are marked ``slow``; CI runs them too. Set ``PORTANET_ARCH_LOG`` to
+The keras.applications networks (``weights=None``, 32×32 or 64×64 inputs, calibrated so their
+numbers are those of a working network) and the Teachable Machine file are marked ``slow``; CI
+runs them too. Set ``PORTANET_ARCH_LOG`` to
 a file to collect ``{id, max_abs, seconds}`` lines (``scripts/architecture_table.py``).
 """
 
@@ -31,6 +32,9 @@ import keras  # noqa: E402
 import tf_keras  # noqa: E402
 
 K, T = keras.layers, tf_keras.layers
+
+pytestmark = pytest.mark.usefixtures("seeded")
+
 
 
 @keras.saving.register_keras_serializable(package="portanet_tests")
@@ -103,8 +107,8 @@ def _nested(lib: Any, layers: Any) -> Any:
     return lib.Sequential([lib.Input((24, 24, 3)), features, head], name="nested")
 
 
-def _app(name: str) -> Callable[[], Any]:
-    return lambda: getattr(keras.applications, name)(weights=None, input_shape=(32, 32, 3),
+def _app(name: str, size: int) -> Callable[[], Any]:
+    return lambda: getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3),
                                                      classes=10)
 
 
@@ -166,13 +170,16 @@ ARCHS = [
     Arch("tfk-gelu-exact", lambda: _seq(
         tf_keras, T.Dense(16, activation="gelu"), T.Dense(2), shape=(10,)), ops={"Erf"}),
     Arch("tfk-nested-sequential", lambda: _nested(tf_keras, T)),
-    # Random-weight deep nets amplify float32 rounding (BatchNormalization with near-dead
-    # channels, ResNet50's epsilon 1e-5): their gate runs at atol 1e-4 (ResNet50: 1e-3).
-    *[Arch(f"app-{name.lower()}", _app(name), calibrated=True, slow=True, max_abs=atol,
-           args=("--atol", str(atol)))
-      for name, atol in [("MobileNetV2", 1e-4), ("MobileNetV3Small", 1e-4), ("ResNet50", 1e-3),
-                         ("EfficientNetB0", 1e-4), ("EfficientNetV2B0", 1e-4),
-                         ("DenseNet121", 1e-4), ("ConvNeXtTiny", 1e-4)]],
+    # Random-weight deep nets amplify float32 rounding (BatchNormalization divides
+    # low-variance channels by a small deviation: up to 2e-4 measured here, 7e-4 for ResNet50
+    # at 32x32, against 3e-6 for the trained Teachable Machine MobileNet), so their gate runs
+    # at atol 1e-3; a conversion fault shows errors of order 0.1 (tests/test_layerwise.py).
+    # 64x64 where the last stage would otherwise be 1x1 pixel and its statistics poorer.
+    *[Arch(f"app-{name.lower()}-{size}", _app(name, size), calibrated=True, slow=True,
+           max_abs=1e-3, args=("--atol", "1e-3"))
+      for name, size in [("MobileNetV2", 64), ("MobileNetV3Small", 32), ("ResNet50", 64),
+                         ("EfficientNetB0", 32), ("EfficientNetV2B0", 32),
+                         ("DenseNet121", 32), ("ConvNeXtTiny", 32)]],
 ]
 
 
@@ -193,7 +200,7 @@ def test_architecture_exports_with_parity(arch: Arch, tmp_path):
     import portanet
     from portanet.parity import run_onnx
 
-    model = arch.build()
+    model = arch.build()  # seeded: the weights, and so the figures, are the same on every run
     if arch.calibrated:
         calibrate(model)
     source = tmp_path / f"{arch.id}{arch.suffix}"

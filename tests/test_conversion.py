@@ -24,6 +24,9 @@ from portanet.export import export_model  # noqa: E402
 runner = CliRunner()
 layers = keras.layers
 
+pytestmark = pytest.mark.usefixtures("seeded")
+
+
 
 @keras.saving.register_keras_serializable(package="portanet_tests")
 class Probit(keras.layers.Layer):

@@ -14,6 +14,9 @@ import tf_keras  # noqa: E402
 from portanet.conversion import call_model, keras_signature, trace_keras  # noqa: E402
 from portanet.layertrace import LayerTrace, hooked, record_outputs, walk_layers  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("seeded")
+
+
 
 def _nested(lib):
     layers = lib.layers

@@ -20,6 +20,9 @@ import tf_keras  # noqa: E402
 
 runner = CliRunner()
 
+pytestmark = pytest.mark.usefixtures("seeded")
+
+
 
 def _cnn() -> keras.Model:
     layers = keras.layers

@@ -15,6 +15,9 @@ from portanet.conversion import keras_signature, trace_keras  # noqa: E402
 from portanet.sampling import InputHint, input_hints, random_array  # noqa: E402
 from portanet.spec import TensorSpec  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("seeded")
+
+
 
 def _hints(model):
     specs, _ = keras_signature(model)

@@ -1,4 +1,4 @@
-"""portanet's tf2onnx extensions: op handlers, XLA inlining, log capture, the unconverted-op scan."""
+"""portanet's tf2onnx extensions: op handlers, XLA inlining, log capture, unconverted ops."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ import keras  # noqa: E402
 
 from portanet import tf2onnx_ext  # noqa: E402
 from portanet.export import export_model  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("seeded")
+
 
 
 class _Op(keras.layers.Layer):
@@ -37,7 +40,8 @@ def test_handlers_convert_ops_tf2onnx_lacks(function, low, high, onnx_op, tmp_pa
     hidden = keras.layers.Dense(6)(inputs)
     model = keras.Model(inputs, keras.layers.Dense(3)(_Op(function, low, high, name="op")(hidden)))
     result = export_model(model, tmp_path / "op.onnx")
-    assert result.report.max_abs <= 1e-5 and result.report.samples > 1000
+    assert result.report.passed and result.report.samples > 1000
+    assert result.report.max_abs <= 1e-4
     ops = {n.op_type for n in onnx.load(str(result.path)).graph.node}
     assert onnx_op in ops and not ops & {"Erfc", "Expm1", "Log1p"}
 
