@@ -6,11 +6,14 @@ The export side (TensorFlow, tf2onnx, onnx) is imported inside the commands that
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
@@ -66,6 +69,20 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks."
     """portanet: Keras → ONNX with a parity gate, and fast TensorFlow-free inference."""
     if debug:
         _state["debug"] = True
+    logger = logging.getLogger("portanet")
+    if not logger.handlers:
+        logger.addHandler(_WarningLine())
+        logger.propagate = False
+    logger.setLevel(logging.INFO if _state["debug"] else logging.WARNING)
+
+
+class _WarningLine(logging.Handler):
+    """portanet's log warnings as one yellow line on stderr (info only with --debug)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING or _state["debug"]:
+            label = "warning" if record.levelno >= logging.WARNING else "info"
+            err.print(Text.assemble((f"{label}: ", "bold yellow"), record.getMessage()))
 
 
 @app.command()
@@ -181,24 +198,82 @@ def verify_command(
 def infer(
     model: Annotated[Path, typer.Argument(help="ONNX model file.")],
     input_path: Annotated[str, typer.Argument(
-        metavar="INPUT", help="CSV, Parquet, JSONL, JSON or NPY file; - for CSV on stdin.")],
+        metavar="INPUT", help="CSV, Parquet, JSONL, JSON or NPY file; - for stdin.")],
     output: Annotated[Optional[Path], typer.Option(
         help="Predictions file (.csv, .parquet, .jsonl, .npy); default CSV on stdout.")] = None,
     batch_size: Annotated[int, typer.Option(help="Rows per chunk.")] = 65536,
     keep_columns: Annotated[Optional[str], typer.Option(
         help="Comma-separated input columns to copy into the output (e.g. an id).")] = None,
     provider: Annotated[str, typer.Option(help="auto, cpu, cuda or tensorrt.")] = "auto",
+    require_provider: Annotated[bool, typer.Option(
+        "--require-provider", help="Fail unless the asked provider is really active.")] = False,
+    threads: Annotated[Optional[int], typer.Option(
+        help="onnxruntime threads (default: the CPUs this process may use).")] = None,
+    allow_nan: Annotated[bool, typer.Option(
+        "--allow-nan", help="Pass NaN/Inf/empty values to the model instead of refusing.")] = False,
+    stdin_format: Annotated[str, typer.Option(help="Format of - (stdin): csv or jsonl.")] = "csv",
 ) -> None:
     """Run an ONNX model over a file of rows and write predictions."""
+    from portanet.errors import InputError
     from portanet.infer import infer_file
     from portanet.runtime import load
 
+    if stdin_format not in ("csv", "jsonl"):
+        raise InputError(f"--stdin-format: expected csv or jsonl, got {stdin_format!r}")
     keep = [c.strip() for c in keep_columns.split(",") if c.strip()] if keep_columns else []
-    runtime = load(model, providers=provider)
-    result = infer_file(runtime, input_path, output, batch_size=batch_size, keep_columns=keep)
+    runtime = load(model, providers=provider, strict=require_provider, threads=threads)
+    with _row_progress() as on_batch:
+        result = infer_file(runtime, input_path, output, batch_size=batch_size,
+                            keep_columns=keep, allow_nan=allow_nan, stdin_format=stdin_format,
+                            on_batch=on_batch)
     if output is not None:
-        err.print(f"wrote {result.rows} predictions to {output} ({result.seconds:.2f} s)",
-                  highlight=False)
+        rate = result.rows / result.seconds if result.seconds else 0.0
+        err.print(f"wrote {result.rows} predictions to {output} ({result.seconds:.2f} s, "
+                  f"{rate:,.0f} rows/s, {runtime.providers[0]})", highlight=False)
+
+
+@contextlib.contextmanager
+def _row_progress() -> Iterator[Callable[[int], None] | None]:
+    """A rows + rows/s progress bar on stderr when it is a terminal; silent otherwise."""
+    if not err.is_terminal:
+        yield None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.completed:,} rows"),
+                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err,
+                  transient=True) as progress:
+        task = progress.add_task("infer", total=None, rate="")
+        started = time.perf_counter()
+
+        def on_batch(rows: int) -> None:
+            progress.advance(task, rows)
+            done = progress.tasks[0].completed
+            elapsed = time.perf_counter() - started
+            progress.update(task, rate=f"{done / elapsed:,.0f} rows/s" if elapsed else "")
+
+        yield on_batch
+
+
+@app.command()
+@_guarded
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Show which onnxruntime is installed, its providers, GPUs and CPUs, and any conflict."""
+    from portanet.doctor import environment_report
+
+    report = environment_report()
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        for key, value in report.items():
+            if key != "problems":
+                out.print(Text.assemble((f"{key}: ", "bold"), str(value)))
+        for problem in report["problems"]:
+            err.print(Text.assemble(("problem: ", "bold yellow"), problem))
+        if not report["problems"]:
+            out.print("no problems found")
 
 
 @app.command()

@@ -9,7 +9,7 @@ from portanet.cli import app
 from portanet.datasets import pima_csv_path
 
 runner = CliRunner()
-COMMANDS = ("train", "export", "verify", "infer", "inspect")
+COMMANDS = ("train", "export", "verify", "infer", "inspect", "doctor")
 PIMA_HEADER = ("pregnancies,glucose,blood_pressure,skin_thickness,insulin,bmi,"
                "diabetes_pedigree,age")
 
