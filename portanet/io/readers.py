@@ -85,8 +85,13 @@ def read_all(path: str | os.PathLike[str], columns: Columns, *, allow_nan: bool 
     parts = list(iter_batches(path, columns, allow_nan=allow_nan))
     if not parts:
         return Batch(np.empty((0, columns.width), dtype=columns.dtype))
-    kept = {k: np.concatenate([np.asarray(p.kept[k]) for p in parts]) for k in parts[0].kept}
+    kept = {k: np.array([v for p in parts for v in _as_list(p.kept[k])], dtype=object)
+            for k in parts[0].kept}
     return Batch(np.concatenate([p.features for p in parts]), kept, 0)
+
+
+def _as_list(values: Any) -> list[Any]:
+    return values.to_pylist() if hasattr(values, "to_pylist") else np.asarray(values).tolist()
 
 
 def check_finite(matrix: np.ndarray, names: Sequence[str], origin: str, first_line: int,

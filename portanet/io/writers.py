@@ -15,6 +15,7 @@ import numpy as np
 
 from portanet.atomic import atomic_path
 from portanet.errors import InputError
+from portanet.io.arrow import from_numpy
 
 OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
                   ".ndjson": "jsonl", ".npy": "npy"}
@@ -54,7 +55,8 @@ class _Writer:
     def _write_arrow(self, columns: dict[str, np.ndarray]) -> None:
         import pyarrow as pa
 
-        table = pa.table({k: pa.array(v) for k, v in columns.items()})
+        table = pa.Table.from_arrays([from_numpy(v) for v in columns.values()],
+                                     names=list(columns))
         if self._arrow is None:
             if self.fmt == "csv":
                 import pyarrow.csv as pacsv
@@ -70,7 +72,8 @@ class _Writer:
 
     def _write_jsonl(self, columns: dict[str, np.ndarray]) -> None:
         names = list(columns)
-        lists = [columns[n].tolist() for n in names]
+        lists = [columns[n].to_pylist() if hasattr(columns[n], "to_pylist")
+                 else np.asarray(columns[n]).tolist() for n in names]
         lines = [json.dumps(dict(zip(names, values))) for values in zip(*lists)]
         if lines:
             self.stream.write(("\n".join(lines) + "\n").encode())
