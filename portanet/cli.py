@@ -149,13 +149,16 @@ def export(
     feature_names: Annotated[Optional[str], typer.Option(
         help="Comma-separated column names of a tabular model's input.")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Also write the parity report JSON.")] = None,
+    allow_unsafe: Annotated[bool, typer.Option(
+        "--allow-unsafe", help="Load Lambda/custom layers (runs the file's code: trust it!).")
+    ] = False,
 ) -> None:
     """Convert a Keras model to ONNX; the file is written only if Keras and ONNX agree."""
     from portanet.export import export_model
 
     names = [n.strip() for n in feature_names.split(",")] if feature_names else None
     result = export_model(source, output, opset=opset, data=data, atol=atol, rtol=rtol,
-                          verify=verify, feature_names=names)
+                          verify=verify, feature_names=names, allow_unsafe=allow_unsafe)
     if result.report is not None:
         out.print(_parity_table(result.report, "parity gate: Keras vs ONNX"))
         if report is not None:
@@ -178,11 +181,15 @@ def verify_command(
     atol: Annotated[float, typer.Option(help="Absolute tolerance.")] = 1e-5,
     rtol: Annotated[float, typer.Option(help="Relative tolerance.")] = 1e-4,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    allow_unsafe: Annotated[bool, typer.Option(
+        "--allow-unsafe", help="Load Lambda/custom layers (runs the file's code: trust it!).")
+    ] = False,
 ) -> None:
     """Compare a Keras model with an ONNX model on the same inputs (exit 1 if they differ)."""
     from portanet.parity import verify
 
-    report = verify(source, onnx_file, data=data, atol=atol, rtol=rtol)
+    report = verify(source, onnx_file, data=data, atol=atol, rtol=rtol,
+                    allow_unsafe=allow_unsafe)
     if as_json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
@@ -212,6 +219,8 @@ def infer(
     allow_nan: Annotated[bool, typer.Option(
         "--allow-nan", help="Pass NaN/Inf/empty values to the model instead of refusing.")] = False,
     stdin_format: Annotated[str, typer.Option(help="Format of - (stdin): csv or jsonl.")] = "csv",
+    sha256: Annotated[Optional[str], typer.Option(
+        help="Refuse the model unless its sha256 is this.")] = None,
 ) -> None:
     """Run an ONNX model over a file of rows and write predictions."""
     from portanet.errors import InputError
@@ -221,7 +230,8 @@ def infer(
     if stdin_format not in ("csv", "jsonl"):
         raise InputError(f"--stdin-format: expected csv or jsonl, got {stdin_format!r}")
     keep = [c.strip() for c in keep_columns.split(",") if c.strip()] if keep_columns else []
-    runtime = load(model, providers=provider, strict=require_provider, threads=threads)
+    runtime = load(model, providers=provider, strict=require_provider, threads=threads,
+                   sha256=sha256)
     with _row_progress() as on_batch:
         result = infer_file(runtime, input_path, output, batch_size=batch_size,
                             keep_columns=keep, allow_nan=allow_nan, stdin_format=stdin_format,
@@ -281,11 +291,13 @@ def doctor(
 def inspect(
     model: Annotated[Path, typer.Argument(help="ONNX model file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    sha256: Annotated[Optional[str], typer.Option(
+        help="Refuse the file unless its sha256 is this.")] = None,
 ) -> None:
-    """Show an ONNX model's inputs, outputs, opset and portanet metadata."""
+    """Show an ONNX model's inputs, outputs, opset, checksums and portanet metadata."""
     from portanet.inspection import describe
 
-    info = describe(model)
+    info = describe(model, sha256=sha256)
     if as_json:
         sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
         return
@@ -296,7 +308,7 @@ def inspect(
         for t in info[kind]:
             table.add_row(kind[:-1], t["name"], str(t["shape"]), t["dtype"])
     out.print(table)
-    for key in ("opset", "producer", "sha256", "providers"):
+    for key in ("opset", "producer", "sha256", "source_sha256", "providers"):
         out.print(Text.assemble((f"{key}: ", "bold"), str(info[key])))
     for key, value in info["metadata"].items():
         text = value if isinstance(value, str) else json.dumps(value)

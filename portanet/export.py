@@ -225,12 +225,13 @@ def export_model(source: str | os.PathLike[str], output: str | os.PathLike[str] 
                  *, opset: int = DEFAULT_OPSET, data: str | os.PathLike[str] | None = None,
                  atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, verify: bool = True,
                  batch_size: int | None = None, feature_names: list[str] | None = None,
-                 seed: int = 0) -> ExportResult:
+                 seed: int = 0, allow_unsafe: bool = False) -> ExportResult:
     """Convert a Keras model file to ONNX, prove parity, then write it atomically.
 
     ``output`` defaults to the source path with the suffix ``.onnx``. With ``verify=False`` the
     gate is skipped (``report`` is ``None``). A failing gate raises :class:`ParityError` and
-    writes nothing. Returns the :class:`ExportResult`.
+    writes nothing. Unsafe source files are refused unless ``allow_unsafe``
+    (:mod:`portanet.keras_safety`). Returns the :class:`ExportResult`.
     """
     import onnx
 
@@ -238,7 +239,7 @@ def export_model(source: str | os.PathLike[str], output: str | os.PathLike[str] 
     from portanet.runtime import load
 
     started = time.perf_counter()
-    loaded = load_keras(source)
+    loaded = load_keras(source, allow_unsafe=allow_unsafe)
     target = Path(output) if output else loaded.path.with_suffix(".onnx")
     proto, inputs, _ = convert(loaded, opset=opset, batch_size=batch_size)
     schema = build_schema(loaded, inputs, proto, feature_names)

@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from portanet.errors import ModelLoadError
+from portanet.errors import ModelLoadError, UnsafeModelError
+from portanet.keras_safety import (
+    DEFAULT_KERAS_LIMITS,
+    KerasLimits,
+    check_keras_file,
+    keras_layer_classes,
+)
+
+log = logging.getLogger("portanet")
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -134,30 +142,43 @@ def _major(version: str | None) -> int:
         return 2
 
 
-def load_keras(path: str | os.PathLike[str]) -> LoadedKeras:
-    """Load a Keras model from ``.h5``, ``.keras`` or a SavedModel directory, uncompiled."""
+def load_keras(path: str | os.PathLike[str], *, allow_unsafe: bool = False,
+               limits: KerasLimits = DEFAULT_KERAS_LIMITS) -> LoadedKeras:
+    """Load a Keras model from ``.h5``, ``.keras`` or a SavedModel directory, uncompiled.
+
+    Unless ``allow_unsafe``, the file is checked first (:mod:`portanet.keras_safety`): Lambda,
+    TFSMLayer and unknown custom layers, custom functions, HDF5 links to other files and absurd
+    declared sizes are refused with :class:`UnsafeModelError` before any of it is deserialized.
+    """
     source = Path(path)
     fmt = detect_format(source)
     digest = file_sha256(source)
     quiet_tensorflow()
     version: str | None = None
+    if fmt == "h5":
+        version = h5_keras_version(source)
+        loader = "keras" if _major(version) >= 3 else "tf_keras"
+    else:
+        loader = "keras" if fmt == "keras" else "tf_keras"
+    if allow_unsafe:
+        log.warning("%s: --allow-unsafe: loading without safety checks; the file may run code",
+                    source)
+    else:
+        check_keras_file(source, fmt, keras_layer_classes(__import__(loader)), limits)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if fmt == "h5":
-                version = h5_keras_version(source)
-                if _major(version) >= 3:
-                    model, loader = _load_keras3(source), "keras"
-                else:
-                    model, loader = _load_tf_keras(source), "tf_keras"
+                model = _load_keras3(source, allow_unsafe) if loader == "keras" \
+                    else _load_tf_keras(source, allow_unsafe)
             elif fmt == "keras":
-                model, loader = _load_keras3(source), "keras"
+                model = _load_keras3(source, allow_unsafe)
                 import keras
 
                 version = keras.__version__
             else:
                 model, loader = _load_savedmodel(source)
-    except ModelLoadError:
+    except (ModelLoadError, UnsafeModelError):
         raise
     except Exception as exc:  # Keras raises many unrelated types for bad files
         detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
@@ -166,16 +187,16 @@ def load_keras(path: str | os.PathLike[str]) -> LoadedKeras:
     return LoadedKeras(model, source, fmt, loader, version, digest)
 
 
-def _load_keras3(path: Path) -> Any:
+def _load_keras3(path: Path, allow_unsafe: bool = False) -> Any:
     import keras
 
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
+    return keras.saving.load_model(path, compile=False, safe_mode=not allow_unsafe)
 
 
-def _load_tf_keras(path: Path) -> Any:
+def _load_tf_keras(path: Path, allow_unsafe: bool = False) -> Any:
     import tf_keras
 
-    return tf_keras.models.load_model(path, compile=False)
+    return tf_keras.models.load_model(path, compile=False, safe_mode=not allow_unsafe)
 
 
 def _load_savedmodel(path: Path) -> tuple[Any, str]:
