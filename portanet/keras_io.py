@@ -22,11 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from portanet.errors import ModelLoadError, UnsafeModelError
+from portanet.h5_probe import probe
 from portanet.keras_safety import (
     DEFAULT_KERAS_LIMITS,
     KerasLimits,
-    check_keras_file,
+    check_config,
     keras_layer_classes,
+    keras_zip_config,
+    parse_json,
 )
 
 log = logging.getLogger("portanet")
@@ -118,21 +121,15 @@ def detect_format(path: Path) -> str:
 
 def h5_keras_version(path: Path) -> str | None:
     """The ``keras_version`` attribute of an HDF5 model file (``None`` when absent)."""
-    import h5py
+    return _h5_attributes(path, DEFAULT_KERAS_LIMITS).get("keras_version")
 
-    try:
-        with h5py.File(path, "r") as handle:
-            if "model_config" not in handle.attrs:
-                raise ModelLoadError(f"{path}: expected a whole Keras model (HDF5 with a "
-                                     f"model_config attribute), got a file without one "
-                                     f"(weights only?)")
-            raw = handle.attrs.get("keras_version")
-    except OSError as exc:
-        raise ModelLoadError(f"{path}: expected a readable HDF5 model file, h5py says: "
-                             f"{exc}") from exc
-    if raw is None:
-        return None
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+def _h5_attributes(path: Path, limits: KerasLimits) -> dict[str, str]:
+    attributes = probe(path, max_dataset_bytes=limits.max_dataset_bytes).attributes
+    if "model_config" not in attributes:
+        raise ModelLoadError(f"{path}: expected a whole Keras model (HDF5 with a model_config "
+                             f"attribute), got a file without one (weights only?)")
+    return attributes
 
 
 def _major(version: str | None) -> int:
@@ -153,18 +150,24 @@ def load_keras(path: str | os.PathLike[str], *, allow_unsafe: bool = False,
     source = Path(path)
     fmt = detect_format(source)
     digest = file_sha256(source)
-    quiet_tensorflow()
+    config: Any = None
     version: str | None = None
     if fmt == "h5":
-        version = h5_keras_version(source)
+        attributes = _h5_attributes(source, limits)  # read in a child process first
+        version = attributes.get("keras_version")
+        config = parse_json(attributes["model_config"], source)
         loader = "keras" if _major(version) >= 3 else "tf_keras"
+    elif fmt == "keras":
+        config = keras_zip_config(source)
+        loader = "keras"
     else:
-        loader = "keras" if fmt == "keras" else "tf_keras"
+        loader = "tf_keras"
+    quiet_tensorflow()
     if allow_unsafe:
         log.warning("%s: --allow-unsafe: loading without safety checks; the file may run code",
                     source)
-    else:
-        check_keras_file(source, fmt, keras_layer_classes(__import__(loader)), limits)
+    elif config is not None:
+        check_config(config, str(source), keras_layer_classes(__import__(loader)), limits)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -2,10 +2,10 @@
 
 Keras model files are programs in disguise: a ``Lambda`` layer carries Python bytecode that runs
 while the model is rebuilt, a custom object names code to import, ``TFSMLayer`` loads another
-SavedModel, and HDF5 can link to other files (external links, external storage, virtual
-datasets). Keras' own ``safe_mode`` covers ``.keras`` files, and ``.h5`` only since Keras 3.11.3
-(tf-keras not at all), so portanet reads the configuration itself (JSON, with h5py or zipfile)
-and refuses before any deserialization. ``allow_unsafe=True`` skips the checks.
+SavedModel. Keras' own ``safe_mode`` covers ``.keras`` files, and ``.h5`` only since Keras 3.11.3
+(tf-keras not at all), so portanet reads the configuration itself (JSON, from the HDF5 probe of
+:mod:`portanet.h5_probe` or the zip) and refuses before any deserialization. HDF5 links to other
+files are refused by the probe. ``allow_unsafe=True`` skips the checks here.
 """
 
 from __future__ import annotations
@@ -43,79 +43,20 @@ class KerasLimits:
 DEFAULT_KERAS_LIMITS = KerasLimits()
 
 
-def check_keras_file(path: Path, fmt: str, known_classes: set[str],
-                     limits: KerasLimits = DEFAULT_KERAS_LIMITS) -> None:
-    """Raise :class:`UnsafeModelError` if the file at ``path`` (format ``h5``/``keras``) is unsafe.
-
-    ``known_classes`` are the layer class names the chosen Keras defines; any other class is a
-    custom object whose code would have to be imported, and is refused.
-    """
-    if fmt == "h5":
-        config = _h5_config(path, limits)
-    elif fmt == "keras":
-        config = _keras_zip_config(path)
-    else:
-        return
-    check_config(config, str(path), known_classes, limits)
-
-
-def _h5_config(path: Path, limits: KerasLimits) -> Any:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as handle:
-            _check_h5_structure(handle, path, limits)
-            raw = handle.attrs.get("model_config")
-    except (OSError, KeyError, ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"{path}: expected a readable HDF5 model file, h5py says: "
-                             f"{exc}") from exc
-    if raw is None:
-        raise ModelLoadError(f"{path}: expected a whole Keras model (HDF5 with a model_config "
-                             f"attribute), got a file without one (weights only?)")
-    return _parse_json(raw.decode() if isinstance(raw, bytes) else str(raw), path)
-
-
-def _check_h5_structure(handle: Any, path: Path, limits: KerasLimits) -> None:
-    import h5py
-
-    problems: list[str] = []
-
-    def visit_link(name: str, link: Any) -> None:
-        if isinstance(link, h5py.ExternalLink):
-            problems.append(f"external link {name!r} → {link.filename}:{link.path}")
-
-    handle.visititems_links(visit_link)
-    if problems:  # never follow an external link, not even to look at datasets
-        raise UnsafeModelError(f"{path}: HDF5 reads other files: {problems[0]}; refused")
-
-    def visit(name: str, item: Any) -> None:
-        if not isinstance(item, h5py.Dataset):
-            return
-        if item.external:
-            problems.append(f"dataset {name!r} stores its data in {item.external[0][0]!r}")
-        elif item.is_virtual:
-            problems.append(f"dataset {name!r} is a virtual dataset over other files")
-        elif item.size * item.dtype.itemsize > limits.max_dataset_bytes:
-            problems.append(f"dataset {name!r} declares {item.size * item.dtype.itemsize:,} "
-                            f"bytes (limit {limits.max_dataset_bytes:,})")
-
-    handle.visititems(visit)
-    if problems:
-        raise UnsafeModelError(f"{path}: {problems[0]}; refused")
-
-
-def _keras_zip_config(path: Path) -> Any:
+def keras_zip_config(path: Path) -> Any:
+    """The model configuration (``config.json``) of a ``.keras`` archive, parsed."""
     try:
         with zipfile.ZipFile(path) as archive:
             with archive.open("config.json") as handle:
                 text = handle.read(64 << 20).decode("utf-8")
-    except (KeyError, zipfile.BadZipFile, OSError, UnicodeDecodeError) as exc:
+    except (KeyError, zipfile.BadZipFile, OSError, UnicodeDecodeError, ValueError) as exc:
         raise ModelLoadError(f"{path}: expected a .keras archive with config.json, got: "
                              f"{exc}") from exc
-    return _parse_json(text, path)
+    return parse_json(text, path)
 
 
-def _parse_json(text: str, path: Path) -> Any:
+def parse_json(text: str, path: Path) -> Any:
+    """Parse a JSON configuration, naming the file when it is invalid."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -143,6 +143,22 @@ def test_nested_models_and_wrappers_are_walked():
 def test_real_legacy_files_pass_the_checks():
     import tf_keras
 
-    from portanet.keras_safety import check_keras_file, keras_layer_classes
+    from portanet.h5_probe import probe
+    from portanet.keras_safety import keras_layer_classes
 
-    check_keras_file(need(LEGACY_MOBILENET), "h5", keras_layer_classes(tf_keras))
+    attributes = probe(need(LEGACY_MOBILENET), max_dataset_bytes=1 << 30).attributes
+    assert attributes["keras_version"] == "2.4.0"
+    check_config(json.loads(attributes["model_config"]), "tm.h5", keras_layer_classes(tf_keras))
+
+
+def test_the_probe_turns_a_slow_or_broken_file_into_a_load_error(tmp_path):
+    from portanet.errors import ModelLoadError
+    from portanet.h5_probe import probe
+
+    with pytest.raises(ModelLoadError, match="did not finish in 0 s"):
+        probe(need(LEGACY_MOBILENET), max_dataset_bytes=1 << 30, timeout=0.01)
+    broken = tmp_path / "broken.h5"
+    data = bytearray(need(LEGACY_MOBILENET).read_bytes()[:4096])
+    broken.write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match="h5py says"):
+        probe(broken, max_dataset_bytes=1 << 30)
