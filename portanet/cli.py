@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
@@ -46,6 +47,10 @@ def _guarded(func: F) -> F:
         except PortanetError as exc:
             if _state["debug"]:
                 raise
+            # Drop the frames' locals now: Arrow and onnxruntime objects kept alive by the
+            # traceback would otherwise be destroyed during interpreter shutdown, after their
+            # thread pools, which can abort the process.
+            traceback.clear_frames(exc.__traceback__)
             lines = str(exc).splitlines() or [type(exc).__name__]
             err.print(f"[bold red]error:[/] {lines[0]}", highlight=False, markup=True,
                       soft_wrap=True)

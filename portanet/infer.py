@@ -135,7 +135,7 @@ def infer_file(model: Model | str | os.PathLike[str], source: str | os.PathLike[
     with open_writer(output) as writer:
         batches = iter_batches(source, columns, batch_rows=batch_size, allow_nan=allow_nan,
                                stdin_format=stdin_format)
-        for batch in prefetch(batches):
+        for batch in batches:
             # The reader has refused NaN/Inf already (naming line and column); skip a recheck.
             outputs = runtime.run({spec.name: batch.features}, allow_nan=True)
             table = dict(batch.kept)

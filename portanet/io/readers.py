@@ -104,7 +104,7 @@ def check_finite(matrix: np.ndarray, names: Sequence[str], origin: str, first_li
         return
     row, col = map(int, np.argwhere(~finite)[0])
     value = matrix[row, col]
-    shown = "an empty value" if np.isnan(value) else f"{value}"
+    shown = "an empty or NaN value" if np.isnan(value) else f"{value}"
     raise InputError(f"{origin}: {line_word} {first_line + row}, column {names[col]!r}: expected "
                      f"a finite number, got {shown} (use --allow-nan to pass NaN/Inf through)")
 

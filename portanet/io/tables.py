@@ -81,9 +81,12 @@ def _csv_file(source: Path, origin: str, columns: Columns, batch_rows: int,
     import pyarrow.csv as pacsv
 
     with open(source, "rb") as handle:
+        head = handle.read(4096)
+        handle.seek(0)
         first = handle.readline()
-    if b"\0" in first:
-        raise InputError(f"{origin}: expected a text CSV file, got binary data on line 1")
+    if b"\0" in head:
+        line = head[: head.index(b"\0")].count(b"\n") + 1
+        raise InputError(f"{origin}: expected a text CSV file, got binary data on line {line}")
     try:
         text = first.decode("utf-8").strip("\r\n\ufeff")
     except UnicodeDecodeError as exc:
@@ -104,14 +107,16 @@ def _csv_file(source: Path, origin: str, columns: Columns, batch_rows: int,
         columns = Columns(None, columns.width, (), columns.dtype)
     features, keep = _select(names, columns, origin)
     read_options = pacsv.ReadOptions(column_names=names)
+    # Only an empty cell is missing; "nan"/"inf" parse as the float values they name.
     convert = pacsv.ConvertOptions(column_types={n: pa.float32() for n in features},
-                                   include_columns=features + keep, strings_can_be_null=False)
+                                   include_columns=features + keep, null_values=[""],
+                                   strings_can_be_null=False)
     chunk_bytes = max(CSV_CHUNK_BYTES, int(len(first) * batch_rows * 1.2))
     line = 2 if has_header else 1
     row = 0
     try:
         for text in _line_aligned_chunks(source, chunk_bytes, skip_first_line=has_header):
-            table = pacsv.read_csv(io.BytesIO(text), read_options=read_options,
+            table = pacsv.read_csv(pa.BufferReader(text), read_options=read_options,
                                    convert_options=convert).combine_chunks()
             del text
             for record in table.to_batches():
@@ -130,23 +135,63 @@ def _csv_file(source: Path, origin: str, columns: Columns, batch_rows: int,
         raise InputError(f"{origin}: {detail}") from exc
 
 
-def _line_aligned_chunks(source: Path, size: int, *, skip_first_line: bool) -> Iterator[bytes]:
-    """The file in pieces of about ``size`` bytes that end on a line break.
+def _line_aligned_chunks(source: Path, size: int, *, skip_first_line: bool) -> Iterator[Any]:
+    """The file as Arrow buffers of about ``size`` bytes that end on a line break.
 
     Each piece is parsed by ``pyarrow.csv.read_csv``, which uses every core; pieces keep memory
-    bounded. (pyarrow refuses line breaks inside quoted values by default, so cutting at line
-    breaks changes nothing it would accept.)
+    bounded. The pieces are Arrow-native buffers read with ``pyarrow.OSFile``: a Python file
+    object handed to the threaded reader is released on an Arrow thread, which needs the GIL
+    and aborts the process when that happens during interpreter shutdown (seen here).
+    (pyarrow refuses line breaks inside quoted values by default, so cutting at line breaks
+    changes nothing it would accept.)
     """
-    with open(source, "rb") as handle:
+    import pyarrow as pa
+
+    with pa.OSFile(str(source), "rb") as handle:
+        total = handle.size()
+        position = 0
         if skip_first_line:
-            handle.readline()
-        while True:
-            piece = handle.read(size)
-            if not piece:
-                return
-            if not piece.endswith(b"\n"):
-                piece += handle.readline()
+            position = _next_line_start(handle, 0, total)
+        while position < total:
+            handle.seek(position)
+            piece = handle.read_buffer(min(size, total - position))
+            length = piece.size
+            if position + length < total:
+                cut = _last_line_break(piece)
+                if cut < 0:  # one line longer than the piece: take up to its end
+                    length = _next_line_start(handle, position, total) - position
+                    handle.seek(position)
+                    piece = handle.read_buffer(length)
+                else:
+                    length = cut + 1
+                    piece = piece.slice(0, length)
             yield piece
+            position += length
+
+
+def _last_line_break(buffer: Any) -> int:
+    view = memoryview(buffer)
+    window = 4096
+    while True:
+        start = max(0, len(view) - window)
+        found = bytes(view[start:]).rfind(b"\n")
+        if found >= 0:
+            return start + found
+        if start == 0:
+            return -1
+        window *= 8
+
+
+def _next_line_start(handle: Any, position: int, total: int) -> int:
+    """Offset just after the first line break at or after ``position`` (or the end)."""
+    step = 1 << 16
+    while position < total:
+        handle.seek(position)
+        found = bytes(memoryview(handle.read_buffer(min(step, total - position)))).find(b"\n")
+        if found >= 0:
+            return position + found + 1
+        position += step
+    return total
 
 
 def _is_number(cell: str) -> bool:
@@ -272,6 +317,11 @@ def npy_batches(source: Path, columns: Columns, batch_rows: int,
     origin = str(source)
     if columns.keep:
         raise InputError(f"{origin}: --keep-columns needs named columns; .npy arrays have none")
+    with open(source, "rb") as handle:
+        magic = handle.read(6)
+    if magic != b"\x93NUMPY":
+        raise InputError(f"{origin}: expected a .npy file (starting with \\x93NUMPY), got "
+                         f"leading bytes {magic!r}")
     try:
         array = np.load(source, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:

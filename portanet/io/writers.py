@@ -35,8 +35,10 @@ def output_format(path: str | os.PathLike[str] | None) -> str:
 class _Writer:
     """Writes column batches (dict name → 1-D array) in order."""
 
-    def __init__(self, fmt: str, stream: BinaryIO) -> None:
+    def __init__(self, fmt: str, stream: BinaryIO | str) -> None:
         self.fmt = fmt
+        # Arrow writers get a path when there is one: they then write through Arrow's own
+        # file, never holding a Python object that an Arrow thread would have to release.
         self.stream = stream
         self._arrow: Any = None
         self._npy_rows = 0
@@ -117,6 +119,12 @@ def open_writer(path: str | os.PathLike[str] | None) -> Iterator[_Writer]:
                 _finish_npy(raw, temporary, writer)
             finally:
                 raw.unlink(missing_ok=True)
+        elif fmt in ("csv", "parquet"):
+            writer = _Writer(fmt, str(temporary))
+            yield writer
+            writer.close()
+            if writer._arrow is None:  # nothing written: still leave a (empty) file
+                temporary.write_bytes(b"")
         else:
             with open(temporary, "wb") as stream:
                 writer = _Writer(fmt, stream)
