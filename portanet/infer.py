@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import numpy as np
 
@@ -18,8 +15,6 @@ from portanet.io.readers import DEFAULT_BATCH_ROWS, Columns, iter_batches
 from portanet.io.writers import open_writer, output_format
 from portanet.runtime import Model, as_matrix, load
 from portanet.spec import BINARY_CLASSIFIER, MULTICLASS_CLASSIFIER
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -57,56 +52,6 @@ def prediction_columns(model: Model, outputs: dict[str, np.ndarray]) -> dict[str
     return columns
 
 
-_DONE = object()
-
-
-def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """Run ``items`` in a background thread, ``depth`` ahead of the consumer.
-
-    Parsing the next batch (pyarrow releases the GIL) overlaps with predicting and writing the
-    current one; memory stays bounded by ``depth`` batches. Errors surface in the consumer, and
-    a consumer that stops early stops the producer.
-    """
-    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put(_DONE)
-        except BaseException as exc:  # handed to the consumer, raised there
-            slots.put(exc)
-
-    worker = threading.Thread(target=produce, name="portanet-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = slots.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():
-            try:
-                slots.get_nowait()
-            except queue.Empty:
-                worker.join(timeout=0.05)
-        close = getattr(items, "close", None)
-        if close is not None:
-            close()
-
-
 def infer_file(model: Model | str | os.PathLike[str], source: str | os.PathLike[str],
                output: str | os.PathLike[str] | None = None, *,
                batch_size: int = DEFAULT_BATCH_ROWS, keep_columns: Sequence[str] = (),
@@ -133,9 +78,8 @@ def infer_file(model: Model | str | os.PathLike[str], source: str | os.PathLike[
                       spec.numpy_dtype)
     rows = 0
     with open_writer(output) as writer:
-        batches = iter_batches(source, columns, batch_rows=batch_size, allow_nan=allow_nan,
-                               stdin_format=stdin_format)
-        for batch in batches:
+        for batch in iter_batches(source, columns, batch_rows=batch_size, allow_nan=allow_nan,
+                                  stdin_format=stdin_format):
             # The reader has refused NaN/Inf already (naming line and column); skip a recheck.
             outputs = runtime.run({spec.name: batch.features}, allow_nan=True)
             table = dict(batch.kept)
