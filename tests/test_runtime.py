@@ -147,11 +147,14 @@ def test_auto_and_explicit_cpu_and_bad_names():
         portanet.load(COMMITTED_ONNX, providers="gpu-please")
 
 
-def test_sixteen_threads_match_serial(model):
-    """16 threads × 500 predictions of random batch sizes (1–512), every input form's fast
-    path and the chunked path included, equal the serial results."""
+@pytest.mark.parametrize("chunk_rows", [65536, 100], ids=["one-call", "chunked"])
+def test_sixteen_threads_match_serial(chunk_rows):
+    """16 threads × 500 predictions of random batch sizes (1–512) on one shared Model equal
+    the serial results, with batches run in one call or cut into chunks."""
     from concurrent.futures import ThreadPoolExecutor
 
+    model = portanet.load(COMMITTED_ONNX)
+    model.chunk_rows = chunk_rows
     rng = np.random.default_rng(0)
     batches = [rng.uniform(0, 100, size=(int(rng.integers(1, 513)), 8)).astype(np.float32)
                for _ in range(16 * 500)]
