@@ -35,7 +35,7 @@ def _opset(path: Path, metadata: dict[str, Any]) -> Any:
 def describe(path: str | os.PathLike[str], *, sha256: str | None = None) -> dict[str, Any]:
     """Everything ``portanet inspect`` shows, as plain data (``sha256`` verifies the file)."""
     model = load(path, providers="cpu", sha256=sha256)
-    session_meta = model._session.get_modelmeta()
+    session_meta = model.session.get_modelmeta()
     source = model.metadata.get(meta.SOURCE)
     return {
         "path": str(path),

@@ -98,6 +98,11 @@ class Model:
         return list(self._session.get_providers())
 
     @property
+    def session(self) -> ort.InferenceSession:
+        """The underlying onnxruntime session (for what portanet does not wrap)."""
+        return self._session
+
+    @property
     def input_names(self) -> list[str]:
         """Names of the model's inputs."""
         return list(self._input_names)
