@@ -6,11 +6,15 @@ The export side (TensorFlow, tf2onnx, onnx) is imported inside the commands that
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import os
 import sys
-from collections.abc import Callable
+import time
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
@@ -44,6 +48,10 @@ def _guarded(func: F) -> F:
         except PortanetError as exc:
             if _state["debug"]:
                 raise
+            # Drop the frames' locals now: Arrow and onnxruntime objects kept alive by the
+            # traceback would otherwise be destroyed during interpreter shutdown, after their
+            # thread pools, which can abort the process.
+            traceback.clear_frames(exc.__traceback__)
             lines = str(exc).splitlines() or [type(exc).__name__]
             err.print(f"[bold red]error:[/] {lines[0]}", highlight=False, markup=True,
                       soft_wrap=True)
@@ -67,6 +75,20 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks."
     """portanet: Keras → ONNX with a parity gate, and fast TensorFlow-free inference."""
     if debug:
         _state["debug"] = True
+    logger = logging.getLogger("portanet")
+    if not logger.handlers:
+        logger.addHandler(_WarningLine())
+        logger.propagate = False
+    logger.setLevel(logging.INFO if _state["debug"] else logging.WARNING)
+
+
+class _WarningLine(logging.Handler):
+    """portanet's log warnings as one yellow line on stderr (info only with --debug)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING or _state["debug"]:
+            label = "warning" if record.levelno >= logging.WARNING else "info"
+            err.print(Text.assemble((f"{label}: ", "bold yellow"), record.getMessage()))
 
 
 @app.command()
@@ -170,6 +192,9 @@ def export(
         help="Image input the ONNX graph takes channels-first (repeat or comma-separate).")] = None,
     layerwise: Annotated[bool, typer.Option(
         "--layerwise", help="Also compare every Keras layer with its ONNX tensor.")] = False,
+    allow_unsafe: Annotated[bool, typer.Option(
+        "--allow-unsafe", help="Load Lambda/custom layers (runs the file's code: trust it!).")
+    ] = False,
 ) -> None:
     """Convert a Keras model to ONNX; the file is written only if Keras and ONNX agree."""
     from portanet.errors import ParityError
@@ -179,7 +204,8 @@ def export(
     try:
         result = export_model(source, output, opset=opset, data=data, atol=atol, rtol=rtol,
                               verify=verify, feature_names=names, batch_size=batch_size,
-                              inputs_as_nchw=_names(inputs_as_nchw) or None, layerwise=layerwise)
+                              inputs_as_nchw=_names(inputs_as_nchw) or None, layerwise=layerwise,
+                              allow_unsafe=allow_unsafe)
     except ParityError as exc:
         if exc.report is not None:
             _print_reports(exc.report, "parity gate: Keras vs ONNX")
@@ -214,11 +240,15 @@ def verify_command(
         "--layerwise", help="Compare every Keras layer with its ONNX tensor (automatic when "
                             "the outputs differ).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    allow_unsafe: Annotated[bool, typer.Option(
+        "--allow-unsafe", help="Load Lambda/custom layers (runs the file's code: trust it!).")
+    ] = False,
 ) -> None:
     """Compare a Keras model with an ONNX model on the same inputs (exit 1 if they differ)."""
     from portanet.parity import verify
 
-    report = verify(source, onnx_file, data=data, atol=atol, rtol=rtol, layerwise=layerwise)
+    report = verify(source, onnx_file, data=data, atol=atol, rtol=rtol, layerwise=layerwise,
+                    allow_unsafe=allow_unsafe)
     if as_json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
@@ -234,24 +264,85 @@ def verify_command(
 def infer(
     model: Annotated[Path, typer.Argument(help="ONNX model file.")],
     input_path: Annotated[str, typer.Argument(
-        metavar="INPUT", help="CSV, Parquet, JSONL, JSON or NPY file; - for CSV on stdin.")],
+        metavar="INPUT", help="CSV, Parquet, JSONL, JSON or NPY file; - for stdin.")],
     output: Annotated[Optional[Path], typer.Option(
         help="Predictions file (.csv, .parquet, .jsonl, .npy); default CSV on stdout.")] = None,
     batch_size: Annotated[int, typer.Option(help="Rows per chunk.")] = 65536,
     keep_columns: Annotated[Optional[str], typer.Option(
         help="Comma-separated input columns to copy into the output (e.g. an id).")] = None,
     provider: Annotated[str, typer.Option(help="auto, cpu, cuda or tensorrt.")] = "auto",
+    require_provider: Annotated[bool, typer.Option(
+        "--require-provider", help="Fail unless the asked provider is really active.")] = False,
+    threads: Annotated[Optional[int], typer.Option(
+        help="onnxruntime threads (default: the CPUs this process may use).")] = None,
+    allow_nan: Annotated[bool, typer.Option(
+        "--allow-nan", help="Pass NaN/Inf/empty values to the model instead of refusing.")] = False,
+    stdin_format: Annotated[str, typer.Option(help="Format of - (stdin): csv or jsonl.")] = "csv",
+    sha256: Annotated[Optional[str], typer.Option(
+        help="Refuse the model unless its sha256 is this.")] = None,
 ) -> None:
     """Run an ONNX model over a file of rows and write predictions."""
+    from portanet.errors import InputError
     from portanet.infer import infer_file
     from portanet.runtime import load
 
+    if stdin_format not in ("csv", "jsonl"):
+        raise InputError(f"--stdin-format: expected csv or jsonl, got {stdin_format!r}")
     keep = [c.strip() for c in keep_columns.split(",") if c.strip()] if keep_columns else []
-    runtime = load(model, providers=provider)
-    result = infer_file(runtime, input_path, output, batch_size=batch_size, keep_columns=keep)
+    runtime = load(model, providers=provider, strict=require_provider, threads=threads,
+                   sha256=sha256)
+    with _row_progress() as on_batch:
+        result = infer_file(runtime, input_path, output, batch_size=batch_size,
+                            keep_columns=keep, allow_nan=allow_nan, stdin_format=stdin_format,
+                            on_batch=on_batch)
     if output is not None:
-        err.print(f"wrote {result.rows} predictions to {output} ({result.seconds:.2f} s)",
-                  highlight=False)
+        rate = result.rows / result.seconds if result.seconds else 0.0
+        err.print(f"wrote {result.rows} predictions to {output} ({result.seconds:.2f} s, "
+                  f"{rate:,.0f} rows/s, {runtime.providers[0]})", highlight=False)
+
+
+@contextlib.contextmanager
+def _row_progress() -> Iterator[Callable[[int], None] | None]:
+    """A rows + rows/s progress bar on stderr when it is a terminal; silent otherwise."""
+    if not err.is_terminal:
+        yield None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.completed:,} rows"),
+                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err,
+                  transient=True) as progress:
+        task = progress.add_task("infer", total=None, rate="")
+        started = time.perf_counter()
+
+        def on_batch(rows: int) -> None:
+            progress.advance(task, rows)
+            done = progress.tasks[0].completed
+            elapsed = time.perf_counter() - started
+            progress.update(task, rate=f"{done / elapsed:,.0f} rows/s" if elapsed else "")
+
+        yield on_batch
+
+
+@app.command()
+@_guarded
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Show which onnxruntime is installed, its providers, GPUs and CPUs, and any conflict."""
+    from portanet.doctor import environment_report
+
+    report = environment_report()
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        for key, value in report.items():
+            if key != "problems":
+                out.print(Text.assemble((f"{key}: ", "bold"), str(value)))
+        for problem in report["problems"]:
+            err.print(Text.assemble(("problem: ", "bold yellow"), problem))
+        if not report["problems"]:
+            out.print("no problems found")
 
 
 @app.command()
@@ -259,11 +350,13 @@ def infer(
 def inspect(
     model: Annotated[Path, typer.Argument(help="ONNX model file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    sha256: Annotated[Optional[str], typer.Option(
+        help="Refuse the file unless its sha256 is this.")] = None,
 ) -> None:
-    """Show an ONNX model's inputs, outputs, opset and portanet metadata."""
+    """Show an ONNX model's inputs, outputs, opset, checksums and portanet metadata."""
     from portanet.inspection import describe
 
-    info = describe(model)
+    info = describe(model, sha256=sha256)
     if as_json:
         sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
         return
@@ -274,7 +367,7 @@ def inspect(
         for t in info[kind]:
             table.add_row(kind[:-1], t["name"], str(t["shape"]), t["dtype"])
     out.print(table)
-    for key in ("opset", "producer", "sha256", "providers"):
+    for key in ("opset", "producer", "sha256", "source_sha256", "providers"):
         out.print(Text.assemble((f"{key}: ", "bold"), str(info[key])))
     for key, value in info["metadata"].items():
         text = value if isinstance(value, str) else json.dumps(value)

@@ -102,11 +102,11 @@ def _tool_versions(opset: int) -> dict[str, Any]:
     return versions
 
 
-def _loaded(source: Any) -> LoadedKeras:
+def _loaded(source: Any, allow_unsafe: bool) -> LoadedKeras:
     if isinstance(source, LoadedKeras):
         return source
     if isinstance(source, (str, os.PathLike)):
-        return load_keras(source)
+        return load_keras(source, allow_unsafe=allow_unsafe)
     return from_model(source)
 
 
@@ -115,13 +115,14 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
                  data: str | os.PathLike[str] | None = None, atol: float = DEFAULT_ATOL,
                  rtol: float = DEFAULT_RTOL, verify: bool = True, batch_size: int | None = None,
                  feature_names: list[str] | None = None, seed: int = 0,
-                 inputs_as_nchw: list[str] | None = None,
+                 allow_unsafe: bool = False, inputs_as_nchw: list[str] | None = None,
                  layerwise: bool = False) -> ExportResult:
     """Convert a Keras model to ONNX, prove parity, then write it atomically.
 
     ``source`` is a model file (``.h5``, ``.keras``, SavedModel directory), a
     :class:`~portanet.keras_io.LoadedKeras` or a live Keras model (then ``output`` is required).
-    ``output`` defaults to the source path with the suffix ``.onnx``. ``batch_size`` fixes the
+    ``output`` defaults to the source path with the suffix ``.onnx``. Unsafe source files are
+    refused unless ``allow_unsafe`` (:mod:`portanet.keras_safety`). ``batch_size`` fixes the
     batch dimension (dynamic otherwise); ``inputs_as_nchw`` names image inputs the ONNX graph
     takes channels-first. With ``verify=False`` the gate is skipped (``report`` is ``None``).
     ``layerwise`` adds the per-layer comparison to the report; it also runs by itself when the
@@ -135,7 +136,7 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
     started = time.perf_counter()
     if layerwise and not verify:
         raise InputError("--layerwise: expected the parity gate to run, got --no-verify")
-    loaded = _loaded(source)
+    loaded = _loaded(source, allow_unsafe)
     if output is None and loaded.format == "memory":
         raise InputError(f"model {loaded.path.name!r}: expected an output path for a model "
                          f"that has no file, got none")

@@ -13,7 +13,7 @@ import numpy as np
 from portanet.errors import InputError
 from portanet.io.readers import DEFAULT_BATCH_ROWS, Columns, iter_batches
 from portanet.io.writers import open_writer, output_format
-from portanet.runtime import Model, load
+from portanet.runtime import Model, as_matrix, load
 from portanet.spec import BINARY_CLASSIFIER, MULTICLASS_CLASSIFIER
 
 
@@ -33,7 +33,7 @@ def prediction_columns(model: Model, outputs: dict[str, np.ndarray]) -> dict[str
     columns: dict[str, np.ndarray] = {}
     if schema.task in (BINARY_CLASSIFIER, MULTICLASS_CLASSIFIER) and len(outputs) == 1:
         scores = next(iter(outputs.values()))
-        flat = scores.reshape(len(scores), -1)
+        flat = as_matrix(scores)
         if schema.task == BINARY_CLASSIFIER:
             columns["probability"] = flat[:, 0]
         else:
@@ -43,7 +43,7 @@ def prediction_columns(model: Model, outputs: dict[str, np.ndarray]) -> dict[str
         columns["label"] = model.labels_for(scores)
         return columns
     for name, values in outputs.items():
-        flat = values.reshape(len(values), -1)
+        flat = as_matrix(values)
         if flat.shape[1] == 1:
             columns[name] = flat[:, 0]
         else:
@@ -65,7 +65,9 @@ def infer_file(model: Model | str | os.PathLike[str], source: str | os.PathLike[
     """
     started = time.perf_counter()
     runtime = model if isinstance(model, Model) else load(model)
-    output_format(output)  # refuse an unknown suffix before reading anything
+    if output_format(output) == "npy" and keep_columns:  # checked before reading anything
+        raise InputError(f"--output {output}: .npy holds numbers only; --keep-columns needs "
+                         f"a .csv, .parquet or .jsonl output")
     specs = runtime.schema.inputs
     if len(specs) != 1 or specs[0].rank != 2 or not isinstance(specs[0].shape[1], int):
         raise InputError(f"{runtime.path}: file inference expects one 2-D input of fixed width, "
@@ -78,12 +80,18 @@ def infer_file(model: Model | str | os.PathLike[str], source: str | os.PathLike[
     with open_writer(output) as writer:
         for batch in iter_batches(source, columns, batch_rows=batch_size, allow_nan=allow_nan,
                                   stdin_format=stdin_format):
-            outputs = runtime.run({spec.name: batch.features}, allow_nan=allow_nan)
-            table = {k: np.asarray(v) for k, v in batch.kept.items()}
+            # The reader has refused NaN/Inf already (naming line and column); skip a recheck.
+            outputs = runtime.run({spec.name: batch.features}, allow_nan=True)
+            table = dict(batch.kept)
             table.update(prediction_columns(runtime, outputs))
             writer.write(table)
             rows += len(batch.features)
             if on_batch is not None:
                 on_batch(len(batch.features))
+        if rows == 0:  # header only: an empty result with the right columns
+            empty = runtime.run({spec.name: np.empty((0, columns.width), spec.numpy_dtype)})
+            table = {k: np.array([], dtype=object) for k in keep_columns}
+            table.update(prediction_columns(runtime, empty))
+            writer.write(table)
     return InferResult(rows, time.perf_counter() - started,
                        Path(output) if output and str(output) != "-" else None)

@@ -32,13 +32,15 @@ def _opset(path: Path, metadata: dict[str, Any]) -> Any:
     return {o.domain or "ai.onnx": o.version for o in proto.opset_import}
 
 
-def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Everything ``portanet inspect`` shows, as plain data."""
-    model = load(path, providers="cpu")
-    session_meta = model._session.get_modelmeta()
+def describe(path: str | os.PathLike[str], *, sha256: str | None = None) -> dict[str, Any]:
+    """Everything ``portanet inspect`` shows, as plain data (``sha256`` verifies the file)."""
+    model = load(path, providers="cpu", sha256=sha256)
+    session_meta = model.session.get_modelmeta()
+    source = model.metadata.get(meta.SOURCE)
     return {
         "path": str(path),
         "sha256": sha256_of(path),
+        "source_sha256": source.get("sha256") if isinstance(source, dict) else None,
         "inputs": [t.to_dict() for t in model.schema.inputs],
         "outputs": [t.to_dict() for t in model.schema.outputs],
         "opset": _opset(Path(path), model.metadata),

@@ -24,7 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from portanet.errors import ModelLoadError
+from portanet.errors import ModelLoadError, UnsafeModelError
+from portanet.h5_probe import probe
+from portanet.keras_safety import (
+    DEFAULT_KERAS_LIMITS,
+    KerasLimits,
+    check_config,
+    keras_layer_classes,
+    keras_zip_config,
+    parse_json,
+)
+
+log = logging.getLogger("portanet")
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -115,21 +126,15 @@ def detect_format(path: Path) -> str:
 
 def h5_keras_version(path: Path) -> str | None:
     """The ``keras_version`` attribute of an HDF5 model file (``None`` when absent)."""
-    import h5py
+    return _h5_attributes(path, DEFAULT_KERAS_LIMITS).get("keras_version")
 
-    try:
-        with h5py.File(path, "r") as handle:
-            if "model_config" not in handle.attrs:
-                raise ModelLoadError(f"{path}: expected a whole Keras model (HDF5 with a "
-                                     f"model_config attribute), got a file without one "
-                                     f"(weights only?)")
-            raw = handle.attrs.get("keras_version")
-    except OSError as exc:
-        raise ModelLoadError(f"{path}: expected a readable HDF5 model file, h5py says: "
-                             f"{exc}") from exc
-    if raw is None:
-        return None
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+def _h5_attributes(path: Path, limits: KerasLimits) -> dict[str, str]:
+    attributes = probe(path, max_dataset_bytes=limits.max_dataset_bytes).attributes
+    if "model_config" not in attributes:
+        raise ModelLoadError(f"{path}: expected a whole Keras model (HDF5 with a model_config "
+                             f"attribute), got a file without one (weights only?)")
+    return attributes
 
 
 def _major(version: str | None) -> int:
@@ -139,30 +144,49 @@ def _major(version: str | None) -> int:
         return 2
 
 
-def load_keras(path: str | os.PathLike[str]) -> LoadedKeras:
-    """Load a Keras model from ``.h5``, ``.keras`` or a SavedModel directory, uncompiled."""
+def load_keras(path: str | os.PathLike[str], *, allow_unsafe: bool = False,
+               limits: KerasLimits = DEFAULT_KERAS_LIMITS) -> LoadedKeras:
+    """Load a Keras model from ``.h5``, ``.keras`` or a SavedModel directory, uncompiled.
+
+    Unless ``allow_unsafe``, the file is checked first (:mod:`portanet.keras_safety`): Lambda,
+    TFSMLayer and unknown custom layers, custom functions, HDF5 links to other files and absurd
+    declared sizes are refused with :class:`UnsafeModelError` before any of it is deserialized.
+    """
     source = Path(path)
     fmt = detect_format(source)
     digest = file_sha256(source)
-    quiet_tensorflow()
+    config: Any = None
     version: str | None = None
+    if fmt == "h5":
+        attributes = _h5_attributes(source, limits)  # read in a child process first
+        version = attributes.get("keras_version")
+        config = parse_json(attributes["model_config"], source)
+        loader = "keras" if _major(version) >= 3 else "tf_keras"
+    elif fmt == "keras":
+        config = keras_zip_config(source)
+        loader = "keras"
+    else:
+        loader = "tf_keras"
+    quiet_tensorflow()
+    if allow_unsafe:
+        log.warning("%s: --allow-unsafe: loading without safety checks; the file may run code",
+                    source)
+    elif config is not None:
+        check_config(config, str(source), keras_layer_classes(__import__(loader)), limits)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if fmt == "h5":
-                version = h5_keras_version(source)
-                if _major(version) >= 3:
-                    model, loader = _load_keras3(source), "keras"
-                else:
-                    model, loader = _load_tf_keras(source), "tf_keras"
+                model = _load_keras3(source, allow_unsafe) if loader == "keras" \
+                    else _load_tf_keras(source, allow_unsafe)
             elif fmt == "keras":
-                model, loader = _load_keras3(source), "keras"
+                model = _load_keras3(source, allow_unsafe)
                 import keras
 
                 version = keras.__version__
             else:
                 model, loader = _load_savedmodel(source)
-    except ModelLoadError:
+    except (ModelLoadError, UnsafeModelError):
         raise
     except Exception as exc:  # Keras raises many unrelated types for bad files
         detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
@@ -171,16 +195,16 @@ def load_keras(path: str | os.PathLike[str]) -> LoadedKeras:
     return LoadedKeras(model, source, fmt, loader, version, digest)
 
 
-def _load_keras3(path: Path) -> Any:
+def _load_keras3(path: Path, allow_unsafe: bool = False) -> Any:
     import keras
 
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
+    return keras.saving.load_model(path, compile=False, safe_mode=not allow_unsafe)
 
 
-def _load_tf_keras(path: Path) -> Any:
+def _load_tf_keras(path: Path, allow_unsafe: bool = False) -> Any:
     import tf_keras
 
-    return tf_keras.models.load_model(path, compile=False)
+    return tf_keras.models.load_model(path, compile=False, safe_mode=not allow_unsafe)
 
 
 def _load_savedmodel(path: Path) -> tuple[Any, str]:

@@ -232,13 +232,15 @@ def gate_report(loaded: LoadedKeras, runtime: Model, schema: ModelSchema, *,
 
 def verify(source: str | os.PathLike[str], onnx_path: str | os.PathLike[str], *,
            data: str | os.PathLike[str] | None = None, atol: float = DEFAULT_ATOL,
-           rtol: float = DEFAULT_RTOL, seed: int = 0, layerwise: bool = False) -> ParityReport:
+           rtol: float = DEFAULT_RTOL, seed: int = 0, allow_unsafe: bool = False,
+           layerwise: bool = False) -> ParityReport:
     """Compare a Keras model file with an ONNX file on demand (the ``verify`` command).
 
     ``layerwise`` adds the per-layer comparison, which also runs by itself when they differ.
+    Unsafe source files are refused unless ``allow_unsafe``.
     """
     runtime = load(onnx_path, providers="cpu")
-    loaded = load_keras(source)
+    loaded = load_keras(source, allow_unsafe=allow_unsafe)
     inputs, outputs = keras_signature(loaded.model)
     missing = [s.name for s in inputs if s.name not in runtime.input_names]
     if missing or sorted(outputs) != sorted(runtime.output_names):

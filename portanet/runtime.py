@@ -7,8 +7,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,14 +21,31 @@ import onnxruntime as ort
 
 from portanet import metadata as meta
 from portanet import providers as prov
-from portanet.errors import InputError, ModelLoadError
+from portanet.errors import InputError, ModelLoadError, UnsafeModelError
+from portanet.onnx_guard import DEFAULT_LIMITS, Limits, check_model_bytes
 from portanet.spec import BINARY_CLASSIFIER, ModelSchema, TensorSpec, dtype_from_ort
-from portanet.validation import coerce_array, columns_of, stack_features
+from portanet.validation import check_finite, coerce_array, columns_of, stack_features
 
 log = logging.getLogger("portanet")
 
 #: Rows per onnxruntime call when a large batch is cut into chunks (tuned in benchmarks/).
 DEFAULT_CHUNK_ROWS = 65536
+
+
+def as_matrix(values: np.ndarray) -> np.ndarray:
+    """View an output as rows × values (works for empty batches too)."""
+    values = np.asarray(values)
+    if values.ndim == 0:
+        return values.reshape(1, 1)
+    return values.reshape(values.shape[0], int(np.prod(values.shape[1:], dtype=np.int64)))
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    """Quick test that a float array holds no NaN/Inf: NaN and Inf survive a sum, so a finite
+    sum proves the array finite (a non-finite one, or an overflow, goes to the exact check)."""
+    if array.size <= 64:
+        return math.isfinite(sum(array.reshape(-1).tolist()))
+    return math.isfinite(np.add.reduce(array, axis=None))
 
 
 def _spec_from_arg(arg: Any) -> TensorSpec:
@@ -63,11 +83,24 @@ class Model:
                                                 (None, len(features))):
             features = None  # names that do not describe a 2-D input are ignored
         self._features = features
+        # Fast path for the common case: one input, given as an ndarray of the right dtype.
+        self._fast = single if single is not None and single.dtype != "str" else None
+        self._fast_dtype = self._fast.numpy_dtype if self._fast is not None else None
+        self._fast_float = self._fast is not None and self._fast_dtype.kind == "f"
+        self._fixed_dims = tuple((axis, dim) for axis, dim in enumerate(single.shape)
+                                 if isinstance(dim, int)) if single is not None else ()
+        self._float_inputs = {s.name for s in inputs if s.numpy_dtype.kind == "f"} \
+            if all(s.dtype != "str" for s in inputs) else set()
 
     @property
     def providers(self) -> list[str]:
         """The execution providers onnxruntime really uses, in priority order."""
         return list(self._session.get_providers())
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        """The underlying onnxruntime session (for what portanet does not wrap)."""
+        return self._session
 
     @property
     def input_names(self) -> list[str]:
@@ -86,6 +119,14 @@ class Model:
 
     def prepare(self, x: Any, *, allow_nan: bool = False) -> dict[str, np.ndarray]:
         """Validate ``x`` and return the feeds onnxruntime will receive."""
+        feeds = self._coerce(x)
+        if not allow_nan:
+            for name in self._float_inputs:
+                check_finite(name, feeds[name])
+        return feeds
+
+    def _coerce(self, x: Any) -> dict[str, np.ndarray]:
+        """Everything but the NaN/Inf check (done chunk by chunk, while data is in cache)."""
         specs = self.schema.inputs
         if len(specs) == 1:
             spec = specs[0]
@@ -97,10 +138,10 @@ class Model:
                         f"metadata, and this model has none; pass an array of shape "
                         f"{tuple(spec.shape)} or a dict {{{spec.name!r}: array}}")
                 return {spec.name: coerce_array(stack_features(columns, self._features, spec),
-                                                spec, allow_nan=allow_nan)}
+                                                spec, allow_nan=True)}
             if columns is not None:
                 x = columns[spec.name]
-            return {spec.name: coerce_array(x, spec, allow_nan=allow_nan)}
+            return {spec.name: coerce_array(x, spec, allow_nan=True)}
         columns = columns_of(x)
         if columns is None:
             raise InputError(f"expected a dict of the inputs {self._input_names}, "
@@ -110,43 +151,88 @@ class Model:
         if missing or unknown:
             raise InputError(f"expected the inputs {self._input_names}, got {list(columns)}"
                              f" (missing {missing}, unknown {unknown})")
-        feeds = {s.name: coerce_array(columns[s.name], s, allow_nan=allow_nan) for s in specs}
+        feeds = {s.name: coerce_array(columns[s.name], s, allow_nan=True) for s in specs}
         sizes = {a.shape[0] for a in feeds.values() if a.ndim}
         if len(sizes) > 1:
             raise InputError(f"expected one batch size for all inputs, got {sorted(sizes)}")
         return feeds
 
+    def _fast_feeds(self, x: Any) -> dict[str, np.ndarray] | None:
+        """Feeds for an ndarray that already fits the single input exactly, else ``None``."""
+        spec = self._fast
+        if (spec is None or type(x) is not np.ndarray or x.dtype != self._fast_dtype
+                or x.ndim != spec.rank or not x.flags.c_contiguous):
+            return None
+        shape = x.shape
+        for axis, dim in self._fixed_dims:
+            if shape[axis] != dim:
+                return None
+        return {spec.name: x}
+
     def run(self, feeds: Any, *, allow_nan: bool = False) -> dict[str, np.ndarray]:
         """Run the model and return every output by name. Large batches run in chunks."""
-        checked = self.prepare(feeds, allow_nan=allow_nan)
-        return self._run_checked(checked)
+        checked = self._fast_feeds(feeds)
+        if checked is None:
+            checked = self._coerce(feeds)
+        return dict(zip(self._output_names, self._execute(checked, allow_nan)))
 
     def predict(self, x: Any, *, allow_nan: bool = False) -> np.ndarray | dict[str, np.ndarray]:
         """Predict: the output array of a single-output model, else a dict name → array."""
-        outputs = self.run(x, allow_nan=allow_nan)
-        if len(self._output_names) == 1:
-            return outputs[self._output_names[0]]
-        return outputs
+        checked = self._fast_feeds(x)
+        if checked is not None and 0 < len(x) <= self.chunk_rows and len(self._output_names) == 1:
+            # Small ready-made batch: the shortest path to onnxruntime.
+            if self._fast_float and not allow_nan and not _all_finite(x):
+                check_finite(self._fast.name, x)
+            return self._session_run(checked)[0]
+        if checked is None:
+            checked = self._coerce(x)
+        results = self._execute(checked, allow_nan)
+        if len(results) == 1:
+            return results[0]
+        return dict(zip(self._output_names, results))
 
-    def _run_checked(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _session_run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        # The C++ session behind InferenceSession.run, without its per-call Python checks
+        # (portanet has validated the feeds); the public method handles any failure.
+        try:
+            return self._session._sess.run(self._output_names, feeds, None)
+        except Exception:
+            pass
+        try:
+            return self._session.run(self._output_names, feeds)
+        except Exception as exc:  # onnxruntime's own untyped errors (e.g. a bad dynamic dim)
+            shapes = {k: tuple(v.shape) for k, v in feeds.items()}
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise InputError(f"{self.path or 'model'}: onnxruntime could not run the model on "
+                             f"inputs of shapes {shapes}: {first}") from exc
+
+    def _execute(self, feeds: dict[str, np.ndarray], allow_nan: bool) -> list[np.ndarray]:
+        """Check NaN/Inf chunk by chunk and run; chunks land in one preallocated output."""
+        check = not allow_nan and self._float_inputs
         rows = next(iter(feeds.values())).shape[0] if feeds else 0
         if rows == 0:
-            return self._empty_outputs()
-        if rows <= self.chunk_rows:
-            results = self._session.run(self._output_names, feeds)
-            return dict(zip(self._output_names, results))
-        first = self._session.run(
-            self._output_names, {k: v[: self.chunk_rows] for k, v in feeds.items()})
-        out = {name: np.empty((rows, *part.shape[1:]), dtype=part.dtype)
-               for name, part in zip(self._output_names, first)}
-        for name, part in zip(self._output_names, first):
-            out[name][: self.chunk_rows] = part
-        for start in range(self.chunk_rows, rows, self.chunk_rows):
-            stop = min(start + self.chunk_rows, rows)
-            parts = self._session.run(self._output_names,
-                                      {k: v[start:stop] for k, v in feeds.items()})
-            for name, part in zip(self._output_names, parts):
-                out[name][start:stop] = part
+            empty = self._empty_outputs()
+            return [empty[n] for n in self._output_names]
+        step = self.chunk_rows
+        if rows <= step:
+            if check:
+                for name in self._float_inputs:
+                    if not _all_finite(feeds[name]):
+                        check_finite(name, feeds[name])
+            return self._session_run(feeds)
+        out: list[np.ndarray] = []
+        for start in range(0, rows, step):
+            stop = min(start + step, rows)
+            part = {k: v[start:stop] for k, v in feeds.items()}
+            if check:
+                for name in self._float_inputs:
+                    if not _all_finite(part[name]):
+                        check_finite(name, part[name], start)
+            results = self._session_run(part)
+            if not out:
+                out = [np.empty((rows, *r.shape[1:]), dtype=r.dtype) for r in results]
+            for target, result in zip(out, results):
+                target[start:stop] = result
         return out
 
     def _empty_outputs(self) -> dict[str, np.ndarray]:
@@ -159,9 +245,9 @@ class Model:
         schema = self.schema
         if schema.task == BINARY_CLASSIFIER:
             threshold = schema.threshold if schema.threshold is not None else 0.5
-            return (probabilities.reshape(len(probabilities), -1)[:, 0] >= threshold).astype(np.int64)
+            return (as_matrix(probabilities)[:, 0] >= threshold).astype(np.int64)
         if schema.task == "multiclass_classifier":
-            return probabilities.reshape(len(probabilities), -1).argmax(axis=1)
+            return as_matrix(probabilities).argmax(axis=1)
         return None
 
     def __repr__(self) -> str:
@@ -170,24 +256,43 @@ class Model:
 
 
 def load(path: str | os.PathLike[str] | bytes, *, providers: str | Sequence[str] = "auto",
-         strict: bool = False, threads: int | None = None) -> Model:
+         strict: bool = False, threads: int | None = None, sha256: str | None = None,
+         limits: Limits = DEFAULT_LIMITS) -> Model:
     """Load an ONNX model for inference.
 
     ``providers``: ``"auto"`` (TensorRT/CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
     ``"tensorrt"`` or a list of onnxruntime provider names. With ``strict=True`` a requested
     provider that onnxruntime did not activate raises :class:`ModelLoadError` instead of the
-    silent CPU fallback. ``threads`` defaults to the CPUs this process may use.
+    silent CPU fallback. ``threads`` defaults to the CPUs this process may use. ``sha256``, when
+    given, must match the file's bytes (else :class:`UnsafeModelError`). Before onnxruntime sees
+    the file, its size is checked against ``limits`` and every external-data reference must stay
+    inside the model's folder.
     """
     source: Path | None = None
-    if isinstance(path, bytes):
-        payload: bytes | str = path
+    if isinstance(path, (bytes, bytearray)):
+        data = bytes(path)
     else:
         source = Path(path)
         if not source.exists():
             raise ModelLoadError(f"{source}: no such file (expected an .onnx model)")
         if source.is_dir():
             raise ModelLoadError(f"{source}: expected an .onnx file, got a directory")
-        payload = str(source)
+        size = source.stat().st_size
+        if size > limits.max_model_bytes:
+            raise ModelLoadError(f"{source}: expected at most {limits.max_model_bytes:,} bytes "
+                                 f"(Limits.max_model_bytes), got {size:,}")
+        try:
+            data = source.read_bytes()
+        except OSError as exc:
+            raise ModelLoadError(f"{source}: cannot read the file ({exc.strerror})") from exc
+    if sha256 is not None:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != sha256.strip().lower():
+            raise UnsafeModelError(f"{source or 'model bytes'}: expected sha256 {sha256}, got "
+                                   f"{digest}; refusing a file that is not the one expected")
+    external = check_model_bytes(data, str(source or "model bytes"),
+                                 folder=source.parent if source else None, limits=limits)
+    payload: bytes | str = str(source) if external and source else data
     origin = str(source) if source else "model bytes"
     chosen = prov.resolve(providers, ort.get_available_providers())
     options = ort.SessionOptions()
@@ -195,12 +300,18 @@ def load(path: str | os.PathLike[str] | bytes, *, providers: str | Sequence[str]
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(payload, sess_options=options, providers=chosen)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # portanet reports a missing provider itself
+            session = ort.InferenceSession(payload, sess_options=options, providers=chosen)
     except Exception as exc:  # onnxruntime raises its own untyped errors for any bad file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"{origin}: expected a valid ONNX model, onnxruntime says: "
                              f"{first[:300]}") from exc
-    model = Model(session, source, requested_providers=chosen)
+    try:
+        model = Model(session, source, requested_providers=chosen)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelLoadError(f"{origin}: expected portanet metadata of the documented form, "
+                             f"got {type(exc).__name__}: {exc}") from exc
     active = model.providers
     wanted = [p for p in chosen if p != "CPUExecutionProvider"]
     if wanted and wanted[0] not in active:

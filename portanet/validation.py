@@ -43,14 +43,24 @@ def coerce_array(value: Any, spec: TensorSpec, *, allow_nan: bool = False) -> np
         if isinstance(dim, int) and dim != got:
             raise InputError(f"input {spec.name!r}: expected size {dim} on axis {axis} "
                              f"{_shape_text(spec.shape)}, got {got} {tuple(array.shape)}")
-    if not allow_nan and array.dtype.kind == "f" and array.size:
-        finite = np.isfinite(array)
-        if not finite.all():
-            row = _first_bad_row(~finite)
-            bad = array[row][~finite[row]].flat[0]
-            raise InputError(f"input {spec.name!r}: expected finite numbers, got {bad} in row "
-                             f"{row} (pass allow_nan=True to let NaN/Inf through)")
+    if not allow_nan:
+        check_finite(spec.name, array)
     return np.ascontiguousarray(array)
+
+
+def check_finite(name: str, array: np.ndarray, row_offset: int = 0) -> None:
+    """Raise :class:`InputError` naming the first row holding NaN or ±Inf (floats only)."""
+    if array.dtype.kind != "f" or not array.size:
+        return
+    finite = np.isfinite(array)
+    if finite.all():
+        return
+    if array.ndim == 0:
+        raise InputError(f"input {name!r}: expected a finite number, got {array[()]}")
+    row = _first_bad_row(~finite)
+    bad = array[row][~finite[row]].flat[0] if array.ndim > 1 else array[row]
+    raise InputError(f"input {name!r}: expected finite numbers, got {bad} in row "
+                     f"{row + row_offset} (pass allow_nan=True to let NaN/Inf through)")
 
 
 def _convert_dtype(array: np.ndarray, want: np.dtype, name: str) -> np.ndarray:
@@ -61,7 +71,7 @@ def _convert_dtype(array: np.ndarray, want: np.dtype, name: str) -> np.ndarray:
                 return _convert_dtype(np.array(array.tolist(), dtype=np.float64), want, name)
             except (ValueError, TypeError):
                 pass
-        row = _first_non_numeric(array)
+        row = _first_non_numeric(array) if kind != "c" else None
         where = f" (first at row {row})" if row is not None else ""
         raise InputError(f"input {name!r}: expected numbers ({want}), got {array.dtype} "
                          f"values{where}")

@@ -2,12 +2,7 @@
 # The main job, end to end: install into .venv, train the Pima network → models/pima_mlp.h5,
 # export it to ONNX through the parity gate → models/pima_mlp.onnx (+ parity report), then
 # predict the sample rows with the TensorFlow-free runtime.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-python3}"
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[export]"
+source "$(dirname "$0")/_venv.sh" export
 echo "== portanet train"
 .venv/bin/portanet train --output models/pima_mlp.h5
 echo "== portanet export"

@@ -147,8 +147,9 @@ ARCHS = [
     Arch("k3-gelu-exact", lambda: _seq(
         keras, K.Dense(16, activation="gelu"), K.Dense(16), K.Activation("gelu"), K.Dense(2),
         shape=(10,)), ops={"Erf"}),
-    Arch("k3-gelu-approximate", lambda: _seq(
-        keras, K.Dense(16), ApproximateGelu(), K.Dense(2), shape=(10,)), ops={"Tanh"}),
+    Arch("k3-gelu-approximate", lambda: _seq(  # a custom layer: trusted, it is ours
+        keras, K.Dense(16), ApproximateGelu(), K.Dense(2), shape=(10,)), ops={"Tanh"},
+        args=("--allow-unsafe",)),
     Arch("k3-celu-softmax", lambda: _seq(
         keras, K.Dense(16, activation="celu"), K.Dense(4, activation="softmax"), shape=(10,)),
         ops={"Exp", "Softmax"}),

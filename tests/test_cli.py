@@ -9,7 +9,7 @@ from portanet.cli import app
 from portanet.datasets import pima_csv_path
 
 runner = CliRunner()
-COMMANDS = ("train", "export", "verify", "infer", "inspect")
+COMMANDS = ("train", "export", "verify", "infer", "inspect", "doctor")
 PIMA_HEADER = ("pregnancies,glucose,blood_pressure,skin_thickness,insulin,bmi,"
                "diabetes_pedigree,age")
 
@@ -57,7 +57,7 @@ def test_inspect_shows_io_and_metadata():
     (["infer", "{onnx}", "{tmp}/missing.csv"], {}, 2, "missing.csv: no such file"),
     (["export", "{tmp}/notes.h5"], {"notes.h5": "just some text\n"}, 3, "not a model file"),
     (["infer", "{tmp}/notes.onnx", "{csv}"], {"notes.onnx": "just text"}, 3,
-     "expected a valid ONNX model"),
+     "expected an ONNX model"),
     (["infer", "{onnx}", "{tmp}/wide.csv"], {"wide.csv": "1,2,3,4,5,6,7,8,9\n"}, 2,
      "line 1: expected 8 columns, got 9"),
     (["infer", "{onnx}", "{tmp}/short.csv"],

@@ -60,7 +60,8 @@ def test_an_unconvertible_op_is_refused_with_its_layer(capfd):
 def test_cli_exits_3_naming_the_layer_and_writes_nothing(tmp_path):
     source = tmp_path / "probit.keras"
     _probit_model().save(source)
-    result = runner.invoke(app, ["export", str(source), "--output", str(tmp_path / "p.onnx")])
+    result = runner.invoke(app, ["export", str(source), "--output", str(tmp_path / "p.onnx"),
+                                 "--allow-unsafe"])  # a custom layer: trusted, it is ours
     assert result.exit_code == 3, result.output
     assert "layer 'probit' (Probit)" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["probit.keras"]

@@ -43,7 +43,7 @@ def test_csv_streams_in_batches(tmp_path):
     ("a,b,c\n1,2,3\n4,5\n", "line 3: expected 3 columns"),
     ("a,b\n1,2\n", "missing ['c']"),
     ("1,2\n", "line 1: expected 3 columns, got 2"),
-    ("a,b,c\n1,,3\n", "line 2, column 'b': expected a finite number, got an empty value"),
+    ("a,b,c\n1,,3\n", "line 2, column 'b': expected a finite number, got an empty or NaN value"),
     ("", "empty file"),
 ], ids=["non-numeric", "short-row", "missing-column", "headerless-width", "empty-cell",
         "empty-file"])

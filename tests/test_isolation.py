@@ -6,7 +6,7 @@ import sys
 
 from conftest import COMMITTED_ONNX, REPO, need
 
-HEAVY = ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "h5py")
+HEAVY = ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "h5py", "pandas")
 
 LIBRARY = f"""
 import json, sys

@@ -86,3 +86,84 @@ def test_loading_bad_files_is_a_model_load_error(tmp_path):
     junk.write_bytes(b"\x00\x01not a protobuf" * 10)
     with pytest.raises(ModelLoadError, match="junk.onnx"):
         portanet.load(junk)
+
+
+def test_pandas_dataframe_in_any_column_order(model, rows):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({n: rows[:, i] for i, n in enumerate(PIMA_FEATURES)})
+    frame = frame[list(reversed(PIMA_FEATURES))]
+    assert np.allclose(model.predict(frame), model.predict(rows))
+
+
+def test_run_returns_every_output_by_name(model, rows):
+    out = model.run(rows)
+    assert list(out) == ["probability"] and out["probability"].shape == (20, 1)
+
+
+@pytest.mark.parametrize("x, message", [
+    (np.array([[1, 2, 3, 4, 5, 6, 7, np.inf]]), "got inf in row 0"),
+    (np.vstack([np.ones((5, 8)), [[np.nan] * 8]]), "in row 5"),
+    (np.array([["1"] * 8], dtype=object), None),
+    (np.array([[object()] * 8], dtype=object), "expected numbers"),
+    ({"features": np.ones((2, 9))}, "expected size 8"),
+    ({n: ["x"] for n in PIMA_FEATURES}, "column 'pregnancies'"),
+    (np.ones((2, 8), dtype=np.complex64), "expected numbers"),
+], ids=["inf", "nan-later-row", "numeric-strings-in-objects", "objects", "dict-by-input-name",
+        "string-column", "complex"])
+def test_validation_table(model, x, message):
+    if message is None:
+        assert model.predict(x).shape == (1, 1)
+        return
+    with pytest.raises(InputError, match=message):
+        model.predict(x)
+
+
+def test_nan_found_in_a_later_chunk_names_the_global_row():
+    model = portanet.load(COMMITTED_ONNX)
+    model.chunk_rows = 4
+    x = np.ones((10, 8), dtype=np.float32)
+    x[9, 3] = np.nan
+    with pytest.raises(InputError, match="in row 9"):
+        model.predict(x)
+
+
+def test_strict_provider_raises_and_fallback_warns(caplog):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this test proves the CPU-only fallback")
+    with pytest.raises(ModelLoadError, match="expected provider CUDAExecutionProvider"):
+        portanet.load(COMMITTED_ONNX, providers="cuda", strict=True)
+    with caplog.at_level("WARNING", logger="portanet"):
+        model = portanet.load(COMMITTED_ONNX, providers="cuda")
+    assert model.providers == ["CPUExecutionProvider"]
+    assert "expected provider CUDAExecutionProvider" in caplog.text
+
+
+def test_auto_and_explicit_cpu_and_bad_names():
+    assert portanet.load(COMMITTED_ONNX, providers="auto").providers[0] == "CPUExecutionProvider"
+    assert portanet.load(COMMITTED_ONNX, providers=["cpu"]).providers == ["CPUExecutionProvider"]
+    with pytest.raises(InputError, match="provider"):
+        portanet.load(COMMITTED_ONNX, providers="gpu-please")
+
+
+@pytest.mark.parametrize("chunk_rows", [65536, 100], ids=["one-call", "chunked"])
+def test_sixteen_threads_match_serial(chunk_rows):
+    """16 threads × 500 predictions of random batch sizes (1–512) on one shared Model equal
+    the serial results, with batches run in one call or cut into chunks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = portanet.load(COMMITTED_ONNX)
+    model.chunk_rows = chunk_rows
+    rng = np.random.default_rng(0)
+    batches = [rng.uniform(0, 100, size=(int(rng.integers(1, 513)), 8)).astype(np.float32)
+               for _ in range(16 * 500)]
+    serial = [model.predict(b) for b in batches]
+    with ThreadPoolExecutor(16) as pool:
+        parallel = list(pool.map(model.predict, batches))
+    assert all(np.array_equal(a, b) for a, b in zip(serial, parallel))
+
+
+def test_bytes_and_threads_options():
+    model = portanet.load(COMMITTED_ONNX.read_bytes(), threads=1)
+    assert model.path is None and model.predict(np.ones((1, 8))).shape == (1, 1)

@@ -85,8 +85,13 @@ def read_all(path: str | os.PathLike[str], columns: Columns, *, allow_nan: bool 
     parts = list(iter_batches(path, columns, allow_nan=allow_nan))
     if not parts:
         return Batch(np.empty((0, columns.width), dtype=columns.dtype))
-    kept = {k: np.concatenate([np.asarray(p.kept[k]) for p in parts]) for k in parts[0].kept}
+    kept = {k: np.array([v for p in parts for v in _as_list(p.kept[k])], dtype=object)
+            for k in parts[0].kept}
     return Batch(np.concatenate([p.features for p in parts]), kept, 0)
+
+
+def _as_list(values: Any) -> list[Any]:
+    return values.to_pylist() if hasattr(values, "to_pylist") else np.asarray(values).tolist()
 
 
 def check_finite(matrix: np.ndarray, names: Sequence[str], origin: str, first_line: int,
@@ -99,7 +104,7 @@ def check_finite(matrix: np.ndarray, names: Sequence[str], origin: str, first_li
         return
     row, col = map(int, np.argwhere(~finite)[0])
     value = matrix[row, col]
-    shown = "an empty value" if np.isnan(value) else f"{value}"
+    shown = "an empty or NaN value" if np.isnan(value) else f"{value}"
     raise InputError(f"{origin}: {line_word} {first_line + row}, column {names[col]!r}: expected "
                      f"a finite number, got {shown} (use --allow-nan to pass NaN/Inf through)")
 

@@ -15,7 +15,11 @@ from typing import Any
 import numpy as np
 
 from portanet.errors import InputError
+from portanet.io.arrow import to_numpy
 from portanet.io.readers import Batch, Columns, check_finite, json_records, locate_csv_problem
+
+#: Bytes of CSV parsed per pyarrow.csv.read_csv call (multi-threaded within each piece).
+CSV_CHUNK_BYTES = 8 << 20
 
 
 def _select(names: Sequence[str], columns: Columns, origin: str) -> tuple[list[str], list[str]]:
@@ -77,9 +81,12 @@ def _csv_file(source: Path, origin: str, columns: Columns, batch_rows: int,
     import pyarrow.csv as pacsv
 
     with open(source, "rb") as handle:
+        head = handle.read(4096)
+        handle.seek(0)
         first = handle.readline()
-    if b"\0" in first:
-        raise InputError(f"{origin}: expected a text CSV file, got binary data on line 1")
+    if b"\0" in head:
+        line = head[: head.index(b"\0")].count(b"\n") + 1
+        raise InputError(f"{origin}: expected a text CSV file, got binary data on line {line}")
     try:
         text = first.decode("utf-8").strip("\r\n\ufeff")
     except UnicodeDecodeError as exc:
@@ -90,7 +97,6 @@ def _csv_file(source: Path, origin: str, columns: Columns, batch_rows: int,
     has_header = not all(_is_number(c) for c in cells)
     if has_header:
         names = [c.strip() for c in cells]
-        read_options = pacsv.ReadOptions(block_size=_block_size(len(first), batch_rows))
     else:
         names = [f"column_{i}" for i in range(len(cells))]
         if columns.keep:
@@ -99,30 +105,93 @@ def _csv_file(source: Path, origin: str, columns: Columns, batch_rows: int,
             raise InputError(f"{origin}: line 1: expected {columns.width} columns, "
                              f"got {len(cells)}")
         columns = Columns(None, columns.width, (), columns.dtype)
-        read_options = pacsv.ReadOptions(column_names=names,
-                                         block_size=_block_size(len(first), batch_rows))
     features, keep = _select(names, columns, origin)
+    read_options = pacsv.ReadOptions(column_names=names)
+    # Only an empty cell is missing; "nan"/"inf" parse as the float values they name.
     convert = pacsv.ConvertOptions(column_types={n: pa.float32() for n in features},
-                                   include_columns=features + keep, strings_can_be_null=False)
+                                   include_columns=features + keep, null_values=[""],
+                                   strings_can_be_null=False)
+    chunk_bytes = max(CSV_CHUNK_BYTES, int(len(first) * batch_rows * 1.2))
     line = 2 if has_header else 1
     row = 0
     try:
-        reader = pacsv.open_csv(source, read_options=read_options, convert_options=convert)
-        for record in reader:
-            for start, stop in _slices(record.num_rows, batch_rows):
-                part = record.slice(start, stop - start)
-                matrix = _matrix([part.column(n).to_numpy(zero_copy_only=False)
-                                  for n in features], part.num_rows, columns.dtype)
-                if not allow_nan:
-                    check_finite(matrix, features, origin, line)
-                kept = {k: part.column(k).to_numpy(zero_copy_only=False) for k in keep}
-                yield Batch(matrix, kept, row)
-                line += part.num_rows
-                row += part.num_rows
+        for text in _line_aligned_chunks(source, chunk_bytes, skip_first_line=has_header):
+            table = pacsv.read_csv(pa.BufferReader(text), read_options=read_options,
+                                   convert_options=convert).combine_chunks()
+            del text
+            for record in table.to_batches():
+                for start, stop in _slices(record.num_rows, batch_rows):
+                    part = record.slice(start, stop - start)
+                    matrix = _matrix([to_numpy(part.column(n)) for n in features],
+                                     part.num_rows, columns.dtype)
+                    if not allow_nan:
+                        check_finite(matrix, features, origin, line)
+                    yield Batch(matrix, {k: part.column(k) for k in keep}, row)
+                    line += part.num_rows
+                    row += part.num_rows
     except pa.ArrowInvalid as exc:
         where = locate_csv_problem(source, features)
         detail = where or str(exc).splitlines()[0]
         raise InputError(f"{origin}: {detail}") from exc
+
+
+def _line_aligned_chunks(source: Path, size: int, *, skip_first_line: bool) -> Iterator[Any]:
+    """The file as Arrow buffers of about ``size`` bytes that end on a line break.
+
+    Each piece is parsed by ``pyarrow.csv.read_csv``, which uses every core; pieces keep memory
+    bounded. The pieces are Arrow-native buffers read with ``pyarrow.OSFile``: a Python file
+    object handed to the threaded reader is released on an Arrow thread, which needs the GIL
+    and aborts the process when that happens during interpreter shutdown (seen here).
+    (pyarrow refuses line breaks inside quoted values by default, so cutting at line breaks
+    changes nothing it would accept.)
+    """
+    import pyarrow as pa
+
+    with pa.OSFile(str(source), "rb") as handle:
+        total = handle.size()
+        position = 0
+        if skip_first_line:
+            position = _next_line_start(handle, 0, total)
+        while position < total:
+            handle.seek(position)
+            piece = handle.read_buffer(min(size, total - position))
+            length = piece.size
+            if position + length < total:
+                cut = _last_line_break(piece)
+                if cut < 0:  # one line longer than the piece: take up to its end
+                    length = _next_line_start(handle, position, total) - position
+                    handle.seek(position)
+                    piece = handle.read_buffer(length)
+                else:
+                    length = cut + 1
+                    piece = piece.slice(0, length)
+            yield piece
+            position += length
+
+
+def _last_line_break(buffer: Any) -> int:
+    view = memoryview(buffer)
+    window = 4096
+    while True:
+        start = max(0, len(view) - window)
+        found = bytes(view[start:]).rfind(b"\n")
+        if found >= 0:
+            return start + found
+        if start == 0:
+            return -1
+        window *= 8
+
+
+def _next_line_start(handle: Any, position: int, total: int) -> int:
+    """Offset just after the first line break at or after ``position`` (or the end)."""
+    step = 1 << 16
+    while position < total:
+        handle.seek(position)
+        found = bytes(memoryview(handle.read_buffer(min(step, total - position)))).find(b"\n")
+        if found >= 0:
+            return position + found + 1
+        position += step
+    return total
 
 
 def _is_number(cell: str) -> bool:
@@ -131,10 +200,6 @@ def _is_number(cell: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _block_size(line_bytes: int, batch_rows: int) -> int:
-    return int(min(max(line_bytes * batch_rows * 1.2, 1 << 16), 64 << 20))
 
 
 def parquet_batches(source: Path, columns: Columns, batch_rows: int,
@@ -156,12 +221,11 @@ def parquet_batches(source: Path, columns: Columns, batch_rows: int,
             raise InputError(f"{origin}: column {name!r}: expected numbers, got {kind} values")
     row = 0
     for record in parquet.iter_batches(batch_size=batch_rows, columns=features + keep):
-        matrix = _matrix([record.column(n).to_numpy(zero_copy_only=False).astype(
-            columns.dtype, copy=False) for n in features], record.num_rows, columns.dtype)
+        matrix = _matrix([to_numpy(record.column(n)) for n in features], record.num_rows,
+                         columns.dtype)
         if not allow_nan:
             check_finite(matrix, features, origin, row + 1, "row")
-        yield Batch(matrix, {k: record.column(k).to_numpy(zero_copy_only=False) for k in keep},
-                    row)
+        yield Batch(matrix, {k: record.column(k) for k in keep}, row)
         row += record.num_rows
 
 
@@ -253,6 +317,11 @@ def npy_batches(source: Path, columns: Columns, batch_rows: int,
     origin = str(source)
     if columns.keep:
         raise InputError(f"{origin}: --keep-columns needs named columns; .npy arrays have none")
+    with open(source, "rb") as handle:
+        magic = handle.read(6)
+    if magic != b"\x93NUMPY":
+        raise InputError(f"{origin}: expected a .npy file (starting with \\x93NUMPY), got "
+                         f"leading bytes {magic!r}")
     try:
         array = np.load(source, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:

@@ -15,6 +15,7 @@ import numpy as np
 
 from portanet.atomic import atomic_path
 from portanet.errors import InputError
+from portanet.io.arrow import from_numpy
 
 OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
                   ".ndjson": "jsonl", ".npy": "npy"}
@@ -34,8 +35,10 @@ def output_format(path: str | os.PathLike[str] | None) -> str:
 class _Writer:
     """Writes column batches (dict name → 1-D array) in order."""
 
-    def __init__(self, fmt: str, stream: BinaryIO) -> None:
+    def __init__(self, fmt: str, stream: BinaryIO | str) -> None:
         self.fmt = fmt
+        # Arrow writers get a path when there is one: they then write through Arrow's own
+        # file, never holding a Python object that an Arrow thread would have to release.
         self.stream = stream
         self._arrow: Any = None
         self._npy_rows = 0
@@ -54,7 +57,8 @@ class _Writer:
     def _write_arrow(self, columns: dict[str, np.ndarray]) -> None:
         import pyarrow as pa
 
-        table = pa.table({k: pa.array(v) for k, v in columns.items()})
+        table = pa.Table.from_arrays([from_numpy(v) for v in columns.values()],
+                                     names=list(columns))
         if self._arrow is None:
             if self.fmt == "csv":
                 import pyarrow.csv as pacsv
@@ -70,7 +74,8 @@ class _Writer:
 
     def _write_jsonl(self, columns: dict[str, np.ndarray]) -> None:
         names = list(columns)
-        lists = [columns[n].tolist() for n in names]
+        lists = [columns[n].to_pylist() if hasattr(columns[n], "to_pylist")
+                 else np.asarray(columns[n]).tolist() for n in names]
         lines = [json.dumps(dict(zip(names, values))) for values in zip(*lists)]
         if lines:
             self.stream.write(("\n".join(lines) + "\n").encode())
@@ -114,6 +119,12 @@ def open_writer(path: str | os.PathLike[str] | None) -> Iterator[_Writer]:
                 _finish_npy(raw, temporary, writer)
             finally:
                 raw.unlink(missing_ok=True)
+        elif fmt in ("csv", "parquet"):
+            writer = _Writer(fmt, str(temporary))
+            yield writer
+            writer.close()
+            if writer._arrow is None:  # nothing written: still leave a (empty) file
+                temporary.write_bytes(b"")
         else:
             with open(temporary, "wb") as stream:
                 writer = _Writer(fmt, stream)
