@@ -19,7 +19,7 @@ from portanet.io.arrow import to_numpy
 from portanet.io.readers import Batch, Columns, check_finite, json_records, locate_csv_problem
 
 #: Bytes of CSV parsed per pyarrow.csv.read_csv call (multi-threaded within each piece).
-CSV_CHUNK_BYTES = 8 << 20
+CSV_CHUNK_BYTES = 16 << 20
 
 
 def _select(names: Sequence[str], columns: Columns, origin: str) -> tuple[list[str], list[str]]:
