@@ -68,12 +68,12 @@ def infer_task(model: Any, output_count: int) -> tuple[str | None, float | None]
 def build_schema(loaded: LoadedKeras, inputs: list[TensorSpec], proto: Any,
                  feature_names: list[str] | None = None) -> ModelSchema:
     """The schema stored in the ONNX file: tensors from the graph, names/task from the source."""
-    from portanet.train import SCHEMA_ATTR, read_attributes
+    from portanet.train import SCHEMA_ATTR
 
     outputs = tuple(TensorSpec(o.name, tuple(d.dim_value if d.HasField("dim_value") else None
                                              for d in o.type.tensor_type.shape.dim))
                     for o in proto.graph.output)
-    stored = read_attributes(loaded.path).get(SCHEMA_ATTR, {}) if loaded.format == "h5" else {}
+    stored = loaded.portanet_attribute(SCHEMA_ATTR) or {}
     task, threshold = infer_task(loaded.model, len(outputs))
     names = feature_names or stored.get("feature_names")
     if names and (len(inputs) != 1 or inputs[0].rank != 2 or inputs[0].shape[1] != len(names)):
@@ -160,9 +160,9 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
                              onnx_model=candidate, layerwise=layerwise)
         if not report:
             raise ParityError(f"{loaded.path}: {report.failure_message()}", report)
-    from portanet.train import METRICS_ATTR, read_attributes
+    from portanet.train import METRICS_ATTR
 
-    metrics = read_attributes(loaded.path).get(METRICS_ATTR) if loaded.format == "h5" else None
+    metrics = loaded.portanet_attribute(METRICS_ATTR)
     parity = report.to_dict() if report else {"skipped": True}
     parity.pop("layerwise", None)  # the per-layer table goes to --report, not the file
     _set_metadata(proto, {

@@ -14,6 +14,7 @@ Sequential or functional models (Teachable Machine files) load like any other. E
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import sys
@@ -81,11 +82,19 @@ class LoadedKeras:
     sha256: str | None
     #: Layer trace recorded by the last conversion (:class:`portanet.layertrace.LayerTrace`).
     trace: Any = field(default=None, repr=False)
+    #: Root HDF5 attributes read by the probe (``.h5`` only), e.g. ``portanet_schema``.
+    attributes: dict[str, str] = field(default_factory=dict, repr=False)
 
-    @property
-    def is_keras3(self) -> bool:
-        """True when Keras 3 loaded the model."""
-        return self.loader == "keras"
+    def portanet_attribute(self, key: str) -> Any:
+        """A JSON attribute portanet's trainer wrote into the ``.h5`` (``None`` when absent)."""
+        raw = self.attributes.get(key)
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ModelLoadError(f"{self.path}: attribute {key!r} should hold JSON, got "
+                                 f"{raw[:60]!r}") from exc
 
 
 def file_sha256(path: Path) -> str:
@@ -157,6 +166,7 @@ def load_keras(path: str | os.PathLike[str], *, allow_unsafe: bool = False,
     digest = file_sha256(source)
     config: Any = None
     version: str | None = None
+    attributes: dict[str, str] = {}
     if fmt == "h5":
         attributes = _h5_attributes(source, limits)  # read in a child process first
         version = attributes.get("keras_version")
@@ -192,7 +202,7 @@ def load_keras(path: str | os.PathLike[str], *, allow_unsafe: bool = False,
         detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"{source}: expected a loadable Keras model ({fmt}, keras_version "
                              f"{version or 'unknown'}), loading failed: {detail}") from exc
-    return LoadedKeras(model, source, fmt, loader, version, digest)
+    return LoadedKeras(model, source, fmt, loader, version, digest, attributes=attributes)
 
 
 def _load_keras3(path: Path, allow_unsafe: bool = False) -> Any:

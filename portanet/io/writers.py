@@ -43,7 +43,6 @@ class _Writer:
         self._arrow: Any = None
         self._npy_rows = 0
         self._npy_cols: int | None = None
-        self._npy_dtype: np.dtype | None = None
 
     def write(self, columns: dict[str, np.ndarray]) -> None:
         """Append one batch of rows."""
@@ -83,7 +82,6 @@ class _Writer:
     def _write_npy(self, columns: dict[str, np.ndarray]) -> None:
         matrix = np.column_stack([np.asarray(v, dtype=np.float32) for v in columns.values()])
         self._npy_cols = matrix.shape[1]
-        self._npy_dtype = matrix.dtype
         self._npy_rows += matrix.shape[0]
         self.stream.write(np.ascontiguousarray(matrix).tobytes())
 
