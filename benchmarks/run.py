@@ -70,7 +70,7 @@ def median_of(func: Callable[[], object], repeats: int) -> float:
 
 def pima_rows(rows: int, seed: int = 0) -> np.ndarray:
     """Pima-shaped rows drawn inside the real data's per-column range."""
-    from portanet.datasets import load_pima
+    from portanet.reference.data import load_pima
 
     real = load_pima().features
     rng = np.random.default_rng(seed)
@@ -82,7 +82,7 @@ def write_csv(path: Path, rows: int) -> None:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    from portanet.datasets import PIMA_FEATURES
+    from portanet.reference.data import PIMA_FEATURES
 
     step = 500_000
     with pacsv.CSVWriter(path, pa.schema([(n, pa.float32()) for n in PIMA_FEATURES])) as writer:
@@ -141,7 +141,7 @@ def bench_predict(table: Table, rows: int) -> None:
     import onnxruntime as ort
 
     import portanet
-    from portanet.providers import usable_cpus
+    from portanet.runtime.providers import usable_cpus
 
     model = portanet.load(MODEL_ONNX, providers="cpu")
     options = ort.SessionOptions()
@@ -160,7 +160,7 @@ def bench_predict(table: Table, rows: int) -> None:
 def bench_infer(table: Table, rows: int, work: Path, big_rows: int) -> None:
     import pyarrow.csv as pacsv
 
-    from portanet.infer import infer_file
+    from portanet.tables.infer import infer_file
 
     source = work / "rows.csv"
     write_csv(source, rows)
@@ -205,7 +205,7 @@ def bench_cold_start(table: Table, work: Path, skip_keras: bool) -> None:
 def bench_keras(table: Table, rows: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import portanet
-    from portanet.keras_io import load_keras
+    from portanet.export.keras.load import load_keras
 
     keras_model = load_keras(MODEL_H5).model
     model = portanet.load(MODEL_ONNX, providers="cpu")

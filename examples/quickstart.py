@@ -10,9 +10,9 @@ import tempfile
 from pathlib import Path
 
 import portanet
-from portanet.datasets import load_pima
+from portanet.reference.data import load_pima
 from portanet.export import export_model
-from portanet.train import train_pima
+from portanet.reference.train import train_pima
 
 
 def main() -> None:

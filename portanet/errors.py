@@ -6,6 +6,8 @@ one CLI exit code, so the command line can turn any of them into one red line an
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class PortanetError(Exception):
     """Root of every error portanet raises on purpose."""
@@ -45,3 +47,28 @@ class UnsafeModelError(PortanetError):
     """A model file would run arbitrary code or read outside its file; refused (exit 4)."""
 
     exit_code = 4
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (its type name if it has none),
+    cut at ``limit`` characters: how a third-party library's error is quoted in ours."""
+    text = str(exc).strip()
+    line = text.splitlines()[0].strip() if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def name_mismatch(expected: Iterable[str], got: Iterable[str]) -> str | None:
+    """``None`` when ``got`` holds exactly the names in ``expected``; else what is missing,
+    unknown or repeated, e.g. ``"missing ['a']; unknown ['b']"`` (for an error message)."""
+    expected, got = list(expected), list(got)
+    parts = []
+    missing = [n for n in expected if n not in got]
+    unknown = [n for n in got if n not in expected]
+    repeated = sorted({n for n in got if got.count(n) > 1})
+    if missing:
+        parts.append(f"missing {missing}")
+    if unknown:
+        parts.append(f"unknown {unknown}")
+    if repeated:
+        parts.append(f"repeated {repeated}")
+    return "; ".join(parts) or None

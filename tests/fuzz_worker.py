@@ -31,7 +31,7 @@ def attempt(path: str) -> dict:
                            for s in model.schema.inputs}, allow_nan=True)
             del shape
         else:
-            from portanet.keras_io import load_keras
+            from portanet.export.keras.load import load_keras
 
             load_keras(path)
         return {"outcome": "ok"}
@@ -44,7 +44,7 @@ def attempt(path: str) -> dict:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--with-keras":
-        from portanet.keras_io import quiet_tensorflow
+        from portanet.export.keras.load import quiet_tensorflow
 
         quiet_tensorflow()
     print(json.dumps({"ready": True}), flush=True)

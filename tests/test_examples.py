@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from conftest import REPO
+from tests.helpers import REPO
 
 
 def test_quickstart_example_runs_end_to_end():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import COMMITTED_H5, COMMITTED_ONNX, LEGACY_MLP, REPO, need
+from tests.helpers import COMMITTED_H5, COMMITTED_ONNX, REPO, STANDIN_MLP
 
 SEED = 20261128
 PER_BASE = {"onnx": 110, "h5": 110}
@@ -81,7 +81,7 @@ class Child:
 @pytest.mark.parametrize("kind", ["onnx", "h5"])
 def test_mutated_files_never_crash_hang_or_traceback(tmp_path, kind):
     rng = random.Random(f"{SEED}-{kind}")
-    bases = [need(COMMITTED_ONNX)] if kind == "onnx" else [need(COMMITTED_H5), need(LEGACY_MLP)]
+    bases = [COMMITTED_ONNX] if kind == "onnx" else [COMMITTED_H5, STANDIN_MLP]
     child = Child(with_keras=kind == "h5")
     outcomes: Counter[str] = Counter()
     bad: list[str] = []

@@ -1,0 +1,100 @@
+"""Files: atomic writes and checksums, one helper each.
+
+Atomic writes go to a temporary file beside the target, fsync, then ``os.replace``: a process
+killed at any moment leaves either the previous file or the complete new one. The new file gets
+the permissions any other tool's output gets (0666 less the umask), not ``mkstemp``'s 0600.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; on success it replaces ``target``.
+
+    The temporary name keeps the target's suffix (some writers choose their format by it). On an
+    exception the temporary file is removed and the target is left untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}",
+                                    dir=target.parent)
+    os.close(handle)
+    temporary = Path(name)
+    os.chmod(temporary, 0o666 & ~current_umask())
+    try:
+        yield temporary
+        _fsync_file(temporary)
+        os.replace(temporary, target)
+        _fsync_dir(target.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+
+
+def check_writable(target: str | os.PathLike[str]) -> None:
+    """Refuse, before any work, an output path that cannot be written: a directory, or a folder
+    (the nearest existing one, since missing folders are created) this process may not write."""
+    from portanet.errors import InputError
+
+    path = Path(target)
+    if path.is_dir():
+        raise InputError(f"{path}: expected a file path to write, got a directory")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: expected a folder this process may write, got {folder} "
+                         f"(permission denied)")
+
+
+def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
+    """Atomically replace ``target`` with ``data``."""
+    with atomic_path(target) as temporary:
+        temporary.write_bytes(data)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes, or of every file of a directory (a SavedModel) in sorted
+    relative-path order, each preceded by its relative path."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    for item in files:
+        if root.is_dir():
+            digest.update(str(item.relative_to(root)).encode() + b"\0")
+        with open(item, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

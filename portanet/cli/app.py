@@ -1,0 +1,130 @@
+"""The typer app, its error handling and its global options (``--debug``, ``--version``).
+
+Every command module in this package adds its commands to :data:`app`; each command parses its
+options and calls one library function, wrapped in :func:`guarded`, which turns a
+:class:`~portanet.errors.PortanetError` into one ``error:`` line on stderr and its exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from portanet import __version__
+from portanet.errors import PortanetError, first_line
+
+# TensorFlow's C++ start-up logging would bury the one line a user needs; only errors pass.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Keras → ONNX with a parity gate, and fast TensorFlow-free inference.")
+out = Console()
+err = Console(stderr=True)
+state = {"debug": bool(os.environ.get("PORTANET_DEBUG"))}
+F = TypeVar("F", bound=Callable[..., Any])
+#: Exit status of an error portanet did not expect (a bug): see ``--debug``.
+INTERNAL_ERROR = 70
+USAGE_ERROR = 2
+
+
+def print_error(message: str) -> None:
+    """One red ``error:`` line (and any further lines of the message) on stderr."""
+    lines = message.splitlines() or [""]
+    err.print(Text.assemble(("error: ", "bold red"), lines[0]), highlight=False, soft_wrap=True)
+    for line in lines[1:]:
+        err.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def guarded(func: F) -> F:
+    """Turn a PortanetError into one red line on stderr and its exit code (traceback: --debug)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PortanetError as exc:
+            if state["debug"]:
+                raise
+            # Drop the frames' locals now: Arrow and onnxruntime objects kept alive by the
+            # traceback would otherwise be destroyed during interpreter shutdown, after their
+            # thread pools, which can abort the process.
+            traceback.clear_frames(exc.__traceback__)
+            print_error(str(exc) or type(exc).__name__)
+            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if state["debug"]:
+                raise
+            err.print(Text.assemble(("internal error: ", "bold red"),
+                                    f"{type(exc).__name__}: {first_line(exc)} (run with --debug "
+                                    f"for the traceback)"), highlight=False, soft_wrap=True)
+            raise typer.Exit(INTERNAL_ERROR) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        out.print(f"portanet {__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and info lines.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print portanet's version and exit.")] = False,
+) -> None:
+    """portanet: Keras → ONNX with a parity gate, and fast TensorFlow-free inference."""
+    if debug:
+        state["debug"] = True
+    logger = logging.getLogger("portanet")
+    if not logger.handlers:
+        logger.addHandler(_WarningLine())
+        logger.propagate = False
+    logger.setLevel(logging.INFO if state["debug"] else logging.WARNING)
+
+
+class _WarningLine(logging.Handler):
+    """portanet's log warnings as one yellow line on stderr (info only with --debug)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING or state["debug"]:
+            label = "warning" if record.levelno >= logging.WARNING else "info"
+            err.print(Text.assemble((f"{label}: ", "bold yellow"), record.getMessage()),
+                      soft_wrap=True)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``) and return the exit status.
+
+    ``--debug`` is accepted anywhere before ``--``; a usage error (unknown option, bad value)
+    is one ``error:`` line like every other error, with exit status 2.
+    """
+    from typer._click.exceptions import ClickException
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    cut = args.index("--") if "--" in args else len(args)
+    if "--debug" in args[:cut]:
+        args = [a for i, a in enumerate(args) if not (a == "--debug" and i < cut)]
+        state["debug"] = True
+        args.insert(0, "--debug")
+    try:
+        status = app(args=args, prog_name="portanet", standalone_mode=False)
+    except ClickException as exc:
+        print_error(f"{exc.format_message()} (see 'portanet --help')")
+        return exc.exit_code if exc.exit_code else USAGE_ERROR
+    except typer.Abort:
+        print_error("aborted")
+        return 1
+    return status if isinstance(status, int) else 0

@@ -1,0 +1,151 @@
+"""``portanet export`` and ``portanet verify``: the export side, imported per command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from portanet.cli.app import app, err, guarded, out
+from portanet.cli.options import (
+    AllowUnsafe,
+    AsJson,
+    Atol,
+    GateData,
+    Layerwise,
+    Rtol,
+    split_names,
+)
+
+def _parity_table(report: Any, title: str) -> Table:
+    table = Table(title=title)
+    for column in ("output", "elements", "max abs", "mean abs", "max rel", "flips", "result"):
+        table.add_column(column, justify="left" if column in ("output", "result") else "right")
+    for o in report.outputs:
+        flips = f"{o.flips}/{o.decisions}" if o.decisions is not None else "-"
+        table.add_row(o.name, str(o.elements), f"{o.max_abs:.3g}", f"{o.mean_abs:.3g}",
+                      f"{o.max_rel:.3g}", flips,
+                      "[green]pass[/]" if o.passed else "[red]FAIL[/]")
+    table.caption = f"inputs: {report.inputs_from}"
+    return table
+
+
+def _layerwise_table(layerwise: Any, title: str) -> Table:
+    table = Table(title=title)
+    for column in ("#", "layer", "class", "ONNX tensor", "max abs", "max rel", "out of tol",
+                   "result"):
+        table.add_column(column, justify="right" if column in (
+            "#", "max abs", "max rel", "out of tol") else "left")
+    first = layerwise.first_failure
+    for row in layerwise.rows:
+        name = escape(row.layer) + (f" [dim](+ fused {escape(', '.join(row.fused))})[/]"
+                                    if row.fused else "")
+        verdict = "[green]pass[/]" if row.passed else (
+            "[bold red]FAIL ← first[/]" if row is first else "[red]FAIL[/]")
+        table.add_row(str(row.index), name, escape(row.class_name), escape(row.tensor),
+                      f"{row.result.max_abs:.3g}", f"{row.result.max_rel:.3g}",
+                      f"{row.result.violations}/{row.result.elements}", verdict)
+    table.caption = layerwise.summary()
+    return table
+
+
+def _print_reports(report: Any, title: str) -> None:
+    out.print(_parity_table(report, title))
+    if report.layerwise is not None:
+        out.print(_layerwise_table(report.layerwise, "layerwise: Keras layer vs ONNX tensor "
+                                   "(graph order)"))
+
+
+def _write_report(path: Optional[Path], report: Any) -> None:
+    if path is not None:
+        from portanet._files import write_bytes
+
+        write_bytes(path, json.dumps(report.to_dict(), indent=2).encode() + b"\n")
+
+
+@app.command()
+@guarded
+def export(
+    source: Annotated[Path, typer.Argument(metavar="SOURCE", show_default=False,
+                                           help="Keras .h5, .keras or SavedModel directory.")],
+    output: Annotated[Optional[Path], typer.Option(help="ONNX path (default: SOURCE.onnx).")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset to write.")] = 17,
+    data: GateData = None,
+    atol: Atol = 1e-5,
+    rtol: Rtol = 1e-4,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify",
+                                         help="Run the parity gate (default) or skip it.")] = True,
+    feature_names: Annotated[Optional[list[str]], typer.Option(
+        "--feature-names", metavar="NAME",
+        help="Column names of a tabular model's input (repeat or comma-separate).")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Also write the parity report JSON.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        min=1, help="Fix the exported graph's batch dimension to N (default: dynamic).")] = None,
+    inputs_as_nchw: Annotated[Optional[list[str]], typer.Option(
+        "--inputs-as-nchw", metavar="NAME",
+        help="Image input the ONNX graph takes channels-first (repeat or comma-separate).")] = None,
+    layerwise: Layerwise = False,
+    allow_unsafe: AllowUnsafe = False,
+) -> None:
+    """Convert a Keras model to ONNX; the file is written only if Keras and ONNX agree."""
+    from portanet.errors import ParityError
+    from portanet.export import export_model
+
+    try:
+        result = export_model(source, output, opset=opset, data=data, atol=atol, rtol=rtol,
+                              verify=verify, feature_names=split_names(feature_names) or None,
+                              batch_size=batch_size, inputs_as_nchw=split_names(inputs_as_nchw)
+                              or None, layerwise=layerwise, allow_unsafe=allow_unsafe)
+    except ParityError as exc:
+        if exc.report is not None:
+            _print_reports(exc.report, "parity gate: Keras vs ONNX")
+            _write_report(report, exc.report)
+        raise
+    if result.report is not None:
+        _print_reports(result.report, "parity gate: Keras vs ONNX")
+        _write_report(report, result.report)
+    else:
+        err.print("[yellow]warning:[/] parity gate skipped (--no-verify): the ONNX file is not "
+                  "proven to match Keras")
+    out.print(f"wrote {result.path} (opset {result.opset}, {result.seconds:.1f} s, loaded with "
+              f"{result.loaded.loader})", highlight=False)
+
+
+@app.command(name="verify")
+@guarded
+def verify_command(
+    source: Annotated[Path, typer.Argument(metavar="SOURCE", show_default=False,
+                                           help="Keras model file.")],
+    onnx_file: Annotated[Path, typer.Argument(metavar="ONNX", show_default=False,
+                                              help="ONNX model file.")],
+    data: GateData = None,
+    atol: Atol = 1e-5,
+    rtol: Rtol = 1e-4,
+    layerwise: Layerwise = False,
+    as_json: AsJson = False,
+    allow_unsafe: AllowUnsafe = False,
+) -> None:
+    """Compare a Keras model with an ONNX model on the same inputs (exit 1 if they differ)."""
+    from portanet.errors import ParityError
+    from portanet.export.verify.gate import verify
+
+    try:
+        report = verify(source, onnx_file, data=data, atol=atol, rtol=rtol, layerwise=layerwise,
+                        allow_unsafe=allow_unsafe)
+    except ParityError as exc:
+        if exc.report is not None:
+            _show(exc.report, as_json, f"{source.name} vs {onnx_file.name}")
+        raise
+    _show(report, as_json, f"{source.name} vs {onnx_file.name}")
+
+
+def _show(report: Any, as_json: bool, title: str) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        _print_reports(report, title)

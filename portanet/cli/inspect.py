@@ -1,0 +1,58 @@
+"""``portanet inspect`` and ``portanet doctor``: what a model file and this machine offer."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from portanet.cli.app import app, err, guarded, out
+from portanet.cli.options import AsJson, OnnxModel, Sha256
+
+
+@app.command()
+@guarded
+def doctor(as_json: AsJson = False) -> None:
+    """Show which onnxruntime is installed, its providers, GPUs and CPUs; exit 1 on a conflict."""
+    from portanet.runtime.doctor import environment_report
+
+    report = environment_report()
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        for key, value in report.items():
+            if key != "problems":
+                out.print(Text.assemble((f"{key}: ", "bold"), str(value)))
+        for problem in report["problems"]:
+            err.print(Text.assemble(("problem: ", "bold yellow"), problem))
+        if not report["problems"]:
+            out.print("no problems found")
+    if report["problems"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+@guarded
+def inspect(model: OnnxModel, as_json: AsJson = False, sha256: Sha256 = None) -> None:
+    """Show an ONNX model's inputs, outputs, opset, checksums and portanet metadata."""
+    from portanet.runtime.inspect import describe
+
+    info = describe(model, sha256=sha256)
+    if as_json:
+        sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
+        return
+    table = Table(title=f"{model}")
+    for column in ("kind", "name", "shape", "dtype"):
+        table.add_column(column)
+    for kind in ("inputs", "outputs"):
+        for t in info[kind]:
+            table.add_row(kind[:-1], t["name"], str(t["shape"]), t["dtype"])
+    out.print(table)
+    for key in ("opset", "producer", "sha256", "source_sha256", "providers"):
+        out.print(Text.assemble((f"{key}: ", "bold"), str(info[key])))
+    for key, value in info["metadata"].items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        out.print(Text.assemble((f"{key}: ", "bold"), text), soft_wrap=True)

@@ -1,0 +1,1 @@
+"""Keras → ONNX: layer tracing, tf2onnx with portanet's extensions, refusals naming layers."""

@@ -1,0 +1,254 @@
+"""Keras → ONNX conversion through tf2onnx (export side: imports TensorFlow lazily).
+
+The model is wrapped in a ``tf.function`` with an explicit input signature and traced with every
+layer hooked (:mod:`portanet.export.convert.layertrace`), so each TensorFlow op is known by the Keras layer that
+made it. The concrete function is frozen (variables *and* captured constants such as an adapted
+Normalization layer's mean become graph constants; control flow is kept so LSTMs still become
+ONNX ``LSTM`` ops), nested XLA functions are made inlinable, and the ``GraphDef`` goes through
+``tf2onnx.convert.from_graph_def`` with portanet's extra op handlers (:mod:`portanet.export.convert.tf2onnx_ext`).
+Any op left unconverted is refused with the layer(s) it comes from; the graph must take exactly
+the model's inputs; inputs and outputs get the Keras names and the batch dimension is ``batch``.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from portanet.errors import ConversionError, InputError, first_line
+from portanet.export.keras.load import LoadedKeras, quiet_tensorflow
+from portanet.schema import TensorSpec
+
+#: Opset written by default: run by every onnxruntime since 1.14, and tf2onnx's newest tested.
+DEFAULT_OPSET = 17
+MIN_OPSET, MAX_OPSET = 9, 18
+#: A single ONNX file is one protobuf message, which cannot exceed 2 GiB.
+PROTOBUF_LIMIT = 2**31 - 1
+#: Room kept under that limit for the graph itself when judging a model by its weights.
+GRAPH_HEADROOM = 64 * 2**20
+
+
+def sanitize(name: str, taken: set[str]) -> str:
+    """A readable ONNX tensor name from a Keras name: ``[A-Za-z0-9_]``, unique in ``taken``."""
+    clean = re.sub(r"[^A-Za-z0-9_]+", "_", name.split(":")[0]).strip("_") or "tensor"
+    if clean[0].isdigit():
+        clean = f"t_{clean}"
+    candidate, index = clean, 1
+    while candidate in taken:
+        candidate = f"{clean}_{index}"
+        index += 1
+    taken.add(candidate)
+    return candidate
+
+
+def keras_signature(model: Any) -> tuple[list[TensorSpec], list[str]]:
+    """The model's inputs (sanitized names, shapes, dtypes) and sanitized output names."""
+    taken: set[str] = set()
+    raw_inputs = list(getattr(model, "inputs", None) or [])
+    if not raw_inputs:
+        raise ConversionError(f"model {getattr(model, 'name', '?')!r}: expected a built model "
+                              f"with known inputs, got none (build it or give it an Input)")
+    names = list(getattr(model, "input_names", None)
+                 or [_layer_name(t, f"input_{i}") for i, t in enumerate(raw_inputs)])
+    inputs = []
+    for name, tensor in zip(names, raw_inputs):
+        shape = tensor.shape
+        dims = shape.as_list() if hasattr(shape, "as_list") else list(shape)
+        dtype = getattr(tensor.dtype, "name", tensor.dtype)
+        inputs.append(TensorSpec(sanitize(str(name), taken), tuple(dims), str(dtype)))
+    outputs = [sanitize(str(n), taken) for n in _output_names(model)]
+    return inputs, outputs
+
+
+def _layer_name(tensor: Any, fallback: str) -> str:
+    """A Keras 3 tensor's name: the name of the layer that made it (``input_layer``,
+    ``dense``), not the anonymous tensor's (``keras_tensor_9``) of a model built in memory."""
+    history = getattr(tensor, "_keras_history", None)
+    name = getattr(getattr(history, "operation", None), "name", None)
+    if name and str(getattr(tensor, "name", "")).startswith("keras_tensor"):
+        return str(name)
+    return str(getattr(tensor, "name", None) or fallback)
+
+
+def _output_names(model: Any) -> list[str]:
+    names = list(getattr(model, "output_names", None) or [])
+    count = len(model.outputs)
+    if len(names) != count:
+        names = [_layer_name(t, f"output_{i}") for i, t in enumerate(model.outputs)]
+    return names
+
+
+def outputs_as_list(result: Any, model: Any) -> list[Any]:
+    """Keras call results (tensor, list or dict) as a list in the model's output order."""
+    if isinstance(result, dict):
+        return [result[n] for n in _output_names(model)]
+    if isinstance(result, (list, tuple)):
+        return list(result)
+    return [result]
+
+
+def pack_inputs(model: Any, arrays: Sequence[Any]) -> Any:
+    """Positional inputs (in ``model.inputs`` order) in the structure the model is called with:
+    one tensor, a list, or a dict for Keras 3 models built on a dict of inputs."""
+    try:
+        structure = model.input
+    except (AttributeError, ValueError):
+        structure = None
+    if isinstance(structure, dict):
+        import tensorflow as tf
+
+        return tf.nest.pack_sequence_as(structure, list(arrays))
+    return arrays[0] if len(arrays) == 1 else list(arrays)
+
+
+def call_model(model: Any, arrays: list[Any]) -> list[Any]:
+    """Call a Keras model in inference mode on positional inputs."""
+    return outputs_as_list(model(pack_inputs(model, arrays), training=False), model)
+
+
+def weight_bytes(model: Any) -> int:
+    """Bytes of all the model's weights (what the ONNX file will mostly consist of)."""
+    total = 0
+    for weight in getattr(model, "weights", None) or []:
+        dtype = getattr(weight.dtype, "name", weight.dtype)
+        total += int(np.prod(weight.shape)) * np.dtype(str(dtype)).itemsize
+    return total
+
+
+def _refuse_too_large(size: int, source: Path, what: str) -> None:
+    if size > PROTOBUF_LIMIT - GRAPH_HEADROOM:
+        raise ConversionError(
+            f"{source}: {what} {size / 1e9:.2f} GB; a single .onnx file holds at most 2 GB "
+            f"(protobuf limit) and portanet does not write ONNX external-data files: expected "
+            f"a model under {(PROTOBUF_LIMIT - GRAPH_HEADROOM) / 1e9:.2f} GB of weights")
+
+
+def _nchw_names(inputs: list[TensorSpec], requested: Sequence[str] | None,
+                source: Path) -> list[str]:
+    names = [n.strip() for n in requested or [] if n.strip()]
+    by_name = {s.name: s for s in inputs}
+    for name in names:
+        spec = by_name.get(name)
+        if spec is None:
+            raise InputError(f"--inputs-as-nchw: expected one of the inputs "
+                             f"{list(by_name)} of {source.name}, got {name!r}")
+        if spec.rank != 4:
+            raise InputError(f"--inputs-as-nchw {name}: expected an image input of rank 4 "
+                             f"(batch, height, width, channels), got shape {spec.shape}")
+    return names
+
+
+def trace_keras(model: Any, inputs: Sequence[TensorSpec]) -> tuple[Any, Any]:
+    """Trace ``model`` on ``inputs`` into a concrete function with its
+    :class:`~portanet.export.convert.layertrace.LayerTrace` (which layer made which op and tensor)."""
+    tf = quiet_tensorflow()
+    from portanet.export.convert.layertrace import trace_model
+
+    signature = [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=s.name) for s in inputs]
+
+    def forward(*args: Any) -> list[Any]:
+        return call_model(model, list(args))
+
+    return trace_model(model, forward, signature)
+
+
+def convert(loaded: LoadedKeras, *, opset: int = DEFAULT_OPSET, batch_size: int | None = None,
+            inputs_as_nchw: Sequence[str] | None = None,
+            ) -> tuple[Any, list[TensorSpec]]:
+    """Convert a loaded Keras model to an ``onnx.ModelProto`` with readable I/O names.
+
+    ``batch_size`` fixes the batch dimension (dynamic ``batch`` otherwise); ``inputs_as_nchw``
+    names image inputs that the ONNX graph takes channels-first. Returns the proto and the ONNX
+    inputs (shapes as in the graph). Raises :class:`ConversionError`
+    naming the Keras layer(s) when an op cannot be converted.
+    """
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise InputError(f"--opset: expected {MIN_OPSET}..{MAX_OPSET} (what tf2onnx writes), "
+                         f"got {opset}")
+    if batch_size is not None and batch_size < 1:
+        raise InputError(f"--batch-size: expected a positive number of rows, got {batch_size}")
+    quiet_tensorflow()
+    import tf2onnx
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    from portanet.export.convert import tf2onnx_ext
+
+    model = loaded.model
+    inputs, output_names = keras_signature(model)
+    nchw = _nchw_names(inputs, inputs_as_nchw, loaded.path)
+    _refuse_too_large(weight_bytes(model), loaded.path, "the model's weights take")
+    if batch_size is not None:
+        inputs = [TensorSpec(s.name, (batch_size, *s.shape[1:]), s.dtype) for s in inputs]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            concrete, trace = trace_keras(model, inputs)
+            loaded.trace = trace
+            frozen = convert_variables_to_constants_v2(
+                concrete, lower_control_flow=False, aggressive_inlining=True)
+            graph_def = frozen.graph.as_graph_def()
+            tf2onnx_ext.strip_xla_markers(graph_def)
+            tf_inputs = [t.name for t in frozen.inputs]
+            tf_outputs = [t.name for t in frozen.outputs]
+            renames = dict(zip(tf_inputs, [s.name for s in inputs]))
+            renames.update(zip(tf_outputs, output_names))
+            with tf2onnx_ext.captured_log() as log:
+                proto, _ = tf2onnx.convert.from_graph_def(
+                    graph_def, input_names=tf_inputs, output_names=tf_outputs, opset=opset,
+                    inputs_as_nchw=[f"{n}:0" for n in nchw] or None,
+                    tensors_to_rename=renames)
+    except (InputError, ConversionError):
+        raise
+    except Exception as exc:  # tf2onnx / TensorFlow raise many types
+        raise ConversionError(f"{loaded.path}: tf2onnx could not convert the model: "
+                              f"{first_line(exc)}") from exc
+    _refuse_unconvertible(proto, opset, trace, log, loaded.path)
+    expected = [f"{s.name}:0" for s in inputs]
+    got = [i.name for i in proto.graph.input]
+    if sorted(got) != sorted(s.name for s in inputs) or sorted(tf_inputs) != sorted(expected):
+        raise ConversionError(f"{loaded.path}: expected the ONNX graph to take exactly the "
+                              f"model's inputs {[s.name for s in inputs]}, got {got}")
+    if len(tf_outputs) != len(output_names):
+        raise ConversionError(f"{loaded.path}: expected {len(output_names)} outputs "
+                              f"{output_names}, the converted graph has {len(tf_outputs)}")
+    _name_batch_dimension(proto, dynamic=batch_size is None)
+    _refuse_too_large(proto.ByteSize(), loaded.path, "the converted ONNX model takes")
+    inputs = [TensorSpec(s.name, (s.shape[0], s.shape[3], s.shape[1], s.shape[2]), s.dtype)
+              if s.name in nchw else s for s in inputs]
+    return proto, inputs
+
+
+def _refuse_unconvertible(proto: Any, opset: int, trace: Any, log: Any, source: Path) -> None:
+    from portanet.export.convert.tf2onnx_ext import unconvertible_nodes
+
+    bad = unconvertible_nodes(proto, opset)
+    if not bad:
+        return
+    by_op: dict[str, list[str]] = {}
+    for node, op in bad:
+        call = trace.layer_of(node)
+        where = f"layer {call.label}" if call else f"node {node!r} (outside any Keras layer)"
+        if where not in by_op.setdefault(op, []):
+            by_op[op].append(where)
+    parts = []
+    for op, places in by_op.items():
+        shown = ", ".join(places[:4]) + (f" and {len(places) - 4} more" if len(places) > 4 else "")
+        parts.append(f"TensorFlow op {op} in {shown}")
+    failed = f" (tf2onnx reported failures for {log.failed_nodes[:3]})" if log.failed_nodes else ""
+    raise ConversionError(f"{source}: cannot convert to ONNX opset {opset}: expected every op "
+                          f"to have a tf2onnx conversion, got none for " + "; ".join(parts)
+                          + failed + "; nothing was written")
+
+
+def _name_batch_dimension(proto: Any, *, dynamic: bool) -> None:
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dynamic and dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = "batch"

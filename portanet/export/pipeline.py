@@ -1,0 +1,191 @@
+"""Keras → ONNX through tf2onnx, with a parity gate before anything is written.
+
+:func:`export_model` loads the model (:mod:`portanet.export.keras.load`), converts it
+(:mod:`portanet.export.convert.keras_to_onnx`: frozen ``tf.function`` →
+``tf2onnx.convert.from_graph_def``, ops traced to their Keras layers), checks that the graph
+passes ``onnx.checker`` and loads in onnxruntime, and — unless ``verify=False`` — that it
+computes what Keras computes (:mod:`portanet.export.verify.gate`, with a per-layer comparison
+when it does not), before writing it atomically with the schema and provenance as metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from portanet import __version__
+from portanet import schema as meta
+from portanet._files import check_writable, write_bytes
+from portanet.errors import ConversionError, InputError, first_line
+from portanet.export.convert.keras_to_onnx import DEFAULT_OPSET, convert
+from portanet.export.keras.load import LoadedKeras, from_model, load_keras
+from portanet.export.verify.compare import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport
+from portanet.schema import (
+    BINARY_CLASSIFIER,
+    METRICS_ATTR,
+    MULTICLASS_CLASSIFIER,
+    SCHEMA_ATTR,
+    ModelSchema,
+    TensorSpec,
+)
+
+
+@dataclass
+class ExportResult:
+    """What an export produced."""
+
+    path: Path | None
+    schema: ModelSchema
+    report: ParityReport | None
+    opset: int
+    seconds: float
+    loaded: LoadedKeras
+
+
+def infer_task(model: Any, output_count: int) -> tuple[str | None, float | None]:
+    """Guess the task from the last layer's activation: sigmoid → binary, softmax → multiclass."""
+    if output_count != 1:
+        return None, None
+    layer = model.layers[-1] if getattr(model, "layers", None) else None
+    while layer is not None and getattr(layer, "layers", None) and not hasattr(layer, "activation"):
+        layer = layer.layers[-1]
+    activation = getattr(getattr(layer, "activation", None), "__name__", "")
+    units = model.outputs[0].shape[-1]
+    if activation == "sigmoid" and units == 1:
+        return BINARY_CLASSIFIER, 0.5
+    if activation == "softmax" and units and units > 1:
+        return MULTICLASS_CLASSIFIER, None
+    return None, None
+
+
+def build_schema(loaded: LoadedKeras, inputs: list[TensorSpec], proto: Any,
+                 feature_names: list[str] | None = None) -> ModelSchema:
+    """The schema stored in the ONNX file: tensors from the graph, names/task from the source."""
+    outputs = tuple(TensorSpec(o.name, tuple(d.dim_value if d.HasField("dim_value") else None
+                                             for d in o.type.tensor_type.shape.dim))
+                    for o in proto.graph.output)
+    stored = loaded.portanet_attribute(SCHEMA_ATTR) or {}
+    task, threshold = infer_task(loaded.model, len(outputs))
+    names = feature_names or stored.get("feature_names")
+    if names and (len(inputs) != 1 or inputs[0].rank != 2 or inputs[0].shape[1] != len(names)):
+        raise InputError(f"feature names: expected {inputs[0].shape[-1]} names for input "
+                         f"{inputs[0].name!r} {inputs[0].shape}, got {len(names)}: {names}")
+    return ModelSchema(
+        inputs=tuple(inputs), outputs=outputs,
+        feature_names=tuple(names) if names else None,
+        task=stored.get("task", task),
+        threshold=stored.get("threshold", threshold),
+        labels=tuple(stored["labels"]) if stored.get("labels") else None)
+
+
+def _tool_versions(opset: int) -> dict[str, Any]:
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    versions = {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__,
+                "onnx": onnx.__version__, "opset": opset}
+    for name in ("keras", "tf_keras"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = None
+    return versions
+
+
+def _loaded(source: Any, allow_unsafe: bool) -> LoadedKeras:
+    if isinstance(source, LoadedKeras):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return load_keras(source, allow_unsafe=allow_unsafe)
+    return from_model(source)
+
+
+def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
+                 output: str | os.PathLike[str] | None = None, *, opset: int = DEFAULT_OPSET,
+                 data: str | os.PathLike[str] | None = None, atol: float = DEFAULT_ATOL,
+                 rtol: float = DEFAULT_RTOL, verify: bool = True, batch_size: int | None = None,
+                 feature_names: list[str] | None = None, seed: int = 0,
+                 allow_unsafe: bool = False, inputs_as_nchw: list[str] | None = None,
+                 layerwise: bool = False) -> ExportResult:
+    """Convert a Keras model to ONNX, prove parity, then write it atomically.
+
+    ``source`` is a model file (``.h5``, ``.keras``, SavedModel directory), a
+    :class:`~portanet.export.keras.load.LoadedKeras` or a live Keras model (then ``output`` is required).
+    ``output`` defaults to the source path with the suffix ``.onnx``. Unsafe source files are
+    refused unless ``allow_unsafe`` (:mod:`portanet.export.keras.safety`). ``batch_size`` fixes the
+    batch dimension (dynamic otherwise); ``inputs_as_nchw`` names image inputs the ONNX graph
+    takes channels-first. With ``verify=False`` the gate is skipped (``report`` is ``None``).
+    ``layerwise`` adds the per-layer comparison to the report; it also runs by itself when the
+    gate fails. A failing gate raises :class:`ParityError` and writes nothing.
+    """
+    from portanet.export.verify.gate import gate_report
+    from portanet.export.verify.runners import NCHW_KEY
+    from portanet.runtime import load
+
+    started = time.perf_counter()
+    if layerwise and not verify:
+        raise InputError("--layerwise: expected the parity gate to run, got --no-verify")
+    loaded = _loaded(source, allow_unsafe)
+    if output is None and loaded.format == "memory":
+        raise InputError(f"model {loaded.path.name!r}: expected an output path for a model "
+                         f"that has no file, got none")
+    target = Path(output) if output else loaded.path.with_suffix(".onnx")
+    check_writable(target)
+    proto, inputs = convert(loaded, opset=opset, batch_size=batch_size,
+                               inputs_as_nchw=inputs_as_nchw)
+    schema = build_schema(loaded, inputs, proto, feature_names)
+    if inputs_as_nchw:
+        schema = dataclasses.replace(schema, extra={**schema.extra, NCHW_KEY: [
+            n.strip() for n in inputs_as_nchw if n.strip()]})
+    _set_metadata(proto, {meta.VERSION: __version__, meta.SCHEMA: schema.to_dict()})
+    candidate = _checked_bytes(proto, loaded.path)
+    try:
+        runtime = load(candidate, providers="cpu")
+    except Exception as exc:
+        raise ConversionError(f"{loaded.path}: the converted ONNX model does not load in "
+                              f"onnxruntime: {first_line(exc)}") from exc
+    report = None
+    if verify:  # raises ParityError (carrying the report) when Keras and ONNX differ
+        report = gate_report(loaded, runtime, schema, data=data, atol=atol, rtol=rtol, seed=seed,
+                             onnx_model=candidate, layerwise=layerwise)
+    metrics = loaded.portanet_attribute(METRICS_ATTR)
+    parity = report.to_dict() if report else {"skipped": True}
+    parity.pop("layerwise", None)  # the per-layer table goes to --report, not the file
+    _set_metadata(proto, {
+        meta.SOURCE: {"file": loaded.path.name, "sha256": loaded.sha256, "format": loaded.format,
+                      "keras_version": loaded.keras_version, "loader": loaded.loader},
+        meta.TOOLS: _tool_versions(opset),
+        meta.PARITY: parity,
+        meta.METRICS: metrics,
+    })
+    # Only metadata changed since the checker ran on the candidate: no second check.
+    write_bytes(target, proto.SerializeToString())
+    return ExportResult(target, schema, report, opset, time.perf_counter() - started,
+                        loaded)
+
+
+def _set_metadata(proto: Any, values: dict[str, Any]) -> None:
+    encoded = meta.encode(values)
+    kept = [p for p in proto.metadata_props if p.key not in encoded]
+    del proto.metadata_props[:]
+    for prop in kept:
+        proto.metadata_props.add(key=prop.key, value=prop.value)
+    for key, value in encoded.items():
+        proto.metadata_props.add(key=key, value=value)
+
+
+def _checked_bytes(proto: Any, source: Path) -> bytes:
+    import onnx
+
+    data = proto.SerializeToString()
+    try:
+        onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+    except Exception as exc:  # onnx.checker.ValidationError and shape-inference errors
+        raise ConversionError(f"{source}: the converted ONNX model is invalid "
+                              f"(onnx.checker): {first_line(exc)}") from exc
+    return data

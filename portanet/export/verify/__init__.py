@@ -1,0 +1,1 @@
+"""Proving an export: runners, gate inputs, comparison, the gate and layerwise localisation."""

@@ -1,0 +1,81 @@
+"""The parity gate: run Keras and ONNX on the same inputs and compare every output.
+
+:func:`gate_report` is what ``export`` runs before writing; :func:`verify` compares an existing
+Keras file with an existing ONNX file. Both raise :class:`~portanet.errors.ParityError` (carrying
+the report) when the outputs differ, so a failing gate reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from portanet.errors import InputError, ParityError
+from portanet.export.keras.load import LoadedKeras, load_keras
+from portanet.export.verify.compare import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, compare
+from portanet.export.verify.inputs import gate_inputs, input_hints
+from portanet.export.verify.runners import KerasRunner, OnnxRunner, keras_specs
+from portanet.runtime import Model, load
+from portanet.schema import ModelSchema
+
+
+def layer_trace(loaded: LoadedKeras, schema: ModelSchema) -> Any:
+    """The layer trace of ``loaded`` (the one its conversion recorded, else a fresh one)."""
+    from portanet.export.convert.keras_to_onnx import trace_keras
+
+    if getattr(loaded, "trace", None) is None:
+        loaded.trace = trace_keras(loaded.model, keras_specs(schema))[1]
+    return loaded.trace
+
+
+def gate_report(loaded: LoadedKeras, runtime: Model, schema: ModelSchema, *,
+                data: str | os.PathLike[str] | None = None, atol: float = DEFAULT_ATOL,
+                rtol: float = DEFAULT_RTOL, seed: int = 0,
+                onnx_model: bytes | str | os.PathLike[str] | None = None,
+                layerwise: bool = False) -> ParityReport:
+    """Run the gate's inputs through Keras and ONNX, compare every output, and raise
+    :class:`ParityError` (with the report) when they differ beyond tolerance.
+
+    With ``onnx_model`` (the graph ``runtime`` runs) the report also carries a layerwise
+    comparison (:mod:`portanet.export.verify.layerwise`) when ``layerwise`` is set or the gate
+    failed.
+    """
+    trace = layer_trace(loaded, schema)
+    inputs = gate_inputs(schema, data=data, seed=seed,
+                         hints=input_hints(trace, keras_specs(schema)))
+    reference = KerasRunner(loaded.model).run(inputs.feeds)
+    candidate = OnnxRunner(runtime, schema).run(inputs.feeds)
+    threshold = schema.threshold if schema.threshold is not None else 0.5
+    report = compare(reference, candidate, atol=atol, rtol=rtol, task=schema.task,
+                     threshold=threshold, inputs_from=inputs.description)
+    if onnx_model is not None and (layerwise or not report.passed):
+        from portanet.export.verify.layerwise import compare_layers
+
+        report.layerwise = compare_layers(loaded, onnx_model, schema, inputs.feeds,
+                                          atol=atol, rtol=rtol)
+    if not report:
+        raise ParityError(f"{loaded.path}: {report.failure_message()}", report)
+    return report
+
+
+def verify(source: str | os.PathLike[str], onnx_path: str | os.PathLike[str], *,
+           data: str | os.PathLike[str] | None = None, atol: float = DEFAULT_ATOL,
+           rtol: float = DEFAULT_RTOL, seed: int = 0, allow_unsafe: bool = False,
+           layerwise: bool = False) -> ParityReport:
+    """Compare a Keras model file with an ONNX file on demand (the ``verify`` command); raises
+    :class:`ParityError` like the export gate when they differ.
+
+    ``layerwise`` adds the per-layer comparison, which also runs by itself when they differ.
+    Unsafe source files are refused unless ``allow_unsafe``.
+    """
+    runtime = load(onnx_path, providers="cpu")
+    loaded = load_keras(source, allow_unsafe=allow_unsafe)
+    keras = KerasRunner(loaded.model)
+    missing = [n for n in keras.input_order if n not in runtime.input_names]
+    if missing or sorted(keras.output_names) != sorted(runtime.output_names):
+        raise InputError(f"{onnx_path}: expected inputs {keras.input_order} and outputs "
+                         f"{keras.output_names} like {Path(source).name}, got "
+                         f"{runtime.input_names} and {runtime.output_names}")
+    return gate_report(loaded, runtime, runtime.schema, data=data, atol=atol, rtol=rtol,
+                       seed=seed, onnx_model=onnx_path, layerwise=layerwise)

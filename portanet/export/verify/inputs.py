@@ -1,0 +1,230 @@
+"""The gate's inputs: the user's data, the bundled Pima rows, and random batches that respect
+the model — what value range each input expects.
+
+The first layers that read a model input say what it holds: an ``Embedding`` takes integer ids
+below its vocabulary size; a ``Rescaling`` by 1/255 or 1/127.5 takes pixels in [0, 255]; an
+adapted ``Normalization`` takes values around its mean (mean ± 2 standard deviations). Inputs
+with none of these get [-1, 1] for images (rank 4, what most image networks are trained on),
+[0, 10) for integers and a standard normal otherwise. Export side (reads the layer trace).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from portanet.errors import InputError
+from portanet.export.verify.runners import fixed_batch, keras_specs
+from portanet.reference.data import PIMA_FEATURES, load_pima
+from portanet.schema import ModelSchema, TensorSpec
+from portanet.tables import Columns, read_all
+
+#: Batch sizes of the random inputs; 1 proves the dynamic batch dimension.
+RANDOM_BATCHES = (1, 7, 1024)
+#: Batch sizes for models whose samples are large (images, long sequences).
+LARGE_SAMPLE_BATCHES = (1, 7, 16)
+LARGE_SAMPLE_ELEMENTS = 1024
+
+#: Ops that pass a model input on unchanged in value (walked back to find the input).
+_PASS_THROUGH = {"Identity", "Cast", "ExpandDims", "Squeeze", "Reshape"}
+#: A Rescaling scale at most this small means 8-bit pixels are expected.
+_PIXEL_SCALE = 0.1
+
+
+@dataclass(frozen=True)
+class InputHint:
+    """The range random values for one input are drawn from, and why."""
+
+    low: Any
+    high: Any
+    integer: bool = False
+    reason: str = ""
+
+
+def _source_input(tensor: Any) -> str | None:
+    """The name of the placeholder (model input) a tensor is a pass-through copy of."""
+    op = getattr(tensor, "op", None)
+    for _ in range(8):
+        if op is None:
+            return None
+        if op.type == "Placeholder":
+            return op.name
+        if op.type not in _PASS_THROUGH or not op.inputs:
+            return None
+        op = op.inputs[0].op
+    return None
+
+
+def _as_sample(value: Any, spec: TensorSpec) -> np.ndarray:
+    sample = tuple(d if isinstance(d, int) else 1 for d in spec.shape[1:])
+    array = np.asarray(value, dtype=np.float64)
+    return np.broadcast_to(array, (1, *sample))[0] if array.ndim > len(sample) else \
+        np.broadcast_to(array, sample)
+
+
+def _hint_for(layer: Any, class_name: str, spec: TensorSpec) -> InputHint | None:
+    if class_name == "Embedding" and getattr(layer, "input_dim", None):
+        return InputHint(0, int(layer.input_dim), True, f"Embedding {layer.name!r} vocabulary")
+    if class_name == "Rescaling":
+        scale = np.abs(np.asarray(getattr(layer, "scale", 1.0), dtype=np.float64))
+        if scale.size and float(scale.max()) <= _PIXEL_SCALE:
+            return InputHint(0.0, 255.0, False, f"Rescaling {layer.name!r}: pixels")
+        return None
+    if class_name == "Normalization" and not getattr(layer, "invert", False):
+        mean, variance = getattr(layer, "mean", None), getattr(layer, "variance", None)
+        if mean is None or variance is None:
+            return None
+        try:
+            centre = _as_sample(mean, spec)
+            spread = 2.0 * np.sqrt(np.maximum(_as_sample(variance, spec), 0.0))
+        except ValueError:
+            return None
+        return InputHint(centre - spread, centre + spread, False,
+                         f"Normalization {layer.name!r}: mean ± 2 sd")
+    return None
+
+
+def input_hints(trace: Any, specs: list[TensorSpec]) -> dict[str, InputHint]:
+    """Ranges for the inputs read directly by an Embedding, Rescaling or Normalization layer
+    (from a :class:`portanet.export.convert.layertrace.LayerTrace`); Embedding wins over the others."""
+    by_name = {s.name: s for s in specs}
+    hints: dict[str, InputHint] = {}
+    for call in trace.calls if trace is not None else []:
+        if call.container:
+            continue
+        for tensor in call.inputs[:1]:
+            name = _source_input(tensor)
+            spec = by_name.get(name or "")
+            if spec is None:
+                continue
+            hint = _hint_for(call.layer, call.class_name, spec)
+            if hint is not None and (name not in hints or hint.integer):
+                hints[name] = hint
+    return hints
+
+
+def random_array(spec: TensorSpec, rows: int, rng: np.random.Generator, low: Any = None,
+                 high: Any = None, hint: InputHint | None = None) -> np.ndarray:
+    """Seeded random values for ``spec``: inside ``[low, high]`` when given (the data's range),
+    else inside the hint's range, else the defaults described in the module docstring."""
+    shape = (rows, *[d if isinstance(d, int) else 8 for d in spec.shape[1:]])
+    dtype = spec.numpy_dtype
+    if dtype.kind in "iub":
+        if hint is not None and hint.integer:
+            return rng.integers(hint.low, hint.high, size=shape).astype(dtype)
+        if low is not None and high is not None:
+            return rng.integers(np.floor(low), np.floor(high) + 1, size=shape).astype(dtype)
+        return rng.integers(0, 10, size=shape).astype(dtype)
+    if low is not None and high is not None:
+        return rng.uniform(low, high, size=shape).astype(dtype)
+    if hint is not None:
+        if hint.integer:
+            return rng.integers(hint.low, hint.high, size=shape).astype(dtype)
+        return rng.uniform(hint.low, hint.high, size=shape).astype(dtype)
+    if spec.rank == 4:  # images: the [-1, 1] range most image models are trained on
+        return rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@dataclass
+class GateInputs:
+    """Feeds for the gate (one dict input name → array covering all samples) and their origin."""
+
+    feeds: dict[str, np.ndarray]
+    description: str
+
+
+def gate_inputs(schema: ModelSchema, *, data: str | os.PathLike[str] | None = None,
+                seed: int = 0, batches: tuple[int, ...] | None = None,
+                hints: dict[str, InputHint] | None = None) -> GateInputs:
+    """The inputs the gate runs, in the Keras model's layout: ``data`` rows when given; the
+    bundled Pima rows for a model with the Pima features; plus seeded random batches (sizes
+    ``batches``; as many rows in batches of the fixed size of a graph that has one) shaped for
+    the model, drawn inside the data's per-column range when there is data, else inside the
+    ``hints`` ranges (Embedding vocabularies, pixel ranges; see above)."""
+    specs = keras_specs(schema)
+    hints = hints or {}
+    rng = np.random.default_rng(seed)
+    if batches is None:
+        elements = sum(int(np.prod([d if isinstance(d, int) else 8 for d in s.shape[1:]]))
+                       for s in specs)
+        usual = LARGE_SAMPLE_BATCHES if elements > LARGE_SAMPLE_ELEMENTS else RANDOM_BATCHES
+        size = fixed_batch(schema)
+        batches = (size,) * max(2, -(-sum(usual) // size)) if size else usual
+    real: dict[str, np.ndarray] | None = None
+    described: list[str] = []
+    if data is not None:
+        real = _read_data(Path(data), schema, specs)
+        described.append(f"{len(next(iter(real.values())))} rows of {Path(data).name}")
+    elif schema.feature_names == PIMA_FEATURES or (
+            len(specs) == 1 and specs[0].shape[1:] == (len(PIMA_FEATURES),)
+            and schema.feature_names is None and _is_pima_sized(specs[0])
+            and specs[0].name not in hints):
+        real = {specs[0].name: load_pima().features.astype(specs[0].numpy_dtype)}
+        described.append(f"{len(real[specs[0].name])} rows of the bundled Pima data")
+    parts: list[dict[str, np.ndarray]] = [real] if real else []
+    for rows in batches:
+        batch = {}
+        for spec in specs:
+            low = high = None
+            if real is not None and real[spec.name].ndim == 2 and len(real[spec.name]):
+                low, high = real[spec.name].min(axis=0), real[spec.name].max(axis=0)
+            batch[spec.name] = random_array(spec, rows, rng, low, high, hints.get(spec.name))
+        parts.append(batch)
+    sizes = (f"{len(batches)} random batches of {batches[0]}" if len(set(batches)) == 1
+             and len(batches) > 2 else "random batches of " + ", ".join(map(str, batches)))
+    described.append(f"{sizes} (seed {seed})")
+    ranges = sorted({h.reason for n, h in hints.items() if real is None or n not in real})
+    if ranges:
+        described.append("ranges from " + "; ".join(ranges))
+    feeds = {s.name: np.concatenate([p[s.name] for p in parts]) for s in specs}
+    return GateInputs(feeds, "; ".join(described))
+
+
+def _is_pima_sized(spec: TensorSpec) -> bool:
+    return spec.rank == 2 and spec.numpy_dtype.kind == "f"
+
+
+def _read_data(path: Path, schema: ModelSchema,
+               specs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    """Rows for the gate from ``path``: NPZ (one array per input name), NPY, or a table for a
+    2-D input. Arrays are in the Keras model's layout and must fit its fixed dimensions."""
+    if path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            if len(specs) == 1 and len(archive.files) == 1:
+                arrays = {specs[0].name: archive[archive.files[0]]}
+            else:
+                missing = [s.name for s in specs if s.name not in archive.files]
+                if missing:
+                    raise InputError(f"{path}: expected arrays named {[s.name for s in specs]}, "
+                                     f"got {archive.files} (missing {missing})")
+                arrays = {s.name: archive[s.name] for s in specs}
+        return {s.name: _fitted(path, s, arrays[s.name]) for s in specs}
+    if len(specs) != 1:
+        raise InputError(f"{path}: a model with inputs {[s.name for s in specs]} needs --data "
+                         f"as an .npz holding one array per input name")
+    spec = specs[0]
+    if path.suffix.lower() == ".npy" and spec.rank != 2:
+        return {spec.name: _fitted(path, spec, np.load(path, allow_pickle=False))}
+    if spec.rank != 2 or not isinstance(spec.shape[1], int):
+        raise InputError(f"{path}: input {spec.name!r} has shape {spec.shape}; tabular --data "
+                         f"fits only 2-D inputs, give an .npy or .npz array instead")
+    batch = read_all(path, Columns(schema.feature_names, spec.shape[1], (), spec.numpy_dtype))
+    return {spec.name: batch.features}
+
+
+def _fitted(path: Path, spec: TensorSpec, array: np.ndarray) -> np.ndarray:
+    fits = array.ndim == spec.rank and all(
+        not isinstance(want, int) or want == got for want, got in zip(spec.shape[1:],
+                                                                       array.shape[1:]))
+    if not fits or not len(array):
+        raise InputError(f"{path}: input {spec.name!r} expects arrays of shape "
+                         f"(rows, {', '.join(str(d) for d in spec.shape[1:])}) in the Keras "
+                         f"model's layout, got {array.shape}")
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{path}: input {spec.name!r} expects numbers, got dtype {array.dtype}")
+    return array.astype(spec.numpy_dtype)

@@ -1,0 +1,209 @@
+"""Layerwise localisation: which Keras layer is the first whose ONNX counterpart differs.
+
+Keras side: every layer's outputs, recorded eagerly through hooks on the layers' ``call``
+(:mod:`portanet.export.convert.layertrace`), nested models included. ONNX side: tf2onnx names a converted
+tensor after the TensorFlow tensor it came from, and the traced graph says which tensor each
+layer returned, so a layer's output is found in the ONNX graph by name; those tensors are added
+as extra graph outputs of a copy of the model and run with onnxruntime.
+
+Not every layer keeps a tensor of its own: tf2onnx folds a BatchNormalization into the
+convolution before it, a bias into its MatMul, and so on. Such layers are listed as *fused* with
+the next layer that has a tensor, and are judged with it. tf2onnx also moves image tensors to
+channels-first between convolutions; a layer's ONNX tensor is therefore compared in every axis
+order whose shape matches the Keras output, and the closest is kept — a faulty layer differs in
+every order, so this never hides a fault.
+
+Inner layers hold larger values than a model's outputs, and float32 rounding grows with them:
+a layer's absolute tolerance is ``atol`` times the largest magnitude of its Keras output (at
+least 1), its relative tolerance ``rtol``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from portanet.export.convert.keras_to_onnx import call_model, keras_signature, trace_keras
+from portanet.export.convert.layertrace import record_outputs
+from portanet.export.keras.load import LoadedKeras
+from portanet.export.verify.compare import DEFAULT_ATOL, DEFAULT_RTOL, OutputReport, compare_output
+from portanet.export.verify.runners import fixed_batch, keras_specs, run_onnx
+from portanet.runtime import load
+from portanet.schema import ModelSchema
+
+#: Samples the layerwise run uses (every layer's outputs are held at once).
+LAYERWISE_ROWS = 32
+LARGE_SAMPLE_ROWS = 4
+LARGE_SAMPLE_ELEMENTS = 4096
+
+
+@dataclass
+class LayerRow:
+    """One Keras layer output compared with its ONNX tensor."""
+
+    index: int
+    layer: str
+    class_name: str
+    tensor: str
+    layout: str
+    result: OutputReport
+    fused: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True when every element is within tolerance."""
+        return self.result.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"index": self.index, "layer": self.layer, "class": self.class_name,
+                "onnx_tensor": self.tensor, "layout": self.layout, "fused": self.fused,
+                **{k: v for k, v in self.result.to_dict().items() if k != "name"}}
+
+
+@dataclass
+class LayerwiseReport:
+    """Per-layer errors in graph order; ``first_failure`` is the row to look at."""
+
+    rows: list[LayerRow]
+    samples: int
+    layers: int
+    unmatched: list[str] = field(default_factory=list)
+
+    @property
+    def first_failure(self) -> LayerRow | None:
+        """The first layer (in graph order) whose output is out of tolerance."""
+        return next((r for r in self.rows if not r.passed), None)
+
+    def summary(self) -> str:
+        """One line: the first failing layer, or that every compared layer agrees."""
+        row = self.first_failure
+        compared = f"{len(self.rows)} of {self.layers} layers have an ONNX tensor"
+        if not self.rows:
+            return (f"layerwise: no layer output could be found in the ONNX graph "
+                    f"({self.layers} layers traced)")
+        if row is None:
+            return f"layerwise: every compared layer is within tolerance ({compared})"
+        fused = f", with fused layers {row.fused}" if row.fused else ""
+        return (f"layerwise: first layer out of tolerance: {row.layer!r} ({row.class_name}"
+                f"{fused}) → ONNX tensor {row.tensor!r}: max abs {row.result.max_abs:.3g}, "
+                f"{row.result.violations} of {row.result.elements} elements ({compared})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        first = self.first_failure
+        return {"samples": self.samples, "layers": self.layers,
+                "first_failure": first.layer if first else None,
+                "rows": [r.to_dict() for r in self.rows], "unmatched": self.unmatched}
+
+
+def _views(keras: np.ndarray, onnx_value: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The ways ``onnx_value`` can be laid out as ``keras``: same shape, any axis order with
+    the same shape (rank ≤ 5), or the same values with size-1 axes dropped or added."""
+    views: list[tuple[str, np.ndarray]] = []
+    if onnx_value.ndim == keras.ndim and onnx_value.ndim <= 5:
+        for perm in itertools.permutations(range(onnx_value.ndim)):
+            moved = tuple(onnx_value.shape[p] for p in perm)
+            if moved == keras.shape:
+                label = "same" if perm == tuple(range(onnx_value.ndim)) else f"axes {perm}"
+                views.append((label, onnx_value.transpose(perm)))
+    if not views and onnx_value.size == keras.size and \
+            [d for d in onnx_value.shape if d != 1] == [d for d in keras.shape if d != 1]:
+        views.append(("reshaped", onnx_value.reshape(keras.shape)))
+    return views
+
+
+def _best(name: str, keras: np.ndarray, onnx_value: np.ndarray, atol: float,
+          rtol: float) -> tuple[str, OutputReport] | None:
+    scale = float(np.nanmax(np.abs(keras), initial=0.0)) if keras.size else 0.0
+    atol = atol * max(1.0, scale if np.isfinite(scale) else 1.0)
+    scored = [(label, compare_output(name, keras, view, atol=atol, rtol=rtol))
+              for label, view in _views(keras, onnx_value)]
+    if not scored:
+        return None
+    return min(scored, key=lambda item: (item[1].violations, item[1].max_abs))
+
+
+def _rows_for(feeds: dict[str, np.ndarray]) -> int:
+    rows = len(next(iter(feeds.values())))
+    elements = sum(int(np.prod(a.shape[1:])) for a in feeds.values())
+    return min(rows, LARGE_SAMPLE_ROWS if elements > LARGE_SAMPLE_ELEMENTS else LAYERWISE_ROWS)
+
+
+def _onnx_aliases(concrete: Any, output_names: list[str]) -> dict[str, str]:
+    """TensorFlow tensors whose ONNX name changed: the model outputs got the Keras names."""
+    aliases = {}
+    for tensor, name in zip(concrete.outputs, output_names):
+        source = tensor.op.inputs[0] if tensor.op.type == "Identity" and tensor.op.inputs \
+            else tensor
+        aliases[source.name] = name
+    return aliases
+
+
+def compare_layers(loaded: LoadedKeras, onnx_model: bytes | str | os.PathLike[str],
+                   schema: ModelSchema, feeds: dict[str, np.ndarray], *,
+                   atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> LayerwiseReport:
+    """Compare every Keras layer's output with its ONNX tensor on (the first rows of) ``feeds``
+    (Keras layout, as :func:`portanet.export.verify.inputs.gate_inputs` makes them)."""
+    import onnx
+
+    proto = (onnx.load_from_string(onnx_model) if isinstance(onnx_model, bytes)
+             else onnx.load(str(Path(onnx_model))))
+    spec_inputs, output_names = keras_signature(loaded.model)
+    concrete, trace = trace_keras(loaded.model, keras_specs(schema))
+    aliases = _onnx_aliases(concrete, output_names)
+    produced = {name for node in proto.graph.node for name in node.output}
+    graph_outputs = {o.name for o in proto.graph.output}
+
+    planned: list[tuple[Any, int, str]] = []  # (call, output index, ONNX tensor)
+    fused_before: dict[tuple[str, int], list[str]] = {}
+    pending: list[str] = []
+    leaves = [c for c in trace.leaves if c.outputs]
+    for call in leaves:
+        own = [t for t in call.outputs if trace.op_layer.get(t.split(":")[0]) is call]
+        if not own:
+            continue  # returns its input unchanged (Dropout at inference, Identity, ...)
+        matched = False
+        for index, tensor in enumerate(call.outputs):
+            name = aliases.get(tensor, tensor)
+            if name in produced or name in graph_outputs:
+                planned.append((call, index, name))
+                fused_before[(call.key, index)] = pending
+                pending, matched = [], True
+        if not matched:
+            pending = [*pending, call.key]
+
+    size = fixed_batch(schema)
+    rows = size or _rows_for(feeds)
+    subset = {k: v[:rows] for k, v in feeds.items()}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    for name in dict.fromkeys(n for _, _, n in planned):
+        if name not in graph_outputs:
+            probe.graph.output.append(onnx.ValueInfoProto(name=name))
+    onnx_values = run_onnx(load(probe.SerializeToString(), providers="cpu"), subset, schema)
+    order = [s.name for s in spec_inputs]
+    wanted = {call.key for call, _, _ in planned}
+    keras_values = record_outputs(
+        loaded.model, lambda: call_model(loaded.model, [subset[n] for n in order]),
+        keep=wanted.__contains__)
+
+    report_rows: list[LayerRow] = []
+    unmatched = list(pending)
+    for call, index, name in planned:
+        values = keras_values.get(call.key, [])
+        label = call.key if len(call.outputs) == 1 else f"{call.key}[{index}]"
+        best = _best(label, values[index], onnx_values[name], atol, rtol) \
+            if index < len(values) else None
+        if best is None:
+            unmatched.append(label)
+            continue
+        layout, result = best
+        report_rows.append(LayerRow(len(report_rows) + 1, label, call.class_name, name, layout,
+                                    result, fused_before.get((call.key, index), [])))
+    return LayerwiseReport(report_rows, rows, len(leaves), unmatched)

@@ -1,0 +1,104 @@
+"""Run the same feeds through Keras and through ONNX: two runners with one ``run(feeds)``.
+
+Feeds are in the Keras model's layout (channels-last). :class:`OnnxRunner` turns them into what
+the ONNX graph takes (channels-first for inputs exported with ``inputs_as_nchw``) and runs a
+graph with a fixed batch size chunk by chunk; :class:`KerasRunner` calls the model in inference
+mode in chunks. Both return outputs by their (sanitized) names, so a gate compares dicts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from portanet.export.convert.keras_to_onnx import call_model, keras_signature
+from portanet.runtime import Model
+from portanet.schema import ModelSchema, TensorSpec
+
+#: ``ModelSchema.extra`` key listing the inputs the ONNX graph takes channels-first.
+NCHW_KEY = "nchw_inputs"
+#: Rows per Keras call.
+KERAS_CHUNK = 1024
+
+
+def nchw_inputs(schema: ModelSchema) -> list[str]:
+    """Inputs the ONNX graph takes channels-first (exported with ``inputs_as_nchw``)."""
+    return list(schema.extra.get(NCHW_KEY, []) if schema.extra else [])
+
+
+def keras_specs(schema: ModelSchema) -> list[TensorSpec]:
+    """The schema's inputs in the Keras model's layout (channels-last)."""
+    nchw = set(nchw_inputs(schema))
+    return [TensorSpec(s.name, (s.shape[0], s.shape[2], s.shape[3], s.shape[1]), s.dtype)
+            if s.name in nchw and s.rank == 4 else s for s in schema.inputs]
+
+
+def fixed_batch(schema: ModelSchema) -> int | None:
+    """The batch size the ONNX graph is fixed to, or ``None`` for a dynamic batch."""
+    first = schema.inputs[0].shape[0] if schema.inputs and schema.inputs[0].rank else None
+    return first if isinstance(first, int) else None
+
+
+def onnx_feeds(feeds: dict[str, np.ndarray], schema: ModelSchema) -> dict[str, np.ndarray]:
+    """Keras-layout feeds as the ONNX graph takes them (channels-first where exported so)."""
+    nchw = set(nchw_inputs(schema))
+    return {name: np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if name in nchw else a
+            for name, a in feeds.items()}
+
+
+def run_onnx(runtime: Model, feeds: dict[str, np.ndarray],
+             schema: ModelSchema) -> dict[str, np.ndarray]:
+    """Run Keras-layout ``feeds`` through an ONNX model; a fixed batch runs chunk by chunk, the
+    last chunk padded with its first row (padding rows are dropped from the result)."""
+    converted = onnx_feeds(feeds, schema)
+    size = fixed_batch(schema)
+    if size is None:
+        return runtime.run(converted, allow_nan=True)
+    rows = len(next(iter(converted.values())))
+    parts: list[dict[str, np.ndarray]] = []
+    for start in range(0, rows, size):
+        chunk = {k: v[start:start + size] for k, v in converted.items()}
+        short = size - len(next(iter(chunk.values())))
+        if short:
+            chunk = {k: np.concatenate([v, np.repeat(v[:1], short, axis=0)])
+                     for k, v in chunk.items()}
+        parts.append({k: v[:size - short] for k, v in runtime.run(chunk, allow_nan=True).items()})
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def keras_outputs(model: Any, feeds: dict[str, np.ndarray], input_order: list[str],
+                  output_names: list[str]) -> dict[str, np.ndarray]:
+    """Run Keras in inference mode, in chunks, and return outputs by (sanitized) name."""
+    rows = len(next(iter(feeds.values())))
+    chunks: list[list[np.ndarray]] = []
+    for start in range(0, rows, KERAS_CHUNK):
+        arrays = [feeds[n][start:start + KERAS_CHUNK] for n in input_order]
+        chunks.append([np.asarray(t) for t in call_model(model, arrays)])
+    return {name: np.concatenate([c[i] for c in chunks]) for i, name in enumerate(output_names)}
+
+
+class KerasRunner:
+    """A Keras model (or SavedModel signature) behind ``run(feeds) -> {output name: array}``."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        inputs, self.output_names = keras_signature(model)
+        self.input_order = [s.name for s in inputs]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs for Keras-layout ``feeds``."""
+        return keras_outputs(self.model, feeds, self.input_order, self.output_names)
+
+
+class OnnxRunner:
+    """An ONNX :class:`~portanet.runtime.Model` behind the same ``run(feeds)``, taking feeds in
+    the Keras layout (transposed for channels-first inputs, looped for a fixed batch)."""
+
+    def __init__(self, runtime: Model, schema: ModelSchema | None = None) -> None:
+        self.runtime = runtime
+        self.schema = schema or runtime.schema
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs for Keras-layout ``feeds``."""
+        return run_onnx(self.runtime, feeds, self.schema)

@@ -1,0 +1,252 @@
+"""The :class:`Model`: an onnxruntime session with schema-checked input (no TensorFlow).
+
+Create one with :func:`portanet.load`::
+
+    >>> import portanet
+    >>> model = portanet.load("models/pima_mlp.onnx")
+    >>> model.predict([[6, 148, 72, 35, 0, 33.6, 0.627, 50]])        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from portanet import schema as meta
+from portanet.errors import InputError, first_line, name_mismatch
+from portanet.runtime.inputs import check_finite, coerce_array, columns_of, stack_features
+from portanet.schema import (
+    BINARY_CLASSIFIER,
+    MULTICLASS_CLASSIFIER,
+    ModelSchema,
+    TensorSpec,
+    dtype_from_ort,
+)
+
+log = logging.getLogger("portanet")
+
+#: Rows per onnxruntime call when a large batch is cut into chunks (tuned in benchmarks/).
+DEFAULT_CHUNK_ROWS = 65536
+
+
+def as_matrix(values: np.ndarray) -> np.ndarray:
+    """View an output as rows × values (works for empty batches too)."""
+    values = np.asarray(values)
+    if values.ndim == 0:
+        return values.reshape(1, 1)
+    return values.reshape(values.shape[0], int(np.prod(values.shape[1:], dtype=np.int64)))
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    """Quick test that a float array holds no NaN/Inf: NaN and Inf survive a sum, so a finite
+    sum proves the array finite (a non-finite one, or an overflow, goes to the exact check)."""
+    if array.size <= 64:
+        return math.isfinite(sum(array.reshape(-1).tolist()))
+    return math.isfinite(np.add.reduce(array, axis=None))
+
+
+def _spec_from_arg(arg: Any) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) else None for d in (arg.shape or []))
+    return TensorSpec(arg.name, shape, dtype_from_ort(arg.type))
+
+
+class Model:
+    """An ONNX model ready for inference. Create it with :func:`load`.
+
+    Thread-safe: one instance may serve many threads at once.
+    """
+
+    def __init__(self, session: ort.InferenceSession, path: Path | None, *,
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:
+        self._session = session
+        self.path = path
+        self.chunk_rows = chunk_rows
+        origin = str(path) if path else "model"
+        raw = dict(session.get_modelmeta().custom_metadata_map)
+        #: Decoded metadata: ``portanet.*`` keys as JSON values, others as strings.
+        self.metadata: dict[str, Any] = meta.decode(raw, origin=origin)
+        inputs = tuple(_spec_from_arg(a) for a in session.get_inputs())
+        outputs = tuple(_spec_from_arg(a) for a in session.get_outputs())
+        stored = meta.schema_from(self.metadata)
+        #: Inputs, outputs, feature names and task; tensors come from the ONNX graph itself.
+        self.schema: ModelSchema = (stored.with_io(inputs, outputs) if stored
+                                    else ModelSchema(inputs, outputs))
+        self._input_names = [t.name for t in inputs]
+        self._output_names = [t.name for t in outputs]
+        features = self.schema.feature_names
+        single = inputs[0] if len(inputs) == 1 else None
+        if single is not None and features and (single.rank != 2 or single.shape[1] not in
+                                                (None, len(features))):
+            features = None  # names that do not describe a 2-D input are ignored
+        self._features = features
+        # Fast path for the common case: one input, given as an ndarray of the right dtype.
+        self._fast = single if single is not None and single.dtype != "str" else None
+        self._fast_dtype = self._fast.numpy_dtype if self._fast is not None else None
+        self._fast_float = self._fast is not None and self._fast_dtype.kind == "f"
+        self._fixed_dims = tuple((axis, dim) for axis, dim in enumerate(single.shape)
+                                 if isinstance(dim, int)) if single is not None else ()
+        self._float_inputs = {s.name for s in inputs if s.numpy_dtype.kind == "f"} \
+            if all(s.dtype != "str" for s in inputs) else set()
+        # onnxruntime's C++ session skips the Python-side checks of InferenceSession.run, which
+        # portanet has already made; looked up once here, and said so when it is missing.
+        self._direct_run = getattr(getattr(session, "_sess", None), "run", None)
+        if not callable(self._direct_run):
+            self._direct_run = None
+            log.info("%s: onnxruntime %s has no direct session run; using "
+                     "InferenceSession.run", origin, ort.__version__)
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers onnxruntime really uses, in priority order."""
+        return list(self._session.get_providers())
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        """The underlying onnxruntime session (for what portanet does not wrap)."""
+        return self._session
+
+    @property
+    def input_names(self) -> list[str]:
+        """Names of the model's inputs."""
+        return list(self._input_names)
+
+    @property
+    def output_names(self) -> list[str]:
+        """Names of the model's outputs."""
+        return list(self._output_names)
+
+    @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        """Column names of a tabular model's single input, from the export metadata."""
+        return self._features
+
+    def _coerce(self, x: Any) -> dict[str, np.ndarray]:
+        """Everything but the NaN/Inf check (done chunk by chunk, while data is in cache)."""
+        specs = self.schema.inputs
+        if len(specs) == 1:
+            spec = specs[0]
+            columns = columns_of(x)
+            if columns is not None and not (len(columns) == 1 and spec.name in columns):
+                if not self._features:
+                    raise InputError(
+                        f"input {spec.name!r}: named columns need feature names in the model "
+                        f"metadata, and this model has none; pass an array of shape "
+                        f"{tuple(spec.shape)} or a dict {{{spec.name!r}: array}}")
+                return {spec.name: coerce_array(stack_features(columns, self._features, spec),
+                                                spec, allow_nan=True)}
+            if columns is not None:
+                x = columns[spec.name]
+            return {spec.name: coerce_array(x, spec, allow_nan=True)}
+        columns = columns_of(x)
+        if columns is None:
+            raise InputError(f"expected a dict of the inputs {self._input_names}, "
+                             f"got {type(x).__name__}")
+        mismatch = name_mismatch(self._input_names, list(columns))
+        if mismatch:
+            raise InputError(f"expected the inputs {self._input_names}, got {list(columns)}"
+                             f" ({mismatch})")
+        feeds = {s.name: coerce_array(columns[s.name], s, allow_nan=True) for s in specs}
+        sizes = {a.shape[0] for a in feeds.values() if a.ndim}
+        if len(sizes) > 1:
+            raise InputError(f"expected one batch size for all inputs, got {sorted(sizes)}")
+        return feeds
+
+    def _fast_feeds(self, x: Any) -> dict[str, np.ndarray] | None:
+        """Feeds for an ndarray that already fits the single input exactly, else ``None``."""
+        spec = self._fast
+        if (spec is None or type(x) is not np.ndarray or x.dtype != self._fast_dtype
+                or x.ndim != spec.rank or not x.flags.c_contiguous):
+            return None
+        shape = x.shape
+        for axis, dim in self._fixed_dims:
+            if shape[axis] != dim:
+                return None
+        return {spec.name: x}
+
+    def run(self, feeds: Any, *, allow_nan: bool = False) -> dict[str, np.ndarray]:
+        """Run the model and return every output by name. Large batches run in chunks."""
+        checked = self._fast_feeds(feeds)
+        if checked is None:
+            checked = self._coerce(feeds)
+        return dict(zip(self._output_names, self._execute(checked, allow_nan)))
+
+    def predict(self, x: Any, *, allow_nan: bool = False) -> np.ndarray | dict[str, np.ndarray]:
+        """Predict: the output array of a single-output model, else a dict name → array."""
+        checked = self._fast_feeds(x)
+        if checked is not None and 0 < len(x) <= self.chunk_rows and len(self._output_names) == 1:
+            # Small ready-made batch: the shortest path to onnxruntime.
+            if self._fast_float and not allow_nan and not _all_finite(x):
+                check_finite(self._fast.name, x)
+            return self._session_run(checked)[0]
+        if checked is None:
+            checked = self._coerce(x)
+        results = self._execute(checked, allow_nan)
+        if len(results) == 1:
+            return results[0]
+        return dict(zip(self._output_names, results))
+
+    def _session_run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Run onnxruntime once on validated feeds; its errors become one :class:`InputError`."""
+        try:
+            if self._direct_run is not None:
+                return self._direct_run(self._output_names, feeds, None)
+            return self._session.run(self._output_names, feeds)
+        except Exception as exc:  # onnxruntime's own untyped errors (e.g. a bad dynamic dim)
+            if type(exc).__name__ == "EPFail":  # a GPU provider failed: the public run falls
+                return self._session.run(self._output_names, feeds)  # back to the CPU
+            shapes = {k: tuple(v.shape) for k, v in feeds.items()}
+            raise InputError(f"{self.path or 'model'}: onnxruntime could not run the model on "
+                             f"inputs of shapes {shapes}: {first_line(exc)}") from exc
+
+    def _execute(self, feeds: dict[str, np.ndarray], allow_nan: bool) -> list[np.ndarray]:
+        """Check NaN/Inf chunk by chunk and run; chunks land in one preallocated output."""
+        check = not allow_nan and self._float_inputs
+        rows = next(iter(feeds.values())).shape[0] if feeds else 0
+        if rows == 0:
+            empty = self._empty_outputs()
+            return [empty[n] for n in self._output_names]
+        step = self.chunk_rows
+        if rows <= step:
+            if check:
+                for name in self._float_inputs:
+                    if not _all_finite(feeds[name]):
+                        check_finite(name, feeds[name])
+            return self._session_run(feeds)
+        out: list[np.ndarray] = []
+        for start in range(0, rows, step):
+            stop = min(start + step, rows)
+            part = {k: v[start:stop] for k, v in feeds.items()}
+            if check:
+                for name in self._float_inputs:
+                    if not _all_finite(part[name]):
+                        check_finite(name, part[name], start)
+            results = self._session_run(part)
+            if not out:
+                out = [np.empty((rows, *r.shape[1:]), dtype=r.dtype) for r in results]
+            for target, result in zip(out, results):
+                target[start:stop] = result
+        return out
+
+    def _empty_outputs(self) -> dict[str, np.ndarray]:
+        return {s.name: np.empty((0, *[d if isinstance(d, int) else 0 for d in s.shape[1:]]),
+                                 dtype=s.numpy_dtype if s.dtype != "str" else object)
+                for s in self.schema.outputs}
+
+    def labels_for(self, probabilities: np.ndarray) -> np.ndarray | None:
+        """Class decisions for a classifier's output, or ``None`` for other tasks."""
+        schema = self.schema
+        if schema.task == BINARY_CLASSIFIER:
+            threshold = schema.threshold if schema.threshold is not None else 0.5
+            return (as_matrix(probabilities)[:, 0] >= threshold).astype(np.int64)
+        if schema.task == MULTICLASS_CLASSIFIER:
+            return as_matrix(probabilities).argmax(axis=1)
+        return None
+
+    def __repr__(self) -> str:
+        name = self.path.name if self.path else "<bytes>"
+        return f"Model({name!r}, inputs={self._input_names}, outputs={self._output_names})"

@@ -1,0 +1,112 @@
+"""JSON Lines (one record or row per line) and JSON documents holding a list of them."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from portanet.errors import InputError
+from portanet.tables.types import Batch, Columns
+
+
+def json_batches(path: Any, fmt: str, columns: Columns, batch_rows: int,
+                 allow_nan: bool) -> Iterator[Batch]:
+    """JSON Lines (one record or row per line) or a JSON document with a list of them."""
+    origin = "<stdin>" if str(path) == "-" else str(path)
+    if fmt == "json":
+        text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
+        records: Any = enumerate(json_records(text, origin), start=1)
+        word = "record"
+    else:
+        stream = sys.stdin if str(path) == "-" else open(path, encoding="utf-8")
+        records = _jsonl_records(stream, origin)
+        word = "line"
+    pending: list[tuple[int, Any]] = []
+    row = 0
+    for item in records:
+        pending.append(item)
+        if len(pending) >= batch_rows:
+            yield _records_batch(pending, columns, origin, row, word, allow_nan)
+            row += len(pending)
+            pending = []
+    if pending:
+        yield _records_batch(pending, columns, origin, row, word, allow_nan)
+
+
+def _jsonl_records(stream: io.TextIOBase, origin: str) -> Iterator[tuple[int, Any]]:
+    with stream:
+        for number, text in enumerate(stream, start=1):
+            if not text.strip():
+                continue
+            try:
+                yield number, json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{origin}: line {number}: expected a JSON object or list, "
+                                 f"got invalid JSON ({exc.msg})") from exc
+
+
+def _records_batch(items: list[tuple[int, Any]], columns: Columns, origin: str, row: int,
+                   word: str, allow_nan: bool) -> Batch:
+    names = columns.feature_names
+    matrix = np.empty((len(items), columns.width), dtype=columns.dtype)
+    kept: dict[str, list[Any]] = {k: [] for k in columns.keep}
+    for index, (number, record) in enumerate(items):
+        if isinstance(record, dict):
+            if names is None:
+                raise InputError(f"{origin}: {word} {number}: named fields need feature names "
+                                 f"in the model metadata; give rows as lists instead")
+            missing = [n for n in names if n not in record]
+            if missing:
+                raise InputError(f"{origin}: {word} {number}: expected the fields {list(names)}"
+                                 f", got {list(record)} (missing {missing})")
+            values = [record[n] for n in names]
+            for k in columns.keep:
+                if k not in record:
+                    raise InputError(f"{origin}: {word} {number}: --keep-columns field {k!r} "
+                                     f"is missing")
+                kept[k].append(record[k])
+        elif isinstance(record, list):
+            if columns.keep:
+                raise InputError(f"{origin}: {word} {number}: --keep-columns needs records "
+                                 f"with named fields, got a list")
+            if len(record) != columns.width:
+                raise InputError(f"{origin}: {word} {number}: expected {columns.width} values, "
+                                 f"got {len(record)}")
+            values = record
+        else:
+            raise InputError(f"{origin}: {word} {number}: expected an object or a list, "
+                             f"got {type(record).__name__}")
+        for col, value in enumerate(values):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) and value is not None:
+                name = names[col] if names else f"column_{col}"
+                raise InputError(f"{origin}: {word} {number}, column {name!r}: expected a "
+                                 f"number, got {json.dumps(value)[:40]}")
+            matrix[index, col] = np.nan if value is None else value
+    if not allow_nan and not np.isfinite(matrix).all():
+        bad, col = map(int, np.argwhere(~np.isfinite(matrix))[0])
+        name = names[col] if names else f"column_{col}"
+        shown = "null" if np.isnan(matrix[bad, col]) else f"{matrix[bad, col]}"
+        raise InputError(f"{origin}: {word} {items[bad][0]}, column {name!r}: expected a "
+                         f"finite number, got {shown} (use --allow-nan to pass NaN/Inf through)")
+    return Batch(matrix, {k: np.asarray(v) for k, v in kept.items()}, row)
+
+
+def json_records(text: str, origin: str) -> list[Any]:
+    """Parse a JSON document holding a list of records (objects) or rows (lists)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{origin}: expected valid JSON, got an error at line {exc.lineno} "
+                         f"column {exc.colno}: {exc.msg}") from exc
+    if isinstance(data, dict) and "instances" in data:
+        data = data["instances"]
+    if not isinstance(data, list):
+        raise InputError(f"{origin}: expected a JSON list of records or rows, "
+                         f"got {type(data).__name__}")
+    return data

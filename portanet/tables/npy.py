@@ -1,0 +1,44 @@
+"""Rows of a memory-mapped ``.npy`` array (never unpickled)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from portanet.errors import InputError
+from portanet.tables.types import Batch, Columns, check_finite, slices
+
+
+def npy_batches(source: Path, columns: Columns, batch_rows: int,
+                allow_nan: bool) -> Iterator[Batch]:
+    """Rows of a memory-mapped ``.npy`` array (never unpickled)."""
+    origin = str(source)
+    if columns.keep:
+        raise InputError(f"{origin}: --keep-columns needs named columns; .npy arrays have none")
+    with open(source, "rb") as handle:
+        magic = handle.read(6)
+    if magic != b"\x93NUMPY":
+        raise InputError(f"{origin}: expected a .npy file (starting with \\x93NUMPY), got "
+                         f"leading bytes {magic!r}")
+    try:
+        array = np.load(source, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise InputError(f"{origin}: expected a numeric .npy array, got one that needs pickle "
+                         f"(object arrays are refused): {exc}") from exc
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{origin}: expected a .npy file, numpy cannot read it: {exc}") from exc
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    if array.ndim != 2 or array.shape[1] != columns.width:
+        raise InputError(f"{origin}: expected an array of shape (rows, {columns.width}), "
+                         f"got {array.shape}")
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{origin}: expected a numeric array, got dtype {array.dtype}")
+    names = columns.feature_names or [f"column_{i}" for i in range(columns.width)]
+    for start, stop in slices(array.shape[0], batch_rows):
+        matrix = np.asarray(array[start:stop], dtype=columns.dtype)
+        if not allow_nan:
+            check_finite(matrix, names, origin, start, "row")
+        yield Batch(matrix, {}, start)

@@ -1,0 +1,139 @@
+"""Streaming prediction writers (CSV, Parquet, JSONL, NPY, or CSV on stdout), atomic on disk."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from portanet._files import atomic_path
+from portanet.errors import InputError
+from portanet.tables.arrow import from_numpy
+
+OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
+                  ".ndjson": "jsonl", ".npy": "npy"}
+
+
+def output_format(path: str | os.PathLike[str] | None) -> str:
+    """The writer for an output path by suffix; ``None`` or ``-`` means CSV on stdout."""
+    if path is None or str(path) == "-":
+        return "csv"
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise InputError(f"--output {path}: expected a suffix among "
+                         f"{', '.join(sorted(OUTPUT_FORMATS))}, got {suffix or '(none)'!r}")
+    return OUTPUT_FORMATS[suffix]
+
+
+class _Writer:
+    """Writes column batches (dict name → 1-D array) in order."""
+
+    def __init__(self, fmt: str, stream: BinaryIO | str) -> None:
+        self.fmt = fmt
+        # Arrow writers get a path when there is one: they then write through Arrow's own
+        # file, never holding a Python object that an Arrow thread would have to release.
+        self.stream = stream
+        self._arrow: Any = None
+        self._npy_rows = 0
+        self._npy_cols: int | None = None
+
+    def write(self, columns: dict[str, np.ndarray]) -> None:
+        """Append one batch of rows."""
+        if self.fmt == "jsonl":
+            self._write_jsonl(columns)
+        elif self.fmt == "npy":
+            self._write_npy(columns)
+        else:
+            self._write_arrow(columns)
+
+    def _write_arrow(self, columns: dict[str, np.ndarray]) -> None:
+        import pyarrow as pa
+
+        table = pa.Table.from_arrays([from_numpy(v) for v in columns.values()],
+                                     names=list(columns))
+        if self._arrow is None:
+            if self.fmt == "csv":
+                import pyarrow.csv as pacsv
+
+                plain = all(re.fullmatch(r"[A-Za-z0-9_.\-]+", n) for n in table.column_names)
+                options = pacsv.WriteOptions(quoting_header="none" if plain else "needed")
+                self._arrow = pacsv.CSVWriter(self.stream, table.schema, write_options=options)
+            else:
+                import pyarrow.parquet as pq
+
+                self._arrow = pq.ParquetWriter(self.stream, table.schema)
+        self._arrow.write_table(table)
+
+    def _write_jsonl(self, columns: dict[str, np.ndarray]) -> None:
+        names = list(columns)
+        lists = [columns[n].to_pylist() if hasattr(columns[n], "to_pylist")
+                 else np.asarray(columns[n]).tolist() for n in names]
+        lines = [json.dumps(dict(zip(names, values))) for values in zip(*lists)]
+        if lines:
+            self.stream.write(("\n".join(lines) + "\n").encode())
+
+    def _write_npy(self, columns: dict[str, np.ndarray]) -> None:
+        matrix = np.column_stack([np.asarray(v, dtype=np.float32) for v in columns.values()])
+        self._npy_cols = matrix.shape[1]
+        self._npy_rows += matrix.shape[0]
+        self.stream.write(np.ascontiguousarray(matrix).tobytes())
+
+    def close(self) -> None:
+        """Finish the file (Parquet footer, CSV buffers)."""
+        if self._arrow is not None:
+            self._arrow.close()
+
+
+@contextlib.contextmanager
+def open_writer(path: str | os.PathLike[str] | None) -> Iterator[_Writer]:
+    """A writer for ``path`` (atomic: nothing appears unless every batch was written).
+
+    ``None`` or ``-`` writes CSV to stdout. NPY output holds every prediction column as float32.
+    """
+    fmt = output_format(path)
+    if path is None or str(path) == "-":
+        writer = _Writer(fmt, sys.stdout.buffer)
+        yield writer
+        writer.close()
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"--output {target}: expected a file path, got a directory")
+    with atomic_path(target) as temporary:
+        if fmt == "npy":
+            raw = temporary.with_name(temporary.name + ".raw")
+            try:
+                with open(raw, "wb") as stream:
+                    writer = _Writer(fmt, stream)
+                    yield writer
+                _finish_npy(raw, temporary, writer)
+            finally:
+                raw.unlink(missing_ok=True)
+        elif fmt in ("csv", "parquet"):
+            writer = _Writer(fmt, str(temporary))
+            yield writer
+            writer.close()
+            if writer._arrow is None:  # nothing written: still leave a (empty) file
+                temporary.write_bytes(b"")
+        else:
+            with open(temporary, "wb") as stream:
+                writer = _Writer(fmt, stream)
+                yield writer
+                writer.close()
+
+
+def _finish_npy(raw: Path, target: Path, writer: _Writer) -> None:
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+              "fortran_order": False, "shape": (writer._npy_rows, writer._npy_cols or 0)}
+    with open(target, "wb") as out, open(raw, "rb") as source:
+        np.lib.format.write_array_header_1_0(out, header)
+        while block := source.read(1 << 20):
+            out.write(block)
