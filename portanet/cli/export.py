@@ -93,9 +93,11 @@ def export(
     allow_unsafe: AllowUnsafe = False,
 ) -> None:
     """Convert a Keras model to ONNX; the file is written only if Keras and ONNX agree."""
-    from portanet.errors import ParityError
+    from portanet.errors import InputError, ParityError
     from portanet.export import export_model
 
+    if layerwise and not verify:
+        raise InputError("--layerwise: expected the parity gate to run, got --no-verify")
     try:
         result = export_model(source, output, opset=opset, data=data, atol=atol, rtol=rtol,
                               verify=verify, feature_names=split_names(feature_names) or None,

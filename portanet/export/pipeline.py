@@ -129,7 +129,7 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
 
     started = time.perf_counter()
     if layerwise and not verify:
-        raise InputError("--layerwise: expected the parity gate to run, got --no-verify")
+        raise InputError("layerwise comparison: expected the parity gate to run, got verify=False")
     loaded = _loaded(source, allow_unsafe)
     if output is None and loaded.format == "memory":
         raise InputError(f"model {loaded.path.name!r}: expected an output path for a model "

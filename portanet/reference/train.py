@@ -79,7 +79,7 @@ def train_pima(output: str | os.PathLike[str] = DEFAULT_OUTPUT, *,
     validation loss has not improved for ``patience`` epochs, keeping the best weights.
     """
     if epochs < 1:
-        raise InputError(f"--epochs: expected a positive number, got {epochs}")
+        raise InputError(f"epochs: expected a positive number, got {epochs}")
     target = Path(output)
     if target.suffix.lower() not in (".h5", ".hdf5"):
         raise InputError(f"{target}: expected an .h5 output path, got suffix {target.suffix!r}")

@@ -63,7 +63,7 @@ def _csv_file(source: Path, origin: str, columns: Columns, batch_rows: int,
     else:
         names = [f"column_{i}" for i in range(len(cells))]
         if columns.keep:
-            raise InputError(f"{origin}: --keep-columns needs a header line, got rows of numbers")
+            raise InputError(f"{origin}: kept columns need a header line, got rows of numbers")
         if len(cells) != columns.width:
             raise InputError(f"{origin}: line 1: expected {columns.width} columns, "
                              f"got {len(cells)}")

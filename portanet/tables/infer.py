@@ -68,7 +68,7 @@ def infer_file(model: Model | str | os.PathLike[str], source: str | os.PathLike[
     started = time.perf_counter()
     runtime = model if isinstance(model, Model) else load(model)
     if output_format(output) == "npy" and keep_columns:  # checked before reading anything
-        raise InputError(f"--output {output}: .npy holds numbers only; --keep-columns needs "
+        raise InputError(f"{output}: .npy holds numbers only; kept columns need "
                          f"a .csv, .parquet or .jsonl output")
     specs = runtime.schema.inputs
     if len(specs) != 1 or specs[0].rank != 2 or not isinstance(specs[0].shape[1], int):

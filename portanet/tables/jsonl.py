@@ -68,12 +68,12 @@ def _records_batch(items: list[tuple[int, Any]], columns: Columns, origin: str, 
             values = [record[n] for n in names]
             for k in columns.keep:
                 if k not in record:
-                    raise InputError(f"{origin}: {word} {number}: --keep-columns field {k!r} "
+                    raise InputError(f"{origin}: {word} {number}: kept field {k!r} "
                                      f"is missing")
                 kept[k].append(record[k])
         elif isinstance(record, list):
             if columns.keep:
-                raise InputError(f"{origin}: {word} {number}: --keep-columns needs records "
+                raise InputError(f"{origin}: {word} {number}: kept columns need records "
                                  f"with named fields, got a list")
             if len(record) != columns.width:
                 raise InputError(f"{origin}: {word} {number}: expected {columns.width} values, "
@@ -93,7 +93,7 @@ def _records_batch(items: list[tuple[int, Any]], columns: Columns, origin: str, 
         name = names[col] if names else f"column_{col}"
         shown = "null" if np.isnan(matrix[bad, col]) else f"{matrix[bad, col]}"
         raise InputError(f"{origin}: {word} {items[bad][0]}, column {name!r}: expected a "
-                         f"finite number, got {shown} (use --allow-nan to pass NaN/Inf through)")
+                         f"finite number, got {shown} (allow_nan passes NaN/Inf through)")
     return Batch(matrix, {k: np.asarray(v) for k, v in kept.items()}, row)
 
 

@@ -16,7 +16,7 @@ def npy_batches(source: Path, columns: Columns, batch_rows: int,
     """Rows of a memory-mapped ``.npy`` array (never unpickled)."""
     origin = str(source)
     if columns.keep:
-        raise InputError(f"{origin}: --keep-columns needs named columns; .npy arrays have none")
+        raise InputError(f"{origin}: kept columns need named columns; .npy arrays have none")
     with open(source, "rb") as handle:
         magic = handle.read(6)
     if magic != b"\x93NUMPY":

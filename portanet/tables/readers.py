@@ -38,7 +38,7 @@ def iter_batches(path: str | os.PathLike[str], columns: Columns, *,
                  stdin_format: str = "csv") -> Iterator[Batch]:
     """Yield feature batches of about ``batch_rows`` rows from a file (or ``-`` for stdin)."""
     if batch_rows < 1:
-        raise InputError(f"--batch-size: expected a positive number of rows, got {batch_rows}")
+        raise InputError(f"rows per batch: expected a positive number, got {batch_rows}")
     fmt = input_format(path, stdin_format)
     if str(path) != "-":
         source = Path(path)

@@ -37,8 +37,8 @@ def select_columns(names: Sequence[str], columns: Columns, origin: str) -> tuple
     """Feature columns (in model order) and kept columns among a file's column ``names``."""
     keep_missing = [k for k in columns.keep if k not in names]
     if keep_missing:
-        raise InputError(f"{origin}: --keep-columns names {keep_missing}, which the input does "
-                         f"not have (columns: {list(names)})")
+        raise InputError(f"{origin}: expected the kept columns {keep_missing} among the "
+                         f"input's columns, got {list(names)}")
     if columns.feature_names:
         missing = [n for n in columns.feature_names if n not in names]
         if missing:
@@ -75,4 +75,4 @@ def check_finite(matrix: np.ndarray, names: Sequence[str], origin: str, first_li
     row, col, value = found
     shown = "an empty or NaN value" if np.isnan(value) else describe_value(value)
     raise InputError(f"{origin}: {line_word} {first_line + row}, column {names[col]!r}: expected "
-                     f"a finite number, got {shown} (use --allow-nan to pass NaN/Inf through)")
+                     f"a finite number, got {shown} (allow_nan passes NaN/Inf through)")

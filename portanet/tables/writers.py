@@ -27,7 +27,7 @@ def output_format(path: str | os.PathLike[str] | None) -> str:
         return "csv"
     suffix = Path(path).suffix.lower()
     if suffix not in OUTPUT_FORMATS:
-        raise InputError(f"--output {path}: expected a suffix among "
+        raise InputError(f"{path}: expected an output suffix among "
                          f"{', '.join(sorted(OUTPUT_FORMATS))}, got {suffix or '(none)'!r}")
     return OUTPUT_FORMATS[suffix]
 
@@ -106,7 +106,7 @@ def open_writer(path: str | os.PathLike[str] | None) -> Iterator[_Writer]:
         return
     target = Path(path)
     if target.is_dir():
-        raise InputError(f"--output {target}: expected a file path, got a directory")
+        raise InputError(f"{target}: expected an output file path, got a directory")
     with atomic_path(target) as temporary:
         if fmt == "npy":
             raw = temporary.with_name(temporary.name + ".raw")

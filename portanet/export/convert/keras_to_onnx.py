@@ -135,10 +135,10 @@ def _nchw_names(inputs: list[TensorSpec], requested: Sequence[str] | None,
     for name in names:
         spec = by_name.get(name)
         if spec is None:
-            raise InputError(f"--inputs-as-nchw: expected one of the inputs "
+            raise InputError(f"channels-first input: expected one of the inputs "
                              f"{list(by_name)} of {source.name}, got {name!r}")
         if spec.rank != 4:
-            raise InputError(f"--inputs-as-nchw {name}: expected an image input of rank 4 "
+            raise InputError(f"channels-first input {name!r}: expected an image input of rank 4 "
                              f"(batch, height, width, channels), got shape {spec.shape}")
     return names
 
@@ -168,10 +168,10 @@ def convert(loaded: LoadedKeras, *, opset: int = DEFAULT_OPSET, batch_size: int 
     naming the Keras layer(s) when an op cannot be converted.
     """
     if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise InputError(f"--opset: expected {MIN_OPSET}..{MAX_OPSET} (what tf2onnx writes), "
+        raise InputError(f"opset: expected {MIN_OPSET}..{MAX_OPSET} (what tf2onnx writes), "
                          f"got {opset}")
     if batch_size is not None and batch_size < 1:
-        raise InputError(f"--batch-size: expected a positive number of rows, got {batch_size}")
+        raise InputError(f"batch size: expected a positive number of rows, got {batch_size}")
     quiet_tensorflow()
     import tf2onnx
     from tensorflow.python.framework.convert_to_constants import (

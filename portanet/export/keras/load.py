@@ -166,7 +166,7 @@ def load_keras(path: str | os.PathLike[str], *, allow_unsafe: bool = False,
         loader = "tf_keras"
     quiet_tensorflow()
     if allow_unsafe:
-        log.warning("%s: --allow-unsafe: loading without safety checks; the file may run code",
+        log.warning("%s: allow_unsafe: loading without safety checks; the file may run code",
                     source)
     elif config is not None:
         check_config(config, str(source), keras_layer_classes(__import__(loader)), limits)

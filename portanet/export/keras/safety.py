@@ -94,7 +94,7 @@ def check_config(config: Any, origin: str, known_classes: set[str],
     for class_name, name, inner in iter_layers(config):
         if class_name in CODE_LAYERS:
             raise UnsafeModelError(f"{origin}: layer {name!r} is a {class_name}, which "
-                                   f"{CODE_LAYERS[class_name]}; refused (use --allow-unsafe "
+                                   f"{CODE_LAYERS[class_name]}; refused (allow_unsafe loads it "
                                    f"only for a file you trust)")
         if class_name not in known_classes and class_name not in BUILTIN_CLASSES:
             raise UnsafeModelError(f"{origin}: layer {name!r} has class {class_name!r}, which "

@@ -205,13 +205,13 @@ def _read_data(path: Path, schema: ModelSchema,
                 arrays = {s.name: archive[s.name] for s in specs}
         return {s.name: _fitted(path, s, arrays[s.name]) for s in specs}
     if len(specs) != 1:
-        raise InputError(f"{path}: a model with inputs {[s.name for s in specs]} needs --data "
+        raise InputError(f"{path}: a model with inputs {[s.name for s in specs]} needs its gate data "
                          f"as an .npz holding one array per input name")
     spec = specs[0]
     if path.suffix.lower() == ".npy" and spec.rank != 2:
         return {spec.name: _fitted(path, spec, np.load(path, allow_pickle=False))}
     if spec.rank != 2 or not isinstance(spec.shape[1], int):
-        raise InputError(f"{path}: input {spec.name!r} has shape {spec.shape}; tabular --data "
+        raise InputError(f"{path}: input {spec.name!r} has shape {spec.shape}; tabular gate data "
                          f"fits only 2-D inputs, give an .npy or .npz array instead")
     batch = read_all(path, Columns(schema.feature_names, spec.shape[1], (), spec.numpy_dtype))
     return {spec.name: batch.features}
