@@ -236,7 +236,7 @@ def test_architecture_exports_with_parity(arch: Arch, tmp_path):
 
 
 @pytest.mark.slow
-def test_teachable_machine_mobilenet_exports_with_parity(legacy_mobilenet):
+def test_teachable_machine_mobilenet_exports_with_parity(legacy_mobilenet, tmp_path):
     """The real Keras 2.4.0 Teachable Machine file: a MobileNet nested in Sequentials."""
     import portanet
 
