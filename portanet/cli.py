@@ -374,6 +374,10 @@ def inspect(
         out.print(Text.assemble((f"{key}: ", "bold"), text), soft_wrap=True)
 
 
+from portanet._cli_serve import register as _register_serve
+_register_serve(app, _guarded)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
