@@ -264,9 +264,9 @@ class ServeApp:
 
 
 def _too_large(size: int, cap: int, at_least: bool = False) -> ProtocolError:
-    more = "more than " if at_least else ""
-    return ProtocolError(f"expected a request body of at most {cap:,} bytes (max body "
-                         f"{cap / 1048576:g} MiB), got {more}{size:,}", status=413)
+    got = f"more than {cap:,}" if at_least else f"{size:,}"
+    return ProtocolError(f"expected a request body of at most {cap:,} bytes (the server's "
+                         f"body cap), got {got}", status=413)
 
 
 def _decompress(body: bytes, encoding: str, cap: int) -> bytes:

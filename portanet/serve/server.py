@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import queue
 import shutil
 import signal
 import sys
@@ -77,12 +78,14 @@ def _make_server(config: Any, app: ServeApp, drain_timeout: float, say: Say | No
                 self.should_exit = True
                 return
             self.drain_started = True
+            inflight = app.inflight
             app.begin_drain()
-            self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self._drain(sig)))
+            self.loop.call_soon_threadsafe(
+                lambda: self.loop.create_task(self._drain(sig, inflight)))
 
-        async def _drain(self, sig: int) -> None:
+        async def _drain(self, sig: int, inflight: int) -> None:
             if say:
-                say(f"portanet serve: {signal.Signals(sig).name}: draining ({app.inflight} "
+                say(f"portanet serve: {signal.Signals(sig).name}: draining ({inflight} "
                     f"requests in flight); new requests get 503")
             drained = await app.wait_drained(drain_timeout)
             if say:
@@ -132,10 +135,11 @@ def run_server(spec: ServerSpec, *, host: str = "127.0.0.1", port: int = 8000,
     return _run_workers(spec, app, host, port, workers, drain_timeout, say)
 
 
-def _worker_main(spec: ServerSpec, sock: Any, host: str, drain_timeout: float) -> None:
+def _worker_main(spec: ServerSpec, sock: Any, host: str, drain_timeout: float,
+                 ready: Any) -> None:
     app = spec.build()
     config = _uvicorn_config(app, host, sock.getsockname()[1], drain_timeout)
-    server = _make_server(config, app, drain_timeout, None, None)
+    server = _make_server(config, app, drain_timeout, None, lambda _: ready.put(os.getpid()))
     server.run(sockets=[sock])
 
 
@@ -147,8 +151,10 @@ def _run_workers(spec: ServerSpec, app: ServeApp, host: str, port: int, workers:
     config = _uvicorn_config(None, host, port, drain_timeout)
     sock = config.bind_socket()
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_worker_main, args=(spec, sock, host, drain_timeout),
-                                 name=f"portanet-serve-{i}") for i in range(workers)]
+    ready = context.Queue()
+    processes = [context.Process(target=_worker_main, name=f"portanet-serve-{i}",
+                                 args=(spec, sock, host, drain_timeout, ready))
+                 for i in range(workers)]
     stopping: list[int] = []
 
     def forward(sig: int, frame: Any) -> None:
@@ -161,7 +167,14 @@ def _run_workers(spec: ServerSpec, app: ServeApp, host: str, port: int, workers:
     try:
         for process in processes:
             process.start()
-        if say:
+        started = 0
+        while started < workers and not stopping and all(p.is_alive() for p in processes):
+            try:
+                ready.get(timeout=0.2)
+                started += 1
+            except queue.Empty:
+                pass
+        if say and started == workers:
             say(_describe(app, _url(host, sock.getsockname()[1]), workers))
         for process in processes:
             process.join()
