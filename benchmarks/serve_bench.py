@@ -69,6 +69,10 @@ class OnnxRuntimeModel(MLModel):
 '''
 
 
+class _Skip(Exception):
+    pass
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -149,7 +153,8 @@ def build_mobilenet(workdir: Path) -> Path:
     return onnx_path
 
 
-def payloads(name: str, input_name: str, rows: np.ndarray, binary: bool) -> list[bytes]:
+def payloads(name: str, input_name: str, rows: np.ndarray, binary: bool,
+             output: str = "") -> list[bytes]:
     """One request per row: JSON (flat data) or the binary tensor extension."""
     out = []
     for row in rows:
@@ -159,7 +164,7 @@ def payloads(name: str, input_name: str, rows: np.ndarray, binary: bool) -> list
             head = orjson.dumps({"inputs": [{"name": input_name, "shape": shape,
                                              "datatype": "FP32",
                                              "parameters": {"binary_data_size": len(blob)}}],
-                                 "outputs": [{"name": "x", "parameters": {"binary_data": True}}]})
+                                 "outputs": [{"name": output, "parameters": {"binary_data": True}}]})
             out.append(http_request(f"/v2/models/{name}/infer", head + blob, headers={
                 "Inference-Header-Content-Length": str(len(head))}))
         else:
@@ -238,6 +243,7 @@ def main() -> None:
     parser.add_argument("--mlserver", type=Path, default=REPO / ".venv-mlserver/bin/mlserver")
     parser.add_argument("--skip-mlserver", action="store_true")
     parser.add_argument("--skip-image", action="store_true")
+    parser.add_argument("--skip-pima", action="store_true")
     parser.add_argument("--workdir", type=Path,
                         default=Path(tempfile.gettempdir()) / "portanet-serve-bench")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
@@ -263,7 +269,10 @@ def main() -> None:
     bodies = payloads("pima_mlp", "features", rows, binary=False)
     check = checker(expected, "probability")
     servers: list[Server] = []
+    results: dict = {}
     try:
+        if args.skip_pima:
+            raise _Skip
         servers.append(start_portanet("portanet batching (64, 2 ms)", PIMA, args.workdir))
         servers.append(start_portanet("portanet no batching", PIMA, args.workdir,
                                       "--max-batch-size", "1"))
@@ -279,12 +288,15 @@ def main() -> None:
                                           threads=threads))
         print("Pima MLP, 1-row JSON requests, 64 clients")
         results = measure([(s, bodies, check) for s in servers], 64, args.seconds, args.runs)
+    except _Skip:
+        pass
     finally:
         for server in servers:
             server.stop()
-    report["pima"] = results
-    lines += table("Pima MLP, 1-row JSON requests, 64 closed-loop clients", results)
-    if use_mlserver:
+    if results:
+        report["pima"] = results
+        lines += table("Pima MLP, 1-row JSON requests, 64 closed-loop clients", results)
+    if use_mlserver and results:
         others = [k for k in results if k.startswith("mlserver")]
         lines.append(f"portanet batching / fastest MLServer (per run): "
                      f"{ratio(results, 'portanet batching (64, 2 ms)', others)}; no batching: "
@@ -297,7 +309,8 @@ def main() -> None:
         images = rng.integers(0, 256, size=(16, 224, 224, 3)).astype(np.float32)
         expected = portanet.load(model).predict(images)
         json_bodies = payloads("mobilenetv2", "input_layer", images, binary=False)
-        binary_bodies = payloads("mobilenetv2", "input_layer", images, binary=True)
+        binary_bodies = payloads("mobilenetv2", "input_layer", images, binary=True,
+                                 output="predictions")
         json_check = checker(expected, "predictions")
         servers = []
         plan = []
