@@ -125,6 +125,15 @@ class Model:
         """Column names of a tabular model's single input, from the export metadata."""
         return self._features
 
+    def prepare(self, x: Any, *, allow_nan: bool = False) -> dict[str, np.ndarray]:
+        """Validate ``x`` exactly as :meth:`predict` does and return the feeds onnxruntime will
+        receive (what a server checks before a request joins a batch)."""
+        feeds = self._coerce(x)
+        if not allow_nan:
+            for name in self._float_inputs:
+                check_finite(name, feeds[name])
+        return feeds
+
     def _coerce(self, x: Any) -> dict[str, np.ndarray]:
         """Everything but the NaN/Inf check (done chunk by chunk, while data is in cache)."""
         specs = self.schema.inputs

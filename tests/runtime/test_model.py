@@ -3,9 +3,9 @@ import pyarrow as pa
 import pytest
 
 import portanet
-from tests.helpers import COMMITTED_ONNX
-from portanet.reference.data import PIMA_FEATURES, load_pima
 from portanet.errors import InputError, ModelLoadError
+from portanet.reference.data import PIMA_FEATURES, load_pima
+from tests.helpers import COMMITTED_ONNX
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,6 @@ from tests.helpers import COMMITTED_ONNX, run_cli
 from portanet.reference.data import PIMA_FEATURES, load_pima
 from portanet.errors import InputError
 from portanet.tables.infer import infer_file
-from portanet.tables import read_all
-from portanet.tables import Columns
 
 ROWS = 40
 

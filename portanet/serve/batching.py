@@ -1,0 +1,208 @@
+"""Dynamic batching: concurrent requests to one model become one onnxruntime run.
+
+Each request is validated before it joins the queue, so a batch only ever holds good requests.
+The batcher takes the oldest request, waits until it has waited ``max_delay`` (or until enough
+rows are queued), stacks compatible requests up to ``max_batch_size`` rows, runs them once and
+hands every request its own rows back. Runs happen in a worker thread (onnxruntime releases the
+GIL), except for models whose runs take well under a millisecond, which run on the event loop
+where a thread hand-off would cost more than the run. The queue is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from portanet.serve.metrics import Metrics
+from portanet.serve.protocol import ProtocolError
+from portanet.serve.repository import ServedModel
+
+log = logging.getLogger("portanet.serve")
+
+#: Runs faster than this (moving average) happen on the event loop thread.
+INLINE_SECONDS = 0.0005
+
+
+class QueueFullError(ProtocolError):
+    """The model's queue holds ``max_queue`` requests already (HTTP 503)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=503)
+
+
+@dataclass
+class _Item:
+    feeds: dict[str, np.ndarray]
+    rows: int
+    signature: tuple
+    future: asyncio.Future
+    arrived: float
+
+
+class Batcher:
+    """The queue and batching loop of one served model (create and use it in the event loop)."""
+
+    def __init__(self, served: ServedModel, metrics: Metrics, *, max_batch_size: int = 64,
+                 max_delay_s: float = 0.002, max_queue: int = 1024) -> None:
+        self.served = served
+        self.max_batch_size = max(1, max_batch_size)
+        self.max_delay_s = max(0.0, max_delay_s)
+        self.max_queue = max(1, max_queue)
+        self.batching = served.batchable and self.max_batch_size > 1
+        self._pending: deque[_Item] = deque()
+        self._pending_rows = 0
+        self._waiter: asyncio.Future | None = None
+        self._waiter_rows = 0
+        self._task: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"portanet-{served.name}")
+        self._run_seconds = float("inf")  # moving average; infinite until measured
+        name = served.name
+        self._rows_metric = metrics.batch_rows.labels(name)
+        self._requests_metric = metrics.batch_requests.labels(name)
+        self._depth_metric = metrics.queue_depth.labels(name)
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for a batch."""
+        return len(self._pending)
+
+    def start(self) -> None:
+        """Start the batching loop in the running event loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        """Stop the loop; requests still queued are answered with 503."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        while self._pending:
+            item = self._pending.popleft()
+            if not item.future.done():
+                item.future.set_exception(QueueFullError(
+                    f"model {self.served.name!r}: the server stopped before this request ran"))
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, feeds: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+        """Queue validated feeds; return the model's outputs for exactly these rows."""
+        if len(self._pending) >= self.max_queue:
+            raise QueueFullError(f"model {self.served.name!r}: expected at most "
+                                 f"{self.max_queue} requests waiting, got one more; the queue is "
+                                 f"full, retry later")
+        loop = asyncio.get_running_loop()
+        signature = tuple((k, v.shape[1:], v.dtype.str) for k, v in feeds.items())
+        item = _Item(feeds, rows, signature, loop.create_future(), loop.time())
+        self._pending.append(item)
+        self._pending_rows += rows
+        self._depth_metric.set(len(self._pending))
+        waiter = self._waiter
+        if waiter is not None and not waiter.done() and (
+                self._waiter_rows == 0 or self._pending_rows >= self._waiter_rows):
+            waiter.set_result(None)
+        return await item.future
+
+    async def _wait(self, rows: int, deadline: float | None) -> None:
+        """Sleep until a request arrives (``rows == 0``), ``rows`` are queued, or deadline."""
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        self._waiter_rows = rows
+        handle = loop.call_at(deadline, self._wake) if deadline is not None else None
+        try:
+            await self._waiter
+        finally:
+            if handle is not None:
+                handle.cancel()
+            self._waiter = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                await self._wait(0, None)
+                continue
+            first = self._pending[0]
+            if self.batching and self._pending_rows < self.max_batch_size:
+                deadline = first.arrived + self.max_delay_s
+                if deadline > loop.time():
+                    await self._wait(self.max_batch_size, deadline)
+            batch = self._take()
+            try:
+                await self._run(batch)
+            except Exception as exc:  # never let the loop die; each request gets an answer
+                log.exception("model %s: batch failed", self.served.name)
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+
+    def _take(self) -> list[_Item]:
+        first = self._pending.popleft()
+        batch, rows = [first], first.rows
+        if self.batching:
+            while self._pending:
+                item = self._pending[0]
+                if item.signature != first.signature or rows + item.rows > self.max_batch_size:
+                    break
+                batch.append(self._pending.popleft())
+                rows += item.rows
+        self._pending_rows -= rows
+        self._depth_metric.set(len(self._pending))
+        return batch
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
+        start = time.perf_counter()
+        outputs = self.served.model.run(feeds, allow_nan=True)  # checked before queueing
+        return outputs, time.perf_counter() - start
+
+    async def _run(self, batch: list[_Item]) -> None:
+        rows = sum(item.rows for item in batch)
+        if len(batch) == 1:
+            feeds = batch[0].feeds
+        else:
+            feeds = {name: np.concatenate([item.feeds[name] for item in batch])
+                     for name in batch[0].feeds}
+        try:
+            if self._run_seconds < INLINE_SECONDS:
+                outputs, seconds = self._infer(feeds)
+            else:
+                loop = asyncio.get_running_loop()
+                outputs, seconds = await loop.run_in_executor(self._executor, self._infer, feeds)
+        except Exception as exc:
+            if len(batch) > 1:  # a run-time failure: find the request it belongs to
+                for item in batch:
+                    await self._run([item])
+                return
+            if not batch[0].future.done():
+                batch[0].future.set_exception(exc)
+            return
+        self._run_seconds = seconds if self._run_seconds == float("inf") else \
+            0.9 * self._run_seconds + 0.1 * seconds
+        self._rows_metric.observe(rows)
+        self._requests_metric.observe(len(batch))
+        if len(batch) == 1:
+            if not batch[0].future.done():
+                batch[0].future.set_result(outputs)
+            return
+        if any(v.ndim == 0 or v.shape[0] != rows for v in outputs.values()):
+            for item in batch:  # outputs that do not follow the batch: run one by one
+                await self._run([item])
+            return
+        offset = 0
+        for item in batch:
+            part = {name: value[offset:offset + item.rows] for name, value in outputs.items()}
+            offset += item.rows
+            if not item.future.done():
+                item.future.set_result(part)
