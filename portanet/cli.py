@@ -263,8 +263,9 @@ def verify_command(
 @_guarded
 def infer(
     model: Annotated[Path, typer.Argument(help="ONNX model file.")],
-    input_path: Annotated[str, typer.Argument(
-        metavar="INPUT", help="CSV, Parquet, JSONL, JSON or NPY file; - for stdin.")],
+    inputs: Annotated[list[str], typer.Argument(
+        metavar="INPUT...", help="CSV, Parquet, JSONL, JSON or NPY file; - for stdin "
+        "(--engine ray: Parquet, CSV or JSONL files, folders, globs or URIs).")],
     output: Annotated[Optional[Path], typer.Option(
         help="Predictions file (.csv, .parquet, .jsonl, .npy); default CSV on stdout.")] = None,
     batch_size: Annotated[int, typer.Option(help="Rows per chunk.")] = 65536,
@@ -280,12 +281,33 @@ def infer(
     stdin_format: Annotated[str, typer.Option(help="Format of - (stdin): csv or jsonl.")] = "csv",
     sha256: Annotated[Optional[str], typer.Option(
         help="Refuse the model unless its sha256 is this.")] = None,
+    engine: Annotated[str, typer.Option(help="local (this process) or ray (a Ray cluster).")
+                      ] = "local",
+    address: Annotated[Optional[str], typer.Option(help="Ray: auto, HOST:PORT or "
+                       "ray://HOST:PORT (default: a local cluster for this run).")] = None,
+    workers: Annotated[Optional[str], typer.Option(help="Ray: N actors, or MIN,MAX.")] = None,
+    cpus_per_worker: Annotated[Optional[float], typer.Option(help="Ray: CPUs per actor.")
+                               ] = None,
+    rows_per_batch: Annotated[int, typer.Option(help="Ray: rows per predict call.")] = 65536,
+    on_error: Annotated[str, typer.Option(help="Ray: fail, or skip bad rows into "
+                        "OUTPUT.rejected/.")] = "fail",
+    output_format: Annotated[str, typer.Option("--format", help="Ray: parquet, csv or jsonl "
+                             "files in the --output folder.")] = "parquet",
 ) -> None:
     """Run an ONNX model over a file of rows and write predictions."""
+    if engine != "local":
+        from portanet._cli_scale import infer_on_ray
+
+        return infer_on_ray(engine, model, inputs, output, keep_columns, provider, threads,
+                            allow_nan, sha256, address, workers, cpus_per_worker,
+                            rows_per_batch, on_error, output_format)
     from portanet.errors import InputError
     from portanet.infer import infer_file
     from portanet.runtime import load
 
+    if len(inputs) != 1:
+        raise InputError(f"INPUT: the local engine reads one file, got {len(inputs)}")
+    input_path = inputs[0]
     if stdin_format not in ("csv", "jsonl"):
         raise InputError(f"--stdin-format: expected csv or jsonl, got {stdin_format!r}")
     keep = [c.strip() for c in keep_columns.split(",") if c.strip()] if keep_columns else []
