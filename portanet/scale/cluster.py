@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import secrets
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 
@@ -20,6 +22,23 @@ from portanet.errors import InputError
 #: Seconds to wait for a TCP connection to the cluster's address before giving up.
 CONNECT_TIMEOUT_S = 3.0
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+@contextlib.contextmanager
+def _private_token() -> Iterator[None]:
+    """Token authentication with a fresh token held in this process's environment, unless the
+    user configured Ray's authentication: Ray would otherwise write ~/.ray/auth_token."""
+    if any(name in os.environ for name in _AUTH_ENV):
+        yield
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    try:
+        yield
+    finally:
+        os.environ.pop("RAY_AUTH_MODE", None)
+        os.environ.pop("RAY_AUTH_TOKEN", None)
 
 
 def _host_port(address: str) -> tuple[str, int] | None:
@@ -66,13 +85,23 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
     if address is None or (target is not None and _is_loopback(target[0])):
         # Loopback only: otherwise Ray may advertise another local address for this node.
         os.environ.setdefault(_LOOPBACK_ENV, "0")
+    with contextlib.ExitStack() as stack:
+        if address is None and "ray" not in sys.modules:
+            # Ray reads its authentication settings when it is first imported.
+            stack.enter_context(_private_token())
+        import ray
+
+        if ray.is_initialized():
+            yield False
+            return
+        if address is not None and address != "auto":
+            _probe(address)
+        yield from _connected(address, num_cpus)
+
+
+def _connected(address: str | None, num_cpus: int | None) -> Iterator[bool]:
     import ray
 
-    if ray.is_initialized():
-        yield False
-        return
-    if address is not None and address != "auto":
-        _probe(address)
     temp_dir = None
     try:
         if address is None:

@@ -20,6 +20,7 @@ from portanet.errors import InputError, PortanetError
 from portanet.io.readers import Columns
 from portanet.runtime import load
 from portanet.scale.cluster import ray_session
+from portanet.scale.ledger import Ledger, rebuild
 from portanet.scale.predictor import ON_ERROR, Workers, predict_dataset
 from portanet.scale.sources import _filesystem, files_datasource, list_inputs
 
@@ -172,26 +173,27 @@ def infer_ray(model: str | os.PathLike[str], inputs: Sequence[str], output: str,
 
         pool = _resolve_workers(workers, cpus_per_worker,
                                 float(ray.cluster_resources().get("CPU", 1)))
-        counter = ray.remote(num_cpus=0)(_Counter).remote()
+        ledger = ray.remote(num_cpus=0)(Ledger).remote()
         if on_error == "skip":
             fs, inner, _ = _filesystem(rejected_dir)
             fs.create_dir(inner, recursive=True)
         try:
             dataset = ray.data.read_datasource(files_datasource(files, columns,
-                                                                rows_per_batch))
+                                                                rows_per_batch, ledger))
             predicted = predict_dataset(
                 dataset, ray.put(model_bytes), keep_columns=keep_columns, workers=pool,
                 rows_per_batch=rows_per_batch, on_error=on_error, allow_nan=allow_nan,
                 providers=providers, threads=threads,
                 rejected_dir=rejected_dir if on_error == "skip" else None,
-                files=[(f.path, f.row_word) for f in files], counter=counter)
+                files=[(f.path, f.row_word) for f in files], ledger=ledger)
             _write(predicted, staging, fmt)
-            rows, rejected = ray.get(counter.totals.remote())
+            rows, rejected = ray.get(ledger.totals.remote())
         except BaseException as exc:
             _remove(staging)
             if on_error == "skip":
                 _remove(rejected_dir)
-            cause = _portanet_cause(exc)
+            recorded = ray.get(ledger.failure.remote())
+            cause = rebuild(recorded) if recorded else _portanet_cause(exc)
             if cause is not None:
                 raise type(cause)(f"{cause}; nothing was written") from None
             raise
@@ -213,25 +215,3 @@ def _commit(staging: str, output: str) -> None:
         if target.is_dir():
             target.rmdir()  # checked empty before the run
         os.replace(staging, target)
-
-
-class _Counter:
-    """Rows predicted and rejected, once per batch (a retried batch reports the same key)."""
-
-    def __init__(self) -> None:
-        self.batches: dict[Any, tuple[int, int]] = {}
-        self.unkeyed = [0, 0]
-
-    def add(self, key: Any, predicted: int, rejected: int) -> None:
-        if key is None:
-            self.unkeyed[0] += predicted
-            self.unkeyed[1] += rejected
-        else:
-            self.batches[key] = (predicted, rejected)
-
-    def totals(self) -> tuple[int, int]:
-        return (sum(p for p, _ in self.batches.values()) + self.unkeyed[0],
-                sum(r for _, r in self.batches.values()) + self.unkeyed[1])
-
-
-__all__ = ["RayInferResult", "infer_ray"]

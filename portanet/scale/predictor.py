@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from portanet.errors import InputError
+from portanet.errors import InputError, PortanetError
 from portanet.infer import prediction_columns
 from portanet.io.readers import Columns
 from portanet.io.tables import _select
 from portanet.runtime import load
+from portanet.scale.ledger import report
 from portanet.scale.values import (ERROR_COLUMN, FILE_COLUMN, INTERNAL_COLUMNS, ROW_COLUMN,
                                    feature_matrix, numeric_features, row_reason)
 
@@ -59,7 +60,7 @@ class Predictor:
     def __init__(self, model: Any, *, keep: Sequence[str] = (), on_error: str = "fail",
                  allow_nan: bool = False, providers: str = "cpu", threads: int = 1,
                  files: Sequence[tuple[str, str]] = (), rejected_dir: str | None = None,
-                 counter: Any = None) -> None:
+                 ledger: Any = None) -> None:
         import ray
 
         if isinstance(model, (tuple, list)) and model and isinstance(model[0], ray.ObjectRef):
@@ -77,10 +78,17 @@ class Predictor:
         self.allow_nan = allow_nan
         self.files = list(files)
         self.rejected_dir = rejected_dir
-        self.counter = counter
+        self.ledger = ledger
 
     def __call__(self, table: Any) -> Any:
         """Predict one batch (a ``pyarrow.Table``); returns kept + prediction columns."""
+        try:
+            return self._predict(table)
+        except PortanetError as exc:
+            report(self.ledger, exc)
+            raise
+
+    def _predict(self, table: Any) -> Any:
         import pyarrow as pa
 
         names = [n for n in table.column_names if n not in INTERNAL_COLUMNS]
@@ -111,7 +119,7 @@ class Predictor:
         columns = {k: table.column(k) for k in keep}
         for name, array in prediction_columns(self.model, outputs).items():
             columns[name] = pa.array(array)
-        if self.counter is not None:
+        if self.ledger is not None:
             self._count(table, len(matrix), rejected)
         return pa.table(columns)
 
@@ -177,14 +185,14 @@ class Predictor:
                    int(table.column(ROW_COLUMN)[0].as_py()))
         else:
             key = None
-        ray.get(self.counter.add.remote(key, predicted, rejected))
+        ray.get(self.ledger.add.remote(key, predicted, rejected))
 
 
 def predict_dataset(dataset: Any, model: Any, *, keep_columns: Sequence[str] = (),
                     workers: Workers | None = None, rows_per_batch: int = 65536,
                     on_error: str = "fail", allow_nan: bool = False, providers: str = "cpu",
                     threads: int | None = None, rejected_dir: str | None = None,
-                    files: Sequence[tuple[str, str]] = (), counter: Any = None) -> Any:
+                    files: Sequence[tuple[str, str]] = (), ledger: Any = None) -> Any:
     """A ``ray.data.Dataset`` of predictions for ``dataset``: the ``keep_columns`` beside the
     local engine's prediction columns (``probability``/``label`` for a binary classifier, ...).
 
@@ -215,7 +223,7 @@ def predict_dataset(dataset: Any, model: Any, *, keep_columns: Sequence[str] = (
                else ActorPoolStrategy(min_size=pool.min_size, max_size=pool.max_size))
     kwargs = {"keep": tuple(keep_columns), "on_error": on_error, "allow_nan": allow_nan,
               "providers": providers, "threads": threads or pool.threads,
-              "files": tuple(files), "rejected_dir": rejected_dir, "counter": counter}
+              "files": tuple(files), "rejected_dir": rejected_dir, "ledger": ledger}
     return dataset.map_batches(Predictor, batch_size=rows_per_batch, batch_format="pyarrow",
                                compute=compute, num_cpus=pool.cpus,
                                # The reference goes in a tuple: the actor fetches it itself, so

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from portanet.errors import InputError
+from portanet.errors import InputError, PortanetError
 from portanet.io.readers import Columns
 from portanet.io.tables import _select
+from portanet.scale.ledger import report
 from portanet.scale.values import ERROR_COLUMN, FILE_COLUMN, ROW_COLUMN, numeric_features
 
 #: Input formats by suffix, and the word that numbers their rows in messages.
@@ -118,9 +119,21 @@ def _hidden(path: str, root: str) -> bool:
     return any(part.startswith((".", "_")) for part in relative.split("/"))
 
 
-def read_file(index: int, source: InputFile, columns: Columns,
-              rows_per_batch: int) -> Iterator[Any]:
-    """Blocks of one input file: kept columns, float32 features and the internal columns."""
+def read_file(index: int, source: InputFile, columns: Columns, rows_per_batch: int,
+              ledger: Any = None) -> Iterator[Any]:
+    """Blocks of one input file: kept columns, float32 features and the internal columns.
+
+    A :class:`PortanetError` is reported to ``ledger`` (a Ray actor handle) before it is raised.
+    """
+    try:
+        yield from _blocks(index, source, columns, rows_per_batch)
+    except PortanetError as exc:
+        report(ledger, exc)
+        raise
+
+
+def _blocks(index: int, source: InputFile, columns: Columns,
+            rows_per_batch: int) -> Iterator[Any]:
     import pyarrow as pa
 
     fs, inner, _ = _filesystem(source.path)
@@ -251,7 +264,8 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def files_datasource(files: Sequence[InputFile], columns: Columns, rows_per_batch: int) -> Any:
+def files_datasource(files: Sequence[InputFile], columns: Columns, rows_per_batch: int,
+                     ledger: Any = None) -> Any:
     """A :class:`ray.data.Datasource` with one read task per file (imports Ray)."""
     from ray.data import Datasource, ReadTask
     from ray.data.block import BlockMetadata
@@ -268,7 +282,8 @@ def files_datasource(files: Sequence[InputFile], columns: Columns, rows_per_batc
             for index, source in enumerate(files):
                 meta = BlockMetadata(num_rows=None, size_bytes=source.size or None,
                                      input_files=[source.path], exec_stats=None)
-                read = functools.partial(read_file, index, source, columns, rows_per_batch)
+                read = functools.partial(read_file, index, source, columns, rows_per_batch,
+                                         ledger)
                 tasks.append(ReadTask(read, meta, per_task_row_limit=per_task_row_limit))
             return tasks
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -45,6 +46,10 @@ class RayHead:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.log = self.temp_dir / "head.log"
+        #: What a driver needs to reach this head: loopback only, and its private token (so
+        #: that Ray writes no ~/.ray/auth_token).
+        self.env = {**LOOPBACK_ENV, "RAY_AUTH_MODE": "token",
+                    "RAY_AUTH_TOKEN": secrets.token_hex(32)}
         low = random.randrange(20000, 29000, 100)
         args = [_ray_executable(), "start", "--head", "--block",
                 "--node-ip-address", "127.0.0.1", "--port", str(self.port),
@@ -59,7 +64,7 @@ class RayHead:
                 "--metrics-export-port", str(free_port()),
                 "--min-worker-port", str(low), "--max-worker-port", str(low + 99),
                 "--object-store-memory", str(1 << 30)]
-        env = {**os.environ, **LOOPBACK_ENV, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+        env = {**os.environ, **self.env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
                                             start_new_session=True)
