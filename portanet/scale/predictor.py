@@ -228,5 +228,4 @@ def predict_dataset(dataset: Any, model: Any, *, keep_columns: Sequence[str] = (
                                compute=compute, num_cpus=pool.cpus,
                                # The reference goes in a tuple: the actor fetches it itself, so
                                # a restarted actor does not depend on Ray's argument pinning.
-                               fn_constructor_args=((model,),), fn_constructor_kwargs=kwargs,
-                               udf_modifying_row_count=True)
+                               fn_constructor_args=((model,),), fn_constructor_kwargs=kwargs)

@@ -87,7 +87,8 @@ def list_inputs(inputs: Sequence[str]) -> list[InputFile]:
             infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True,
                                                        allow_not_found=True))
             matched = [i for i in infos if i.type == pafs.FileType.File
-                       and fnmatch.fnmatchcase(i.path, pattern) and _format_of(i.path)]
+                       and fnmatch.fnmatchcase(i.path, pattern) and _format_of(i.path)
+                       and not _hidden(i.path, inner)]
             if not matched:
                 raise InputError(f"{given}: expected the pattern to match .parquet, .csv or "
                                  f".jsonl files, got no match")
