@@ -288,7 +288,7 @@ def infer(
     workers: Annotated[Optional[str], typer.Option(help="Ray: N actors, or MIN,MAX.")] = None,
     cpus_per_worker: Annotated[Optional[float], typer.Option(help="Ray: CPUs per actor.")
                                ] = None,
-    rows_per_batch: Annotated[int, typer.Option(help="Ray: rows per predict call.")] = 65536,
+    rows_per_batch: Annotated[int, typer.Option(help="Ray: rows per predict call.")] = 262144,
     on_error: Annotated[str, typer.Option(help="Ray: fail, or skip bad rows into "
                         "OUTPUT.rejected/.")] = "fail",
     output_format: Annotated[str, typer.Option("--format", help="Ray: parquet, csv or jsonl "

@@ -21,7 +21,8 @@ from portanet.io.readers import Columns
 from portanet.runtime import load
 from portanet.scale.cluster import ray_session
 from portanet.scale.ledger import Ledger, rebuild
-from portanet.scale.predictor import ON_ERROR, Workers, predict_dataset
+from portanet.scale.predictor import (DEFAULT_ROWS_PER_BATCH, ON_ERROR, Workers,
+                                      predict_dataset)
 from portanet.scale.sources import _filesystem, files_datasource, list_inputs
 
 OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
@@ -125,7 +126,7 @@ def infer_ray(model: str | os.PathLike[str], inputs: Sequence[str], output: str,
               address: str | None = None, fmt: str = "parquet",
               keep_columns: Sequence[str] = (),
               workers: Workers | int | tuple[int, int] | None = None,
-              cpus_per_worker: float | None = None, rows_per_batch: int = 65536,
+              cpus_per_worker: float | None = None, rows_per_batch: int = DEFAULT_ROWS_PER_BATCH,
               on_error: str = "fail", allow_nan: bool = False, providers: str = "cpu",
               threads: int | None = None, sha256: str | None = None,
               rejected_dir: str | None = None) -> RayInferResult:

@@ -25,6 +25,10 @@ from portanet.scale.values import (ERROR_COLUMN, FILE_COLUMN, INTERNAL_COLUMNS, 
                                    feature_matrix, numeric_features, row_reason)
 
 ON_ERROR = ("fail", "skip")
+#: Rows per predictor call: larger than the local engine's chunks, because every Ray Data
+#: batch also pays for scheduling and object-store transfers (262,144 measured ~20% faster
+#: than 65,536 on 8M rows; benchmarks/ray_engine.py).
+DEFAULT_ROWS_PER_BATCH = 262144
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,7 @@ class Predictor:
 
 
 def predict_dataset(dataset: Any, model: Any, *, keep_columns: Sequence[str] = (),
-                    workers: Workers | None = None, rows_per_batch: int = 65536,
+                    workers: Workers | None = None, rows_per_batch: int = DEFAULT_ROWS_PER_BATCH,
                     on_error: str = "fail", allow_nan: bool = False, providers: str = "cpu",
                     threads: int | None = None, rejected_dir: str | None = None,
                     files: Sequence[tuple[str, str]] = (), ledger: Any = None) -> Any:
