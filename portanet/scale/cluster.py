@@ -67,9 +67,10 @@ def _probe(address: str) -> None:
         with socket.create_connection(target, timeout=CONNECT_TIMEOUT_S):
             pass
     except OSError as exc:
-        why = exc.strerror or type(exc).__name__
+        why = (f"no answer within {CONNECT_TIMEOUT_S:.0f} s" if isinstance(exc, TimeoutError)
+               else exc.strerror or type(exc).__name__)
         raise InputError(f"no Ray cluster at {address}: expected a Ray head listening there, "
-                         f"got {why} after {CONNECT_TIMEOUT_S:.0f} s") from exc
+                         f"got {why}") from exc
 
 
 @contextlib.contextmanager

@@ -172,6 +172,6 @@ def test_no_cluster_at_the_address_is_one_line_and_exit_2(tmp_path: Path):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert lines == [f"error: no Ray cluster at {address}: expected a Ray head listening there,"
-                     f" got Connection refused after 3 s"]
+                     f" got Connection refused"]
     assert time.monotonic() - started < 60
     assert not (tmp_path / "out").exists()
