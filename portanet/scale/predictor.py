@@ -135,16 +135,20 @@ class Predictor:
         return "dataset"
 
     def _where(self, table: Any, row: int) -> str:
-        """The file and line/row of ``row`` (else its kept values, else its batch position)."""
+        """``FILE: line N`` for ``row`` (else its kept values, else its batch position)."""
+        origin, detail = self._location(table, row)
+        return f"{origin}: {detail}"
+
+    def _location(self, table: Any, row: int) -> tuple[str, str]:
         names = table.column_names
         if FILE_COLUMN in names and ROW_COLUMN in names and self.files:
             path, word = self.files[int(table.column(FILE_COLUMN)[row].as_py())]
-            return f"{path}: {word} {int(table.column(ROW_COLUMN)[row].as_py())}"
+            return path, f"{word} {int(table.column(ROW_COLUMN)[row].as_py())}"
         origin = str(table.column("path")[row].as_py()) if "path" in names else "dataset"
         if self.keep:
             shown = ", ".join(f"{k}={table.column(k)[row].as_py()!r}" for k in self.keep)
-            return f"{origin}: the row with {shown}"
-        return f"{origin}: row {row + 1} of a batch of {table.num_rows}"
+            return origin, f"the row with {shown}"
+        return origin, f"row {row + 1} of a batch of {table.num_rows}"
 
     def _reject(self, table: Any, rows: np.ndarray, values: Sequence[Any], matrix: np.ndarray,
                 features: Sequence[str], errors: Any) -> None:
@@ -158,9 +162,8 @@ class Predictor:
             return
         names = table.column_names
         take = pa.array(rows)
-        where = [self._where(table, int(r)) for r in rows]
         columns: dict[str, Any] = {
-            "file": pa.array([w.split(": ", 1)[0] for w in where], pa.string()),
+            "file": pa.array([self._location(table, int(r))[0] for r in rows], pa.string()),
             "row": (table.column(ROW_COLUMN).take(take) if ROW_COLUMN in names
                     else pa.nulls(len(rows), pa.int64())),
             "reason": pa.array([row_reason(values, matrix, int(r), features,
