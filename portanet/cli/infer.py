@@ -1,10 +1,13 @@
-"""``portanet infer``: predictions for a file of rows (runtime side only: no TensorFlow)."""
+"""``portanet infer``: predictions for files of rows, in this process (runtime side only: no
+TensorFlow) or on a Ray cluster (``--engine ray``, the ``[ray]`` extra, imported only then)."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import time
 from collections.abc import Callable, Iterator
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,19 +25,61 @@ from portanet.cli.options import (
     providers_arg,
     split_names,
 )
+from portanet.errors import InputError
+
+#: Rows read, predicted and written at a time when --rows-per-batch is not given.
+LOCAL_ROWS_PER_BATCH = 65536
+RAY_ROWS_PER_BATCH = 262144
+
+
+class Engine(str, Enum):
+    """Where ``infer`` runs."""
+
+    local = "local"
+    ray = "ray"
+
+
+class OnError(str, Enum):
+    """What the Ray engine does with a row holding a bad value."""
+
+    fail = "fail"
+    skip = "skip"
+
+
+class OutputFormat(str, Enum):
+    """The files the Ray engine writes into its output folder."""
+
+    parquet = "parquet"
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+def parse_workers(text: Optional[str]) -> int | tuple[int, int] | None:
+    """``N`` or ``MIN,MAX`` as given to ``--workers``."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+        raise InputError(f"--workers: expected N or MIN,MAX (positive integers), got {text!r}")
+    if len(parts) == 1:
+        return int(parts[0])
+    return int(parts[0]), int(parts[1])
 
 
 @app.command()
 @guarded
 def infer(
     model: OnnxModel,
-    input_path: Annotated[str, typer.Argument(
-        metavar="INPUT", show_default=False,
-        help="CSV, TSV, Parquet, JSONL, JSON or NPY file; - for stdin.")],
+    inputs: Annotated[list[str], typer.Argument(
+        metavar="INPUT...", show_default=False,
+        help="CSV, TSV, Parquet, JSONL, JSON or NPY file; - for stdin (--engine ray: Parquet, "
+             "CSV or JSONL files, folders, globs or URIs).")],
     output: Annotated[Optional[Path], typer.Option(
-        help="Predictions file (.csv, .parquet, .jsonl, .npy); default CSV on stdout.")] = None,
-    rows_per_batch: Annotated[int, typer.Option(
-        min=1, help="Rows read, predicted and written at a time.")] = 65536,
+        help="Predictions file (.csv, .parquet, .jsonl, .npy; default CSV on stdout); a folder "
+             "with --engine ray.")] = None,
+    rows_per_batch: Annotated[Optional[int], typer.Option(
+        min=1, help=f"Rows read, predicted and written at a time (default "
+                    f"{LOCAL_ROWS_PER_BATCH}; {RAY_ROWS_PER_BATCH} with --engine ray).")] = None,
     keep_columns: Annotated[Optional[list[str]], typer.Option(
         "--keep-columns", metavar="NAME",
         help="Input columns to copy into the output, e.g. an id (repeat or comma-separate).")
@@ -46,21 +91,81 @@ def infer(
     stdin_format: Annotated[StdinFormat, typer.Option(help="Format of - (stdin).")
                             ] = StdinFormat.csv,
     sha256: Sha256 = None,
+    engine: Annotated[Engine, typer.Option(
+        help="local (this process) or ray (a Ray cluster).")] = Engine.local,
+    address: Annotated[Optional[str], typer.Option(
+        help="Ray: auto, HOST:PORT or ray://HOST:PORT (default: a local cluster for this run).")
+    ] = None,
+    workers: Annotated[Optional[str], typer.Option(
+        metavar="N|MIN,MAX", help="Ray: N actors, or an autoscaling pool MIN,MAX.")] = None,
+    cpus_per_worker: Annotated[Optional[float], typer.Option(
+        min=0.01, help="Ray: CPUs per actor.")] = None,
+    on_error: Annotated[OnError, typer.Option(
+        help="Ray: fail on a bad value, or skip bad rows into OUTPUT.rejected/.")
+    ] = OnError.fail,
+    output_format: Annotated[OutputFormat, typer.Option(
+        "--format", help="Ray: the files written into the --output folder.")
+    ] = OutputFormat.parquet,
 ) -> None:
-    """Run an ONNX model over a file of rows and write predictions."""
+    """Run an ONNX model over files of rows and write predictions."""
+    keep = split_names(keep_columns)
+    if engine is Engine.ray:
+        _infer_on_ray(model, inputs, output, keep, provider, threads, allow_nan, sha256,
+                      address, workers, cpus_per_worker,
+                      rows_per_batch or RAY_ROWS_PER_BATCH, on_error, output_format)
+        return
     from portanet.runtime import load
     from portanet.tables.infer import infer_file
 
+    if len(inputs) != 1:
+        raise InputError(f"INPUT: the local engine reads one file, got {len(inputs)} "
+                         f"(--engine ray reads several)")
     runtime = load(model, providers=providers_arg(provider), strict=require_provider,
                    threads=threads, sha256=sha256)
     with _row_progress() as on_batch:
-        result = infer_file(runtime, input_path, output, batch_size=rows_per_batch,
-                            keep_columns=split_names(keep_columns), allow_nan=allow_nan,
+        result = infer_file(runtime, inputs[0], output,
+                            batch_size=rows_per_batch or LOCAL_ROWS_PER_BATCH,
+                            keep_columns=keep, allow_nan=allow_nan,
                             stdin_format=stdin_format.value, on_batch=on_batch)
     if output is not None:
         rate = result.rows / result.seconds if result.seconds else 0.0
         err.print(f"wrote {result.rows} predictions to {output} ({result.seconds:.2f} s, "
                   f"{rate:,.0f} rows/s, {runtime.providers[0]})", highlight=False)
+
+
+def _infer_on_ray(model: Path, inputs: list[str], output: Optional[Path], keep: list[str],
+                  provider: Optional[list[str]], threads: Optional[int], allow_nan: bool,
+                  sha256: Optional[str], address: Optional[str], workers: Optional[str],
+                  cpus_per_worker: Optional[float], rows_per_batch: int, on_error: OnError,
+                  output_format: OutputFormat) -> None:
+    if importlib.util.find_spec("ray") is None:
+        raise InputError("--engine ray: expected Ray to be installed, got no 'ray' module; "
+                         "install it with pip install 'portanet[ray]'")
+    if output is None:
+        raise InputError("--engine ray writes a folder of files: expected --output FOLDER, "
+                         "got none")
+    if "-" in inputs:
+        raise InputError("--engine ray reads files, folders or URIs, got - (stdin); use the "
+                         "local engine for stdin")
+    from portanet.scale import infer_ray
+
+    providers = providers_arg(provider)
+    result = infer_ray(model, inputs, str(output), address=address, fmt=output_format.value,
+                       keep_columns=keep, workers=parse_workers(workers),
+                       cpus_per_worker=cpus_per_worker, rows_per_batch=rows_per_batch,
+                       on_error=on_error.value, allow_nan=allow_nan,
+                       providers="cpu" if providers == "auto" else providers, threads=threads,
+                       sha256=sha256)
+    rate = result.rows / result.seconds if result.seconds else 0.0
+    pool = result.workers
+    size = (f"{pool.min_size}" if pool.min_size == pool.max_size
+            else f"{pool.min_size}-{pool.max_size}")
+    err.print(f"wrote {result.rows} predictions from {result.files} files to {result.output} "
+              f"({result.seconds:.2f} s, {rate:,.0f} rows/s, {size} workers x {pool.cpus:g} "
+              f"CPU)", highlight=False, soft_wrap=True)
+    if result.rejected:
+        err.print(f"skipped {result.rejected} rows with bad values: written with their reasons "
+                  f"to {result.rejected_dir}", highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,218 @@
+"""``infer_ray``: files in, a folder of predictions out, on a Ray cluster (the ``--engine ray``
+path of ``portanet infer``).
+
+The output is written to a staging folder and renamed into place only when every row has been
+predicted (a remote URI, where renames are not atomic, is written in place and removed on
+failure); a ``_SUCCESS`` file marks a complete folder either way.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from portanet.errors import InputError, PortanetError
+from portanet.tables.types import Columns
+from portanet.runtime import load
+from portanet.scale.cluster import ray_session
+from portanet.scale.ledger import Ledger, rebuild
+from portanet.scale.predictor import (DEFAULT_ROWS_PER_BATCH, ON_ERROR, Workers,
+                                      predict_dataset)
+from portanet.scale.sources import _filesystem, files_datasource, list_inputs
+
+OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
+SUCCESS_MARKER = "_SUCCESS"
+
+
+@dataclass
+class RayInferResult:
+    """What a Ray inference run did."""
+
+    rows: int                 # rows predicted and written
+    rejected: int             # rows with bad values written to ``rejected_dir`` (skip mode)
+    files: int                # input files read
+    seconds: float            # the whole run: connect, read, predict, write, commit
+    output: str               # the output folder
+    rejected_dir: str | None  # where the rejected rows are (None when there are none)
+    workers: Workers          # the actor pool used
+
+
+def _is_local(location: str) -> bool:
+    return "://" not in location or location.startswith("file://")
+
+
+def _local_path(location: str) -> Path:
+    return Path(location[len("file://"):] if location.startswith("file://") else location)
+
+
+def _must_be_new(location: str, what: str) -> None:
+    import pyarrow.fs as pafs
+
+    fs, inner, _ = _filesystem(location)
+    info = fs.get_file_info(inner)
+    if info.type == pafs.FileType.File:
+        raise InputError(f"{location}: expected a folder for the {what}, got a file")
+    if info.type == pafs.FileType.Directory and fs.get_file_info(
+            pafs.FileSelector(inner, recursive=False)):
+        raise InputError(f"{location}: expected a new or empty folder for the {what}, got "
+                         f"one with files in it")
+
+
+def _remove(location: str) -> None:
+    fs, inner, _ = _filesystem(location)
+    try:
+        fs.delete_dir(inner)
+    except (FileNotFoundError, OSError):
+        pass
+
+
+def _resolve_workers(workers: Workers | int | tuple[int, int] | None,
+                     cpus_per_worker: float | None, cluster_cpus: float) -> Workers:
+    """The actor pool: by default half the cluster's CPUs, in shares of one CPU (half a CPU
+    below 4 CPUs), so that Ray Data's read and write tasks always keep CPUs of their own."""
+    if isinstance(workers, Workers):
+        pool = workers
+    else:
+        cpus = cpus_per_worker or (1.0 if cluster_cpus >= 4 else 0.5)
+        if workers is None:
+            size = max(1, int(cluster_cpus / 2 / cpus))
+            pool = Workers(size, size, cpus)
+        elif isinstance(workers, int):
+            pool = Workers(workers, workers, cpus)
+        else:
+            pool = Workers(int(workers[0]), int(workers[1]), cpus)
+    if pool.min_size * pool.cpus >= cluster_cpus:
+        raise InputError(f"workers: {pool.min_size} x {pool.cpus:g} CPUs would take all "
+                         f"{cluster_cpus:g} CPUs of the cluster and leave none for reading and "
+                         f"writing (Ray Data would wait forever); expected fewer workers or "
+                         f"smaller CPU shares")
+    return pool
+
+
+def _portanet_cause(error: BaseException) -> PortanetError | None:
+    """The PortanetError that a Ray task or actor raised, found inside Ray's wrappers (which
+    may themselves subclass it, with the remote traceback as their text)."""
+    from ray.exceptions import RayError
+
+    stack, seen = [error], set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, PortanetError) and not isinstance(current, RayError):
+            return current
+        for link in (getattr(current, "cause", None), current.__cause__, current.__context__):
+            if isinstance(link, BaseException):
+                stack.append(link)
+    return None
+
+
+def _write(dataset: Any, location: str, fmt: str) -> None:
+    if fmt == "parquet":
+        dataset.write_parquet(location)
+    elif fmt == "csv":
+        dataset.write_csv(location)
+    else:
+        dataset.write_json(location)
+
+
+def infer_ray(model: str | os.PathLike[str], inputs: Sequence[str], output: str, *,
+              address: str | None = None, fmt: str = "parquet",
+              keep_columns: Sequence[str] = (),
+              workers: Workers | int | tuple[int, int] | None = None,
+              cpus_per_worker: float | None = None, rows_per_batch: int = DEFAULT_ROWS_PER_BATCH,
+              on_error: str = "fail", allow_nan: bool = False, providers: str | list[str] = "cpu",
+              threads: int | None = None, sha256: str | None = None,
+              rejected_dir: str | None = None) -> RayInferResult:
+    """Predict every row of ``inputs`` on a Ray cluster into the folder ``output``.
+
+    ``inputs``: Parquet, CSV or JSONL files, folders or globs, local or any pyarrow URI.
+    ``address``: ``None`` starts a local cluster for this call; else ``auto``, ``HOST:PORT`` or
+    ``ray://HOST:PORT``. ``fmt``: ``parquet``, ``csv`` or ``jsonl`` files in ``output``.
+    ``workers``: an actor count, ``(min, max)`` for an autoscaling pool, or a :class:`Workers`.
+    ``on_error="skip"`` writes bad rows with their reasons to ``rejected_dir`` (default
+    ``<output>.rejected``) instead of failing. Raises :class:`InputError` for a bad value (with
+    ``on_error="fail"``, naming the file and line), a missing input or an unreachable cluster,
+    leaving no output folder behind.
+    """
+    started = time.perf_counter()
+    if fmt not in OUTPUT_FORMATS:
+        raise InputError(f"output format: expected one of {', '.join(OUTPUT_FORMATS)}, "
+                         f"got {fmt!r}")
+    if on_error not in ON_ERROR:
+        raise InputError(f"on_error: expected one of {', '.join(ON_ERROR)}, got {on_error!r}")
+    if rows_per_batch < 1:
+        raise InputError(f"rows per batch: expected a positive number, got {rows_per_batch}")
+    checked = load(model, sha256=sha256, threads=1)
+    specs = checked.schema.inputs
+    if len(specs) != 1 or specs[0].rank != 2 or not isinstance(specs[0].shape[1], int):
+        raise InputError(f"{model}: the Ray engine expects one 2-D input of fixed width, got "
+                         f"inputs {[(s.name, s.shape) for s in specs]}")
+    model_bytes = Path(model).read_bytes()
+    spec = specs[0]
+    columns = Columns(checked.feature_names, int(spec.shape[1]), tuple(keep_columns),
+                      spec.numpy_dtype)
+    files = list_inputs(inputs)
+    output = str(output)
+    rejected_dir = str(rejected_dir or output.rstrip("/") + ".rejected")
+    _must_be_new(output, "predictions")
+    if on_error == "skip":
+        _must_be_new(rejected_dir, "rejected rows")
+    staging = output
+    if _is_local(output):
+        target = _local_path(output).absolute()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = str(target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:12]}")
+    with ray_session(address) as _:
+        import ray
+
+        pool = _resolve_workers(workers, cpus_per_worker,
+                                float(ray.cluster_resources().get("CPU", 1)))
+        ledger = ray.remote(num_cpus=0)(Ledger).remote()
+        if on_error == "skip":
+            fs, inner, _ = _filesystem(rejected_dir)
+            fs.create_dir(inner, recursive=True)
+        try:
+            dataset = ray.data.read_datasource(files_datasource(files, columns,
+                                                                rows_per_batch, ledger))
+            predicted = predict_dataset(
+                dataset, ray.put(model_bytes), keep_columns=keep_columns, workers=pool,
+                rows_per_batch=rows_per_batch, on_error=on_error, allow_nan=allow_nan,
+                providers=providers, threads=threads,
+                rejected_dir=rejected_dir if on_error == "skip" else None,
+                files=[(f.path, f.row_word) for f in files], ledger=ledger)
+            _write(predicted, staging, fmt)
+            rows, rejected = ray.get(ledger.totals.remote())
+        except BaseException as exc:
+            _remove(staging)
+            if on_error == "skip":
+                _remove(rejected_dir)
+            recorded = ray.get(ledger.failure.remote())
+            cause = rebuild(recorded) if recorded else _portanet_cause(exc)
+            if cause is not None:
+                raise type(cause)(f"{cause}; nothing was written") from None
+            raise
+    _commit(staging, output)
+    if on_error == "skip" and rejected == 0:
+        _remove(rejected_dir)
+    return RayInferResult(rows, rejected, len(files), time.perf_counter() - started, output,
+                          rejected_dir if rejected else None, pool)
+
+
+def _commit(staging: str, output: str) -> None:
+    """Mark the folder complete and, for a local one, move it into place."""
+    fs, inner, _ = _filesystem(staging)
+    fs.create_dir(inner, recursive=True)  # zero rows still give an (empty) folder
+    with fs.open_output_stream(f"{inner.rstrip('/')}/{SUCCESS_MARKER}") as marker:
+        marker.write(b"")
+    if staging != output:
+        target = _local_path(output).absolute()
+        if target.is_dir():
+            target.rmdir()  # checked empty before the run
+        os.replace(staging, target)
