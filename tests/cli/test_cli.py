@@ -31,7 +31,8 @@ def test_infer_writes_probability_and_label(tmp_path):
     lines = target.read_text().splitlines()
     assert lines[0] == "probability,label" and len(lines) == 769
     probability, label = lines[1].split(",")
-    assert 0 <= float(probability) <= 1 and label == str(int(float(probability) >= 0.5))
+    assert 0 <= float(probability) <= 1
+    assert label == ("negative", "positive")[int(float(probability) >= 0.5)]
 
 
 def test_infer_matches_the_library(tmp_path):
