@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,13 @@ def check_output(output: str | os.PathLike[str] | None,
         raise InputError(f"{target}: expected an existing folder to write into, got "
                          f"{target.parent}, which does not exist (ask for it to be created)")
     check_writable(target)
+    if target.parent.is_dir():  # os.access says yes to root everywhere; try for real
+        try:
+            with tempfile.TemporaryFile(dir=target.parent):
+                pass
+        except OSError as exc:
+            raise InputError(f"{target}: expected a folder this process may write, got "
+                             f"{target.parent} ({os.strerror(exc.errno or 0).lower()})") from exc
 
 
 def disk_full(exc: OSError, path: str | os.PathLike[str] | None) -> InputError | None:
