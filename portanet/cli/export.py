@@ -113,6 +113,7 @@ def export(
     from portanet.export import export_model
     from portanet.export.recorded import parse_image_size
 
+    require_export_side()
     if layerwise and not verify:
         raise InputError("--layerwise: expected the parity gate to run, got --no-verify")
     size = parse_image_size(image_size) if image_size else None
@@ -137,6 +138,16 @@ def export(
                   "proven to match Keras")
     out.print(f"wrote {result.path} (opset {result.opset}, {result.seconds:.1f} s, loaded with "
               f"{result.loaded.loader})", highlight=False)
+
+
+def require_export_side() -> None:
+    """Fail at once, naming the extra, when the export side's libraries are not installed
+    (a deployment-only install) — not after reading the model, with a traceback."""
+    import importlib.util
+
+    for name in ("tensorflow", "tf2onnx", "onnx", "h5py"):
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 
 @contextlib.contextmanager
@@ -164,6 +175,7 @@ def verify_command(
     allow_unsafe: AllowUnsafe = False,
 ) -> None:
     """Compare a Keras model with an ONNX model on the same inputs (exit 1 if they differ)."""
+    require_export_side()
     from portanet.errors import ParityError
     from portanet.export.verify.gate import verify
 

@@ -39,7 +39,7 @@ def infer(
         help="Predictions file (.csv, .parquet, .jsonl, .npy); default CSV on stdout.")] = None,
     rows_per_batch: Annotated[int, typer.Option(
         min=1, help="Most rows read, predicted and written at a time (fewer for heavy rows: "
-                    "about 64 MiB of input per batch).")] = 65536,
+                    "about 16 MiB of input per batch).")] = 65536,
     keep_columns: Annotated[Optional[list[str]], typer.Option(
         "--keep-columns", metavar="NAME[=NEW]",
         help="Input columns to copy into the output, e.g. an id (repeat or comma-separate); "

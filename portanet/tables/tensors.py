@@ -269,10 +269,11 @@ def _sample(value: Any, spec: TensorSpec, origin: str, word: str, number: int) -
         shown = json.dumps(value)[:60]
         raise InputError(f"{origin}: {word} {number}: input {spec.name!r}: expected a "
                          f"rectangular nested list of numbers, got {shown}") from None
-    if array.ndim != spec.rank - 1:
+    if array.ndim != spec.rank - 1 or any(
+            isinstance(want, int) and want != got for want, got in zip(spec.shape[1:],
+                                                                         array.shape)):
         raise InputError(f"{origin}: {word} {number}: input {spec.name!r}: expected a sample of "
-                         f"{spec.rank - 1} dimensions {_sample_text(spec)}, "
-                         f"got shape {array.shape}")
+                         f"shape {_sample_text(spec)}, got {array.shape}")
     return array
 
 

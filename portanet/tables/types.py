@@ -17,8 +17,10 @@ from portanet.runtime.inputs import (
 )
 
 DEFAULT_BATCH_ROWS = 65536
-#: Input bytes per batch for tensor and image inputs (rows per batch shrink for heavy rows).
-DEFAULT_BATCH_BYTES = 64 << 20
+#: Input bytes per batch for tensor and image inputs (rows per batch shrink for heavy rows:
+#: 27 images of 224×224×3 float32). A model's activations multiply it — 7.6× for a small CNN
+#: measured in tests/tables/test_images.py, which is why this is not larger.
+DEFAULT_BATCH_BYTES = 16 << 20
 
 
 @dataclass

@@ -162,3 +162,43 @@ def test_a_model_without_a_recorded_range_asks_for_one(digits, tmp_path):
         image_input(specs, {}, None, "m.onnx")
     spec, image = image_input(specs, {}, {"value_range": (0.0, 1.0)}, "m.onnx")
     assert image == ImageSpec((16, 16), 1, (0.0, 1.0), source="given at inference")
+
+
+def test_memory_is_bounded_by_bytes_for_1024_large_images(tmp_path):
+    """1,024 224×224 RGB images are 588 MiB as float32; `infer` reads them in batches of about
+    16 MiB (27 images), so its peak RSS, measured from an intermediate process, is the same for
+    300 and for 1,024 images, and far below the whole input."""
+    import subprocess
+    import sys
+
+    import keras
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from tests.helpers import REPO
+
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([keras.Input((224, 224, 3)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.AveragePooling2D(16), keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="softmax")])
+    onnx_file = export(model, tmp_path / "big.onnx")
+    rng = np.random.default_rng(0)
+    tile = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    for index in range(1024):
+        Image.fromarray(np.roll(tile, index, axis=1)).save(tmp_path / f"{index:04d}.jpg")
+    measure = ("import resource, subprocess, sys; "
+               "status = subprocess.run(sys.argv[1:]).returncode; "
+               "print(status, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    peaks = {}
+    for count, pattern in ((300, "0[0-2]*.jpg"), (1024, "*.jpg")):
+        target = tmp_path / f"o{count}.parquet"
+        result = subprocess.run([sys.executable, "-c", measure, sys.executable, "-m", "portanet",
+                                 "infer", str(onnx_file), str(tmp_path / pattern), "--output",
+                                 str(target)], capture_output=True, cwd=REPO, timeout=300)
+        status, peak_kib = map(int, result.stdout.split())
+        assert status == 0, result.stderr.decode()
+        assert pq.read_table(target).num_rows == count
+        peaks[count] = peak_kib / 1024
+    whole_input_mib = 1024 * 224 * 224 * 3 * 4 / 2**20
+    assert peaks[1024] < 1.15 * peaks[300], peaks
+    assert peaks[1024] < 0.75 * whole_input_mib, peaks
