@@ -19,6 +19,7 @@ import numpy as np
 
 from portanet.errors import InputError
 from portanet.schema import ImageSpec, TensorSpec
+from portanet.tables.arrow import string_array
 from portanet.tables.types import Batch, slices
 
 #: Suffixes read as images (what Pillow decodes; the issue's JPEG/PNG/WebP and a few more).
@@ -166,5 +167,5 @@ def image_batches(files: Sequence[tuple[Path, str]], spec: TensorSpec, image: Im
             chunk = files[start:stop]
             samples = list(pool.map(lambda item: decode(item[0], image, dtype), chunk))
             array = np.stack(samples)
-            names = np.array([name for _, name in chunk], dtype=object)
+            names = string_array([name for _, name in chunk])
             yield Batch(array, {"file": names}, start, {spec.name: array})

@@ -17,6 +17,7 @@ from portanet.errors import InputError
 from portanet.runtime import Model
 from portanet.runtime.model import as_matrix
 from portanet.schema import BINARY_CLASSIFIER, MULTICLASS_CLASSIFIER
+from portanet.tables.arrow import int_array, names_array
 
 #: errno values that mean the disk (or the process's file size limit) is full.
 DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
@@ -24,10 +25,7 @@ DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 def _masked_ints(decided: Any) -> Any:
     """Class indices as an Arrow int64 array, null where the row had no decision (NaN)."""
-    import pyarrow as pa
-
-    mask = np.ma.getmaskarray(decided)
-    return pa.array(np.ma.getdata(decided).astype(np.int64), mask=mask if mask.any() else None)
+    return int_array(np.ma.getdata(decided), np.ma.getmaskarray(decided))
 
 
 def prediction_columns(model: Model, outputs: dict[str, np.ndarray], *, top_k: int | None = None,
@@ -93,14 +91,11 @@ def prediction_columns(model: Model, outputs: dict[str, np.ndarray], *, top_k: i
     return columns
 
 
-def _names(indices: Any, labels: Sequence[str] | None) -> np.ndarray:
-    mask = np.ma.getmaskarray(indices)
-    values = np.ma.getdata(indices).tolist()
-    out = np.empty(len(values), dtype=object)
-    for row, (value, masked) in enumerate(zip(values, mask.tolist())):
-        out[row] = None if masked else (labels[value] if labels and value < len(labels)
-                                        else str(value))
-    return out
+def _names(indices: Any, labels: Sequence[str]) -> Any:
+    """Class names per row as an Arrow string array, null where undecided (no pandas)."""
+    values = np.ma.getdata(indices).astype(np.int64)
+    names = list(labels) + [str(i) for i in range(len(labels), int(values.max(initial=0)) + 1)]
+    return names_array(values, names, np.ma.getmaskarray(indices))
 
 
 def kept_names(keep_columns: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
