@@ -174,7 +174,7 @@ def _plan(runtime: Model, sources: list[Any], kept: dict[str, str], *, batch_siz
           ) -> tuple[Iterator[Batch], int | None, list[str]]:
     """The batches to predict, the row count when known, and the columns the reader adds."""
     specs = runtime.schema.inputs
-    if img.is_image_source(sources):
+    if img.is_image_source(sources) and any(s.rank == 4 for s in specs):
         override: dict[str, Any] = {}
         if image_range:
             try:

@@ -1,3 +1,4 @@
+import csv
 import re
 
 import numpy as np
@@ -30,7 +31,7 @@ def test_infer_writes_probability_and_label(tmp_path):
     assert result.exit_code == 0, result.output
     lines = target.read_text().splitlines()
     assert lines[0] == "probability,label" and len(lines) == 769
-    probability, label = lines[1].split(",")
+    probability, label = next(csv.reader(lines[1:2]))
     assert 0 <= float(probability) <= 1
     assert label == ("negative", "positive")[int(float(probability) >= 0.5)]
 

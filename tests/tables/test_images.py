@@ -77,7 +77,7 @@ def test_decoded_images_match_the_training_preprocessing(digits):
     from tests.builders import digits_images
 
     onnx_file, _, files = digits
-    image = portanet.load(onnx_file).schema.images["input_layer"]
+    image = next(iter(portanet.load(onnx_file).schema.images.values()))
     assert image.value_range == (0.0, 255.0) and image.channels == 1
     assert image.size == (16, 16) and "Rescaling" in image.source
     pixels, _ = digits_images()
