@@ -1,6 +1,7 @@
 """A model's interface and the names portanet stores it under (numpy only).
 
-* :class:`TensorSpec` and :class:`ModelSchema`: tensors, feature names, task, labels.
+* :class:`TensorSpec` and :class:`ModelSchema`: tensors, feature names, task, labels, image
+  preprocessing (:class:`ImageSpec`) and the vocabulary sizes of integer-id inputs.
 * The ``portanet.*`` metadata keys written into every exported ``.onnx`` (:func:`encode`,
   :func:`decode`; read from onnxruntime's ``custom_metadata_map``, so the runtime side never needs
   the ``onnx`` package).
@@ -9,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from collections.abc import Mapping
@@ -72,12 +74,111 @@ class TensorSpec:
         return cls(str(data["name"]), tuple(data["shape"]), str(data.get("dtype", "float32")))
 
 
+#: Channel orders an image input may expect.
+CHANNEL_ORDERS = ("rgb", "bgr")
+#: Value ranges by name (what ``--image-range`` accepts besides ``LOW..HIGH``): 8-bit pixels are
+#: mapped linearly onto the range, then ``mean``/``std`` (when given) normalise each channel.
+NAMED_RANGES: dict[str, dict[str, Any]] = {
+    # keras.applications' preprocess_input modes
+    "tf": {"value_range": (-1.0, 1.0)},
+    "torch": {"value_range": (0.0, 1.0), "mean": (0.485, 0.456, 0.406),
+              "std": (0.229, 0.224, 0.225)},
+    "caffe": {"value_range": (0.0, 255.0), "mean": (103.939, 116.779, 123.68),
+              "std": (1.0, 1.0, 1.0), "channel_order": "bgr"},
+}
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How an image file becomes one sample of an image input (recorded at export).
+
+    The decoded image is converted to ``channels`` (1 grey, 3 colour, 4 with alpha) in
+    ``channel_order``, resized to ``size`` (height, width) with bilinear filtering, and its
+    8-bit values mapped linearly onto ``value_range`` (``(0, 255)`` keeps raw pixels); ``mean``
+    and ``std``, when given, then normalise each channel as ``(x - mean) / std``. ``layout`` is
+    the graph's: ``"nhwc"`` (Keras) or ``"nchw"``. ``source`` says how it was decided.
+    """
+
+    size: tuple[int, int]
+    channels: int = 3
+    value_range: tuple[float, float] | None = None
+    channel_order: str = "rgb"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    layout: str = "nhwc"
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        data: dict[str, Any] = {"size": list(self.size), "channels": self.channels,
+                                "value_range": list(self.value_range) if self.value_range
+                                else None, "channel_order": self.channel_order,
+                                "layout": self.layout, "source": self.source}
+        if self.mean is not None:
+            data["mean"] = list(self.mean)
+        if self.std is not None:
+            data["std"] = list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImageSpec:
+        """Inverse of :meth:`to_dict`."""
+        value_range = data.get("value_range")
+        mean, std = data.get("mean"), data.get("std")
+        return cls(size=(int(data["size"][0]), int(data["size"][1])),
+                   channels=int(data.get("channels", 3)),
+                   value_range=(float(value_range[0]), float(value_range[1]))
+                   if value_range else None,
+                   channel_order=str(data.get("channel_order", "rgb")),
+                   mean=tuple(float(v) for v in mean) if mean else None,
+                   std=tuple(float(v) for v in std) if std else None,
+                   layout=str(data.get("layout", "nhwc")), source=str(data.get("source", "")))
+
+    def describe(self) -> str:
+        """One line for ``inspect``: ``224x224 rgb, -1..1 (Rescaling 'rescaling')``."""
+        kind = {1: "grey", 3: self.channel_order, 4: self.channel_order + "a"}.get(
+            self.channels, f"{self.channels} channels")
+        span = (f"{_number(self.value_range[0])}..{_number(self.value_range[1])}"
+                if self.value_range else "value range unknown")
+        if self.mean is not None:
+            span += f", then (x - {list(self.mean)}) / {list(self.std or ())}"
+        layout = ", channels first" if self.layout == "nchw" else ""
+        why = f" ({self.source})" if self.source else ""
+        return f"{self.size[0]}x{self.size[1]} {kind}, {span}{layout}{why}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def parse_value_range(text: str) -> dict[str, Any]:
+    """``"-1..1"``, ``"0..1"``, ``"0..255"`` or a keras.applications mode (``tf``, ``torch``,
+    ``caffe``) as :class:`ImageSpec` fields; a :class:`ValueError` says what was expected."""
+    text = text.strip().lower()
+    if text in NAMED_RANGES:
+        return dict(NAMED_RANGES[text])
+    low, sep, high = text.partition("..")
+    try:
+        if not sep:
+            raise ValueError
+        low_value, high_value = float(low), float(high)
+    except ValueError:
+        raise ValueError(f"expected LOW..HIGH such as -1..1, 0..1 or 0..255, or one of "
+                         f"{', '.join(NAMED_RANGES)}, got {text!r}") from None
+    if not low_value < high_value:
+        raise ValueError(f"expected LOW < HIGH, got {text!r}")
+    return {"value_range": (low_value, high_value)}
+
+
 @dataclass(frozen=True)
 class ModelSchema:
     """What a model takes and returns, and how to read its output.
 
     ``feature_names`` name the columns of a single 2-D input (tabular models); ``task`` is one of
     :data:`TASKS` or ``None``; ``threshold`` applies to binary classifiers; ``labels`` name classes.
+    ``images`` maps an image input's name to its preprocessing; ``vocabulary`` maps an input of
+    integer ids (read by an ``Embedding``) to its vocabulary size (ids lie in ``[0, size)``).
+    Files written before these fields existed read as empty mappings.
     """
 
     inputs: tuple[TensorSpec, ...]
@@ -87,6 +188,8 @@ class ModelSchema:
     threshold: float | None = None
     labels: tuple[str, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, ImageSpec] = field(default_factory=dict)
+    vocabulary: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the ``portanet.schema`` metadata value)."""
@@ -98,6 +201,9 @@ class ModelSchema:
             "threshold": self.threshold,
             "labels": list(self.labels) if self.labels else None,
             **({"extra": self.extra} if self.extra else {}),
+            **({"images": {k: v.to_dict() for k, v in self.images.items()}}
+               if self.images else {}),
+            **({"vocabulary": dict(self.vocabulary)} if self.vocabulary else {}),
         }
 
     def to_json(self) -> str:
@@ -118,6 +224,9 @@ class ModelSchema:
             threshold=float(threshold) if threshold is not None else None,
             labels=tuple(str(n) for n in labels) if labels else None,
             extra=dict(data.get("extra", {})),
+            images={str(k): ImageSpec.from_dict(v)
+                    for k, v in (data.get("images") or {}).items()},
+            vocabulary={str(k): int(v) for k, v in (data.get("vocabulary") or {}).items()},
         )
 
     @classmethod
@@ -127,8 +236,7 @@ class ModelSchema:
 
     def with_io(self, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]) -> ModelSchema:
         """A copy whose tensors are replaced (the ONNX file's own are the truth at run time)."""
-        return ModelSchema(inputs, outputs, self.feature_names, self.task, self.threshold,
-                           self.labels, self.extra)
+        return dataclasses.replace(self, inputs=inputs, outputs=outputs)
 
 
 # --- metadata keys (``metadata_props`` of an exported ONNX file) -----------------------------

@@ -99,3 +99,20 @@ def test_sigkill_during_infer_output(tmp_path):
     print(f"\ninfer: {TRIALS} SIGKILL trials → {seen}")
     assert sum(seen.values()) == TRIALS
     assert seen["previous"] >= 1 and seen["complete"] >= 1, seen  # both outcomes were tried
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_get_0666_less_the_umask(tmp_path, mask, mode):
+    """mkstemp alone gives 0600 whatever the umask: a server running as another user could not
+    read an exported model."""
+    import stat
+
+    previous = os.umask(mask)
+    try:
+        write_bytes(tmp_path / "a.bin", b"x")
+        with atomic_path(tmp_path / "b.bin") as temporary:
+            temporary.write_bytes(b"y")
+    finally:
+        os.umask(previous)
+    for name in ("a.bin", "b.bin"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode

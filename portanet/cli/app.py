@@ -7,6 +7,7 @@ options and calls one library function, wrapped in :func:`guarded`, which turns 
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -27,8 +28,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Keras → ONNX with a parity gate, and fast TensorFlow-free inference.")
-out = Console()
-err = Console(stderr=True)
+def _console(stderr: bool) -> Console:
+    """A console that wraps at the terminal's width, and never when the stream is a pipe or a
+    file (rich would otherwise cut lines at 80 columns for whoever reads the log)."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(stderr=stderr, width=100_000, soft_wrap=True)
+    return console
+
+
+out = _console(stderr=False)
+err = _console(stderr=True)
+#: Which extra provides each optional import (what a missing one tells the user to install).
+EXTRAS = {"tensorflow": "export", "keras": "export", "tf_keras": "export", "tf2onnx": "export",
+          "onnx": "export", "h5py": "export", "PIL": "images", "sklearn": "dev",
+          "pytest": "dev", "pandas": "dev"}
+#: Exit status of a process whose output pipe was closed (128 + SIGPIPE), like any Unix tool.
+BROKEN_PIPE = 141
 state = {"debug": bool(os.environ.get("PORTANET_DEBUG"))}
 F = TypeVar("F", bound=Callable[..., Any])
 #: Exit status of an error portanet did not expect (a bug): see ``--debug``.
@@ -62,15 +78,66 @@ def guarded(func: F) -> F:
             raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            _quiet_stdout()
+            raise typer.Exit(BROKEN_PIPE) from None
         except Exception as exc:
             if state["debug"]:
                 raise
+            traceback.clear_frames(exc.__traceback__)
+            message = _known_failure(exc)
+            if message is not None:
+                print_error(message)
+                raise typer.Exit(USAGE_ERROR) from None
             err.print(Text.assemble(("internal error: ", "bold red"),
                                     f"{type(exc).__name__}: {first_line(exc)} (run with --debug "
                                     f"for the traceback)"), highlight=False, soft_wrap=True)
             raise typer.Exit(INTERNAL_ERROR) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _known_failure(exc: Exception) -> str | None:
+    """The one line for a failure that is the environment's, not a bug: a missing optional
+    import (which extra to install), a full disk or read-only file system (which path)."""
+    if isinstance(exc, ModuleNotFoundError):
+        root = (exc.name or "").split(".")[0]
+        if root in EXTRAS:
+            return (f"this command needs {root!r}, which is not installed: expected "
+                    f"`pip install 'portanet[{EXTRAS[root]}]'`")
+        return None
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT,
+                                                  errno.EROFS):
+        return (f"{exc.filename or 'output'}: expected room to write, got "
+                f"{os.strerror(exc.errno).lower()}")
+    return None
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that Python's flush at exit does not fail again on the
+    closed pipe (what ``| head`` leaves behind)."""
+    with _suppress_os_errors():
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _suppress_os_errors() -> Any:
+    import contextlib
+
+    return contextlib.suppress(OSError, ValueError)
+
+
+def _plain_usage_name(self: Any) -> str:
+    """Usage lines in the POSIX way: ``MODEL INPUT...``, optional ones ``[NAME]`` (typer ≥ 0.2x
+    writes ``{MODEL}``)."""
+    name = self.display_name_raw if hasattr(self, "display_name_raw") else self.human_readable_name
+    name = name if self.required else f"[{name}]"
+    return name + ("..." if self.nargs != 1 else "")
+
+
+if hasattr(typer.core.TyperArgument, "_usage_display_name"):
+    typer.core.TyperArgument._usage_display_name = _plain_usage_name  # type: ignore[method-assign]
 
 
 def _show_version(value: bool) -> None:
@@ -121,6 +188,9 @@ def run(argv: list[str] | None = None) -> int:
         args.insert(0, "--debug")
     try:
         status = app(args=args, prog_name="portanet", standalone_mode=False)
+    except BrokenPipeError:  # the reader of stdout left (| head): end quietly, like any tool
+        _quiet_stdout()
+        return BROKEN_PIPE
     except ClickException as exc:
         print_error(f"{exc.format_message()} (see 'portanet --help')")
         return exc.exit_code if exc.exit_code else USAGE_ERROR

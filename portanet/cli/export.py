@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -91,18 +93,38 @@ def export(
         help="Image input the ONNX graph takes channels-first (repeat or comma-separate).")] = None,
     layerwise: Layerwise = False,
     allow_unsafe: AllowUnsafe = False,
+    labels: Annotated[Optional[str], typer.Option(
+        "--labels", metavar="FILE",
+        help="Class names: a file (Teachable Machine's labels.txt '0 Name' lines, or one name "
+             "a line) or a comma-separated list; infer writes them as 'label'.")] = None,
+    image_size: Annotated[Optional[str], typer.Option(
+        "--image-size", metavar="HxW",
+        help="Size images are resized to for an image input, e.g. 224x224 (default: the "
+             "input's own size).")] = None,
+    image_range: Annotated[Optional[str], typer.Option(
+        "--image-range", metavar="LOW..HIGH",
+        help="Pixel values the model was trained on: -1..1, 0..1, 0..255, or keras.applications' "
+             "tf, torch, caffe (default: detected from the model where it says so).")] = None,
+    channel_order: Annotated[Optional[str], typer.Option(
+        "--channel-order", metavar="rgb|bgr", help="Channel order of the image input.")] = None,
 ) -> None:
     """Convert a Keras model to ONNX; the file is written only if Keras and ONNX agree."""
     from portanet.errors import InputError, ParityError
     from portanet.export import export_model
+    from portanet.export.recorded import parse_image_size
 
+    require_export_side()
     if layerwise and not verify:
         raise InputError("--layerwise: expected the parity gate to run, got --no-verify")
+    size = parse_image_size(image_size) if image_size else None
     try:
-        result = export_model(source, output, opset=opset, data=data, atol=atol, rtol=rtol,
-                              verify=verify, feature_names=split_names(feature_names) or None,
-                              batch_size=batch_size, inputs_as_nchw=split_names(inputs_as_nchw)
-                              or None, layerwise=layerwise, allow_unsafe=allow_unsafe)
+        with _stages() as on_stage:
+            result = export_model(
+                source, output, opset=opset, data=data, atol=atol, rtol=rtol, verify=verify,
+                feature_names=split_names(feature_names) or None, batch_size=batch_size,
+                inputs_as_nchw=split_names(inputs_as_nchw) or None, layerwise=layerwise,
+                allow_unsafe=allow_unsafe, labels=labels, image_size=size,
+                image_range=image_range, channel_order=channel_order, on_stage=on_stage)
     except ParityError as exc:
         if exc.report is not None:
             _print_reports(exc.report, "parity gate: Keras vs ONNX")
@@ -116,6 +138,26 @@ def export(
                   "proven to match Keras")
     out.print(f"wrote {result.path} (opset {result.opset}, {result.seconds:.1f} s, loaded with "
               f"{result.loaded.loader})", highlight=False)
+
+
+def require_export_side() -> None:
+    """Fail at once, naming the extra, when the export side's libraries are not installed
+    (a deployment-only install) — not after reading the model, with a traceback."""
+    import importlib.util
+
+    for name in ("tensorflow", "tf2onnx", "onnx", "h5py"):
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+@contextlib.contextmanager
+def _stages() -> Iterator[Callable[[str], None] | None]:
+    """A spinner on stderr naming the export's current stage (when stderr is a terminal)."""
+    if not err.is_terminal:
+        yield None
+        return
+    with err.status("starting") as status:
+        yield lambda name: status.update(f"{name}…")
 
 
 @app.command(name="verify")
@@ -133,6 +175,7 @@ def verify_command(
     allow_unsafe: AllowUnsafe = False,
 ) -> None:
     """Compare a Keras model with an ONNX model on the same inputs (exit 1 if they differ)."""
+    require_export_side()
     from portanet.errors import ParityError
     from portanet.export.verify.gate import verify
 

@@ -51,8 +51,15 @@ def inspect(model: OnnxModel, as_json: AsJson = False, sha256: Sha256 = None) ->
         for t in info[kind]:
             table.add_row(kind[:-1], t["name"], str(t["shape"]), t["dtype"])
     out.print(table)
-    for key in ("opset", "producer", "sha256", "source_sha256", "providers"):
+    for key in ("opset", "producer", "sha256", "source_sha256", "providers", "task"):
         out.print(Text.assemble((f"{key}: ", "bold"), str(info[key])))
+    if info["labels"]:
+        out.print(Text.assemble(("labels: ", "bold"), ", ".join(info["labels"])), soft_wrap=True)
+    for name, text in info["images"].items():
+        out.print(Text.assemble((f"image input {name}: ", "bold"), text), soft_wrap=True)
+    for name, size in info["vocabulary"].items():
+        out.print(Text.assemble((f"vocabulary of {name}: ", "bold"),
+                                f"{size} ids (0..{size - 1})"))
     for key, value in info["metadata"].items():
         text = value if isinstance(value, str) else json.dumps(value)
         out.print(Text.assemble((f"{key}: ", "bold"), text), soft_wrap=True)

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from collections.abc import Callable
 
 from portanet import __version__
 from portanet import schema as meta
@@ -24,6 +25,7 @@ from portanet.errors import ConversionError, InputError, first_line
 from portanet.export.convert.keras_to_onnx import DEFAULT_OPSET, convert
 from portanet.export.keras.load import LoadedKeras, from_model, load_keras
 from portanet.export.verify.compare import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport
+from portanet.export.verify.runners import NCHW_KEY
 from portanet.schema import (
     BINARY_CLASSIFIER,
     METRICS_ATTR,
@@ -63,23 +65,45 @@ def infer_task(model: Any, output_count: int) -> tuple[str | None, float | None]
 
 
 def build_schema(loaded: LoadedKeras, inputs: list[TensorSpec], proto: Any,
-                 feature_names: list[str] | None = None) -> ModelSchema:
-    """The schema stored in the ONNX file: tensors from the graph, names/task from the source."""
+                 feature_names: list[str] | None = None, *,
+                 labels: str | os.PathLike[str] | None = None,
+                 image_size: tuple[int, int] | None = None, image_range: str | None = None,
+                 channel_order: str | None = None,
+                 nchw: list[str] | None = None) -> ModelSchema:
+    """The schema stored in the ONNX file: tensors from the graph, names/task from the source,
+    class names (``labels``: a file or comma list), image preprocessing and the vocabulary
+    sizes of Embedding inputs (:mod:`portanet.export.recorded`)."""
+    from portanet.export.recorded import image_specs, read_labels, vocabulary
+    from portanet.export.verify.runners import keras_specs
+
     outputs = tuple(TensorSpec(o.name, tuple(d.dim_value if d.HasField("dim_value") else None
                                              for d in o.type.tensor_type.shape.dim))
                     for o in proto.graph.output)
     stored = loaded.portanet_attribute(SCHEMA_ATTR) or {}
     task, threshold = infer_task(loaded.model, len(outputs))
+    task, threshold = stored.get("task", task), stored.get("threshold", threshold)
     names = feature_names or stored.get("feature_names")
     if names and (len(inputs) != 1 or inputs[0].rank != 2 or inputs[0].shape[1] != len(names)):
         raise InputError(f"feature names: expected {inputs[0].shape[-1]} names for input "
                          f"{inputs[0].name!r} {inputs[0].shape}, got {len(names)}: {names}")
+    class_names = tuple(stored["labels"]) if stored.get("labels") else None
+    if labels is not None:
+        units = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].rank else None
+        classes = 2 if task == BINARY_CLASSIFIER else units if isinstance(units, int) else None
+        class_names = read_labels(labels, classes)
+        if task is None and classes and classes > 1:
+            task = MULTICLASS_CLASSIFIER  # named classes of a model that ends without softmax
+    probe = ModelSchema(tuple(inputs), outputs,
+                        extra={NCHW_KEY: list(nchw)} if nchw else {})
+    specs = keras_specs(probe)
+    trace = getattr(loaded, "trace", None)
     return ModelSchema(
         inputs=tuple(inputs), outputs=outputs,
         feature_names=tuple(names) if names else None,
-        task=stored.get("task", task),
-        threshold=stored.get("threshold", threshold),
-        labels=tuple(stored["labels"]) if stored.get("labels") else None)
+        task=task, threshold=threshold, labels=class_names,
+        images=image_specs(loaded.model, trace, specs, nchw or [], image_size=image_size,
+                           image_range=image_range, channel_order=channel_order),
+        vocabulary=vocabulary(trace, specs))
 
 
 def _tool_versions(opset: int) -> dict[str, Any]:
@@ -111,7 +135,10 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
                  rtol: float = DEFAULT_RTOL, verify: bool = True, batch_size: int | None = None,
                  feature_names: list[str] | None = None, seed: int = 0,
                  allow_unsafe: bool = False, inputs_as_nchw: list[str] | None = None,
-                 layerwise: bool = False) -> ExportResult:
+                 layerwise: bool = False, labels: str | os.PathLike[str] | None = None,
+                 image_size: tuple[int, int] | None = None, image_range: str | None = None,
+                 channel_order: str | None = None,
+                 on_stage: Callable[[str], None] | None = None) -> ExportResult:
     """Convert a Keras model to ONNX, prove parity, then write it atomically.
 
     ``source`` is a model file (``.h5``, ``.keras``, SavedModel directory), a
@@ -122,27 +149,38 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
     takes channels-first. With ``verify=False`` the gate is skipped (``report`` is ``None``).
     ``layerwise`` adds the per-layer comparison to the report; it also runs by itself when the
     gate fails. A failing gate raises :class:`ParityError` and writes nothing.
+
+    Recorded for the deployment side: ``labels`` (a file — Teachable Machine's ``labels.txt``,
+    one name a line — or a comma list), and for an image input its ``image_size`` (height,
+    width), ``image_range`` (``"-1..1"``, ``"0..1"``, ``"0..255"``, ``"tf"``, ``"torch"``,
+    ``"caffe"``) and ``channel_order``, each detected from the model where it says so
+    (:mod:`portanet.export.recorded`). ``on_stage`` receives each stage's name as it starts.
     """
     from portanet.export.verify.gate import gate_report
-    from portanet.export.verify.runners import NCHW_KEY
     from portanet.runtime import load
 
     started = time.perf_counter()
+    stage = on_stage or (lambda name: None)
     if layerwise and not verify:
         raise InputError("layerwise comparison: expected the parity gate to run, got verify=False")
+    stage("loading the Keras model")
     loaded = _loaded(source, allow_unsafe)
     if output is None and loaded.format == "memory":
         raise InputError(f"model {loaded.path.name!r}: expected an output path for a model "
                          f"that has no file, got none")
     target = Path(output) if output else loaded.path.with_suffix(".onnx")
     check_writable(target)
+    stage("converting to ONNX")
     proto, inputs = convert(loaded, opset=opset, batch_size=batch_size,
                                inputs_as_nchw=inputs_as_nchw)
-    schema = build_schema(loaded, inputs, proto, feature_names)
-    if inputs_as_nchw:
-        schema = dataclasses.replace(schema, extra={**schema.extra, NCHW_KEY: [
-            n.strip() for n in inputs_as_nchw if n.strip()]})
+    nchw = [n.strip() for n in inputs_as_nchw or [] if n.strip()]
+    schema = build_schema(loaded, inputs, proto, feature_names, labels=labels,
+                          image_size=image_size, image_range=image_range,
+                          channel_order=channel_order, nchw=nchw)
+    if nchw:
+        schema = dataclasses.replace(schema, extra={**schema.extra, NCHW_KEY: nchw})
     _set_metadata(proto, {meta.VERSION: __version__, meta.SCHEMA: schema.to_dict()})
+    stage("checking the ONNX model")
     candidate = _checked_bytes(proto, loaded.path)
     try:
         runtime = load(candidate, providers="cpu")
@@ -151,6 +189,7 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
                               f"onnxruntime: {first_line(exc)}") from exc
     report = None
     if verify:  # raises ParityError (carrying the report) when Keras and ONNX differ
+        stage("running the parity gate")
         report = gate_report(loaded, runtime, schema, data=data, atol=atol, rtol=rtol, seed=seed,
                              onnx_model=candidate, layerwise=layerwise)
     metrics = loaded.portanet_attribute(METRICS_ATTR)
@@ -164,6 +203,7 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
         meta.METRICS: metrics,
     })
     # Only metadata changed since the checker ran on the candidate: no second check.
+    stage("writing")
     write_bytes(target, proto.SerializeToString())
     return ExportResult(target, schema, report, opset, time.perf_counter() - started,
                         loaded)

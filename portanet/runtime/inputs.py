@@ -70,6 +70,59 @@ def describe_value(value: float) -> str:
     return "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
 
 
+def first_out_of_range(array: np.ndarray, want: np.dtype) -> tuple[int, float] | None:
+    """``(row, value)`` of the first finite value of a float array that ``want`` (a narrower
+    float type, e.g. float32) cannot hold, or ``None``: such a value would silently become
+    ±inf in the cast (row 0 for a scalar)."""
+    if array.dtype.kind != "f" or want.kind != "f" or not array.size \
+            or np.finfo(array.dtype).max <= np.finfo(want).max:
+        return None
+    limit = float(np.finfo(want).max)
+    with np.errstate(invalid="ignore"):
+        high, low = array.max(), array.min()
+    if (np.isfinite(high) and np.isfinite(low)) and max(abs(float(high)), abs(float(low))) <= limit:
+        return None
+    with np.errstate(invalid="ignore"):
+        bad = np.isfinite(array) & (np.abs(array) > limit)
+    if not bad.any():
+        return None
+    if array.ndim == 0:
+        return 0, float(array[()])
+    row = _first_bad_row(bad)
+    return row, float(array[row][bad[row]].reshape(-1)[0]) if array.ndim > 1 else \
+        float(array[row])
+
+
+def range_message(value: float, want: np.dtype) -> str:
+    """``got 1e+39, outside float32 range`` (how an overflowing value is refused)."""
+    return f"got {value:g}, outside {np.dtype(want).name} range"
+
+
+def check_vocabulary(name: str, array: np.ndarray, size: int, row_offset: int = 0) -> None:
+    """Refuse ids outside ``[0, size)`` (or not whole numbers) for an input read by an
+    ``Embedding`` of vocabulary ``size``: onnxruntime would fail on them, or silently wrap a
+    negative id around to the end of the table. Names the first offending row."""
+    if not array.size:
+        return
+    with np.errstate(invalid="ignore"):
+        low, high = array.min(), array.max()
+        fine = bool(low >= 0) and bool(high < size)
+        if fine and array.dtype.kind == "f":
+            fine = bool(np.array_equal(array, np.floor(array)))
+        if fine:
+            return
+        bad = ~((array >= 0) & (array < size))
+        if array.dtype.kind == "f":
+            bad |= array != np.floor(array)
+    row = _first_bad_row(bad) if array.ndim else 0
+    sample = array[row] if array.ndim else array
+    value = sample[bad[row]].reshape(-1)[0] if array.ndim > 1 else sample
+    shown = (describe_value(float(value)) if array.dtype.kind == "f" and not np.isfinite(value)
+             else f"{value:g}" if array.dtype.kind == "f" else str(int(value)))
+    raise InputError(f"input {name!r}: expected integer ids in [0, {size}) (the vocabulary "
+                     f"size recorded at export), got {shown} in row {row + row_offset}")
+
+
 def check_finite(name: str, array: np.ndarray, row_offset: int = 0) -> None:
     """Raise :class:`InputError` naming the first row holding NaN or ±Inf (floats only)."""
     found = first_nonfinite(array)
@@ -94,6 +147,11 @@ def _convert_dtype(array: np.ndarray, want: np.dtype, name: str) -> np.ndarray:
         where = f" (first at row {row})" if row is not None else ""
         raise InputError(f"input {name!r}: expected numbers ({want}), got {array.dtype} "
                          f"values{where}")
+    if want.kind == "f" and kind == "f":
+        found = first_out_of_range(array, want)
+        if found is not None:
+            raise InputError(f"input {name!r}: expected {want} numbers, "
+                             f"{range_message(found[1], want)} in row {found[0]}")
     if want.kind in "iu" and kind == "f":
         finite = np.isfinite(array)
         if not finite.all() or not np.array_equal(array, np.round(array)):

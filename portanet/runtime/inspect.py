@@ -33,5 +33,9 @@ def describe(path: str | os.PathLike[str], *, sha256: str | None = None) -> dict
         "opset": _opset(Path(path), model.metadata),
         "producer": session_meta.producer_name,
         "providers": model.providers,
+        "task": model.schema.task,
+        "labels": list(model.schema.labels) if model.schema.labels else None,
+        "images": {name: spec.describe() for name, spec in model.schema.images.items()},
+        "vocabulary": dict(model.schema.vocabulary),
         "metadata": model.metadata,
     }

@@ -62,7 +62,7 @@ def load(path: str | os.PathLike[str] | bytes, *, providers: str | Sequence[str]
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads if threads and threads > 0 else prov.usable_cpus()
     options.inter_op_num_threads = 1
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # only fatal: portanet reports errors itself, in one line
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # portanet reports a missing provider itself

@@ -19,7 +19,13 @@ import onnxruntime as ort
 
 from portanet import schema as meta
 from portanet.errors import InputError, first_line, name_mismatch
-from portanet.runtime.inputs import check_finite, coerce_array, columns_of, stack_features
+from portanet.runtime.inputs import (
+    check_finite,
+    check_vocabulary,
+    coerce_array,
+    columns_of,
+    stack_features,
+)
 from portanet.schema import (
     BINARY_CLASSIFIER,
     MULTICLASS_CLASSIFIER,
@@ -85,7 +91,11 @@ class Model:
             features = None  # names that do not describe a 2-D input are ignored
         self._features = features
         # Fast path for the common case: one input, given as an ndarray of the right dtype.
-        self._fast = single if single is not None and single.dtype != "str" else None
+        #: Vocabulary sizes of integer-id inputs (range-checked before onnxruntime sees them).
+        self._vocabulary = {n: v for n, v in self.schema.vocabulary.items()
+                            if n in self._input_names}
+        self._fast = (single if single is not None and single.dtype != "str"
+                      and not self._vocabulary else None)
         self._fast_dtype = self._fast.numpy_dtype if self._fast is not None else None
         self._fast_float = self._fast is not None and self._fast_dtype.kind == "f"
         self._fixed_dims = tuple((axis, dim) for axis, dim in enumerate(single.shape)
@@ -135,7 +145,14 @@ class Model:
         return feeds
 
     def _coerce(self, x: Any) -> dict[str, np.ndarray]:
-        """Everything but the NaN/Inf check (done chunk by chunk, while data is in cache)."""
+        """Everything but the NaN/Inf check (done chunk by chunk, while data is in cache),
+        ids of Embedding inputs included."""
+        feeds = self._coerce_inputs(x)
+        for name, size in self._vocabulary.items():
+            check_vocabulary(name, feeds[name], size)
+        return feeds
+
+    def _coerce_inputs(self, x: Any) -> dict[str, np.ndarray]:
         specs = self.schema.inputs
         if len(specs) == 1:
             spec = specs[0]
@@ -247,14 +264,43 @@ class Model:
                 for s in self.schema.outputs}
 
     def labels_for(self, probabilities: np.ndarray) -> np.ndarray | None:
-        """Class decisions for a classifier's output, or ``None`` for other tasks."""
+        """Class decisions (class indices) for a classifier's output, or ``None`` for other
+        tasks: 0/1 at the stored threshold for a binary classifier, the argmax otherwise.
+
+        A row whose probabilities hold NaN (possible with ``allow_nan=True``) gets no class:
+        the result is then a :class:`numpy.ma.MaskedArray` with that row masked, never class 0.
+        """
         schema = self.schema
-        if schema.task == BINARY_CLASSIFIER:
-            threshold = schema.threshold if schema.threshold is not None else 0.5
-            return (as_matrix(probabilities)[:, 0] >= threshold).astype(np.int64)
-        if schema.task == MULTICLASS_CLASSIFIER:
-            return as_matrix(probabilities).argmax(axis=1)
-        return None
+        if schema.task not in (BINARY_CLASSIFIER, MULTICLASS_CLASSIFIER):
+            return None
+        flat = as_matrix(probabilities)
+        undecided = np.isnan(flat).any(axis=1) if flat.dtype.kind == "f" else None
+        with np.errstate(invalid="ignore"):
+            if schema.task == BINARY_CLASSIFIER:
+                threshold = schema.threshold if schema.threshold is not None else 0.5
+                decided = (flat[:, 0] >= threshold).astype(np.int64)
+            else:
+                decided = flat.argmax(axis=1) if flat.shape[1] else np.zeros(len(flat), np.int64)
+        if undecided is not None and undecided.any():
+            return np.ma.MaskedArray(decided, mask=undecided)
+        return decided
+
+    def label_names_for(self, probabilities: np.ndarray) -> np.ndarray | None:
+        """Class names for a classifier's output (the ``labels`` stored at export, else the
+        class index as text), ``None`` where a row holds NaN; ``None`` for other tasks."""
+        decided = self.labels_for(probabilities)
+        if decided is None:
+            return None
+        names = self.schema.labels
+        mask = np.ma.getmaskarray(decided)
+        values = np.ma.getdata(decided)
+        if names is None and self.schema.task == BINARY_CLASSIFIER:
+            names = ("0", "1")
+        out = np.empty(len(values), dtype=object)
+        for index, (value, masked) in enumerate(zip(values.tolist(), mask.tolist())):
+            out[index] = None if masked else (names[value] if names and value < len(names)
+                                              else str(value))
+        return out
 
     def __repr__(self) -> str:
         name = self.path.name if self.path else "<bytes>"

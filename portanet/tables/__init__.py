@@ -5,10 +5,11 @@ Readers yield :class:`~portanet.tables.types.Batch` objects (a matrix of the mod
 plus any columns kept for the output) so files of any size stream with flat memory.
 """
 
-from portanet.tables.infer import InferResult, infer_file, prediction_columns
-from portanet.tables.readers import iter_batches, read_all
+from portanet.tables.infer import InferResult, infer_file
+from portanet.tables.outputs import prediction_columns
+from portanet.tables.readers import iter_batches, iter_tensor_batches, read_all
 from portanet.tables.types import Batch, Columns
 from portanet.tables.writers import open_writer
 
-__all__ = ["Batch", "Columns", "InferResult", "infer_file", "iter_batches", "open_writer",
-           "prediction_columns", "read_all"]
+__all__ = ["Batch", "Columns", "InferResult", "infer_file", "iter_batches",
+           "iter_tensor_batches", "open_writer", "prediction_columns", "read_all"]

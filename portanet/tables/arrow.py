@@ -48,3 +48,53 @@ def from_numpy(values: Any) -> Any:
         return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values),
                                      [None, pa.py_buffer(values)])
     return pa.array(values.tolist() if values.dtype == object else values)
+
+
+def _validity(mask: np.ndarray | None) -> Any:
+    import pyarrow as pa
+
+    if mask is None or not mask.any():
+        return None
+    return pa.py_buffer(np.packbits(~mask, bitorder="little"))
+
+
+def int_array(values: np.ndarray, mask: np.ndarray | None = None) -> Any:
+    """An Arrow int64 array, null where ``mask`` is true (built from buffers: no pandas)."""
+    import pyarrow as pa
+
+    data = np.ascontiguousarray(values, dtype=np.int64)
+    nulls = int(mask.sum()) if mask is not None else 0
+    return pa.Array.from_buffers(pa.int64(), len(data), [_validity(mask), pa.py_buffer(data)],
+                                 null_count=nulls)
+
+
+def string_array(values: Any, mask: np.ndarray | None = None) -> Any:
+    """An Arrow string array of ``values`` (``None`` or ``mask`` for nulls), from buffers."""
+    import pyarrow as pa
+
+    items = [v if isinstance(v, str) else "" if v is None else str(v) for v in values]
+    if mask is None:
+        missing = np.array([v is None for v in values], dtype=bool)
+        mask = missing if missing.any() else None
+    encoded = [item.encode("utf-8") for item in items]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    kind = pa.large_string() if offsets[-1] >= 2**31 else pa.string()
+    offsets = offsets if kind == pa.large_string() else offsets.astype(np.int32)
+    nulls = int(mask.sum()) if mask is not None else 0
+    return pa.Array.from_buffers(kind, len(encoded), [_validity(mask), pa.py_buffer(offsets),
+                                                      pa.py_buffer(b"".join(encoded))],
+                                 null_count=nulls)
+
+
+def names_array(indices: np.ndarray, names: Any, mask: np.ndarray | None = None) -> Any:
+    """``names[index]`` per row as a dictionary-encoded Arrow string array (the few names once,
+    int32 indices per row), null where ``mask`` is true: as fast to build and to write as the
+    indices themselves, and no pandas."""
+    import pyarrow as pa
+
+    index = np.ascontiguousarray(np.asarray(indices), dtype=np.int32)
+    nulls = int(mask.sum()) if mask is not None else 0
+    codes = pa.Array.from_buffers(pa.int32(), len(index), [_validity(mask), pa.py_buffer(index)],
+                                  null_count=nulls)
+    return pa.DictionaryArray.from_arrays(codes, string_array(list(names)))

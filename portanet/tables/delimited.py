@@ -1,4 +1,4 @@
-"""CSV (and other delimited text) in line-aligned pieces parsed by ``pyarrow.csv``."""
+"""CSV and TSV (tab-separated) in line-aligned pieces parsed by ``pyarrow.csv``."""
 
 from __future__ import annotations
 
@@ -26,20 +26,22 @@ def _spool_stdin() -> Path:
     return Path(handle.name)
 
 
-def csv_batches(path: Any, columns: Columns, batch_rows: int, allow_nan: bool) -> Iterator[Batch]:
-    """Stream a CSV with ``pyarrow.csv.open_csv``; a header is detected (non-numeric cells)."""
+def csv_batches(path: Any, columns: Columns, batch_rows: int, allow_nan: bool,
+                delimiter: str = ",") -> Iterator[Batch]:
+    """Stream a CSV (``delimiter`` ``"\t"`` for TSV) with ``pyarrow.csv``; a header is detected
+    (non-numeric cells)."""
     if str(path) == "-":
         spooled = _spool_stdin()
         try:
-            yield from _csv_file(spooled, "<stdin>", columns, batch_rows, allow_nan)
+            yield from _csv_file(spooled, "<stdin>", columns, batch_rows, allow_nan, delimiter)
         finally:
             spooled.unlink(missing_ok=True)
     else:
-        yield from _csv_file(Path(path), str(path), columns, batch_rows, allow_nan)
+        yield from _csv_file(Path(path), str(path), columns, batch_rows, allow_nan, delimiter)
 
 
 def _csv_file(source: Path, origin: str, columns: Columns, batch_rows: int,
-              allow_nan: bool) -> Iterator[Batch]:
+              allow_nan: bool, delimiter: str) -> Iterator[Batch]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -56,7 +58,7 @@ def _csv_file(source: Path, origin: str, columns: Columns, batch_rows: int,
         raise InputError(f"{origin}: expected UTF-8 text, got undecodable bytes on line 1") from exc
     if not text.strip():
         raise InputError(f"{origin}: empty file (expected a header line or rows of numbers)")
-    cells = next(csv.reader([text]))
+    cells = next(csv.reader([text], delimiter=delimiter))
     has_header = not all(_is_number(c) for c in cells)
     if has_header:
         names = [c.strip() for c in cells]
@@ -67,12 +69,14 @@ def _csv_file(source: Path, origin: str, columns: Columns, batch_rows: int,
         if len(cells) != columns.width:
             raise InputError(f"{origin}: line 1: expected {columns.width} columns, "
                              f"got {len(cells)}")
-        columns = Columns(None, columns.width, (), columns.dtype)
+        columns = Columns(None, columns.width, (), columns.dtype, positional=True)
     features, keep = select_columns(names, columns, origin)
     read_options = pacsv.ReadOptions(column_names=names)
+    parse = pacsv.ParseOptions(delimiter=delimiter)
     # Only an empty cell is missing; "nan"/"inf" parse as the float values they name.
     convert = pacsv.ConvertOptions(column_types={n: pa.float32() for n in features},
-                                   include_columns=features + keep, null_values=[""],
+                                   include_columns=list(dict.fromkeys(features + keep)),
+                                   null_values=[""],
                                    strings_can_be_null=False)
     chunk_bytes = max(CSV_CHUNK_BYTES, int(len(first) * batch_rows * 1.2))
     line = 2 if has_header else 1
@@ -80,20 +84,22 @@ def _csv_file(source: Path, origin: str, columns: Columns, batch_rows: int,
     try:
         for text in _line_aligned_chunks(source, chunk_bytes, skip_first_line=has_header):
             table = pacsv.read_csv(pa.BufferReader(text), read_options=read_options,
-                                   convert_options=convert).combine_chunks()
+                                   parse_options=parse, convert_options=convert).combine_chunks()
             del text
             for record in table.to_batches():
                 for start, stop in slices(record.num_rows, batch_rows):
                     part = record.slice(start, stop - start)
                     matrix = matrix_of([to_numpy(part.column(n)) for n in features],
                                      part.num_rows, columns.dtype)
-                    if not allow_nan:
-                        check_finite(matrix, features, origin, line)
+                    check_finite(matrix, features, origin, line, allow_nan=allow_nan,
+                                 overflowed=lambda at, col: _overflowed(
+                                     source, at, names.index(features[col]), delimiter,
+                                     columns.dtype))
                     yield Batch(matrix, {k: part.column(k) for k in keep}, row)
                     line += part.num_rows
                     row += part.num_rows
     except pa.ArrowInvalid as exc:
-        where = locate_csv_problem(source, features)
+        where = locate_csv_problem(source, features, delimiter)
         detail = where or str(exc).splitlines()[0]
         raise InputError(f"{origin}: {detail}") from exc
 
@@ -155,6 +161,25 @@ def _next_line_start(handle: Any, position: int, total: int) -> int:
             return position + found + 1
         position += step
     return total
+
+
+def _overflowed(source: Path, line: int, column: int, delimiter: str, dtype: Any) -> str | None:
+    """``got 1e39, outside float32 range`` when the cell at ``line`` (1-based) that parsed as
+    ±inf holds a finite number too large for ``dtype``; ``None`` when it says inf itself."""
+    import numpy as np
+
+    with open(source, newline="", encoding="utf-8", errors="replace") as handle:
+        for number, row in enumerate(csv.reader(handle, delimiter=delimiter), start=1):
+            if number == line:
+                text = row[column].strip() if column < len(row) else ""
+                try:
+                    value = float(text)
+                except ValueError:
+                    return None
+                if np.isfinite(value):
+                    return f"{text}, outside {np.dtype(dtype).name} range"
+                return None
+    return None
 
 
 def _is_number(cell: str) -> bool:

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from portanet.errors import InputError
-from portanet.tables.types import Batch, Columns
+from portanet.runtime.inputs import first_out_of_range, range_message
+from portanet.tables.types import Batch, Columns, duplicate_names
 
 
 def json_batches(path: Any, fmt: str, columns: Columns, batch_rows: int,
@@ -25,7 +26,7 @@ def json_batches(path: Any, fmt: str, columns: Columns, batch_rows: int,
         word = "record"
     else:
         stream = sys.stdin if str(path) == "-" else open(path, encoding="utf-8")
-        records = _jsonl_records(stream, origin)
+        records = jsonl_records(stream, origin)
         word = "line"
     pending: list[tuple[int, Any]] = []
     row = 0
@@ -39,28 +40,54 @@ def json_batches(path: Any, fmt: str, columns: Columns, batch_rows: int,
         yield _records_batch(pending, columns, origin, row, word, allow_nan)
 
 
-def _jsonl_records(stream: io.TextIOBase, origin: str) -> Iterator[tuple[int, Any]]:
+def jsonl_records(stream: io.TextIOBase, origin: str) -> Iterator[tuple[int, Any]]:
     with stream:
         for number, text in enumerate(stream, start=1):
             if not text.strip():
                 continue
             try:
-                yield number, json.loads(text)
+                yield number, json.loads(text, object_pairs_hook=unique_keys)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{origin}: line {number}: expected a JSON object or list, "
                                  f"got invalid JSON ({exc.msg})") from exc
+            except DuplicateKeys as exc:
+                raise InputError(f"{origin}: line {number}: expected each field name once, "
+                                 f"got {exc.args[0]} more than once") from exc
+
+
+class DuplicateKeys(ValueError):
+    """A JSON object names a field twice (``json`` would silently keep the last)."""
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for :func:`json.loads` that refuses repeated keys."""
+    repeated = duplicate_names([k for k, _ in pairs])
+    if repeated:
+        raise DuplicateKeys(repeated)
+    return dict(pairs)
 
 
 def _records_batch(items: list[tuple[int, Any]], columns: Columns, origin: str, row: int,
                    word: str, allow_nan: bool) -> Batch:
     names = columns.feature_names
-    matrix = np.empty((len(items), columns.width), dtype=columns.dtype)
+    matrix = np.empty((len(items), columns.width), dtype=np.float64)
+    nulls = np.zeros((len(items), columns.width), dtype=bool)
     kept: dict[str, list[Any]] = {k: [] for k in columns.keep}
     for index, (number, record) in enumerate(items):
-        if isinstance(record, dict):
+        if isinstance(record, dict) and names is None and columns.positional:
+            values = [v for k, v in record.items() if k not in columns.keep]
+            if len(values) != columns.width:
+                raise InputError(f"{origin}: {word} {number}: expected {columns.width} values, "
+                                 f"got {len(values)}")
+            for k in columns.keep:
+                if k not in record:
+                    raise InputError(f"{origin}: {word} {number}: kept field {k!r} is missing")
+                kept[k].append(record[k])
+        elif isinstance(record, dict):
             if names is None:
                 raise InputError(f"{origin}: {word} {number}: named fields need feature names "
-                                 f"in the model metadata; give rows as lists instead")
+                                 f"in the model metadata, and the model has none; expected "
+                                 f"rows as lists in the model's column order")
             missing = [n for n in names if n not in record]
             if missing:
                 raise InputError(f"{origin}: {word} {number}: expected the fields {list(names)}"
@@ -87,23 +114,40 @@ def _records_batch(items: list[tuple[int, Any]], columns: Columns, origin: str, 
                 name = names[col] if names else f"column_{col}"
                 raise InputError(f"{origin}: {word} {number}, column {name!r}: expected a "
                                  f"number, got {json.dumps(value)[:40]}")
-            matrix[index, col] = np.nan if value is None else value
+            if value is None:
+                nulls[index, col] = True
+                matrix[index, col] = np.nan
+            else:
+                matrix[index, col] = value
+    found = first_out_of_range(matrix, np.dtype(columns.dtype))
+    if found is not None:
+        bad = found[0]
+        col = int(np.argmax(np.isfinite(matrix[bad]) & (np.abs(matrix[bad]) > np.finfo(
+            columns.dtype).max))) if np.dtype(columns.dtype).kind == "f" else 0
+        name = names[col] if names else f"column_{col}"
+        raise InputError(f"{origin}: {word} {items[bad][0]}, column {name!r}: expected a "
+                         f"number, {range_message(found[1], columns.dtype)}")
     if not allow_nan and not np.isfinite(matrix).all():
         bad, col = map(int, np.argwhere(~np.isfinite(matrix))[0])
         name = names[col] if names else f"column_{col}"
-        shown = "null" if np.isnan(matrix[bad, col]) else f"{matrix[bad, col]}"
+        value = matrix[bad, col]
+        shown = "null" if nulls[bad, col] else "NaN" if np.isnan(value) else \
+            ("inf" if value > 0 else "-inf")
         raise InputError(f"{origin}: {word} {items[bad][0]}, column {name!r}: expected a "
                          f"finite number, got {shown} (allow_nan passes NaN/Inf through)")
-    return Batch(matrix, {k: np.asarray(v) for k, v in kept.items()}, row)
+    return Batch(matrix.astype(columns.dtype), {k: np.asarray(v) for k, v in kept.items()}, row)
 
 
 def json_records(text: str, origin: str) -> list[Any]:
     """Parse a JSON document holding a list of records (objects) or rows (lists)."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as exc:
         raise InputError(f"{origin}: expected valid JSON, got an error at line {exc.lineno} "
                          f"column {exc.colno}: {exc.msg}") from exc
+    except DuplicateKeys as exc:
+        raise InputError(f"{origin}: expected each field name once per record, got "
+                         f"{exc.args[0]} more than once") from exc
     if isinstance(data, dict) and "instances" in data:
         data = data["instances"]
     if not isinstance(data, list):

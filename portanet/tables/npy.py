@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from portanet.errors import InputError
+from portanet.runtime.inputs import first_out_of_range, range_message
 from portanet.tables.types import Batch, Columns, check_finite, slices
 
 
@@ -38,7 +39,12 @@ def npy_batches(source: Path, columns: Columns, batch_rows: int,
         raise InputError(f"{origin}: expected a numeric array, got dtype {array.dtype}")
     names = columns.feature_names or [f"column_{i}" for i in range(columns.width)]
     for start, stop in slices(array.shape[0], batch_rows):
-        matrix = np.asarray(array[start:stop], dtype=columns.dtype)
+        part = np.asarray(array[start:stop])
+        found = first_out_of_range(part, np.dtype(columns.dtype))
+        if found is not None:
+            raise InputError(f"{origin}: row {start + found[0]}: expected {columns.dtype} "
+                             f"numbers, {range_message(found[1], columns.dtype)}")
+        matrix = part.astype(columns.dtype, copy=False)
         if not allow_nan:
             check_finite(matrix, names, origin, start, "row")
         yield Batch(matrix, {}, start)

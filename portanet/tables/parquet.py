@@ -30,7 +30,7 @@ def parquet_batches(source: Path, columns: Columns, batch_rows: int,
     row = 0
     for record in parquet.iter_batches(batch_size=batch_rows, columns=features + keep):
         matrix = matrix_of([to_numpy(record.column(n)) for n in features], record.num_rows,
-                         columns.dtype)
+                           columns.dtype, features, origin, row + 1, "row")
         if not allow_nan:
             check_finite(matrix, features, origin, row + 1, "row")
         yield Batch(matrix, {k: record.column(k) for k in keep}, row)

@@ -1,3 +1,4 @@
+import csv
 import re
 
 import numpy as np
@@ -30,8 +31,9 @@ def test_infer_writes_probability_and_label(tmp_path):
     assert result.exit_code == 0, result.output
     lines = target.read_text().splitlines()
     assert lines[0] == "probability,label" and len(lines) == 769
-    probability, label = lines[1].split(",")
-    assert 0 <= float(probability) <= 1 and label == str(int(float(probability) >= 0.5))
+    probability, label = next(csv.reader(lines[1:2]))
+    assert 0 <= float(probability) <= 1
+    assert label == ("negative", "positive")[int(float(probability) >= 0.5)]
 
 
 def test_infer_matches_the_library(tmp_path):

@@ -81,7 +81,8 @@ def test_round_trip_every_format_with_shuffled_columns(model, frame, tmp_path, s
     assert np.allclose(out["probability"], _expected(model, features), atol=1e-6)
     if keep:
         assert list(out["id"]) == table["id"].to_pylist()
-        assert list(out["label"]) == [int(p >= 0.5) for p in out["probability"]]
+        names = model.schema.labels  # the class names stored at export
+        assert list(out["label"]) == [names[int(p >= 0.5)] for p in out["probability"]]
 
 
 def test_npy_input(model, frame, tmp_path):
