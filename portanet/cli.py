@@ -374,6 +374,10 @@ def inspect(
         out.print(Text.assemble((f"{key}: ", "bold"), text), soft_wrap=True)
 
 
+from portanet._cli_optimize import register as _register_optimize
+_register_optimize(app, _guarded)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -227,6 +227,8 @@ def gate_report(loaded: LoadedKeras, runtime: Model, schema: ModelSchema, *,
 
         report.layerwise = compare_layers(loaded, onnx_model, schema, inputs.feeds,
                                           atol=atol, rtol=rtol)
+    from portanet.report.payload import chart_payload  # the report's scatter and histogram
+    report.extra["charts"] = chart_payload(reference, candidate, layerwise=report.layerwise)
     return report
 
 
