@@ -45,6 +45,7 @@ def to_svg(figure: Any) -> str:
     plt.close(figure)
     text = buffer.getvalue()
     text = text[text.index("<svg"):]
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
     return re.sub(r'<svg ([^>]*?)width="[^"]*" height="[^"]*"',
                   r'<svg \1class="chart" preserveAspectRatio="xMidYMid meet"', text, count=1)
 
