@@ -83,9 +83,15 @@ def histogram_figure(output: dict[str, Any]) -> Any:
                  linewidth=0.5)
         axes.set_xscale("log")
     zeros = hist.get("zeros", 0)
-    note = f"{zeros:,} elements exactly equal" if zeros else "no element exactly equal"
-    axes.text(0.98, 0.96, note, transform=axes.transAxes, ha="right", va="top", color=MUTED,
-              fontsize=8)
+    if not counts:
+        axes.text(0.5, 0.5, f"all {zeros:,} elements exactly equal", transform=axes.transAxes,
+                  ha="center", va="center", color=GREEN, fontsize=11, fontweight="bold")
+        axes.set_xticks([])
+        axes.set_yticks([])
+    else:
+        note = f"{zeros:,} elements exactly equal" if zeros else "no element exactly equal"
+        axes.text(0.98, 0.96, note, transform=axes.transAxes, ha="right", va="top",
+                  color=MUTED, fontsize=8)
     axes.set_xlabel("absolute error")
     axes.set_ylabel("elements")
     axes.set_title(f"error histogram: {output.get('name', '')}")
