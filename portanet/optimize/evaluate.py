@@ -84,17 +84,22 @@ class Candidate:
                 "within_budget": self.within_budget, "failed_checks": self.failed_checks}
 
 
+#: Rows per evaluation call: bounds the memory every candidate's session keeps in its arena.
+EVALUATION_CHUNK = 32
+
+
 def outputs_on(model: Model, feeds: Feeds, fixed_batch: int | None) -> dict[str, np.ndarray]:
-    """Every output of ``model`` on ``feeds``; a graph of fixed batch runs chunk by chunk, the
-    last chunk padded by repeating rows (padding dropped from the result)."""
-    if fixed_batch is None:
-        return model.run(feeds, allow_nan=True)
+    """Every output of ``model`` on ``feeds``, run in chunks of :data:`EVALUATION_CHUNK` rows
+    (of the graph's fixed batch, the last chunk padded by repeating rows and the padding
+    dropped from the result)."""
     rows = rows_of(feeds)
+    step = fixed_batch or EVALUATION_CHUNK
     parts = []
-    for start in range(0, rows, fixed_batch):
-        index = np.arange(start, start + fixed_batch) % rows
+    for start in range(0, rows, step):
+        index = np.arange(start, start + step) % rows if fixed_batch else np.arange(
+            start, min(start + step, rows))
         got = model.run(take(feeds, index), allow_nan=True)
-        parts.append({k: v[:min(fixed_batch, rows - start)] for k, v in got.items()})
+        parts.append({k: v[:min(step, rows - start)] for k, v in got.items()})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 

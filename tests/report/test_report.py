@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -127,8 +126,3 @@ def test_bad_bench_file_exits_2(exported, tmp_path):
     assert f"{bench}: expected a bench report with an 'onnx' list" in result.stderr.decode()
     assert not (tmp_path / "r.html").exists()
 
-
-def test_ci_system_deps_script_is_idempotent_apt():
-    script = (REPO / "scripts" / "ci_system_deps.sh").read_text()
-    assert "apt-get install -y" in script and "chromium" in script
-    assert shutil.which("bash")
