@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import REPO, run_cli
+from conftest import run_cli
 
 from portanet.optimize.data import load_rows, split_rows
 from portanet.optimize.optimize import LINEAGE
