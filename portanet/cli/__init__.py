@@ -10,7 +10,7 @@ import sys
 
 # Importing a command module registers its commands, in this order in --help.
 from portanet.cli import train  # noqa: F401  # isort: skip
-from portanet.cli import export, infer, inspect, serve  # noqa: F401  # isort: skip
+from portanet.cli import export, infer, inspect, optimize, serve  # noqa: F401  # isort: skip
 from portanet.cli.app import app, run
 
 __all__ = ["app", "main"]

@@ -95,8 +95,12 @@ def train_pima(output: str | os.PathLike[str] = DEFAULT_OUTPUT, *,
     split = stratified_split(load_pima(data), seed=seed)
     model = build_pima_mlp(split.train.features, feature_names=split.train.feature_names)
 
+    val_auc: list[float] = []  # per-epoch validation ROC AUC for the report's learning curves
+
     class _Progress(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            val_auc.append(roc_auc(split.validation.labels, np.asarray(
+                self.model(split.validation.features, training=False))))
             if on_epoch is not None:
                 on_epoch(epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
 
@@ -114,10 +118,11 @@ def train_pima(output: str | os.PathLike[str] = DEFAULT_OUTPUT, *,
            "batch_size": batch_size, "split": {"train": len(split.train),
                                                "validation": len(split.validation),
                                                "test": len(split.test)}}
-    save_with_attributes(model, target, {SCHEMA_ATTR: schema,
-                                         METRICS_ATTR: {**metrics, "training": run}})
-    return TrainResult(target, metrics, len(history.epoch), seed,
-                       {k: [float(v) for v in vs] for k, vs in history.history.items()})
+    curves = {**{k: [float(v) for v in vs] for k, vs in history.history.items()},
+              "val_auc": val_auc}
+    save_with_attributes(model, target, {SCHEMA_ATTR: schema, METRICS_ATTR: {
+        **metrics, "training": run, "history": curves}})
+    return TrainResult(target, metrics, len(history.epoch), seed, curves)
 
 
 def save_with_attributes(model: Any, target: Path, attributes: dict[str, Any]) -> None:

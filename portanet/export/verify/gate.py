@@ -16,6 +16,7 @@ from portanet.export.keras.load import LoadedKeras, load_keras
 from portanet.export.verify.compare import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, compare
 from portanet.export.verify.inputs import gate_inputs, input_hints
 from portanet.export.verify.runners import KerasRunner, OnnxRunner, keras_specs
+from portanet.report.payload import chart_payload
 from portanet.runtime import Model, load
 from portanet.schema import ModelSchema
 
@@ -54,6 +55,8 @@ def gate_report(loaded: LoadedKeras, runtime: Model, schema: ModelSchema, *,
 
         report.layerwise = compare_layers(loaded, onnx_model, schema, inputs.feeds,
                                           atol=atol, rtol=rtol)
+    # What the report's scatter and error histogram draw (a few hundred points, numpy only).
+    report.extra["charts"] = chart_payload(reference, candidate, layerwise=report.layerwise)
     if not report:
         raise ParityError(f"{loaded.path}: {report.failure_message()}", report)
     return report

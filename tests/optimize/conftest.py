@@ -1,0 +1,56 @@
+"""A small CNN trained on scikit-learn's bundled digits, exported through portanet's gate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@dataclass
+class Digits:
+    keras_path: Path
+    onnx_path: Path
+    rows_path: Path  # held-out digits the network never trained on, (rows, 8, 8, 1)
+    rows: np.ndarray
+    labels: np.ndarray
+
+
+def train_digits(folder: Path, *, epochs: int = 12, seed: int = 3) -> Digits:
+    """Train a tiny CNN on 1,200 digits (a few seconds), save it as .keras, export it."""
+    import keras
+    from sklearn.datasets import load_digits
+
+    from portanet.export import export_model
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[..., None]
+    order = np.random.default_rng(seed).permutation(len(images))
+    train, held = order[:1200], order[1200:]
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((8, 8, 1), name="pixels"),
+        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(64, activation="relu"),
+        keras.layers.Dense(10, activation="softmax", name="digit"),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(images[train], digits.target[train], epochs=epochs, batch_size=32, verbose=0)
+    keras_path = folder / "digits.keras"
+    model.save(keras_path)
+    onnx_path = folder / "digits.onnx"
+    export_model(keras_path, onnx_path)
+    rows_path = folder / "held_out_digits.npy"
+    np.save(rows_path, images[held])
+    return Digits(keras_path, onnx_path, rows_path, images[held], digits.target[held])
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
+    return train_digits(tmp_path_factory.mktemp("digits"))

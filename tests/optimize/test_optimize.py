@@ -1,0 +1,118 @@
+"""portanet optimize on a real CNN trained on scikit-learn's digits (real files, real libraries)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from tests.helpers import run_cli
+
+from portanet.optimize.data import load_rows, split_rows
+from portanet.optimize.optimize import LINEAGE
+
+import portanet
+
+
+def _session(path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_int8_static_inside_the_agreement_budget_and_confirmed_independently(digits, tmp_path):
+    out, report = tmp_path / "digits.int8.onnx", tmp_path / "optimize.json"
+    result = run_cli("optimize", str(digits.onnx_path), "--data", str(digits.rows_path),
+                     "--source", str(digits.keras_path), "--try", "int8-static",
+                     "--transformed-only", "--max-abs", "inf", "--min-agreement", "0.99",
+                     "--seconds", "0.3", "--output", str(out), "--report", str(report))
+    assert result.returncode == 0, result.stderr.decode()
+    assert "int8-static" in result.stdout.decode() and "chosen" in result.stdout.decode()
+    table = json.loads(report.read_text())
+    chosen = next(c for c in table["candidates"] if c["name"] == table["chosen"])
+    assert table["chosen"] == "int8-static" and chosen["within_budget"]
+    assert chosen["agreement"] >= 0.99 and chosen["keras_max_abs"] is not None
+
+    # Independently: the written graph is quantized, and plain onnxruntime sessions of the base
+    # and the written file reproduce the reported error on the held-out rows.
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    base = portanet.load(digits.onnx_path)
+    _, evaluation = split_rows(load_rows(digits.rows_path, base), 128, seed=0)
+    assert len(evaluation["pixels"]) == table["rows"]["evaluation"]
+    x = evaluation["pixels"]
+    want = _session(digits.onnx_path).run(None, {"pixels": x})[0]
+    got = _session(out).run(None, {"pixels": x})[0]
+    assert float(np.abs(want - got).max()) == pytest.approx(chosen["max_abs"], rel=1e-5)
+    agreement = float(np.mean(want.argmax(1) == got.argmax(1)))
+    assert agreement == pytest.approx(chosen["agreement"]) and agreement >= 0.99
+    # The int8 model still reads the digits it never saw: accuracy within 2 points of float32.
+    index = np.sort(np.random.default_rng(0).permutation(len(digits.rows))[128:])
+    truth = digits.labels[index]
+    assert float(np.mean(got.argmax(1) == truth)) >= float(np.mean(want.argmax(1) == truth)) - 0.02
+
+    # Lineage metadata: the base file's sha256, the transforms, the budget and the figures;
+    # the export's metadata is kept.
+    written = portanet.load(out)
+    lineage = json.loads(written.session.get_modelmeta().custom_metadata_map[LINEAGE])
+    import hashlib
+
+    assert lineage["base"]["sha256"] == hashlib.sha256(digits.onnx_path.read_bytes()).hexdigest()
+    assert lineage["transforms"] == ["int8-static"]
+    assert lineage["budget"] == {"max_abs": None, "min_agreement": 0.99}
+    assert lineage["measured"]["agreement"] == chosen["agreement"]
+    assert written.schema.task == "multiclass_classifier"
+    assert written.metadata["portanet.parity"]["passed"] is True
+
+
+def test_every_candidate_is_measured_and_the_fastest_inside_the_budget_wins(digits, tmp_path):
+    from portanet.optimize import optimize_model
+
+    result = optimize_model(digits.onnx_path, digits.rows_path, output=tmp_path / "best.onnx",
+                            max_abs=0.05, min_agreement=0.99, seconds=0.2)
+    names = [c.name for c in result.candidates]
+    assert names == ["float32", "ort", "slim", "fp16", "int8-dynamic", "int8-static",
+                     "slim+fp16", "slim+int8-dynamic", "slim+int8-static"]
+    built = [c for c in result.candidates if c.error is None]
+    assert len(built) == len(names), [c.error for c in result.candidates]
+    for c in built:
+        assert c.latency.batch == 1 and c.throughput.batch == 64
+        assert c.latency.p50_s > 0 and c.throughput.rows_per_s > 0
+    inside = [c for c in built if c.within_budget]
+    assert result.chosen is max(inside, key=lambda c: c.speedup)
+    fp16 = next(c for c in built if c.name == "fp16")
+    assert 0 < fp16.max_abs < 0.05  # float16 rounding is measured, not assumed away
+    assert (tmp_path / "best.onnx").exists()
+
+
+def test_no_candidate_inside_the_budget_exits_1_and_writes_nothing(digits, tmp_path):
+    out = tmp_path / "never.onnx"
+    result = run_cli("optimize", str(digits.onnx_path), "--data", str(digits.rows_path),
+                     "--source", str(digits.keras_path), "--try", "fp16,int8-static",
+                     "--max-abs", "1e-12", "--seconds", "0.1", "--output", str(out))
+    assert result.returncode == 1, result.stderr.decode()
+    assert not out.exists() and not list(tmp_path.iterdir())
+    stdout, stderr = result.stdout.decode(), result.stderr.decode()
+    assert "no candidate is inside the budget" in stderr and "nothing written" in stderr
+    for name in ("float32", "fp16", "int8-static"):
+        assert name in stdout
+    assert "max abs vs Keras" in stdout  # each candidate's error is shown
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--try", "int4"], "expected some of ort, slim, fp16"),
+    (["--target", "tpu"], "is not one of"),
+    (["--min-agreement", "1.5"], "min agreement in [0, 1]"),
+], ids=["unknown-transform", "unknown-target", "agreement-out-of-range"])
+def test_bad_options_exit_2(digits, args, expected):
+    result = run_cli("optimize", str(digits.onnx_path), "--data", str(digits.rows_path), *args)
+    assert result.returncode == 2 and expected in result.stderr.decode()
+
+
+def test_rows_of_the_wrong_shape_exit_2_naming_the_file(digits, tmp_path):
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((20, 8, 8, 3), dtype=np.float32))
+    result = run_cli("optimize", str(digits.onnx_path), "--data", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}: input 'pixels' expects rows of shape (8, 8, 1)" in result.stderr.decode()
+    assert "got an array of shape (20, 8, 8, 3)" in result.stderr.decode()

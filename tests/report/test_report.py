@@ -1,0 +1,128 @@
+"""portanet report: one self-contained page, opened in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from tests.helpers import REPO, run_cli
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = REPO / "test-artifacts"
+SECTIONS = {"card": 0, "parity": 3, "training": 1, "optimization": 3, "bench": 1}
+
+
+def _need_browser() -> None:
+    """Skip without Chromium and Playwright, unless CI (PORTANET_CI=1) where it must fail."""
+    missing = []
+    if not CHROMIUM.exists():
+        missing.append(f"{CHROMIUM} (install it with scripts/ci_system_deps.sh)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package (pip install -e '.[dev]')")
+    if missing:
+        message = "headless browser test needs " + " and ".join(missing)
+        if os.environ.get("PORTANET_CI") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def full_report(trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A page with every section: the trained Pima network exported with the layerwise
+    comparison, optimized, benchmarked against Keras."""
+    from portanet.reference.data import pima_csv_path
+    from portanet.export import export_model
+    from portanet.optimize import bench_model, optimize_model
+    from portanet.report import write_report
+
+    folder = tmp_path_factory.mktemp("report")
+    onnx_path = folder / "pima_mlp.onnx"
+    export_model(trained.path, onnx_path, layerwise=True)
+    optimized = optimize_model(onnx_path, pima_csv_path(), output=folder / "pima_mlp.opt.onnx",
+                               max_abs=0.05, min_agreement=0.97, seconds=0.3,
+                               transforms="ort,slim,int8-static")
+    bench = bench_model(optimized.output, source=trained.path, batch_sizes=[1, 32, 512],
+                        seconds=0.3)
+    bench_path = folder / "bench.json"
+    bench_path.write_text(json.dumps(bench.to_dict()))
+    return write_report(optimized.output, folder / "pima.report.html", bench=bench_path)
+
+
+def test_report_renders_every_section_in_headless_chromium(full_report):
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    problems: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                    if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(full_report.as_uri(), wait_until="load")
+            for section, charts in SECTIONS.items():
+                box = page.locator(f"section#{section}")
+                assert box.is_visible(), section
+                assert box.locator(".empty").count() == 0, f"{section} shows a placeholder"
+                svgs = box.locator("svg.chart")
+                assert svgs.count() >= charts, f"{section}: {svgs.count()} charts"
+                for i in range(svgs.count()):
+                    size = svgs.nth(i).bounding_box()
+                    assert size and size["width"] > 250 and size["height"] > 90, (section, size)
+                    assert svgs.nth(i).locator("path").count() > 10  # drawn, not empty
+            text = page.inner_text("body")
+            for needle in ("parity gate passed", "trained by portanet", "int8-static",
+                           "glucose", "test accuracy", "Keras p50", "base sha256"):
+                assert needle in text, needle
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert problems == []
+    assert requests == [full_report.as_uri()]  # the page itself, nothing else
+    assert (ARTIFACTS / "report.png").stat().st_size > 50_000
+
+
+def test_report_of_a_plain_export_says_what_is_missing(exported, tmp_path):
+    target = tmp_path / "plain.html"
+    result = run_cli("report", str(exported.path), "--output", str(target))
+    assert result.returncode == 0, result.stderr.decode()
+    html = target.read_text()
+    assert "This file was not optimized" in html and "No benchmark attached" in html
+    assert html.count('class="chart"') >= 3  # training curves and the parity charts
+    assert "<script" not in html and not re.search(r"url\((?!#)", html) and "@import" not in html
+    assert not re.search(r'(src|href)\s*=\s*"(?!#)', html)  # only in-page links
+
+
+def test_strings_from_the_model_file_are_escaped(trained, tmp_path):
+    from portanet.export import export_model
+    from portanet.report import write_report
+
+    hostile = ["<script>alert(1)</script>", "a&b", "c", "d", "e", "f", "g", "h"]
+    path = tmp_path / "hostile.onnx"
+    export_model(trained.path, path, feature_names=hostile, verify=False)
+    html = write_report(path).read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "a&amp;b" in html
+    assert "<script" not in html
+    assert "The parity gate was skipped" in html
+
+
+def test_bad_bench_file_exits_2(exported, tmp_path):
+    bench = tmp_path / "bench.json"
+    bench.write_text('{"onnx": []}')
+    result = run_cli("report", str(exported.path), "--bench", str(bench),
+                     "--output", str(tmp_path / "r.html"))
+    assert result.returncode == 2
+    assert f"{bench}: expected a bench report with an 'onnx' list" in result.stderr.decode()
+    assert not (tmp_path / "r.html").exists()
+
