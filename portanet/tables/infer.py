@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from portanet.errors import InputError
+from portanet.tables.pipeline import prefetch
 from portanet.tables.readers import iter_batches
 from portanet.tables.types import DEFAULT_BATCH_ROWS, Columns
 from portanet.tables.writers import open_writer, output_format
@@ -80,8 +81,8 @@ def infer_file(model: Model | str | os.PathLike[str], source: str | os.PathLike[
                       spec.numpy_dtype)
     rows = 0
     with open_writer(output) as writer:
-        for batch in iter_batches(source, columns, batch_rows=batch_size, allow_nan=allow_nan,
-                                  stdin_format=stdin_format):
+        for batch in prefetch(iter_batches(source, columns, batch_rows=batch_size,
+                                           allow_nan=allow_nan, stdin_format=stdin_format)):
             # The reader has refused NaN/Inf already (naming line and column); skip a recheck.
             outputs = runtime.run({spec.name: batch.features}, allow_nan=True)
             table = dict(batch.kept)
