@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -200,7 +201,7 @@ def iobinding_peer(session, x: np.ndarray) -> Callable[[], object]:
     return call
 
 
-def litert_peer(rows: int) -> Callable[[np.ndarray], np.ndarray] | None:
+def litert_peer() -> Callable[[np.ndarray], np.ndarray] | None:
     """LiteRT (XNNPACK, the CPUs portanet uses) on the Keras model converted with the TFLite
     converter; a call resizes only when the batch changes. None when LiteRT is missing."""
     try:
@@ -215,16 +216,20 @@ def litert_peer(rows: int) -> Callable[[np.ndarray], np.ndarray] | None:
 
     model = load_keras(MODEL_H5).model
     blob = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    interpreter = Interpreter(model_content=blob, num_threads=usable_cpus())
-    inp = interpreter.get_input_details()[0]["index"]
-    out = interpreter.get_output_details()[0]["index"]
-    shape = [0]
+    # One interpreter per batch size: a single row runs on one thread (XNNPACK's idle pool
+    # threads would otherwise spin on the cores the other sides are timed on).
+    interpreters: dict[int, tuple[Any, int, int]] = {}
 
     def predict(x: np.ndarray) -> np.ndarray:
-        if shape[0] != len(x):
+        if len(x) not in interpreters:
+            interpreter = Interpreter(model_content=blob,
+                                      num_threads=1 if len(x) == 1 else usable_cpus())
+            inp = interpreter.get_input_details()[0]["index"]
             interpreter.resize_tensor_input(inp, list(x.shape))
             interpreter.allocate_tensors()
-            shape[0] = len(x)
+            interpreters[len(x)] = (interpreter, inp,
+                                    interpreter.get_output_details()[0]["index"])
+        interpreter, inp, out = interpreters[len(x)]
         interpreter.set_tensor(inp, x)
         interpreter.invoke()
         return interpreter.get_tensor(out)
@@ -237,7 +242,7 @@ def bench_predict(table: Table, rows: int, provider: str, with_litert: bool) -> 
 
     model = portanet.load(MODEL_ONNX, providers=provider)
     raw = raw_session(provider)
-    litert = litert_peer(rows) if with_litert else None
+    litert = litert_peer() if with_litert else None
     one = pima_rows(1)
     expected = raw.run(None, {"features": one})[0]
     assert np.allclose(model.predict(one), expected, atol=1e-6)

@@ -96,6 +96,7 @@ class ThreadSlots(threading.local):
 
     def __init__(self) -> None:
         self.table: dict[tuple[int, ...], Slot] = {}
+        self.seen: set[tuple[int, ...]] = set()  # shapes run once (bound when seen again)
 
 
 class Executor:
@@ -125,6 +126,12 @@ class Executor:
         """Keep bound buffers for ``x``'s shape after a validated run gave ``outputs``."""
         if (not self.bindable or self._single is None or self.fixed_batch is not None
                 or x.nbytes > SMALL_BATCH_BYTES or not x.size or not x.ndim):
+            return
+        seen = self.slots.seen
+        if x.shape not in seen:  # bind a shape when it comes back, not on its first call
+            if len(seen) >= 8 * MAX_SLOTS_PER_THREAD:
+                seen.clear()
+            seen.add(x.shape)
             return
         table = self.slots.table
         if len(table) >= MAX_SLOTS_PER_THREAD:

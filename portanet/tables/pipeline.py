@@ -2,7 +2,7 @@
 
 pyarrow's CSV parser, numpy's copies and onnxruntime all release the GIL, so while the caller
 predicts and writes one batch, the next one is being parsed. Memory stays bounded: at most
-``depth`` batches wait in the queue.
+``depth`` batches wait in the queue (plus the one being made).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class _Failure:
         self.error = error
 
 
-def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
     """Yield the items of ``items``, computed ahead in a background thread.
 
     The items come in order; an exception raised while producing them is raised here, at the
