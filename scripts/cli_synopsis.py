@@ -18,6 +18,16 @@ BEGIN, END = "<!-- synopsis:begin (scripts/cli_synopsis.py) -->", "<!-- synopsis
 WIDTH = 98
 
 
+def _type_name(param: object, ctx: object) -> str:
+    """The parameter's type as --help shows it (typer ≥ 0.29 has display_type; older ones
+    expose click's ParamType)."""
+    if hasattr(param, "display_type"):
+        return str(param.display_type(ctx))
+    kind = param.type
+    choices = getattr(kind, "choices", None)
+    return "|".join(map(str, choices)) if choices else str(getattr(kind, "name", kind))
+
+
 def _metavar(type_name: str) -> str:
     name = type_name.strip("<>").replace(" range", "").replace(" RANGE", "")
     if "|" in name:
@@ -49,7 +59,7 @@ def synopsis() -> str:
             if getattr(param, "is_flag", False):
                 words.append(f"[{flag}]")
             else:
-                metavar = param.metavar or _metavar(str(param.display_type(sub)))
+                metavar = param.metavar or _metavar(_type_name(param, sub))
                 words.append(f"[{param.opts[0]} {metavar}]")
         # Wrap between options, never inside one: spaces within a word are held as NUL.
         glued = " ".join(w.replace(" ", "\0") for w in words)

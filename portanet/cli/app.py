@@ -128,16 +128,20 @@ def _suppress_os_errors() -> Any:
     return contextlib.suppress(OSError, ValueError)
 
 
-def _plain_usage_name(self: Any) -> str:
-    """Usage lines in the POSIX way: ``MODEL INPUT...``, optional ones ``[NAME]`` (typer ≥ 0.2x
-    writes ``{MODEL}``)."""
-    name = self.display_name_raw if hasattr(self, "display_name_raw") else self.human_readable_name
-    name = name if self.required else f"[{name}]"
-    return name + ("..." if self.nargs != 1 else "")
+def _plain_metavar(make_metavar: Callable[..., str]) -> Callable[..., str]:
+    """Usage lines in the POSIX way, ``MODEL INPUT...``: typer writes required arguments in
+    braces (``{MODEL} {INPUT...}``), which reads like a set or a template."""
+
+    @functools.wraps(make_metavar)
+    def plain(self: Any, *args: Any, **kwargs: Any) -> str:
+        text = make_metavar(self, *args, **kwargs)
+        return text[1:-1] if text.startswith("{") and text.endswith("}") else text
+
+    return plain
 
 
-if hasattr(typer.core.TyperArgument, "_usage_display_name"):
-    typer.core.TyperArgument._usage_display_name = _plain_usage_name  # type: ignore[method-assign]
+typer.core.TyperArgument.make_metavar = _plain_metavar(  # type: ignore[method-assign]
+    typer.core.TyperArgument.make_metavar)
 
 
 def _show_version(value: bool) -> None:

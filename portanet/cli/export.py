@@ -7,11 +7,10 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from portanet.cli.app import app, err, guarded, out
 from portanet.cli.options import (
@@ -24,7 +23,13 @@ from portanet.cli.options import (
     split_names,
 )
 
+if TYPE_CHECKING:  # rich.table is imported when a table is printed (keeps `infer` fast)
+    from rich.table import Table
+
+
 def _parity_table(report: Any, title: str) -> Table:
+    from rich.table import Table
+
     table = Table(title=title)
     for column in ("output", "elements", "max abs", "mean abs", "max rel", "flips", "result"):
         table.add_column(column, justify="left" if column in ("output", "result") else "right")
@@ -38,6 +43,8 @@ def _parity_table(report: Any, title: str) -> Table:
 
 
 def _layerwise_table(layerwise: Any, title: str) -> Table:
+    from rich.table import Table
+
     table = Table(title=title)
     for column in ("#", "layer", "class", "ONNX tensor", "max abs", "max rel", "out of tol",
                    "result"):

@@ -6,7 +6,6 @@ import json
 import sys
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from portanet.cli.app import app, err, guarded, out
@@ -44,6 +43,8 @@ def inspect(model: OnnxModel, as_json: AsJson = False, sha256: Sha256 = None) ->
     if as_json:
         sys.stdout.write(json.dumps(info, indent=2, default=str) + "\n")
         return
+    from rich.table import Table  # only when printing (keeps other commands' start fast)
+
     table = Table(title=f"{model}")
     for column in ("kind", "name", "shape", "dtype"):
         table.add_column(column)

@@ -10,14 +10,17 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from portanet.cli.app import app, guarded, out
 from portanet.cli.options import AllowUnsafe, AsJson, OnnxModel, Provider, Threads, providers_arg
+
+
+if TYPE_CHECKING:  # rich.table is imported when a table is printed (keeps `infer` fast)
+    from rich.table import Table
 
 
 class Target(str, Enum):
@@ -33,6 +36,8 @@ def _fmt(value: Any, spec: str = ".3g") -> str:
 
 def candidates_table(result: Any) -> Table:
     """The rich table of every candidate ``optimize`` measured."""
+    from rich.table import Table
+
     table = Table(title=f"portanet optimize: {result.evaluation_rows} held-out rows, "
                         f"{result.calibration_rows} calibration rows, target {result.target}")
     columns = ("candidate", "MB", "max abs", "max rel", "agree", "vs Keras",
@@ -153,6 +158,8 @@ def bench(
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
         return
+    from rich.table import Table
+
     table = Table(title=f"portanet bench: {model.name} on {result.providers[0]}")
     for column in ("batch", "p50 ms", "p90 ms", "p99 ms", "rows/s") + (
             ("Keras p50 ms", "Keras rows/s", "ONNX/Keras") if result.keras else ()):

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from portanet.cli.app import app, err, guarded, out
 
@@ -37,6 +36,8 @@ def train(
 
         result = train_pima(output, data=data, epochs=epochs, seed=seed, on_epoch=on_epoch)
         progress.update(task, total=result.epochs_run, completed=result.epochs_run)
+    from rich.table import Table  # only when printing (keeps other commands' start fast)
+
     table = Table(title=f"{result.path} (seed {seed}, {result.epochs_run} epochs, best "
                         f"weights kept)")
     for column in ("split", "rows", "accuracy", "ROC AUC", "loss"):

@@ -10,7 +10,6 @@ Create one with :func:`portanet.load`::
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ import numpy as np
 import onnxruntime as ort
 
 from portanet import schema as meta
-from portanet.errors import InputError, first_line, name_mismatch
+from portanet.errors import InputError, name_mismatch
+from portanet.runtime.execution import Executor, fixed_batch_of
 from portanet.runtime.inputs import (
     check_finite,
     check_vocabulary,
@@ -36,8 +36,6 @@ from portanet.schema import (
 
 log = logging.getLogger("portanet")
 
-#: Rows per onnxruntime call when a large batch is cut into chunks (tuned in benchmarks/).
-DEFAULT_CHUNK_ROWS = 65536
 
 
 def as_matrix(values: np.ndarray) -> np.ndarray:
@@ -48,12 +46,9 @@ def as_matrix(values: np.ndarray) -> np.ndarray:
     return values.reshape(values.shape[0], int(np.prod(values.shape[1:], dtype=np.int64)))
 
 
-def _all_finite(array: np.ndarray) -> bool:
-    """Quick test that a float array holds no NaN/Inf: NaN and Inf survive a sum, so a finite
-    sum proves the array finite (a non-finite one, or an overflow, goes to the exact check)."""
-    if array.size <= 64:
-        return math.isfinite(sum(array.reshape(-1).tolist()))
-    return math.isfinite(np.add.reduce(array, axis=None))
+def _free_batch(spec: TensorSpec) -> TensorSpec:
+    """The spec with its first axis dynamic (for a model whose batch size is fixed)."""
+    return TensorSpec(spec.name, (None, *spec.shape[1:]), spec.dtype)
 
 
 def _spec_from_arg(arg: Any) -> TensorSpec:
@@ -64,11 +59,13 @@ def _spec_from_arg(arg: Any) -> TensorSpec:
 class Model:
     """An ONNX model ready for inference. Create it with :func:`load`.
 
-    Thread-safe: one instance may serve many threads at once.
+    Thread-safe: one instance may serve many threads at once. ``chunk_rows`` (``None``: sized
+    by the bytes a row weighs, see :func:`portanet.runtime.execution.chunk_rows_for`) is how
+    many rows of a large batch go to onnxruntime at a time.
     """
 
     def __init__(self, session: ort.InferenceSession, path: Path | None, *,
-                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:
+                 chunk_rows: int | None = None) -> None:
         self._session = session
         self.path = path
         self.chunk_rows = chunk_rows
@@ -90,25 +87,25 @@ class Model:
                                                 (None, len(features))):
             features = None  # names that do not describe a 2-D input are ignored
         self._features = features
+        #: Batch size fixed by the graph (e.g. exported with batch size 1): any number of rows
+        #: is accepted and run in chunks of exactly this size.
+        self.fixed_batch = fixed_batch_of([s.shape for s in inputs])
+        self._input_specs = tuple(_free_batch(s) for s in inputs) if self.fixed_batch else inputs
         # Fast path for the common case: one input, given as an ndarray of the right dtype.
         #: Vocabulary sizes of integer-id inputs (range-checked before onnxruntime sees them).
         self._vocabulary = {n: v for n, v in self.schema.vocabulary.items()
                             if n in self._input_names}
-        self._fast = (single if single is not None and single.dtype != "str"
+        self._fast = (self._input_specs[0] if single is not None and single.dtype != "str"
                       and not self._vocabulary else None)
         self._fast_dtype = self._fast.numpy_dtype if self._fast is not None else None
-        self._fast_float = self._fast is not None and self._fast_dtype.kind == "f"
-        self._fixed_dims = tuple((axis, dim) for axis, dim in enumerate(single.shape)
-                                 if isinstance(dim, int)) if single is not None else ()
-        self._float_inputs = {s.name for s in inputs if s.numpy_dtype.kind == "f"} \
+        self._fixed_dims = tuple((axis, dim) for axis, dim in enumerate(self._fast.shape)
+                                 if isinstance(dim, int)) if self._fast is not None else ()
+        float_inputs = {s.name for s in inputs if s.numpy_dtype.kind == "f"} \
             if all(s.dtype != "str" for s in inputs) else set()
-        # onnxruntime's C++ session skips the Python-side checks of InferenceSession.run, which
-        # portanet has already made; looked up once here, and said so when it is missing.
-        self._direct_run = getattr(getattr(session, "_sess", None), "run", None)
-        if not callable(self._direct_run):
-            self._direct_run = None
-            log.info("%s: onnxruntime %s has no direct session run; using "
-                     "InferenceSession.run", origin, ort.__version__)
+        self._float_inputs = float_inputs
+        self._executor = Executor(session, self._input_names, self._output_names, float_inputs,
+                                  origin, fixed_batch=self.fixed_batch)
+        self._slots = self._executor.slots
 
     @property
     def providers(self) -> list[str]:
@@ -153,7 +150,7 @@ class Model:
         return feeds
 
     def _coerce_inputs(self, x: Any) -> dict[str, np.ndarray]:
-        specs = self.schema.inputs
+        specs = self._input_specs
         if len(specs) == 1:
             spec = specs[0]
             columns = columns_of(x)
@@ -196,67 +193,37 @@ class Model:
 
     def run(self, feeds: Any, *, allow_nan: bool = False) -> dict[str, np.ndarray]:
         """Run the model and return every output by name. Large batches run in chunks."""
-        checked = self._fast_feeds(feeds)
-        if checked is None:
-            checked = self._coerce(feeds)
-        return dict(zip(self._output_names, self._execute(checked, allow_nan)))
+        return dict(zip(self._output_names, self._outputs(feeds, allow_nan)))
 
     def predict(self, x: Any, *, allow_nan: bool = False) -> np.ndarray | dict[str, np.ndarray]:
         """Predict: the output array of a single-output model, else a dict name → array."""
-        checked = self._fast_feeds(x)
-        if checked is not None and 0 < len(x) <= self.chunk_rows and len(self._output_names) == 1:
-            # Small ready-made batch: the shortest path to onnxruntime.
-            if self._fast_float and not allow_nan and not _all_finite(x):
-                check_finite(self._fast.name, x)
-            return self._session_run(checked)[0]
-        if checked is None:
-            checked = self._coerce(x)
-        results = self._execute(checked, allow_nan)
+        if type(x) is np.ndarray and x.dtype is self._fast_dtype:
+            # A shape this thread has run before: its bound buffers, no conversions.
+            slot = self._slots.table.get(x.shape)
+            if slot is not None:
+                result = slot(x, allow_nan)
+                if result is not None:
+                    return result
+        results = self._outputs(x, allow_nan)
         if len(results) == 1:
             return results[0]
         return dict(zip(self._output_names, results))
 
-    def _session_run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Run onnxruntime once on validated feeds; its errors become one :class:`InputError`."""
-        try:
-            if self._direct_run is not None:
-                return self._direct_run(self._output_names, feeds, None)
-            return self._session.run(self._output_names, feeds)
-        except Exception as exc:  # onnxruntime's own untyped errors (e.g. a bad dynamic dim)
-            if type(exc).__name__ == "EPFail":  # a GPU provider failed: the public run falls
-                return self._session.run(self._output_names, feeds)  # back to the CPU
-            shapes = {k: tuple(v.shape) for k, v in feeds.items()}
-            raise InputError(f"{self.path or 'model'}: onnxruntime could not run the model on "
-                             f"inputs of shapes {shapes}: {first_line(exc)}") from exc
+    def _outputs(self, x: Any, allow_nan: bool) -> list[np.ndarray]:
+        checked = self._fast_feeds(x)
+        if checked is None:
+            return self._execute(self._coerce(x), allow_nan)
+        results = self._execute(checked, allow_nan)
+        self._executor.remember(x, results)
+        return results
 
     def _execute(self, feeds: dict[str, np.ndarray], allow_nan: bool) -> list[np.ndarray]:
-        """Check NaN/Inf chunk by chunk and run; chunks land in one preallocated output."""
-        check = not allow_nan and self._float_inputs
+        """Check NaN/Inf chunk by chunk and run (see :mod:`portanet.runtime.execution`)."""
         rows = next(iter(feeds.values())).shape[0] if feeds else 0
         if rows == 0:
             empty = self._empty_outputs()
             return [empty[n] for n in self._output_names]
-        step = self.chunk_rows
-        if rows <= step:
-            if check:
-                for name in self._float_inputs:
-                    if not _all_finite(feeds[name]):
-                        check_finite(name, feeds[name])
-            return self._session_run(feeds)
-        out: list[np.ndarray] = []
-        for start in range(0, rows, step):
-            stop = min(start + step, rows)
-            part = {k: v[start:stop] for k, v in feeds.items()}
-            if check:
-                for name in self._float_inputs:
-                    if not _all_finite(part[name]):
-                        check_finite(name, part[name], start)
-            results = self._session_run(part)
-            if not out:
-                out = [np.empty((rows, *r.shape[1:]), dtype=r.dtype) for r in results]
-            for target, result in zip(out, results):
-                target[start:stop] = result
-        return out
+        return self._executor.execute(feeds, allow_nan, self.chunk_rows)
 
     def _empty_outputs(self) -> dict[str, np.ndarray]:
         return {s.name: np.empty((0, *[d if isinstance(d, int) else 0 for d in s.shape[1:]]),

@@ -23,6 +23,7 @@ from portanet.runtime.inputs import check_vocabulary
 from portanet.runtime.providers import usable_cpus
 from portanet.schema import parse_value_range
 from portanet.tables import images as img
+from portanet.tables.pipeline import prefetch
 from portanet.tables.outputs import (
     check_clash,
     check_output,
@@ -127,7 +128,7 @@ def infer_file(model: Model | str | os.PathLike[str],
     origin = "<stdin>" if str(sources[0]) == "-" else str(sources[0])
     try:
         with open_writer(output) as writer:
-            for batch in batches:
+            for batch in prefetch(batches):
                 outputs = _predict(runtime, batch, origin)
                 table = {e: batch.kept[e] for e in extra}
                 table.update({kept[k]: batch.kept[k] for k in kept})
