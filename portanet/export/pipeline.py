@@ -111,7 +111,7 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
                  rtol: float = DEFAULT_RTOL, verify: bool = True, batch_size: int | None = None,
                  feature_names: list[str] | None = None, seed: int = 0,
                  allow_unsafe: bool = False, inputs_as_nchw: list[str] | None = None,
-                 layerwise: bool = False) -> ExportResult:
+                 layerwise: bool = False, tolerance_mode: str = "strict") -> ExportResult:
     """Convert a Keras model to ONNX, prove parity, then write it atomically.
 
     ``source`` is a model file (``.h5``, ``.keras``, SavedModel directory), a
@@ -122,6 +122,7 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
     takes channels-first. With ``verify=False`` the gate is skipped (``report`` is ``None``).
     ``layerwise`` adds the per-layer comparison to the report; it also runs by itself when the
     gate fails. A failing gate raises :class:`ParityError` and writes nothing.
+    ``tolerance_mode`` is ``"strict"`` or ``"noise-floor"`` (:mod:`portanet.export.verify.compare`).
     """
     from portanet.export.verify.gate import gate_report
     from portanet.export.verify.runners import NCHW_KEY
@@ -152,7 +153,8 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
     report = None
     if verify:  # raises ParityError (carrying the report) when Keras and ONNX differ
         report = gate_report(loaded, runtime, schema, data=data, atol=atol, rtol=rtol, seed=seed,
-                             onnx_model=candidate, layerwise=layerwise)
+                             onnx_model=candidate, layerwise=layerwise,
+                             tolerance_mode=tolerance_mode)
     metrics = loaded.portanet_attribute(METRICS_ATTR)
     parity = report.to_dict() if report else {"skipped": True}
     parity.pop("layerwise", None)  # the per-layer table goes to --report, not the file
