@@ -22,7 +22,7 @@ from portanet.export.verify.compare import (
     compare,
 )
 from portanet.export.verify.inputs import gate_inputs, input_hints
-from portanet.export.verify.noise import add_float64, measure
+from portanet.export.verify.noise import add_float64, measure, refine
 from portanet.export.verify.runners import KerasRunner, OnnxRunner, keras_specs
 from portanet.runtime import Model, load
 from portanet.schema import ModelSchema
@@ -71,6 +71,11 @@ def gate_report(loaded: LoadedKeras, runtime: Model, schema: ModelSchema, *,
     if any(o.violations for o in report.outputs):  # explain it: Keras against float64 too
         add_float64(floor, loaded.model, inputs.feeds, reference)
         report = compared()
+        unexplained = sorted({r for o in report.outputs if o.unexplained
+                              for r in o.unexplained_rows})
+        if unexplained:  # a closer look where the first samples did not explain the error
+            refine(floor, keras.run, inputs.feeds, reference, unexplained, seed=seed)
+            report = compared()
     report.noise, report.batches = floor.to_dict(), inputs.batches
     report.synthetic = inputs.synthetic
     if onnx_model is not None and (layerwise or not report.passed):
