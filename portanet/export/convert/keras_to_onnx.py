@@ -143,18 +143,24 @@ def _nchw_names(inputs: list[TensorSpec], requested: Sequence[str] | None,
     return names
 
 
-def trace_keras(model: Any, inputs: Sequence[TensorSpec]) -> tuple[Any, Any]:
+def trace_keras(model: Any, inputs: Sequence[TensorSpec],
+                native_rnns: Any = None) -> tuple[Any, Any]:
     """Trace ``model`` on ``inputs`` into a concrete function with its
-    :class:`~portanet.export.convert.layertrace.LayerTrace` (which layer made which op and tensor)."""
+    :class:`~portanet.export.convert.layertrace.LayerTrace` (which layer made which op and
+    tensor). Recurrent layers become placeholders for native ONNX operators
+    (:mod:`portanet.export.convert.rnn`), recorded in ``native_rnns`` when given — every trace
+    does the same, so tensor names agree between conversion and layerwise comparison."""
     tf = quiet_tensorflow()
     from portanet.export.convert.layertrace import trace_model
+    from portanet.export.convert.rnn import NativeRnns
 
     signature = [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=s.name) for s in inputs]
+    rnns = native_rnns if native_rnns is not None else NativeRnns()
 
     def forward(*args: Any) -> list[Any]:
         return call_model(model, list(args))
 
-    return trace_model(model, forward, signature)
+    return trace_model(model, forward, signature, rnns.substitute)
 
 
 def convert(loaded: LoadedKeras, *, opset: int = DEFAULT_OPSET, batch_size: int | None = None,
@@ -179,8 +185,10 @@ def convert(loaded: LoadedKeras, *, opset: int = DEFAULT_OPSET, batch_size: int 
     )
 
     from portanet.export.convert import tf2onnx_ext
+    from portanet.export.convert.rnn import NativeRnns
 
     model = loaded.model
+    rnns = NativeRnns()
     inputs, output_names = keras_signature(model)
     nchw = _nchw_names(inputs, inputs_as_nchw, loaded.path)
     _refuse_too_large(weight_bytes(model), loaded.path, "the model's weights take")
@@ -189,7 +197,7 @@ def convert(loaded: LoadedKeras, *, opset: int = DEFAULT_OPSET, batch_size: int 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            concrete, trace = trace_keras(model, inputs)
+            concrete, trace = trace_keras(model, inputs, rnns)
             loaded.trace = trace
             frozen = convert_variables_to_constants_v2(
                 concrete, lower_control_flow=False, aggressive_inlining=True)
@@ -203,7 +211,7 @@ def convert(loaded: LoadedKeras, *, opset: int = DEFAULT_OPSET, batch_size: int 
                 proto, _ = tf2onnx.convert.from_graph_def(
                     graph_def, input_names=tf_inputs, output_names=tf_outputs, opset=opset,
                     inputs_as_nchw=[f"{n}:0" for n in nchw] or None,
-                    tensors_to_rename=renames)
+                    tensors_to_rename=renames, custom_op_handlers=rnns.handlers())
     except (InputError, ConversionError):
         raise
     except Exception as exc:  # tf2onnx / TensorFlow raise many types
