@@ -35,6 +35,10 @@ import numpy as np
 SUPPORTED = {"LSTM": "LSTM", "GRU": "GRU", "SimpleRNN": "RNN"}
 #: TensorFlow op type of the placeholders.
 PLACEHOLDER_OPS = ("PyFunc",)
+#: Suffix of the tensor holding a sequence output time-major, (time, batch, features): it
+#: survives when tf2onnx cancels the transposes between two recurrent layers, and the layerwise
+#: comparison looks for it when the layer's own tensor is gone.
+TIME_MAJOR_SUFFIX = "__time_major"
 #: ONNX activations that take (alpha, beta).
 _PARAMETRIC = {"HardSigmoid", "Affine"}
 
@@ -261,7 +265,7 @@ class NativeRnns:
                     halves.set_attr("num_outputs", 2)
                 merged = ctx.make_node("Concat", list(halves.output), attr={"axis": 3},
                                        op_name_scope=name).output[0]
-            steps = self._squeeze(ctx, merged, 1, name)
+            steps = self._squeeze(ctx, merged, 1, name, f"{node.output[0]}{TIME_MAJOR_SUFFIX}")
             final, inputs, attrs = "Transpose", [steps], {"perm": [1, 0, 2]}
         elif spec.directions == 2:  # Y_h: (2, batch, hidden)
             moved = ctx.make_node("Transpose", [rnn.output[1]], attr={"perm": [1, 0, 2]},
@@ -283,12 +287,12 @@ class NativeRnns:
         ctx.replace_inputs(node, inputs)
 
     @staticmethod
-    def _squeeze(ctx: Any, tensor: str, axis: int, name: str) -> str:
+    def _squeeze(ctx: Any, tensor: str, axis: int, name: str, output: str) -> str:
         from tf2onnx import utils
 
         if ctx.opset >= 13:
             axes = ctx.make_const(utils.make_name(f"{name}_axes"), np.array([axis], np.int64))
-            return ctx.make_node("Squeeze", [tensor, axes.output[0]],
+            return ctx.make_node("Squeeze", [tensor, axes.output[0]], outputs=[output],
                                  op_name_scope=name).output[0]
-        return ctx.make_node("Squeeze", [tensor], attr={"axes": [axis]},
+        return ctx.make_node("Squeeze", [tensor], attr={"axes": [axis]}, outputs=[output],
                              op_name_scope=name).output[0]
