@@ -39,6 +39,14 @@ PLACEHOLDER_OPS = ("PyFunc",)
 #: survives when tf2onnx cancels the transposes between two recurrent layers, and the layerwise
 #: comparison looks for it when the layer's own tensor is gone.
 TIME_MAJOR_SUFFIX = "__time_major"
+
+
+def time_major_name(tensor: str) -> str:
+    """The name of the time-major copy of a recurrent layer's sequence output ``tensor``."""
+    base, _, index = tensor.partition(":")
+    return f"{base}{TIME_MAJOR_SUFFIX}:{index or 0}"
+
+
 #: ONNX activations that take (alpha, beta).
 _PARAMETRIC = {"HardSigmoid", "Affine"}
 
@@ -265,7 +273,7 @@ class NativeRnns:
                     halves.set_attr("num_outputs", 2)
                 merged = ctx.make_node("Concat", list(halves.output), attr={"axis": 3},
                                        op_name_scope=name).output[0]
-            steps = self._squeeze(ctx, merged, 1, name, f"{node.output[0]}{TIME_MAJOR_SUFFIX}")
+            steps = self._squeeze(ctx, merged, 1, name, time_major_name(node.output[0]))
             final, inputs, attrs = "Transpose", [steps], {"perm": [1, 0, 2]}
         elif spec.directions == 2:  # Y_h: (2, batch, hidden)
             moved = ctx.make_node("Transpose", [rnn.output[1]], attr={"perm": [1, 0, 2]},

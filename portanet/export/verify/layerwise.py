@@ -36,7 +36,7 @@ import numpy as np
 
 from portanet.export.convert.keras_to_onnx import call_model, keras_signature, trace_keras
 from portanet.export.convert.layertrace import record_outputs
-from portanet.export.convert.rnn import TIME_MAJOR_SUFFIX
+from portanet.export.convert.rnn import time_major_name
 from portanet.export.keras.load import LoadedKeras
 from portanet.export.verify.compare import (
     DEFAULT_ATOL,
@@ -242,8 +242,8 @@ def compare_layers(loaded: LoadedKeras, onnx_model: bytes | str | os.PathLike[st
         matched = False
         for index, tensor in enumerate(call.outputs):
             name = aliases.get(tensor, tensor)
-            if name not in produced and f"{name}{TIME_MAJOR_SUFFIX}" in produced:
-                name = f"{name}{TIME_MAJOR_SUFFIX}"  # a recurrent layer's sequence, time-major
+            if name not in produced and time_major_name(name) in produced:
+                name = time_major_name(name)  # a recurrent layer's sequence, time-major
             if name in produced or name in graph_outputs:
                 planned.append((call, index, name))
                 fused_before[(call.key, index)] = pending
