@@ -50,7 +50,8 @@ def check_tolerance_mode(mode: str) -> str:
 
 @dataclass
 class Worst:
-    """Where an output's largest error sits: the row (sample) and the element inside it."""
+    """Where an output's worst error sits — the element furthest out of tolerance, or the
+    largest error when all are within — as its row (sample) and the element inside it."""
 
     row: int
     element: tuple[int, ...]
@@ -84,7 +85,7 @@ class OutputReport:
     noise_floor: float | None = None
     #: Violations within :data:`NOISE_FACTOR` × the noise at their element.
     explained: int = 0
-    #: Rows holding violations, worst first (at most :data:`LISTED_ROWS`).
+    #: Rows holding violations, furthest out of tolerance first (at most LISTED_ROWS).
     failing_rows: list[int] = field(default_factory=list)
     #: How many rows hold violations.
     failing_row_count: int = 0
@@ -310,7 +311,8 @@ def compare_output(name: str, reference: np.ndarray, candidate: np.ndarray, *,
             open_rows = (beyond & ~explained).reshape(len(diff), -1).any(axis=1)
             report.unexplained_rows = [int(r) for r in np.flatnonzero(open_rows)[
                 :LISTED_ROWS * 5]]
-    flat = int(np.argmax(diff))
+    excess = diff - (atol + rtol * magnitude)  # how far each element is out of tolerance
+    flat = int(np.argmax(excess if violations else diff))
     position = np.unravel_index(flat, diff.shape) if diff.ndim else ()
     report.worst = Worst(int(position[0]) if position else 0,
                          tuple(int(i) for i in position[1:]),
@@ -321,7 +323,9 @@ def compare_output(name: str, reference: np.ndarray, candidate: np.ndarray, *,
         order = np.argsort(-per_row, kind="stable")
         report.top_rows = [int(r) for r in order[:LISTED_ROWS]]
         failing = beyond.reshape(len(diff), -1).any(axis=1)
-        report.failing_rows = [int(r) for r in order if failing[r]][:LISTED_ROWS]
+        row_excess = excess.reshape(len(diff), -1).max(axis=1)
+        report.failing_rows = [int(r) for r in np.argsort(-row_excess, kind="stable")
+                               if failing[r]][:LISTED_ROWS]
         report.failing_row_count = int(np.count_nonzero(failing))
     return report
 

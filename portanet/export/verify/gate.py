@@ -83,7 +83,8 @@ def gate_report(loaded: LoadedKeras, runtime: Model, schema: ModelSchema, *,
 
         rows = report.worst_rows(layerwise_rows(schema, inputs.feeds))
         report.layerwise = compare_layers(loaded, onnx_model, schema, inputs.feeds,
-                                          atol=atol, rtol=rtol, rows=rows, where=report.where)
+                                          atol=atol, rtol=rtol, rows=rows, where=report.where,
+                                          seed=seed, model64=floor.model64)
     if not report:
         raise ParityError(f"{loaded.path}: {report.failure_message()}", report)
     return report

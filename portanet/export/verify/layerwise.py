@@ -19,7 +19,8 @@ least 1), its relative tolerance ``rtol``.
 
 The gate runs it on exactly the rows where the outputs differ most (``rows``). Each layer's
 error is shown next to that layer's own noise floor — how far its Keras output moves when the
-model's inputs are nudged by one float32 ulp — so the table says where a divergence *starts*: the
+model's inputs are nudged by one float32 ulp, and from the same layer computed in float64 when
+the gate built that model — so the table says where a divergence *starts*: the
 first layer whose error is far above its noise is where a conversion fault sits; a divergence
 that grows layer by layer within the noise is the model's own sensitivity.
 """
@@ -54,6 +55,8 @@ from portanet.schema import ModelSchema
 LAYERWISE_ROWS = 32
 LARGE_SAMPLE_ROWS = 4
 LARGE_SAMPLE_ELEMENTS = 4096
+#: Runs with nudged inputs measuring each layer's noise floor.
+NUDGED_RUNS = 2
 
 
 @dataclass
@@ -216,11 +219,12 @@ def compare_layers(loaded: LoadedKeras, onnx_model: bytes | str | os.PathLike[st
                    schema: ModelSchema, feeds: dict[str, np.ndarray], *,
                    atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
                    rows: list[int] | None = None, where: Any = None,
-                   seed: int = 0) -> LayerwiseReport:
+                   seed: int = 0, model64: Any = None) -> LayerwiseReport:
     """Compare every Keras layer's output with its ONNX tensor on ``feeds`` (Keras layout, as
     :func:`portanet.export.verify.inputs.gate_inputs` makes them): on the given ``rows`` (the
     gate's worst), else on its first rows; ``where(row)`` names where a row comes from. Each
-    layer also gets its noise floor (its Keras output with the inputs nudged by one ulp)."""
+    layer also gets its noise floor: how far its Keras output moves with the inputs nudged by
+    one ulp (twice), and from the same layer of ``model64`` (the model in float64) if given."""
     import onnx
 
     proto = (onnx.load_from_string(onnx_model) if isinstance(onnx_model, bytes)
@@ -266,10 +270,18 @@ def compare_layers(loaded: LoadedKeras, onnx_model: bytes | str | os.PathLike[st
     keras_values = record_outputs(
         loaded.model, lambda: call_model(loaded.model, [subset[n] for n in order]),
         keep=wanted.__contains__)
-    moved = nudge(subset, np.random.default_rng(seed + 104729))
-    nudged_values = record_outputs(
-        loaded.model, lambda: call_model(loaded.model, [moved[n] for n in order]),
-        keep=wanted.__contains__) if any(a.dtype.kind == "f" for a in subset.values()) else {}
+    shifted_runs = []
+    rng = np.random.default_rng(seed + 104729)
+    for _ in range(NUDGED_RUNS if any(a.dtype.kind == "f" for a in subset.values()) else 0):
+        moved = nudge(subset, rng)
+        shifted_runs.append(record_outputs(
+            loaded.model, lambda: call_model(loaded.model, [moved[n] for n in order]),
+            keep=wanted.__contains__))
+    if model64 is not None:
+        wide = {n: a.astype(np.float64) if a.dtype.kind == "f" else a for n, a in subset.items()}
+        shifted_runs.append(record_outputs(
+            model64, lambda: call_model(model64, [wide[n] for n in order]),
+            keep=wanted.__contains__))
 
     report_rows: list[LayerRow] = []
     unmatched = list(pending)
@@ -283,10 +295,12 @@ def compare_layers(loaded: LoadedKeras, onnx_model: bytes | str | os.PathLike[st
             continue
         layout, result = best
         noise = None
-        shifted = nudged_values.get(call.key, [])
-        if index < len(shifted) and np.shape(shifted[index]) == np.shape(values[index]):
-            delta = np.abs(np.asarray(shifted[index], np.float64) - values[index])
-            noise = float(np.nan_to_num(delta).max()) if delta.size else 0.0
+        for run in shifted_runs:
+            shifted = run.get(call.key, [])
+            if index < len(shifted) and np.shape(shifted[index]) == np.shape(values[index]):
+                delta = np.abs(np.asarray(shifted[index], np.float64) - values[index])
+                moved_by = float(np.nan_to_num(delta).max()) if delta.size else 0.0
+                noise = moved_by if noise is None else max(noise, moved_by)
         report_rows.append(LayerRow(len(report_rows) + 1, label, call.class_name, name, layout,
                                     result, fused_before.get((call.key, index), []), noise))
     places = [where(r) for r in chosen] if where is not None and rows else []

@@ -51,6 +51,8 @@ class NoiseFloor:
     unavailable: dict[str, str] = field(default_factory=dict)
     #: Rows measured :data:`REFINE_RUNS` more times (see :func:`refine`).
     refined_rows: int = 0
+    #: The float64 copy of the model, once built (for the layerwise comparison's noise).
+    model64: Any = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the parity report's ``noise``)."""
@@ -133,6 +135,7 @@ def add_float64(floor: NoiseFloor, model: Any, feeds: dict[str, np.ndarray],
         if any(np.shape(outputs[n]) != np.shape(reference[n]) for n in reference):
             raise ValueError("its outputs have other shapes")
         floor.methods[FLOAT64] = _accumulate(floor, reference, outputs)
+        floor.model64 = wide
     except Exception as exc:  # Keras raises many types for configurations it cannot rebuild
         floor.unavailable[FLOAT64] = (f"the model cannot be rebuilt in float64 "
                                       f"({first_line(exc, 120)})")
