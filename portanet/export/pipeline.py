@@ -123,6 +123,8 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
     ``layerwise`` adds the per-layer comparison to the report; it also runs by itself when the
     gate fails. A failing gate raises :class:`ParityError` and writes nothing.
     ``tolerance_mode`` is ``"strict"`` or ``"noise-floor"`` (:mod:`portanet.export.verify.compare`).
+    A model over 2 GB is written with its large weights in ``<output>.data`` beside it
+    (:mod:`portanet.export.convert.external`).
     """
     from portanet.export.verify.gate import gate_report
     from portanet.export.verify.runners import NCHW_KEY
@@ -144,7 +146,8 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
         schema = dataclasses.replace(schema, extra={**schema.extra, NCHW_KEY: [
             n.strip() for n in inputs_as_nchw if n.strip()]})
     _set_metadata(proto, {meta.VERSION: __version__, meta.SCHEMA: schema.to_dict()})
-    candidate = _checked_bytes(proto, loaded.path)
+    staged = _staged(proto, loaded, target)  # over 2 GB: the graph and its external data
+    candidate = staged.path if staged is not None else _checked_bytes(proto, loaded.path)
     try:
         runtime = load(candidate, providers="cpu")
     except Exception as exc:
@@ -166,7 +169,10 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
         meta.METRICS: metrics,
     })
     # Only metadata changed since the checker ran on the candidate: no second check.
-    write_bytes(target, proto.SerializeToString())
+    if staged is not None:
+        staged.publish(proto)
+    else:
+        write_bytes(target, proto.SerializeToString())
     return ExportResult(target, schema, report, opset, time.perf_counter() - started,
                         loaded)
 
@@ -179,6 +185,24 @@ def _set_metadata(proto: Any, values: dict[str, Any]) -> None:
         proto.metadata_props.add(key=prop.key, value=prop.value)
     for key, value in encoded.items():
         proto.metadata_props.add(key=key, value=value)
+
+
+def _staged(proto: Any, loaded: LoadedKeras, target: Path) -> Any:
+    """The graph and its external data staged beside ``target``, checked by ``onnx.checker``
+    (:class:`~portanet.export.convert.external.StagedModel`, removed when published or
+    dropped); ``None`` for a model that fits in one file."""
+    if getattr(loaded, "external", None) is None:
+        return None
+    from portanet.export.convert.external import StagedModel
+
+    staged = StagedModel(proto, loaded.external, target)
+    try:
+        staged.check()
+    except Exception as exc:  # onnx.checker.ValidationError and shape-inference errors
+        staged.discard()
+        raise ConversionError(f"{loaded.path}: the converted ONNX model is invalid "
+                              f"(onnx.checker): {first_line(exc)}") from exc
+    return staged
 
 
 def _checked_bytes(proto: Any, source: Path) -> bytes:

@@ -200,6 +200,14 @@ def rnn_spec(layer: Any, name: str) -> RnnSpec | None:
         linear_before_reset=reset_after)
 
 
+def _in_stateless_scope() -> bool:
+    try:
+        from keras.src.backend.common.stateless_scope import in_stateless_scope
+    except ImportError:
+        return False
+    return bool(in_stateless_scope())
+
+
 def _never_run(*_: Any) -> Any:
     raise RuntimeError("portanet's recurrent-layer placeholder is converted, never run")
 
@@ -218,6 +226,9 @@ class NativeRnns:
 
         kind = type(layer).__name__
         if kind not in SUPPORTED and kind != "Bidirectional":
+            return None
+        if _in_stateless_scope():
+            self.skipped[path] = "its weights are traced as inputs (a model over 2 GB)"
             return None
         if len(args) != 1 or kwargs.get("mask") is not None or \
                 kwargs.get("initial_state") is not None or kwargs.get("constants") is not None:

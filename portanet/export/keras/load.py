@@ -87,6 +87,9 @@ class LoadedKeras:
     trace: Any = field(default=None, repr=False)
     #: Root HDF5 attributes read by the probe (``.h5`` only), e.g. ``portanet_schema``.
     attributes: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Large weights the last conversion left for an external-data file
+    #: (:class:`portanet.export.convert.external.ExternalWeights`), or ``None``.
+    external: Any = field(default=None, repr=False)
 
     def portanet_attribute(self, key: str) -> Any:
         """A JSON attribute portanet's trainer wrote into the ``.h5`` (``None`` when absent)."""

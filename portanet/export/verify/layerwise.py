@@ -205,6 +205,24 @@ def layerwise_rows(schema: ModelSchema, feeds: dict[str, np.ndarray]) -> int:
     return fixed_batch(schema) or _rows_for(feeds)
 
 
+def _probe_runtime(probe: Any, onnx_model: bytes | str | os.PathLike[str]) -> Any:
+    """onnxruntime on the probe graph; one with external data is written beside the original
+    (its data file is found by a path relative to that folder) and loaded from there."""
+    import tempfile
+
+    from onnx.external_data_helper import uses_external_data
+
+    if isinstance(onnx_model, bytes) or not any(uses_external_data(t)
+                                                for t in probe.graph.initializer):
+        return load(probe.SerializeToString(), providers="cpu")
+    folder = Path(onnx_model).parent
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".portanet-probe-",
+                                     suffix=".onnx") as handle:
+        handle.write(probe.SerializeToString())
+        handle.flush()
+        return load(handle.name, providers="cpu")
+
+
 def _onnx_aliases(concrete: Any, output_names: list[str]) -> dict[str, str]:
     """TensorFlow tensors whose ONNX name changed: the model outputs got the Keras names."""
     aliases = {}
@@ -228,9 +246,10 @@ def compare_layers(loaded: LoadedKeras, onnx_model: bytes | str | os.PathLike[st
     import onnx
 
     proto = (onnx.load_from_string(onnx_model) if isinstance(onnx_model, bytes)
-             else onnx.load(str(Path(onnx_model))))
+             else onnx.load(str(Path(onnx_model)), load_external_data=False))
     spec_inputs, output_names = keras_signature(loaded.model)
-    concrete, trace = trace_keras(loaded.model, keras_specs(schema))
+    concrete, trace = trace_keras(loaded.model, keras_specs(schema),
+                                  external=getattr(loaded, "external", None))
     aliases = _onnx_aliases(concrete, output_names)
     produced = {name for node in proto.graph.node for name in node.output}
     graph_outputs = {o.name for o in proto.graph.output}
@@ -264,7 +283,7 @@ def compare_layers(loaded: LoadedKeras, onnx_model: bytes | str | os.PathLike[st
     for name in dict.fromkeys(n for _, _, n in planned):
         if name not in graph_outputs:
             probe.graph.output.append(onnx.ValueInfoProto(name=name))
-    onnx_values = run_onnx(load(probe.SerializeToString(), providers="cpu"), subset, schema)
+    onnx_values = run_onnx(_probe_runtime(probe, onnx_model), subset, schema)
     order = [s.name for s in spec_inputs]
     wanted = {call.key for call, _, _ in planned}
     keras_values = record_outputs(
