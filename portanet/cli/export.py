@@ -6,6 +6,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -27,18 +28,50 @@ if TYPE_CHECKING:  # rich.table is imported when a table is printed (keeps `infe
     from rich.table import Table
 
 
+class ToleranceMode(str, Enum):
+    """How the gate judges elements beyond atol/rtol (portanet.export.verify.compare)."""
+
+    strict = "strict"
+    noise_floor = "noise-floor"
+
+
+ToleranceOption = Annotated[ToleranceMode, typer.Option(
+    "--tolerance-mode", case_sensitive=False,
+    help="strict: every element within atol/rtol. noise-floor: also accept elements within 4x "
+         "the measured noise floor (the model's own float32 sensitivity).")]
+
+
 def _parity_table(report: Any, title: str) -> Table:
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("output", "elements", "max abs", "mean abs", "max rel", "flips", "result"):
-        table.add_column(column, justify="left" if column in ("output", "result") else "right")
+    for column in ("output", "elements", "max abs", "mean abs", "max rel", "noise floor",
+                   "out of tol", "flips", "result"):
+        left = column in ("output", "result")
+        table.add_column(column, justify="left" if left else "right", no_wrap=not left,
+                         overflow="fold")
     for o in report.outputs:
         flips = f"{o.flips}/{o.decisions}" if o.decisions is not None else "-"
-        table.add_row(o.name, str(o.elements), f"{o.max_abs:.3g}", f"{o.mean_abs:.3g}",
-                      f"{o.max_rel:.3g}", flips,
-                      "[green]pass[/]" if o.passed else "[red]FAIL[/]")
-    table.caption = f"inputs: {report.inputs_from}"
+        noise = "-" if o.noise_floor is None else f"{o.noise_floor:.2g}"
+        verdict = "[green]pass[/]" if o.passed and not o.violations else (
+            "[yellow]pass (noise)[/]" if o.passed else "[red]FAIL[/]")
+        table.add_row(escape(o.name), str(o.elements), f"{o.max_abs:.2g}", f"{o.mean_abs:.2g}",
+                      f"{o.max_rel:.2g}", noise, f"{o.violations}", flips, verdict)
+    lines = [f"inputs: {escape(report.inputs_from)}",
+             f"max rel is relative to max(|Keras|, atol); {report.tolerance_mode} mode"]
+    if report.noise:
+        methods = ", ".join(f"{m} {v:.3g}" for m, v in report.noise["methods"].items())
+        missing = "; ".join(f"{m} not measured: {w}" for m, w in
+                            report.noise["unavailable"].items())
+        lines.append("noise floor: " + "; ".join(p for p in (methods, missing) if p))
+    for o in report.outputs:
+        if o.violations:
+            place = f"{o.worst.row} ({report.where(o.worst.row)})" if o.worst else "?"
+            lines.append(f"{escape(o.name)}: worst row {escape(place)}, element "
+                         f"{list(o.worst.element) if o.worst else []}: Keras "
+                         f"{o.worst.reference:.6g} vs ONNX {o.worst.candidate:.6g}; "
+                         f"{escape(o.verdict())}")
+    table.caption = "\n".join(lines)
     return table
 
 
@@ -46,20 +79,24 @@ def _layerwise_table(layerwise: Any, title: str) -> Table:
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("#", "layer", "class", "ONNX tensor", "max abs", "max rel", "out of tol",
+    for column in ("#", "layer", "class", "ONNX tensor", "max abs", "noise", "out of tol",
                    "result"):
-        table.add_column(column, justify="right" if column in (
-            "#", "max abs", "max rel", "out of tol") else "left")
-    first = layerwise.first_failure
+        number = column in ("#", "max abs", "noise", "out of tol")
+        table.add_column(column, justify="right" if number else "left", no_wrap=number,
+                         overflow="fold")
+    start = layerwise.first_beyond_noise or layerwise.first_failure
     for row in layerwise.rows:
         name = escape(row.layer) + (f" [dim](+ fused {escape(', '.join(row.fused))})[/]"
                                     if row.fused else "")
         verdict = "[green]pass[/]" if row.passed else (
-            "[bold red]FAIL ← first[/]" if row is first else "[red]FAIL[/]")
+            "[yellow]within noise[/]" if not row.beyond_noise else "[red]FAIL[/]")
+        if row is start:
+            verdict += " [bold]← starts here[/]"
         table.add_row(str(row.index), name, escape(row.class_name), escape(row.tensor),
-                      f"{row.result.max_abs:.3g}", f"{row.result.max_rel:.3g}",
+                      f"{row.result.max_abs:.2g}",
+                      "-" if row.noise is None else f"{row.noise:.2g}",
                       f"{row.result.violations}/{row.result.elements}", verdict)
-    table.caption = layerwise.summary()
+    table.caption = escape(layerwise.summary())
     return table
 
 
@@ -114,6 +151,7 @@ def export(
              "tf, torch, caffe (default: detected from the model where it says so).")] = None,
     channel_order: Annotated[Optional[str], typer.Option(
         "--channel-order", metavar="rgb|bgr", help="Channel order of the image input.")] = None,
+    tolerance_mode: ToleranceOption = ToleranceMode.strict,
 ) -> None:
     """Convert a Keras model to ONNX; the file is written only if Keras and ONNX agree."""
     from portanet.errors import InputError, ParityError
@@ -131,7 +169,8 @@ def export(
                 feature_names=split_names(feature_names) or None, batch_size=batch_size,
                 inputs_as_nchw=split_names(inputs_as_nchw) or None, layerwise=layerwise,
                 allow_unsafe=allow_unsafe, labels=labels, image_size=size,
-                image_range=image_range, channel_order=channel_order, on_stage=on_stage)
+                image_range=image_range, channel_order=channel_order,
+                tolerance_mode=tolerance_mode.value, on_stage=on_stage)
     except ParityError as exc:
         if exc.report is not None:
             _print_reports(exc.report, "parity gate: Keras vs ONNX")
@@ -180,6 +219,7 @@ def verify_command(
     layerwise: Layerwise = False,
     as_json: AsJson = False,
     allow_unsafe: AllowUnsafe = False,
+    tolerance_mode: ToleranceOption = ToleranceMode.strict,
 ) -> None:
     """Compare a Keras model with an ONNX model on the same inputs (exit 1 if they differ)."""
     require_export_side()
@@ -188,7 +228,7 @@ def verify_command(
 
     try:
         report = verify(source, onnx_file, data=data, atol=atol, rtol=rtol, layerwise=layerwise,
-                        allow_unsafe=allow_unsafe)
+                        allow_unsafe=allow_unsafe, tolerance_mode=tolerance_mode.value)
     except ParityError as exc:
         if exc.report is not None:
             _show(exc.report, as_json, f"{source.name} vs {onnx_file.name}")

@@ -137,7 +137,7 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
                  allow_unsafe: bool = False, inputs_as_nchw: list[str] | None = None,
                  layerwise: bool = False, labels: str | os.PathLike[str] | None = None,
                  image_size: tuple[int, int] | None = None, image_range: str | None = None,
-                 channel_order: str | None = None,
+                 channel_order: str | None = None, tolerance_mode: str = "strict",
                  on_stage: Callable[[str], None] | None = None) -> ExportResult:
     """Convert a Keras model to ONNX, prove parity, then write it atomically.
 
@@ -155,6 +155,10 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
     width), ``image_range`` (``"-1..1"``, ``"0..1"``, ``"0..255"``, ``"tf"``, ``"torch"``,
     ``"caffe"``) and ``channel_order``, each detected from the model where it says so
     (:mod:`portanet.export.recorded`). ``on_stage`` receives each stage's name as it starts.
+
+    ``tolerance_mode`` is ``"strict"`` or ``"noise-floor"`` (:mod:`portanet.export.verify.compare`).
+    A model over 2 GB is written with its large weights in ``<output>.data`` beside it
+    (:mod:`portanet.export.convert.external`).
     """
     from portanet.export.verify.gate import gate_report
     from portanet.runtime import load
@@ -181,7 +185,8 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
         schema = dataclasses.replace(schema, extra={**schema.extra, NCHW_KEY: nchw})
     _set_metadata(proto, {meta.VERSION: __version__, meta.SCHEMA: schema.to_dict()})
     stage("checking the ONNX model")
-    candidate = _checked_bytes(proto, loaded.path)
+    staged = _staged(proto, loaded, target)  # over 2 GB: the graph and its external data
+    candidate = staged.path if staged is not None else _checked_bytes(proto, loaded.path)
     try:
         runtime = load(candidate, providers="cpu")
     except Exception as exc:
@@ -191,7 +196,8 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
     if verify:  # raises ParityError (carrying the report) when Keras and ONNX differ
         stage("running the parity gate")
         report = gate_report(loaded, runtime, schema, data=data, atol=atol, rtol=rtol, seed=seed,
-                             onnx_model=candidate, layerwise=layerwise)
+                             onnx_model=candidate, layerwise=layerwise,
+                             tolerance_mode=tolerance_mode)
     metrics = loaded.portanet_attribute(METRICS_ATTR)
     parity = report.to_dict() if report else {"skipped": True}
     parity.pop("layerwise", None)  # the per-layer table goes to --report, not the file
@@ -204,7 +210,10 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
     })
     # Only metadata changed since the checker ran on the candidate: no second check.
     stage("writing")
-    write_bytes(target, proto.SerializeToString())
+    if staged is not None:
+        staged.publish(proto)
+    else:
+        write_bytes(target, proto.SerializeToString())
     return ExportResult(target, schema, report, opset, time.perf_counter() - started,
                         loaded)
 
@@ -217,6 +226,24 @@ def _set_metadata(proto: Any, values: dict[str, Any]) -> None:
         proto.metadata_props.add(key=prop.key, value=prop.value)
     for key, value in encoded.items():
         proto.metadata_props.add(key=key, value=value)
+
+
+def _staged(proto: Any, loaded: LoadedKeras, target: Path) -> Any:
+    """The graph and its external data staged beside ``target``, checked by ``onnx.checker``
+    (:class:`~portanet.export.convert.external.StagedModel`, removed when published or
+    dropped); ``None`` for a model that fits in one file."""
+    if getattr(loaded, "external", None) is None:
+        return None
+    from portanet.export.convert.external import StagedModel
+
+    staged = StagedModel(proto, loaded.external, target)
+    try:
+        staged.check()
+    except Exception as exc:  # onnx.checker.ValidationError and shape-inference errors
+        staged.discard()
+        raise ConversionError(f"{loaded.path}: the converted ONNX model is invalid "
+                              f"(onnx.checker): {first_line(exc)}") from exc
+    return staged
 
 
 def _checked_bytes(proto: Any, source: Path) -> bytes:

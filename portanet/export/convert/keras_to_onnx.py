@@ -123,9 +123,37 @@ def weight_bytes(model: Any) -> int:
 def _refuse_too_large(size: int, source: Path, what: str) -> None:
     if size > PROTOBUF_LIMIT - GRAPH_HEADROOM:
         raise ConversionError(
-            f"{source}: {what} {size / 1e9:.2f} GB; a single .onnx file holds at most 2 GB "
-            f"(protobuf limit) and portanet does not write ONNX external-data files: expected "
-            f"a model under {(PROTOBUF_LIMIT - GRAPH_HEADROOM) / 1e9:.2f} GB of weights")
+            f"{source}: {what} {size / 1e9:.2f} GB; a single ONNX graph holds at most 2 GB "
+            f"(protobuf limit), even with its large weights in an external-data file: expected "
+            f"under {(PROTOBUF_LIMIT - GRAPH_HEADROOM) / 1e9:.2f} GB")
+
+
+def external_weights(loaded: LoadedKeras) -> Any:
+    """The large variables to write as ONNX external data when the model's weights pass the
+    protobuf limit (:mod:`portanet.export.convert.external`), else ``None``."""
+    from portanet.export.convert.external import EXTERNAL_MIN_BYTES, ExternalWeights
+
+    model = loaded.model
+    total = weight_bytes(model)
+    if total <= PROTOBUF_LIMIT - GRAPH_HEADROOM:
+        return None
+    if loaded.loader != "keras" or not type(model).__module__.startswith("keras"):
+        raise ConversionError(
+            f"{loaded.path}: the model's weights take {total / 1e9:.2f} GB, over the 2 GB a "
+            f"single ONNX graph holds; portanet writes such models with external data from "
+            f"Keras 3 models only, got one loaded with {loaded.loader}")
+    seen: set[int] = set()
+    large = []
+    for weight in model.weights:
+        size = int(np.prod(weight.shape)) * np.dtype(str(getattr(weight.dtype, "name",
+                                                                  weight.dtype))).itemsize
+        if size >= EXTERNAL_MIN_BYTES and id(weight) not in seen:
+            seen.add(id(weight))
+            large.append(weight)
+    external = ExternalWeights(large)
+    _refuse_too_large(total - external.nbytes, loaded.path,
+                      "the model's weights outside its large tensors take")
+    return external
 
 
 def _nchw_names(inputs: list[TensorSpec], requested: Sequence[str] | None,
@@ -143,18 +171,40 @@ def _nchw_names(inputs: list[TensorSpec], requested: Sequence[str] | None,
     return names
 
 
-def trace_keras(model: Any, inputs: Sequence[TensorSpec]) -> tuple[Any, Any]:
+def trace_keras(model: Any, inputs: Sequence[TensorSpec], native_rnns: Any = None,
+                external: Any = None) -> tuple[Any, Any]:
     """Trace ``model`` on ``inputs`` into a concrete function with its
-    :class:`~portanet.export.convert.layertrace.LayerTrace` (which layer made which op and tensor)."""
+    :class:`~portanet.export.convert.layertrace.LayerTrace` (which layer made which op and
+    tensor). Recurrent layers become placeholders for native ONNX operators
+    (:mod:`portanet.export.convert.rnn`), recorded in ``native_rnns`` when given — every trace
+    does the same, so tensor names agree between conversion and layerwise comparison.
+    ``external`` (:class:`~portanet.export.convert.external.ExternalWeights`) makes large
+    variables extra inputs of the traced function (Keras 3's ``StatelessScope``)."""
     tf = quiet_tensorflow()
     from portanet.export.convert.layertrace import trace_model
+    from portanet.export.convert.rnn import NativeRnns
 
     signature = [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=s.name) for s in inputs]
+    rnns = native_rnns if native_rnns is not None else NativeRnns()
+    extra = external.specs() if external is not None else []
+    # The first dimension is left open: grappler feeds placeholders of known shape with a
+    # zero tensor of that shape, a second copy of every large weight. ensure_shape (an
+    # Identity in ONNX) gives Keras the variable's own shape back.
+    signature += [tf.TensorSpec((None, *shape[1:]) if shape else shape, tf.as_dtype(dtype),
+                                name=name) for name, shape, dtype in extra]
 
     def forward(*args: Any) -> list[Any]:
-        return call_model(model, list(args))
+        arrays = list(args[:len(inputs)])
+        if not extra:
+            return call_model(model, arrays)
+        import keras
 
-    return trace_model(model, forward, signature)
+        mapping = [(variable, tf.ensure_shape(value, variable.shape)) for variable, value
+                   in zip(external.variables, args[len(inputs):])]
+        with keras.StatelessScope(state_mapping=mapping):
+            return call_model(model, arrays)
+
+    return trace_model(model, forward, signature, rnns.substitute)
 
 
 def convert(loaded: LoadedKeras, *, opset: int = DEFAULT_OPSET, batch_size: int | None = None,
@@ -179,17 +229,21 @@ def convert(loaded: LoadedKeras, *, opset: int = DEFAULT_OPSET, batch_size: int 
     )
 
     from portanet.export.convert import tf2onnx_ext
+    from portanet.export.convert.rnn import NativeRnns
 
     model = loaded.model
+    rnns = NativeRnns()
     inputs, output_names = keras_signature(model)
     nchw = _nchw_names(inputs, inputs_as_nchw, loaded.path)
-    _refuse_too_large(weight_bytes(model), loaded.path, "the model's weights take")
+    external = external_weights(loaded)
+    loaded.external = external
+    extra_names = [name for name, _, _ in external.specs()] if external is not None else []
     if batch_size is not None:
         inputs = [TensorSpec(s.name, (batch_size, *s.shape[1:]), s.dtype) for s in inputs]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            concrete, trace = trace_keras(model, inputs)
+            concrete, trace = trace_keras(model, inputs, rnns, external)
             loaded.trace = trace
             frozen = convert_variables_to_constants_v2(
                 concrete, lower_control_flow=False, aggressive_inlining=True)
@@ -197,21 +251,30 @@ def convert(loaded: LoadedKeras, *, opset: int = DEFAULT_OPSET, batch_size: int 
             tf2onnx_ext.strip_xla_markers(graph_def)
             tf_inputs = [t.name for t in frozen.inputs]
             tf_outputs = [t.name for t in frozen.outputs]
-            renames = dict(zip(tf_inputs, [s.name for s in inputs]))
+            renames = dict(zip(tf_inputs, [s.name for s in inputs] + extra_names))
             renames.update(zip(tf_outputs, output_names))
-            with tf2onnx_ext.captured_log() as log:
-                proto, _ = tf2onnx.convert.from_graph_def(
-                    graph_def, input_names=tf_inputs, output_names=tf_outputs, opset=opset,
-                    inputs_as_nchw=[f"{n}:0" for n in nchw] or None,
-                    tensors_to_rename=renames)
+            def run(catch_errors: bool) -> Any:
+                with tf2onnx_ext.captured_log() as log, \
+                        tf2onnx_ext.optimizer_rollback(catch_errors):
+                    proto, _ = tf2onnx.convert.from_graph_def(
+                        graph_def, input_names=tf_inputs, output_names=tf_outputs,
+                        opset=opset, inputs_as_nchw=[f"{n}:0" for n in nchw] or None,
+                        tensors_to_rename=renames, custom_op_handlers=rnns.handlers())
+                return proto, log
+
+            try:  # tf2onnx deep-copies the graph before each optimizer pass to roll back a
+                # failing one: a third of the time for large models. Without, first.
+                proto, log = run(catch_errors=False)
+            except Exception:  # an optimizer failed: convert again, rolling back that pass
+                proto, log = run(catch_errors=True)
     except (InputError, ConversionError):
         raise
     except Exception as exc:  # tf2onnx / TensorFlow raise many types
         raise ConversionError(f"{loaded.path}: tf2onnx could not convert the model: "
                               f"{first_line(exc)}") from exc
     _refuse_unconvertible(proto, opset, trace, log, loaded.path)
-    expected = [f"{s.name}:0" for s in inputs]
-    got = [i.name for i in proto.graph.input]
+    expected = [f"{s.name}:0" for s in inputs] + [f"{n}:0" for n in extra_names]
+    got = [i.name for i in proto.graph.input if i.name not in extra_names]
     if sorted(got) != sorted(s.name for s in inputs) or sorted(tf_inputs) != sorted(expected):
         raise ConversionError(f"{loaded.path}: expected the ONNX graph to take exactly the "
                               f"model's inputs {[s.name for s in inputs]}, got {got}")

@@ -23,6 +23,9 @@ from typing import Any
 
 #: Called after every layer call with (path, layer, positional args, outputs, graph, first op).
 CallHook = Callable[[str, Any, tuple, Any, Any, int], None]
+#: Called before a layer call while tracing a graph with (path, layer, args, kwargs): the
+#: outputs to use instead of the layer's own call, or ``None`` to run it.
+Substitute = Callable[[str, Any, tuple, dict], Any]
 
 _TF2ONNX_SUFFIX = re.compile(r"__\d+$")
 
@@ -92,15 +95,21 @@ def walk_layers(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 
 @contextlib.contextmanager
-def hooked(model: Any, on_call: CallHook) -> Iterator[None]:
-    """Wrap the ``call`` of every layer of ``model`` (recursively) while the block runs."""
+def hooked(model: Any, on_call: CallHook,
+           substitute: Substitute | None = None) -> Iterator[None]:
+    """Wrap the ``call`` of every layer of ``model`` (recursively) while the block runs; while
+    a graph is traced, ``substitute`` may replace a layer's computation."""
     import tensorflow as tf
 
     def wrap(original: Any, path: str, layer: Any) -> Callable[..., Any]:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             graph = None if tf.executing_eagerly() else tf.compat.v1.get_default_graph()
             start = len(graph.get_operations()) if graph is not None else 0
-            outputs = original(*args, **kwargs)
+            outputs = None
+            if substitute is not None and graph is not None:
+                outputs = substitute(path, layer, args, kwargs)
+            if outputs is None:
+                outputs = original(*args, **kwargs)
             on_call(path, layer, args, outputs, graph, start)
             return outputs
 
@@ -126,9 +135,10 @@ def _tensors(value: Any) -> list[Any]:
     return [t for t in tf.nest.flatten(value) if isinstance(t, tf.Tensor)]
 
 
-def trace_model(model: Any, forward: Callable[..., Any],
-                signature: list[Any]) -> tuple[Any, LayerTrace]:
-    """Trace ``forward`` (which calls ``model``) into a concrete function, recording layers."""
+def trace_model(model: Any, forward: Callable[..., Any], signature: list[Any],
+                substitute: Substitute | None = None) -> tuple[Any, LayerTrace]:
+    """Trace ``forward`` (which calls ``model``) into a concrete function, recording layers
+    (``substitute``: see :func:`hooked`)."""
     import tensorflow as tf
 
     calls: list[LayerCall] = []
@@ -153,7 +163,7 @@ def trace_model(model: Any, forward: Callable[..., Any],
         top[:] = [tf.compat.v1.get_default_graph()]
         return forward(*args)
 
-    with hooked(model, on_call):
+    with hooked(model, on_call, substitute):
         concrete = tf.function(traced).get_concrete_function(*signature)
     return concrete, LayerTrace(calls, op_layer)
 

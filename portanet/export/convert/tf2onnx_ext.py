@@ -13,6 +13,9 @@
   collected (and kept off the terminal) so portanet can refuse with names instead.
 * :func:`unconvertible_nodes`: the nodes of a converted graph that are not ONNX operators at the
   target opset — the ops tf2onnx left unconverted.
+* :func:`optimizer_rollback`: tf2onnx deep-copies the whole graph (weights included) before each
+  optimizer pass so it can undo a pass that raises; portanet converts without that first and
+  only falls back to it when a pass fails.
 
 Importing this module registers the handlers. Export side only.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -158,6 +162,24 @@ def captured_log() -> Iterator[ConversionLog]:
         logger.removeHandler(collector)
         logger.propagate, level = saved
         logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def optimizer_rollback(enabled: bool) -> Iterator[None]:
+    """Whether tf2onnx's graph optimizer copies the graph before each pass to undo a pass that
+    raises (its ``TF2ONNX_CATCH_ERRORS`` setting), for the duration of the block."""
+    from tf2onnx import constants as tf2onnx_constants
+
+    key = tf2onnx_constants.ENV_TF2ONNX_CATCH_ERRORS
+    saved = os.environ.get(key)
+    os.environ[key] = "TRUE" if enabled else "FALSE"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = saved
 
 
 def unconvertible_nodes(proto: Any, opset: int) -> list[tuple[str, str]]:

@@ -86,6 +86,9 @@ def _inspect(path: str, max_dataset_bytes: int) -> dict[str, Any]:
                 problems.append(f"dataset {name!r} stores its data in {item.external[0][0]!r}")
             elif item.is_virtual:
                 problems.append(f"dataset {name!r} is a virtual dataset over other files")
+            elif item.dtype.hasobject or h5py.check_dtype(ref=item.dtype) is not None:
+                problems.append(f"dataset {name!r} holds {item.dtype} values (objects or "
+                                f"references, not the numbers weights are made of)")
             elif nbytes > max_dataset_bytes:
                 problems.append(f"dataset {name!r} declares {nbytes:,} bytes (limit "
                                 f"{max_dataset_bytes:,})")

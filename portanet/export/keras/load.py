@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -26,13 +27,15 @@ from typing import Any
 
 from portanet._files import sha256_of
 from portanet.errors import ModelLoadError, UnsafeModelError, first_line
+from portanet.export.keras.archive import inspect_archive
 from portanet.export.keras.h5_probe import probe
+from portanet.export.keras.repair import load_keras3_h5, operation_classes
 from portanet.export.keras.safety import (
+    BUILTIN_CLASSES,
     DEFAULT_KERAS_LIMITS,
     KerasLimits,
     check_config,
     keras_layer_classes,
-    keras_zip_config,
     parse_json,
 )
 
@@ -84,6 +87,9 @@ class LoadedKeras:
     trace: Any = field(default=None, repr=False)
     #: Root HDF5 attributes read by the probe (``.h5`` only), e.g. ``portanet_schema``.
     attributes: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Large weights the last conversion left for an external-data file
+    #: (:class:`portanet.export.convert.external.ExternalWeights`), or ``None``.
+    external: Any = field(default=None, repr=False)
 
     def portanet_attribute(self, key: str) -> Any:
         """A JSON attribute portanet's trainer wrote into the ``.h5`` (``None`` when absent)."""
@@ -144,9 +150,13 @@ def load_keras(path: str | os.PathLike[str], *, allow_unsafe: bool = False,
                limits: KerasLimits = DEFAULT_KERAS_LIMITS) -> LoadedKeras:
     """Load a Keras model from ``.h5``, ``.keras`` or a SavedModel directory, uncompiled.
 
-    Unless ``allow_unsafe``, the file is checked first (:mod:`portanet.export.keras.safety`): Lambda,
-    TFSMLayer and unknown custom layers, custom functions, HDF5 links to other files and absurd
-    declared sizes are refused with :class:`UnsafeModelError` before any of it is deserialized.
+    The file is read for what it is first, routed by the Keras version that wrote it (recorded
+    as ``keras_version``). Unless ``allow_unsafe``, it is checked before any of it is
+    deserialized (:mod:`portanet.export.keras.safety`, :mod:`portanet.export.keras.archive`):
+    Lambda, TFSMLayer and unknown custom layers, custom functions, odd or duplicate zip members,
+    pickled weights, HDF5 links to other files and absurd declared sizes are refused with
+    :class:`UnsafeModelError`. A file that holds no architecture (a subclassed model's class
+    name only) or a SavedModel without its weights is a :class:`ModelLoadError`.
     """
     source = Path(path)
     fmt = detect_format(source)
@@ -158,37 +168,92 @@ def load_keras(path: str | os.PathLike[str], *, allow_unsafe: bool = False,
         attributes = _h5_attributes(source, limits)  # read in a child process first
         version = attributes.get("keras_version")
         config = parse_json(attributes["model_config"], source)
-        loader = "keras" if _major(version) >= 3 else "tf_keras"
     elif fmt == "keras":
-        config = keras_zip_config(source)
-        loader = "keras"
+        archive = inspect_archive(source, max_member_bytes=limits.max_dataset_bytes)
+        config, version = archive.config, archive.keras_version
     else:
-        loader = "tf_keras"
+        version = savedmodel_keras_version(source)
+    loader = "keras" if fmt != "savedmodel" and _major(version) >= 3 else "tf_keras"
     quiet_tensorflow()
     if allow_unsafe:
         log.warning("%s: allow_unsafe: loading without safety checks; the file may run code",
                     source)
     elif config is not None:
-        check_config(config, str(source), keras_layer_classes(__import__(loader)), limits)
+        known = keras_layer_classes(__import__(loader))
+        if loader == "keras":
+            known |= set(operation_classes())
+        check_architecture(config, str(source), known)
+        check_config(config, str(source), known, limits)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if fmt == "h5":
-                model = _load_keras3(source, allow_unsafe) if loader == "keras" \
-                    else _load_tf_keras(source, allow_unsafe)
-            elif fmt == "keras":
-                model = _load_keras3(source, allow_unsafe)
-                import keras
-
-                version = keras.__version__
-            else:
+            if fmt == "h5" and loader == "keras":
+                model = load_keras3_h5(source, config, allow_unsafe=allow_unsafe)
+            elif fmt == "savedmodel":
                 model, loader = _load_savedmodel(source)
+            elif loader == "keras":
+                model = _load_keras3(source, allow_unsafe)
+            else:
+                model = _load_tf_keras(source, allow_unsafe)
     except (ModelLoadError, UnsafeModelError):
         raise
     except Exception as exc:  # Keras raises many unrelated types for bad files
-        raise ModelLoadError(f"{source}: expected a loadable Keras model ({fmt}, keras_version "
-                             f"{version or 'unknown'}), loading failed: {first_line(exc)}") from exc
+        raise ModelLoadError(f"{source}: expected a loadable Keras model ({fmt}, written by "
+                             f"Keras {version or 'of unknown version'}, loaded with {loader}), "
+                             f"loading failed: {keras_message(exc)}") from exc
     return LoadedKeras(model, source, fmt, loader, version, digest, attributes=attributes)
+
+
+def keras_message(exc: BaseException, limit: int = 200) -> str:
+    """Keras' error as one readable line: its first sentence(s), without the full object
+    configuration Keras appends, cut at ``limit`` characters."""
+    text = first_line(exc, 10_000)
+    text = re.split(r"\s*(?:Full object config|Received: config|config=|Config:)\s*[:=]?\s*"
+                    r"[{\[]", text, maxsplit=1)[0].rstrip(" .:,")
+    text = re.sub(r"\s+", " ", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_architecture(config: Any, origin: str, known: set[str]) -> None:
+    """A model file whose top-level object is not a Keras model class and lists no layers holds
+    no architecture (a subclassed model saves only its class name): a :class:`ModelLoadError`
+    that says so, rather than a refusal."""
+    if not isinstance(config, dict):
+        return
+    class_name = str(config.get("class_name", "?"))
+    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+    if class_name in known or class_name in BUILTIN_CLASSES or isinstance(
+            inner.get("layers"), list):
+        return
+    module = config.get("module")
+    where = f" (module {module!r})" if module else ""
+    raise ModelLoadError(f"{origin}: expected a model architecture (layers and how they "
+                         f"connect), got only the class name {class_name!r}{where}: a "
+                         f"subclassed model, whose layers are made by Python code the file does "
+                         f"not hold; loading it needs the code that defines {class_name!r}")
+
+
+def savedmodel_keras_version(path: Path) -> str | None:
+    """The Keras version recorded in a SavedModel's ``keras_metadata.pb`` (tf.keras writes it;
+    read as text, never executed), or ``None``."""
+    metadata = path / "keras_metadata.pb"
+    if not metadata.is_file():
+        return None
+    with open(metadata, "rb") as handle:
+        head = handle.read(64 << 20)
+    found = re.search(rb'"keras_version":\s*"([0-9A-Za-z.+\-]{1,40})"', head)
+    return found.group(1).decode() if found else None
+
+
+def _check_savedmodel_files(path: Path) -> None:
+    variables = path / "variables"
+    if not (variables / "variables.index").is_file():
+        what = "no variables/ folder" if not variables.is_dir() else \
+            "a variables/ folder without variables.index"
+        raise ModelLoadError(f"{path}: expected a SavedModel with its weights in "
+                             f"variables/variables.index and variables.data-*, got {what}: the "
+                             f"weights are missing from the folder (copy the whole SavedModel "
+                             f"directory)")
 
 
 def _load_keras3(path: Path, allow_unsafe: bool = False) -> Any:
@@ -207,6 +272,7 @@ def _load_savedmodel(path: Path) -> tuple[Any, str]:
     import tensorflow as tf
     import tf_keras
 
+    _check_savedmodel_files(path)
     try:
         model = tf_keras.models.load_model(path, compile=False)
         if isinstance(model, tf_keras.Model) and model.inputs:
@@ -217,7 +283,7 @@ def _load_savedmodel(path: Path) -> tuple[Any, str]:
         root = tf.saved_model.load(str(path))
     except Exception as exc:
         raise ModelLoadError(f"{path}: expected a SavedModel, TensorFlow could not load it: "
-                             f"{first_line(exc, 200)}") from exc
+                             f"{keras_message(exc)}") from exc
     signatures = getattr(root, "signatures", {})
     name = next((n for n in ("serving_default", "serve") if n in signatures), None)
     if name is None:

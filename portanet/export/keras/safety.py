@@ -11,7 +11,6 @@ files are refused by the probe. ``allow_unsafe=True`` skips the checks here.
 from __future__ import annotations
 
 import json
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,18 +40,6 @@ class KerasLimits:
 
 
 DEFAULT_KERAS_LIMITS = KerasLimits()
-
-
-def keras_zip_config(path: Path) -> Any:
-    """The model configuration (``config.json``) of a ``.keras`` archive, parsed."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            with archive.open("config.json") as handle:
-                text = handle.read(64 << 20).decode("utf-8")
-    except (KeyError, zipfile.BadZipFile, OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ModelLoadError(f"{path}: expected a .keras archive with config.json, got: "
-                             f"{exc}") from exc
-    return parse_json(text, path)
 
 
 def parse_json(text: str, path: Path) -> Any:

@@ -1,7 +1,21 @@
 """Compare reference outputs (Keras) with candidate outputs (ONNX) and report the numbers.
 
-A :class:`ParityReport` carries max/mean/median absolute and max relative error per output, the
-number of classifier decisions that flip, and is truthy only when every output passed.
+A :class:`ParityReport` carries max/mean/median absolute and max relative error per output, where
+the largest error sits (row and element, both values), the number of classifier decisions that
+flip, and — when one was measured (:mod:`portanet.export.verify.noise`) — the *noise floor*: how
+far the reference moves under perturbations that are not errors. It is truthy only when every
+output passed.
+
+Relative error is measured against ``max(|reference|, atol)``: near-zero references do not turn a
+tiny absolute difference into an enormous ratio.
+
+Tolerance modes: ``strict`` (the default) passes an output only when every element satisfies
+``|ref - cand| <= atol + rtol·|ref|``. ``noise-floor`` also accepts an element beyond that when
+the model's own sensitivity explains it: its error is within :data:`NOISE_FACTOR` times the noise
+measured at that element, or its row demonstrably is sensitive (the reference alone moves beyond
+tolerance there) and the error is within the output's noise floor. Such elements are reported
+with the rows where they happen; an error far above the noise floor still fails: that is a
+conversion fault.
 """
 
 from __future__ import annotations
@@ -17,7 +31,38 @@ from portanet.schema import BINARY_CLASSIFIER, MULTICLASS_CLASSIFIER
 
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-4
-_TINY = np.finfo(np.float64).tiny
+STRICT, NOISE_FLOOR = "strict", "noise-floor"
+TOLERANCE_MODES = (STRICT, NOISE_FLOOR)
+#: An error within this factor of the noise at its element is the model's own sensitivity.
+NOISE_FACTOR = 4.0
+#: What relative errors are relative to.
+REL_BASIS = "max(|reference|, atol)"
+#: Rows listed per output (worst first).
+LISTED_ROWS = 50
+
+
+def check_tolerance_mode(mode: str) -> str:
+    """``mode`` when it is one of :data:`TOLERANCE_MODES`, else an :class:`InputError`."""
+    if mode not in TOLERANCE_MODES:
+        raise InputError(f"tolerance mode: expected one of {list(TOLERANCE_MODES)}, got {mode!r}")
+    return mode
+
+
+@dataclass
+class Worst:
+    """Where an output's worst error sits — the element furthest out of tolerance, or the
+    largest error when all are within — as its row (sample) and the element inside it."""
+
+    row: int
+    element: tuple[int, ...]
+    reference: float
+    candidate: float
+    noise: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"row": self.row, "element": list(self.element), "reference": self.reference,
+                "candidate": self.candidate, "noise": self.noise}
 
 
 @dataclass
@@ -35,23 +80,87 @@ class OutputReport:
     violations: int
     decisions: int | None = None
     flips: int | None = None
+    worst: Worst | None = None
+    #: Largest noise measured over the output's elements (``None``: not measured).
+    noise_floor: float | None = None
+    #: Violations within :data:`NOISE_FACTOR` × the noise at their element.
+    explained: int = 0
+    #: Rows holding violations, furthest out of tolerance first (at most LISTED_ROWS).
+    failing_rows: list[int] = field(default_factory=list)
+    #: How many rows hold violations.
+    failing_row_count: int = 0
+    #: Rows holding violations the noise floor does not explain (at most LISTED_ROWS × 5).
+    unexplained_rows: list[int] = field(default_factory=list)
+    #: Rows with the largest errors, violations or not, worst first (at most LISTED_ROWS).
+    top_rows: list[int] = field(default_factory=list)
+    tolerance_mode: str = STRICT
+
+    @property
+    def unexplained(self) -> int:
+        """Violations that the measured noise floor does not account for."""
+        return self.violations - self.explained
 
     @property
     def passed(self) -> bool:
-        """True when every element satisfies ``|ref - cand| <= atol + rtol * |ref|``."""
-        return self.violations == 0
+        """Strict: every element within ``atol + rtol·|ref|``; noise-floor: every element
+        beyond that is within :data:`NOISE_FACTOR` × its measured noise."""
+        return self.violations == 0 if self.tolerance_mode == STRICT else self.unexplained == 0
 
-    def describe_failure(self) -> str:
-        """One line saying what was expected and what was got."""
-        return (f"- {self.name}: max abs {self.max_abs:.3g} (atol {self.atol:g}), "
-                f"max rel {self.max_rel:.3g} (rtol {self.rtol:g}), "
+    @property
+    def noise_ratio(self) -> float | None:
+        """The largest error over the noise floor (``None`` when no noise was measured)."""
+        if self.noise_floor is None:
+            return None
+        return float("inf") if self.noise_floor == 0 and self.max_abs > 0 else \
+            (0.0 if self.max_abs == 0 else self.max_abs / self.noise_floor)
+
+    def verdict(self) -> str:
+        """What the comparison says about this output, in one sentence."""
+        if not self.violations:
+            return "within tolerance"
+        rows = f"{self.failing_row_count} rows, worst first: " + ", ".join(
+            map(str, self.failing_rows[:10])) + (" …" if self.failing_row_count > 10 else "")
+        if self.noise_floor is None:
+            return f"out of tolerance (no noise floor measured) on {rows}"
+        if self.unexplained == 0:
+            tail = "accepted in noise-floor mode" if self.tolerance_mode == NOISE_FLOOR else \
+                "refused in strict mode; the noise-floor tolerance mode accepts it"
+            return (f"every element out of tolerance is within {NOISE_FACTOR:g}× the noise "
+                    f"floor: the model's own float32 sensitivity, not a conversion fault, on "
+                    f"{rows}; {tail}")
+        shown = ", ".join(map(str, self.unexplained_rows[:10])) + \
+            (" …" if len(self.unexplained_rows) > 10 else "")
+        return (f"{self.unexplained} of {self.violations} elements out of tolerance are beyond "
+                f"{NOISE_FACTOR:g}× the noise floor: a conversion fault, not the model's "
+                f"sensitivity (rows {shown})")
+
+    def describe_failure(self, where: Any = None) -> str:
+        """Lines saying what was expected and what was got, and where (``where(row)`` names
+        the gate input a row belongs to)."""
+        line = (f"- {self.name}: max abs {self.max_abs:.3g} (atol {self.atol:g}), "
+                f"max rel {self.max_rel:.3g} (rtol {self.rtol:g}, relative to {REL_BASIS}), "
                 f"{self.violations} of {self.elements} elements out of tolerance")
+        if self.worst is not None:
+            w = self.worst
+            place = f" ({where(w.row)})" if where is not None else ""
+            line += (f"; worst at row {w.row}{place}, element {list(w.element)}: reference "
+                     f"{w.reference:.6g}, candidate {w.candidate:.6g}")
+        if self.noise_floor is not None:
+            at = f" ({self.worst.noise:.3g} at that element)" if self.worst is not None and \
+                self.worst.noise is not None else ""
+            line += f"\n  noise floor {self.noise_floor:.3g}{at}: {self.verdict()}"
+        return line
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         data = {k: getattr(self, k) for k in (
             "name", "elements", "max_abs", "mean_abs", "median_abs", "max_rel", "atol", "rtol",
-            "violations", "decisions", "flips")}
+            "violations", "decisions", "flips", "noise_floor", "explained", "failing_rows",
+            "failing_row_count",
+            "tolerance_mode")}
+        data["rel_basis"] = REL_BASIS
+        data["worst"] = self.worst.to_dict() if self.worst is not None else None
+        data["noise_ratio"] = self.noise_ratio
         data["passed"] = self.passed
         return data
 
@@ -66,6 +175,13 @@ class ParityReport:
     extra: dict[str, Any] = field(default_factory=dict)
     #: Per-layer comparison (``portanet.export.verify.layerwise.LayerwiseReport``) when one was run.
     layerwise: Any = None
+    tolerance_mode: str = STRICT
+    #: How the noise floor was measured (methods, factor, what could not be done).
+    noise: dict[str, Any] | None = None
+    #: The gate's inputs as consecutive row ranges: (label, first row, row count).
+    batches: list[tuple[str, int, int]] = field(default_factory=list)
+    #: True when no real rows were given: every input was made up.
+    synthetic: bool = False
 
     @property
     def passed(self) -> bool:
@@ -85,16 +201,42 @@ class ParityReport:
         """Largest absolute error over all outputs."""
         return max((o.max_abs for o in self.outputs), default=0.0)
 
+    def where(self, row: int) -> str:
+        """The gate input a row belongs to: ``"random batch of 7, its row 3"``."""
+        for label, start, count in self.batches:
+            if start <= row < start + count:
+                return f"{label}, its row {row - start}"
+        return f"row {row}"
+
+    def worst_rows(self, limit: int) -> list[int]:
+        """Rows to look at first: rows with violations (worst first), then the rows with the
+        largest errors; at most ``limit``."""
+        rows: list[int] = []
+        for output in sorted(self.outputs, key=lambda o: -o.violations):
+            rows.extend(r for r in output.failing_rows if r not in rows)
+        for rank in range(LISTED_ROWS):
+            for output in self.outputs:
+                if rank < len(output.top_rows) and output.top_rows[rank] not in rows:
+                    rows.append(output.top_rows[rank])
+        return rows[:limit]
+
     def failure_message(self) -> str:
-        """Every failing output in one message."""
-        lines = [o.describe_failure() for o in self.failures]
+        """Every failing output in one message, where its worst error sits, the noise floor and
+        the layerwise verdict."""
+        lines = [o.describe_failure(self.where) for o in self.failures]
         if self.layerwise is not None:
             lines.append(self.layerwise.summary())
-        return "Keras and ONNX outputs differ beyond tolerance:\n" + "\n".join(lines)
+        if self.synthetic:
+            lines.append("inputs were synthetic; real rows as gate data give a stronger proof")
+        return (f"Keras and ONNX outputs differ beyond tolerance ({self.tolerance_mode} mode):\n"
+                + "\n".join(lines))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (also stored as the ``portanet.parity`` metadata)."""
         data = {"passed": self.passed, "samples": self.samples, "inputs_from": self.inputs_from,
+                "synthetic": self.synthetic, "tolerance_mode": self.tolerance_mode,
+                "noise": self.noise,
+                "batches": [{"label": b[0], "start": b[1], "rows": b[2]} for b in self.batches],
                 "outputs": [o.to_dict() for o in self.outputs], **self.extra}
         if self.layerwise is not None:
             data["layerwise"] = self.layerwise.to_dict()
@@ -113,8 +255,15 @@ def _decisions(ref: np.ndarray, cand: np.ndarray, task: str | None,
 
 def compare_output(name: str, reference: np.ndarray, candidate: np.ndarray, *,
                    atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
-                   task: str | None = None, threshold: float = 0.5) -> OutputReport:
-    """Compare one output. Shapes must match exactly; NaNs must sit in the same places."""
+                   task: str | None = None, threshold: float = 0.5,
+                   noise: np.ndarray | None = None,
+                   tolerance_mode: str = STRICT) -> OutputReport:
+    """Compare one output. Shapes must match exactly; NaNs must sit in the same places.
+
+    ``noise`` (shaped like the reference) is how far the reference moved under perturbations
+    that are not errors (:mod:`portanet.export.verify.noise`); it decides which violations are
+    the model's own sensitivity."""
+    check_tolerance_mode(tolerance_mode)
     ref = np.asarray(reference)
     cand = np.asarray(candidate)
     if ref.shape != cand.shape:
@@ -126,29 +275,71 @@ def compare_output(name: str, reference: np.ndarray, candidate: np.ndarray, *,
     both_nan = np.isnan(ref64) & np.isnan(cand64)
     diff = np.where(both_nan, 0.0, diff)
     diff = np.where(np.isnan(diff), np.inf, diff)
+    magnitude = np.abs(np.nan_to_num(ref64))
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        rel = diff / np.maximum(np.abs(ref64), _TINY)
+        rel = diff / np.maximum(magnitude, max(atol, np.finfo(np.float64).tiny))
     rel = np.where(diff == 0, 0.0, rel)
-    violations = int(np.count_nonzero(diff > atol + rtol * np.abs(np.nan_to_num(ref64))))
+    beyond = diff > atol + rtol * magnitude
+    violations = int(np.count_nonzero(beyond))
     decisions, flips = _decisions(ref64, cand64, task, threshold)
-    empty = diff.size == 0
-    return OutputReport(
-        name=name, elements=int(diff.size),
-        max_abs=0.0 if empty else float(diff.max()),
-        mean_abs=0.0 if empty else float(diff.mean()),
-        median_abs=0.0 if empty else float(np.median(diff)),
-        max_rel=0.0 if empty else float(rel.max()),
-        atol=atol, rtol=rtol, violations=violations, decisions=decisions, flips=flips)
+    report = OutputReport(name=name, elements=int(diff.size), max_abs=0.0, mean_abs=0.0,
+                          median_abs=0.0, max_rel=0.0, atol=atol, rtol=rtol,
+                          violations=violations, decisions=decisions, flips=flips,
+                          tolerance_mode=tolerance_mode)
+    if diff.size == 0:
+        return report
+    report.max_abs, report.mean_abs = float(diff.max()), float(diff.mean())
+    report.median_abs, report.max_rel = float(np.median(diff)), float(rel.max())
+    noise64 = None
+    if noise is not None:
+        noise64 = np.nan_to_num(np.abs(np.asarray(noise, dtype=np.float64)), nan=np.inf)
+        if noise64.shape != diff.shape:
+            raise ConversionError(f"output {name!r}: expected noise of shape {diff.shape}, got "
+                                  f"{noise64.shape}")
+        report.noise_floor = float(noise64.max())
+        # An element is the model's own sensitivity when its error is within NOISE_FACTOR ×
+        # the noise measured there, or when its row demonstrably is sensitive (Keras moves
+        # beyond tolerance there by itself) and the error is within the output's noise floor.
+        rows_moving = (noise64 > atol + rtol * magnitude).reshape(len(diff), -1).any(axis=1) \
+            if diff.ndim else np.asarray(noise64 > atol + rtol * magnitude)
+        sensitive = rows_moving.reshape((-1,) + (1,) * (diff.ndim - 1)) if diff.ndim \
+            else rows_moving
+        explained = beyond & ((diff <= NOISE_FACTOR * noise64)
+                              | (sensitive & (diff <= report.noise_floor)))
+        report.explained = int(np.count_nonzero(explained))
+        if diff.ndim and report.explained < violations:
+            open_rows = (beyond & ~explained).reshape(len(diff), -1).any(axis=1)
+            report.unexplained_rows = [int(r) for r in np.flatnonzero(open_rows)[
+                :LISTED_ROWS * 5]]
+    excess = diff - (atol + rtol * magnitude)  # how far each element is out of tolerance
+    flat = int(np.argmax(excess if violations else diff))
+    position = np.unravel_index(flat, diff.shape) if diff.ndim else ()
+    report.worst = Worst(int(position[0]) if position else 0,
+                         tuple(int(i) for i in position[1:]),
+                         float(ref64.reshape(-1)[flat]), float(cand64.reshape(-1)[flat]),
+                         None if noise64 is None else float(noise64.reshape(-1)[flat]))
+    if diff.ndim and len(diff):
+        per_row = diff.reshape(len(diff), -1).max(axis=1)
+        order = np.argsort(-per_row, kind="stable")
+        report.top_rows = [int(r) for r in order[:LISTED_ROWS]]
+        failing = beyond.reshape(len(diff), -1).any(axis=1)
+        row_excess = excess.reshape(len(diff), -1).max(axis=1)
+        report.failing_rows = [int(r) for r in np.argsort(-row_excess, kind="stable")
+                               if failing[r]][:LISTED_ROWS]
+        report.failing_row_count = int(np.count_nonzero(failing))
+    return report
 
 
 def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], *,
             atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
             tolerances: Mapping[str, tuple[float, float]] | None = None,
             task: str | None = None, threshold: float = 0.5,
-            inputs_from: str = "") -> ParityReport:
+            inputs_from: str = "", noise: Mapping[str, np.ndarray] | None = None,
+            tolerance_mode: str = STRICT) -> ParityReport:
     """Compare every output of ``reference`` with the same-named output of ``candidate``.
 
     ``tolerances`` maps an output name to its own ``(atol, rtol)``; others use the defaults.
+    ``noise`` maps output names to the reference's measured noise (see :func:`compare_output`).
     """
     missing = [n for n in reference if n not in candidate]
     if missing:
@@ -160,7 +351,9 @@ def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndar
     for name, ref in reference.items():
         a, r = tolerances.get(name, (atol, rtol))
         reports.append(compare_output(name, ref, candidate[name], atol=a, rtol=r,
-                                      task=task, threshold=threshold))
+                                      task=task, threshold=threshold,
+                                      noise=(noise or {}).get(name),
+                                      tolerance_mode=tolerance_mode))
         samples = max(samples, int(np.shape(ref)[0]) if np.ndim(ref) else 1)
-    return ParityReport(reports, samples, inputs_from)
+    return ParityReport(reports, samples, inputs_from, tolerance_mode=tolerance_mode)
 

@@ -13,8 +13,16 @@ from typing import Any
 
 from portanet.errors import InputError, ParityError
 from portanet.export.keras.load import LoadedKeras, load_keras
-from portanet.export.verify.compare import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, compare
+from portanet.export.verify.compare import (
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
+    STRICT,
+    ParityReport,
+    check_tolerance_mode,
+    compare,
+)
 from portanet.export.verify.inputs import gate_inputs, input_hints
+from portanet.export.verify.noise import add_float64, measure, refine
 from portanet.export.verify.runners import KerasRunner, OnnxRunner, keras_specs
 from portanet.report.payload import chart_payload
 from portanet.runtime import Model, load
@@ -34,27 +42,50 @@ def gate_report(loaded: LoadedKeras, runtime: Model, schema: ModelSchema, *,
                 data: str | os.PathLike[str] | None = None, atol: float = DEFAULT_ATOL,
                 rtol: float = DEFAULT_RTOL, seed: int = 0,
                 onnx_model: bytes | str | os.PathLike[str] | None = None,
-                layerwise: bool = False) -> ParityReport:
-    """Run the gate's inputs through Keras and ONNX, compare every output, and raise
-    :class:`ParityError` (with the report) when they differ beyond tolerance.
+                layerwise: bool = False, tolerance_mode: str = STRICT) -> ParityReport:
+    """Run the gate's inputs through Keras and ONNX, compare every output next to the measured
+    noise floor (:mod:`portanet.export.verify.noise`), and raise :class:`ParityError` (with the
+    report) when they differ beyond tolerance — in ``tolerance_mode`` ``"strict"`` (default) or
+    ``"noise-floor"`` (see :mod:`portanet.export.verify.compare`).
 
-    With ``onnx_model`` (the graph ``runtime`` runs) the report also carries a layerwise
-    comparison (:mod:`portanet.export.verify.layerwise`) when ``layerwise`` is set or the gate
-    failed.
+    The report names the worst input (its batch and row) and output element. With
+    ``onnx_model`` (the graph ``runtime`` runs) it also carries a layerwise comparison
+    (:mod:`portanet.export.verify.layerwise`) on exactly the worst rows, when ``layerwise`` is
+    set or the gate failed.
     """
+    check_tolerance_mode(tolerance_mode)
     trace = layer_trace(loaded, schema)
     inputs = gate_inputs(schema, data=data, seed=seed,
                          hints=input_hints(trace, keras_specs(schema)))
-    reference = KerasRunner(loaded.model).run(inputs.feeds)
+    keras = KerasRunner(loaded.model)
+    reference = keras.run(inputs.feeds)
     candidate = OnnxRunner(runtime, schema).run(inputs.feeds)
+    floor = measure(keras.run, inputs.feeds, reference, seed=seed)
     threshold = schema.threshold if schema.threshold is not None else 0.5
-    report = compare(reference, candidate, atol=atol, rtol=rtol, task=schema.task,
-                     threshold=threshold, inputs_from=inputs.description)
-    if onnx_model is not None and (layerwise or not report.passed):
-        from portanet.export.verify.layerwise import compare_layers
 
+    def compared() -> ParityReport:
+        return compare(reference, candidate, atol=atol, rtol=rtol, task=schema.task,
+                       threshold=threshold, inputs_from=inputs.description,
+                       noise=floor.per_output, tolerance_mode=tolerance_mode)
+
+    report = compared()
+    if any(o.violations for o in report.outputs):  # explain it: Keras against float64 too
+        add_float64(floor, loaded.model, inputs.feeds, reference)
+        report = compared()
+        unexplained = sorted({r for o in report.outputs if o.unexplained
+                              for r in o.unexplained_rows})
+        if unexplained:  # a closer look where the first samples did not explain the error
+            refine(floor, keras.run, inputs.feeds, reference, unexplained, seed=seed)
+            report = compared()
+    report.noise, report.batches = floor.to_dict(), inputs.batches
+    report.synthetic = inputs.synthetic
+    if onnx_model is not None and (layerwise or not report.passed):
+        from portanet.export.verify.layerwise import compare_layers, layerwise_rows
+
+        rows = report.worst_rows(layerwise_rows(schema, inputs.feeds))
         report.layerwise = compare_layers(loaded, onnx_model, schema, inputs.feeds,
-                                          atol=atol, rtol=rtol)
+                                          atol=atol, rtol=rtol, rows=rows, where=report.where,
+                                          seed=seed, model64=floor.model64)
     # What the report's scatter and error histogram draw (a few hundred points, numpy only).
     report.extra["charts"] = chart_payload(reference, candidate, layerwise=report.layerwise)
     if not report:
@@ -65,11 +96,12 @@ def gate_report(loaded: LoadedKeras, runtime: Model, schema: ModelSchema, *,
 def verify(source: str | os.PathLike[str], onnx_path: str | os.PathLike[str], *,
            data: str | os.PathLike[str] | None = None, atol: float = DEFAULT_ATOL,
            rtol: float = DEFAULT_RTOL, seed: int = 0, allow_unsafe: bool = False,
-           layerwise: bool = False) -> ParityReport:
+           layerwise: bool = False, tolerance_mode: str = STRICT) -> ParityReport:
     """Compare a Keras model file with an ONNX file on demand (the ``verify`` command); raises
     :class:`ParityError` like the export gate when they differ.
 
-    ``layerwise`` adds the per-layer comparison, which also runs by itself when they differ.
+    ``layerwise`` adds the per-layer comparison, which also runs by itself when they differ;
+    ``tolerance_mode`` as for :func:`gate_report`.
     Unsafe source files are refused unless ``allow_unsafe``.
     """
     runtime = load(onnx_path, providers="cpu")
@@ -81,4 +113,5 @@ def verify(source: str | os.PathLike[str], onnx_path: str | os.PathLike[str], *,
                          f"{keras.output_names} like {Path(source).name}, got "
                          f"{runtime.input_names} and {runtime.output_names}")
     return gate_report(loaded, runtime, runtime.schema, data=data, atol=atol, rtol=rtol,
-                       seed=seed, onnx_model=onnx_path, layerwise=layerwise)
+                       seed=seed, onnx_model=onnx_path, layerwise=layerwise,
+                       tolerance_mode=tolerance_mode)

@@ -11,7 +11,7 @@ with none of these get [-1, 1] for images (rank 4, what most image networks are 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -132,10 +132,28 @@ def random_array(spec: TensorSpec, rows: int, rng: np.random.Generator, low: Any
 
 @dataclass
 class GateInputs:
-    """Feeds for the gate (one dict input name → array covering all samples) and their origin."""
+    """Feeds for the gate (one dict input name → array covering all samples) and their origin:
+    ``batches`` lists the consecutive parts as (label, first row, rows); ``synthetic`` is True
+    when none of them are real rows."""
 
     feeds: dict[str, np.ndarray]
     description: str
+    batches: list[tuple[str, int, int]] = field(default_factory=list)
+    synthetic: bool = False
+
+
+def _bounds(real: np.ndarray, spec: TensorSpec) -> tuple[Any, Any]:
+    """The data's observed range for random rows of ``spec``: per position when the real rows
+    have the random rows' sample shape (any rank), else over all values; ``None`` without
+    finite values."""
+    values = real.astype(np.float64, copy=False)
+    finite = np.isfinite(values)
+    if not len(values) or not finite.any():
+        return None, None
+    sample = tuple(d if isinstance(d, int) else 8 for d in spec.shape[1:])
+    if values.shape[1:] == sample and finite.all(axis=0).all():
+        return values.min(axis=0), values.max(axis=0)
+    return float(values[finite].min()), float(values[finite].max())
 
 
 def gate_inputs(schema: ModelSchema, *, data: str | os.PathLike[str] | None = None,
@@ -167,22 +185,31 @@ def gate_inputs(schema: ModelSchema, *, data: str | os.PathLike[str] | None = No
         real = {specs[0].name: load_pima().features.astype(specs[0].numpy_dtype)}
         described.append(f"{len(real[specs[0].name])} rows of the bundled Pima data")
     parts: list[dict[str, np.ndarray]] = [real] if real else []
-    for rows in batches:
+    labels = [described[0]] if real else []
+    bounds = {s.name: _bounds(real[s.name], s) for s in specs} if real else {}
+    for index, rows in enumerate(batches):
         batch = {}
         for spec in specs:
-            low = high = None
-            if real is not None and real[spec.name].ndim == 2 and len(real[spec.name]):
-                low, high = real[spec.name].min(axis=0), real[spec.name].max(axis=0)
+            low, high = bounds.get(spec.name, (None, None))
             batch[spec.name] = random_array(spec, rows, rng, low, high, hints.get(spec.name))
         parts.append(batch)
+        labels.append(f"random batch {index + 1} of {rows} rows")
     sizes = (f"{len(batches)} random batches of {batches[0]}" if len(set(batches)) == 1
              and len(batches) > 2 else "random batches of " + ", ".join(map(str, batches)))
     described.append(f"{sizes} (seed {seed})")
     ranges = sorted({h.reason for n, h in hints.items() if real is None or n not in real})
-    if ranges:
+    if real is not None:
+        described.append("random rows inside the data's observed range")
+    elif ranges:
         described.append("ranges from " + "; ".join(ranges))
+    if real is None:
+        described.insert(0, "synthetic")
+        described.append("real rows as gate data give a stronger proof")
     feeds = {s.name: np.concatenate([p[s.name] for p in parts]) for s in specs}
-    return GateInputs(feeds, "; ".join(described))
+    starts = np.cumsum([0] + [len(next(iter(p.values()))) for p in parts])
+    spans = [(label, int(start), int(end - start))
+             for label, start, end in zip(labels, starts[:-1], starts[1:])]
+    return GateInputs(feeds, "; ".join(described), spans, real is None)
 
 
 def _is_pima_sized(spec: TensorSpec) -> bool:

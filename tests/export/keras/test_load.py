@@ -1,3 +1,6 @@
+import json
+
+import h5py
 import pytest
 
 from portanet.errors import ModelLoadError
@@ -39,8 +42,11 @@ def test_legacy_keras2_files_are_refused_by_plain_keras3_and_loaded_here(path, v
 
 def test_committed_standins_match_what_the_script_builds(tmp_path):
     """The committed stand-ins are what tests/legacy_fixtures.py builds today."""
+    import tf_keras
+
     from tests.legacy_fixtures import FIXTURES, build, model_configs
 
+    tf_keras.backend.clear_session()  # layer names count from zero, as in a fresh process
     build(tmp_path)
     assert model_configs(tmp_path) == model_configs(FIXTURES)
 
@@ -156,3 +162,46 @@ def test_a_live_model_wraps_without_a_file():
     assert from_model(_tf_keras_model()).loader == "tf_keras"
     with pytest.raises(ModelLoadError, match="built Keras model"):
         from_model(keras.Sequential([keras.layers.Dense(1)]))
+
+
+def _keras3_ops_model():
+    import keras
+
+    inputs = keras.Input((6,), name="x")
+    hidden = keras.layers.Dense(5, name="dense")(inputs)
+    gated = keras.layers.ReLU(6.0)(hidden + 3.0) * (1.0 / 6.0)  # MobileNetV3's hard sigmoid
+    return keras.Model(inputs, keras.layers.Add(name="merge")([gated, hidden]))
+
+
+def test_keras3_h5_with_scalar_operations_is_repaired_and_loads(tmp_path):
+    import keras
+    import numpy as np
+
+    from portanet.export.keras.repair import repair_operations
+
+    model = _keras3_ops_model()
+    path = tmp_path / "ops.h5"
+    model.save(path)
+    with pytest.raises(Exception, match="Only input tensors may be passed as positional"):
+        keras.saving.load_model(path, compile=False)  # Keras cannot read its own file
+    loaded = load_keras(path)
+    x = np.random.default_rng(0).normal(size=(8, 6)).astype(np.float32)
+    assert np.array_equal(np.asarray(loaded.model(x)), np.asarray(model(x)))
+    with h5py.File(path) as handle:
+        config = json.loads(handle.attrs["model_config"])
+    _, names = repair_operations(config)
+    assert len(names) == 2 and "merge" not in names  # the real Add layer is left alone
+
+
+@pytest.mark.parametrize("message, expected", [
+    ("Could not deserialize class 'Foo' because its parent module x cannot be imported. "
+     "Full object config: {'module': 'x', 'class_name': 'Foo', 'config': {'a': 1}}",
+     "Could not deserialize class 'Foo' because its parent module x cannot be imported"),
+    ("Unknown layer: 'Bar'.\nPlease ensure you are using a `keras.utils.custom_object_scope`",
+     "Unknown layer: 'Bar'"),
+    ("x" * 500, "x" * 199 + "…"),
+])
+def test_keras_errors_become_one_readable_line(message, expected):
+    from portanet.export.keras.load import keras_message
+
+    assert keras_message(ValueError(message)) == expected
