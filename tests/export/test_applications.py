@@ -1,16 +1,22 @@
 """Every ``keras.applications`` network Keras 3.15 can build with ``weights=None``, saved the
 way users save it — ``model.save("x.h5")`` (a file Keras itself cannot reload for MobileNetV3
-and ConvNeXt) and ``model.save("x.keras")`` — exports with parity. One row per network.
+and ConvNeXt) and ``model.save("x.keras")`` — is read back by portanet and exports with parity.
 
-Each network is built once at the smallest input it accepts (32×32, or the minimum Keras names
-for Inception and Xception, said in the row), calibrated like a trained network
-(``tests.helpers.calibrate``), saved in both formats; the ``.h5`` is exported through the gate
-and the ``.keras`` file is verified against that ONNX model through the same gate (one
-conversion per network keeps the table inside CI's time). Random-weight deep networks amplify
-float32 rounding, so the table runs at atol 1e-3 in the noise-floor tolerance mode: an error
-beyond that must be the network's own measured sensitivity, never a conversion fault.
+Each network is built at the smallest input it accepts (32×32, or the minimum Keras names for
+Inception and Xception, said in the row) and saved in both formats.
 
-Marked ``slow``; set ``PORTANET_APPS_LOG`` to a file to collect ``{id, max_abs, seconds}``.
+* Every row: both files load through portanet (safety checks first) and compute exactly what the
+  network that wrote them computed.
+* Every row of :data:`EXPORTED` (the smallest network of each family: every architecture and
+  every custom layer Keras' applications use), and every row with ``PORTANET_ALL_APPLICATIONS=1``:
+  the network is calibrated like a trained one (``tests.helpers.calibrate``), the ``.h5`` is
+  exported through the gate and the ``.keras`` file verified against that ONNX model through
+  the same gate. Random-weight deep networks amplify float32 rounding, so the gate runs at
+  atol 1e-3 in the noise-floor tolerance mode: an error beyond that must be the network's own
+  measured sensitivity, never a conversion fault. The other rows are skipped with their reason
+  (their conversions take ~1–3 minutes each on 2 cores: the whole table is ~40 minutes).
+
+Marked ``slow``; set ``PORTANET_APPS_LOG`` to a file to collect timings and errors.
 """
 
 from __future__ import annotations
@@ -72,15 +78,52 @@ def _log(row: dict) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
+#: Exported in every CI run: the smallest network of each family.
+EXPORTED = {"ConvNeXtTiny", "DenseNet121", "EfficientNetB0", "EfficientNetV2B0",
+            "InceptionResNetV2", "InceptionV3", "MobileNet", "MobileNetV2", "MobileNetV3Small",
+            "NASNetMobile", "ResNet50", "ResNet50V2", "VGG16", "Xception"}
+ALL = os.environ.get("PORTANET_ALL_APPLICATIONS") == "1"
+
+
+def _build(app: App):
+    return getattr(keras.applications, app.name)(weights=None, classes=10,
+                                                 input_shape=(app.size, app.size, 3))
+
+
 @pytest.mark.parametrize("app", [pytest.param(a, id=f"{a.name}-{a.size}") for a in APPS])
+def test_application_files_load_as_they_were_saved(app: App, tmp_path):
+    import numpy as np
+
+    from portanet.export.keras.load import load_keras
+
+    started = time.perf_counter()
+    model = _build(app)
+    x = np.random.default_rng(0).uniform(0, 255, (2, app.size, app.size, 3)).astype(np.float32)
+    expected = np.asarray(model(x, training=False))
+    h5, zipped = tmp_path / f"{app.name}.h5", tmp_path / f"{app.name}.keras"
+    model.save(h5)
+    model.save(zipped)
+    del model
+    for path in (h5, zipped):
+        loaded = load_keras(path)
+        assert (loaded.loader, loaded.keras_version) == ("keras", keras.__version__)
+        assert np.array_equal(np.asarray(loaded.model(x, training=False)), expected), path.name
+        del loaded
+    keras.backend.clear_session()
+    _log({"id": app.name, "test": "load", "seconds": round(time.perf_counter() - started, 1)})
+
+
+@pytest.mark.parametrize("app", [pytest.param(a, id=f"{a.name}-{a.size}", marks=[] if (
+    a.name in EXPORTED or ALL) else pytest.mark.skip(
+        reason="larger variant of an exported family: PORTANET_ALL_APPLICATIONS=1 exports it"))
+    for a in APPS])
 def test_application_saved_as_h5_and_keras_exports_with_parity(app: App, tmp_path):
     from portanet.export import export_model
     from portanet.export.verify.compare import NOISE_FACTOR, NOISE_FLOOR
     from portanet.export.verify.gate import verify
 
     started = time.perf_counter()
-    model = getattr(keras.applications, app.name)(weights=None, classes=10,
-                                                  input_shape=(app.size, app.size, 3))
+    model = _build(app)
     calibrate(model)
     h5, zipped = tmp_path / f"{app.name}.h5", tmp_path / f"{app.name}.keras"
     model.save(h5)
@@ -91,7 +134,6 @@ def test_application_saved_as_h5_and_keras_exports_with_parity(app: App, tmp_pat
 
     target = tmp_path / f"{app.name}.onnx"
     result = export_model(h5, target, atol=1e-3, tolerance_mode=NOISE_FLOOR)
-    assert result.loaded.loader == "keras" and result.loaded.keras_version == keras.__version__
     exported = time.perf_counter() - started - built
     zipped_report = verify(zipped, target, atol=1e-3, tolerance_mode=NOISE_FLOOR)
 
@@ -103,8 +145,9 @@ def test_application_saved_as_h5_and_keras_exports_with_parity(app: App, tmp_pat
             bound = max(1e-3 + 1e-4, NOISE_FACTOR * (output.noise_floor or 0.0))
             assert output.max_abs <= bound, output.describe_failure(report.where)
         rows.append({"format": fmt, "max_abs": report.max_abs,
+                     "noise_floor": max(o.noise_floor or 0.0 for o in report.outputs),
                      "explained": sum(o.explained for o in report.outputs)})
-    _log({"id": app.name, "size": app.size, "note": app.note, "rows": rows,
+    _log({"id": app.name, "test": "export", "size": app.size, "note": app.note, "rows": rows,
           "seconds": {"build_save": round(built, 1), "export_h5": round(exported, 1),
                       "verify_keras": round(time.perf_counter() - started - built - exported,
                                             1)}})
