@@ -167,12 +167,18 @@ def captured_log() -> Iterator[ConversionLog]:
 @contextlib.contextmanager
 def optimizer_rollback(enabled: bool) -> Iterator[None]:
     """Whether tf2onnx's graph optimizer copies the graph before each pass to undo a pass that
-    raises (its ``TF2ONNX_CATCH_ERRORS`` setting), for the duration of the block."""
+    raises (its ``TF2ONNX_CATCH_ERRORS`` setting), for the duration of the block.
+
+    tf2onnx 1.17 turns the rollback off whenever that variable is set, whatever its value, so
+    it is removed to turn the rollback on (tf2onnx's default)."""
     from tf2onnx import constants as tf2onnx_constants
 
     key = tf2onnx_constants.ENV_TF2ONNX_CATCH_ERRORS
     saved = os.environ.get(key)
-    os.environ[key] = "TRUE" if enabled else "FALSE"
+    if enabled:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = "FALSE"
     try:
         yield
     finally:

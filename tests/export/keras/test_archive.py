@@ -232,3 +232,24 @@ def test_a_savedmodel_without_variables_says_the_weights_are_missing(tmp_path):
     shutil.rmtree(folder / "variables")
     with pytest.raises(ModelLoadError, match="weights are missing from the folder"):
         load_keras(folder)
+
+
+def test_a_savedmodel_records_the_keras_version_that_wrote_it(tmp_path):
+    import tf_keras
+
+    inputs = tf_keras.Input((3,), name="x")
+    folder = tmp_path / "sm"
+    tf_keras.Model(inputs, tf_keras.layers.Dense(2)(inputs)).save(folder, save_format="tf")
+    metadata = folder / "keras_metadata.pb"
+    assert metadata.is_file()
+    loaded = load_keras(folder)
+    assert (loaded.loader, loaded.keras_version) == ("tf_keras", tf_keras.__version__)
+    # The version is the file's: the same folder, rewritten as if by tf.keras 2.14 (a string
+    # of the same length, so the protobuf stays valid).
+    older = "2.14.0"
+    assert len(older) == len(tf_keras.__version__)
+    metadata.write_bytes(metadata.read_bytes().replace(
+        f'"keras_version": "{tf_keras.__version__}"'.encode(),
+        f'"keras_version": "{older}"'.encode()))
+    again = load_keras(folder)
+    assert (again.loader, again.keras_version) == ("tf_keras", older)
