@@ -253,20 +253,11 @@ def convert(loaded: LoadedKeras, *, opset: int = DEFAULT_OPSET, batch_size: int 
             tf_outputs = [t.name for t in frozen.outputs]
             renames = dict(zip(tf_inputs, [s.name for s in inputs] + extra_names))
             renames.update(zip(tf_outputs, output_names))
-            def run(catch_errors: bool) -> Any:
-                with tf2onnx_ext.captured_log() as log, \
-                        tf2onnx_ext.optimizer_rollback(catch_errors):
-                    proto, _ = tf2onnx.convert.from_graph_def(
-                        graph_def, input_names=tf_inputs, output_names=tf_outputs,
-                        opset=opset, inputs_as_nchw=[f"{n}:0" for n in nchw] or None,
-                        tensors_to_rename=renames, custom_op_handlers=rnns.handlers())
-                return proto, log
-
-            try:  # tf2onnx deep-copies the graph before each optimizer pass to roll back a
-                # failing one: a third of the time for large models. Without, first.
-                proto, log = run(catch_errors=False)
-            except Exception:  # an optimizer failed: convert again, rolling back that pass
-                proto, log = run(catch_errors=True)
+            with tf2onnx_ext.captured_log() as log:
+                proto, _ = tf2onnx.convert.from_graph_def(
+                    graph_def, input_names=tf_inputs, output_names=tf_outputs, opset=opset,
+                    inputs_as_nchw=[f"{n}:0" for n in nchw] or None,
+                    tensors_to_rename=renames, custom_op_handlers=rnns.handlers())
     except (InputError, ConversionError):
         raise
     except Exception as exc:  # tf2onnx / TensorFlow raise many types

@@ -13,9 +13,6 @@
   collected (and kept off the terminal) so portanet can refuse with names instead.
 * :func:`unconvertible_nodes`: the nodes of a converted graph that are not ONNX operators at the
   target opset — the ops tf2onnx left unconverted.
-* :func:`optimizer_rollback`: tf2onnx deep-copies the whole graph (weights included) before each
-  optimizer pass so it can undo a pass that raises; portanet converts without that first and
-  only falls back to it when a pass fails.
 
 Importing this module registers the handlers. Export side only.
 """
@@ -24,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -162,30 +158,6 @@ def captured_log() -> Iterator[ConversionLog]:
         logger.removeHandler(collector)
         logger.propagate, level = saved
         logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def optimizer_rollback(enabled: bool) -> Iterator[None]:
-    """Whether tf2onnx's graph optimizer copies the graph before each pass to undo a pass that
-    raises (its ``TF2ONNX_CATCH_ERRORS`` setting), for the duration of the block.
-
-    tf2onnx 1.17 turns the rollback off whenever that variable is set, whatever its value, so
-    it is removed to turn the rollback on (tf2onnx's default)."""
-    from tf2onnx import constants as tf2onnx_constants
-
-    key = tf2onnx_constants.ENV_TF2ONNX_CATCH_ERRORS
-    saved = os.environ.get(key)
-    if enabled:
-        os.environ.pop(key, None)
-    else:
-        os.environ[key] = "FALSE"
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = saved
 
 
 def unconvertible_nodes(proto: Any, opset: int) -> list[tuple[str, str]]:

@@ -110,18 +110,3 @@ def test_unconvertible_nodes_finds_non_onnx_ops_in_subgraphs_too():
     assert ("model/gelu20", "Gelu") not in tf2onnx_ext.unconvertible_nodes(proto, 20)
     assert np.array(found).shape == (4, 2)
 
-
-def test_the_optimizer_rollback_setting_is_restored_and_really_toggles():
-    import os
-
-    from tf2onnx import constants
-
-    from portanet.export.convert.tf2onnx_ext import optimizer_rollback
-
-    key = constants.ENV_TF2ONNX_CATCH_ERRORS
-    before = os.environ.get(key)
-    with optimizer_rollback(False):
-        assert os.environ[key] == "FALSE"
-    with optimizer_rollback(True):  # tf2onnx disables the rollback whenever the key is set
-        assert key not in os.environ
-    assert os.environ.get(key) == before
