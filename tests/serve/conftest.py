@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import importlib
 import os
 import re
 import signal
@@ -27,7 +28,7 @@ _BOUND = re.compile(r"http://127\.0\.0\.1:(\d+)/")
 def need_module(name: str):
     """Import a test dependency, or skip — fail instead when PORTANET_CI=1."""
     if os.environ.get("PORTANET_CI") == "1":
-        return __import__(name)
+        return importlib.import_module(name)  # the submodule itself, as importorskip returns
     return pytest.importorskip(name, reason=f"{name} is not installed (pip install -e '.[all]')")
 
 
