@@ -109,4 +109,3 @@ def test_unconvertible_nodes_finds_non_onnx_ops_in_subgraphs_too():
     assert ("ok", "Relu") not in found
     assert ("model/gelu20", "Gelu") not in tf2onnx_ext.unconvertible_nodes(proto, 20)
     assert np.array(found).shape == (4, 2)
-
