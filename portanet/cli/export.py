@@ -18,9 +18,12 @@ from portanet.cli.options import (
     AllowUnsafe,
     AsJson,
     Atol,
+    ChannelOrderOption,
     GateData,
+    ImageRange,
     Layerwise,
     Rtol,
+    choice_value,
     split_names,
 )
 
@@ -149,12 +152,8 @@ def export(
         "--image-size", metavar="HxW",
         help="Size images are resized to for an image input, e.g. 224x224 (default: the "
              "input's own size).")] = None,
-    image_range: Annotated[Optional[str], typer.Option(
-        "--image-range", metavar="LOW..HIGH",
-        help="Pixel values the model was trained on: -1..1, 0..1, 0..255, or keras.applications' "
-             "tf, torch, caffe (default: detected from the model where it says so).")] = None,
-    channel_order: Annotated[Optional[str], typer.Option(
-        "--channel-order", metavar="rgb|bgr", help="Channel order of the image input.")] = None,
+    image_range: ImageRange = None,
+    channel_order: ChannelOrderOption = None,
     tolerance_mode: ToleranceOption = ToleranceMode.strict,
 ) -> None:
     """Convert a Keras model to ONNX; the file is written only if Keras and ONNX agree."""
@@ -173,7 +172,7 @@ def export(
                 feature_names=split_names(feature_names) or None, batch_size=batch_size,
                 inputs_as_nchw=split_names(inputs_as_nchw) or None, layerwise=layerwise,
                 allow_unsafe=allow_unsafe, labels=labels, image_size=size,
-                image_range=image_range, channel_order=channel_order,
+                image_range=image_range, channel_order=choice_value(channel_order),
                 tolerance_mode=tolerance_mode.value, on_stage=on_stage)
     except ParityError as exc:
         if exc.report is not None:

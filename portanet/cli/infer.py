@@ -19,12 +19,15 @@ import typer
 from portanet.cli.app import app, err, guarded
 from portanet.cli.options import (
     AllowNan,
+    ChannelOrderOption,
+    ImageRange,
     OnnxModel,
     Provider,
     RequireProvider,
     Sha256,
     StdinFormat,
     Threads,
+    choice_value,
     providers_arg,
     split_names,
 )
@@ -96,13 +99,8 @@ def infer(
     top_k: Annotated[Optional[int], typer.Option(
         "--top-k", min=1, help="Write the K best classes (label, probability, label_2, ...) "
                                "instead of every class's probability.")] = None,
-    image_range: Annotated[Optional[str], typer.Option(
-        "--image-range", metavar="LOW..HIGH",
-        help="Pixel value range the model takes (-1..1, 0..1, 0..255, tf, torch, caffe); "
-             "overrides what was recorded at export.")] = None,
-    channel_order: Annotated[Optional[str], typer.Option(
-        "--channel-order", metavar="rgb|bgr",
-        help="Channel order of image inputs; overrides what was recorded at export.")] = None,
+    image_range: ImageRange = None,
+    channel_order: ChannelOrderOption = None,
     mkdir: Annotated[bool, typer.Option(
         "--mkdir", help="Create the output's folder if it does not exist.")] = False,
     provider: Provider = None,
@@ -152,7 +150,7 @@ def infer(
                             keep_columns=keep, allow_nan=allow_nan,
                             stdin_format=stdin_format.value, on_batch=on_batch,
                             on_total=on_total, positional=positional_columns, top_k=top_k,
-                            image_range=image_range, channel_order=channel_order,
+                            image_range=image_range, channel_order=choice_value(channel_order),
                             make_dirs=mkdir)
     if as_json:
         summary = {**result.to_dict(), "model": str(model), "provider": runtime.providers[0]}

@@ -35,6 +35,13 @@ def _providers(values: Optional[list[str]]) -> list[str]:
     return names
 
 
+class ChannelOrder(str, Enum):
+    """Channel order of an image input."""
+
+    rgb = "rgb"
+    bgr = "bgr"
+
+
 class StdinFormat(str, Enum):
     """How ``-`` (standard input) is read."""
 
@@ -66,3 +73,14 @@ GateData = Annotated[Optional[Path], typer.Option(
     help="Rows/arrays for the gate (CSV, Parquet, JSONL, NPY, NPZ).")]
 OnnxModel = Annotated[Path, typer.Argument(metavar="MODEL", help="ONNX model file.",
                                            show_default=False)]
+ImageRange = Annotated[Optional[str], typer.Option(
+    "--image-range", metavar="LOW..HIGH",
+    help="Pixel values the model takes: -1..1, 0..1, 0..255, or keras.applications' tf, torch, "
+         "caffe (default: what export detected from the model, or was told).")]
+ChannelOrderOption = Annotated[Optional[ChannelOrder], typer.Option(
+    "--channel-order", help="Channel order of the image input (default: as recorded; rgb).")]
+
+
+def choice_value(value: Optional[Enum]) -> Optional[str]:
+    """The string an optional enum option stands for (``None`` when not given)."""
+    return None if value is None else str(value.value)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from portanet.errors import InputError
+from portanet.export.verify.inputs import source_input
 from portanet.schema import NAMED_RANGES, ImageSpec, TensorSpec, parse_value_range
 
 #: keras.applications networks by layer names only they have, and their preprocess_input mode.
@@ -40,7 +41,6 @@ APPLICATIONS: tuple[tuple[str, frozenset[str], frozenset[str], str], ...] = (
      "caffe"),
     ("DenseNet", frozenset({"conv1/conv", "conv2_block1_0_bn"}), frozenset(), "torch"),
 )
-_PASS_THROUGH = {"Identity", "Cast", "ExpandDims", "Squeeze", "Reshape"}
 
 
 def read_labels(value: str | Path, classes: int | None = None) -> tuple[str, ...]:
@@ -96,19 +96,6 @@ def parse_image_size(text: str) -> tuple[int, int]:
     return size[0], size[1]
 
 
-def _source_input(tensor: Any) -> str | None:
-    op = getattr(tensor, "op", None)
-    for _ in range(8):
-        if op is None:
-            return None
-        if op.type == "Placeholder":
-            return op.name
-        if op.type not in _PASS_THROUGH or not op.inputs:
-            return None
-        op = op.inputs[0].op
-    return None
-
-
 def first_readers(trace: Any, names: Sequence[str]) -> dict[str, Any]:
     """For each model input, the first layer call (not a container) that reads it."""
     found: dict[str, Any] = {}
@@ -116,7 +103,7 @@ def first_readers(trace: Any, names: Sequence[str]) -> dict[str, Any]:
         if call.container:
             continue
         for tensor in call.inputs[:1]:
-            name = _source_input(tensor)
+            name = source_input(tensor)
             if name in names and name not in found:
                 found[name] = call
     return found
@@ -148,7 +135,7 @@ def vocabulary(trace: Any, specs: Sequence[TensorSpec]) -> dict[str, int]:
             sizes[name] = int(size)
     for call in getattr(trace, "calls", None) or []:  # an Embedding that is not the first reader
         if call.class_name == "Embedding" and call.inputs:
-            name = _source_input(call.inputs[0])
+            name = source_input(call.inputs[0])
             if name in [s.name for s in specs] and name not in sizes:
                 sizes[name] = int(call.layer.input_dim)
     return sizes

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from portanet.errors import InputError, PortanetError
+from portanet.tables.delimited import read_header
 from portanet.tables.types import Columns
 from portanet.tables.types import select_columns
 from portanet.scale.ledger import report
@@ -186,27 +187,11 @@ def _first_line(fs: Any, inner: str) -> bytes:
 
 def _csv(fs: Any, inner: str, origin: str,
          columns: Columns) -> tuple[Iterator[Any], list[str], list[str], int]:
-    import csv
 
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    try:
-        text = _first_line(fs, inner).decode("utf-8").strip("\r\n\ufeff")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{origin}: expected UTF-8 text, got undecodable bytes on line 1") \
-            from exc
-    if not text.strip():
-        raise InputError(f"{origin}: empty file (expected a header line or rows of numbers)")
-    cells = next(csv.reader([text]))
-    has_header = not all(_is_number(c) for c in cells)
-    if has_header:
-        names = [c.strip() for c in cells]
-    else:
-        names = [f"column_{i}" for i in range(len(cells))]
-        if columns.keep:
-            raise InputError(f"{origin}: kept columns need a header line, got rows of numbers")
-        columns = Columns(None, columns.width, (), columns.dtype)
+    has_header, names, columns = read_header(_first_line(fs, inner), origin, columns)
     features, keep = select_columns(names, columns, origin)
     read = pacsv.ReadOptions(column_names=names, skip_rows=1 if has_header else 0,
                              block_size=TEXT_BLOCK_BYTES)
@@ -255,14 +240,6 @@ def _guarded(reader: Any, origin: str) -> Iterator[Any]:
             raise InputError(f"{origin}: pyarrow cannot parse the file: "
                              f"{str(exc).splitlines()[0]}") from exc
         yield batch
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
 
 
 def files_datasource(files: Sequence[InputFile], columns: Columns, rows_per_batch: int,

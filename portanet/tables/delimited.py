@@ -52,24 +52,7 @@ def _csv_file(source: Path, origin: str, columns: Columns, batch_rows: int,
     if b"\0" in head:
         line = head[: head.index(b"\0")].count(b"\n") + 1
         raise InputError(f"{origin}: expected a text CSV file, got binary data on line {line}")
-    try:
-        text = first.decode("utf-8").strip("\r\n\ufeff")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{origin}: expected UTF-8 text, got undecodable bytes on line 1") from exc
-    if not text.strip():
-        raise InputError(f"{origin}: empty file (expected a header line or rows of numbers)")
-    cells = next(csv.reader([text], delimiter=delimiter))
-    has_header = not all(_is_number(c) for c in cells)
-    if has_header:
-        names = [c.strip() for c in cells]
-    else:
-        names = [f"column_{i}" for i in range(len(cells))]
-        if columns.keep:
-            raise InputError(f"{origin}: kept columns need a header line, got rows of numbers")
-        if len(cells) != columns.width:
-            raise InputError(f"{origin}: line 1: expected {columns.width} columns, "
-                             f"got {len(cells)}")
-        columns = Columns(None, columns.width, (), columns.dtype, positional=True)
+    has_header, names, columns = read_header(first, origin, columns, delimiter)
     features, keep = select_columns(names, columns, origin)
     read_options = pacsv.ReadOptions(column_names=names)
     parse = pacsv.ParseOptions(delimiter=delimiter)
@@ -180,6 +163,32 @@ def _overflowed(source: Path, line: int, column: int, delimiter: str, dtype: Any
                     return f"{text}, outside {np.dtype(dtype).name} range"
                 return None
     return None
+
+
+def read_header(first: bytes, origin: str, columns: Columns, delimiter: str = ","
+                ) -> tuple[bool, list[str], Columns]:
+    """Read a CSV's first line: whether it is a header (any cell that is not a number), the
+    column names (``column_<i>`` without a header), and the columns to select with (by
+    position, checked against the model's width, when there is no header)."""
+    try:
+        text = first.decode("utf-8").strip("\r\n\ufeff")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{origin}: expected UTF-8 text, got undecodable bytes on line 1") from exc
+    if not text.strip():
+        raise InputError(f"{origin}: empty file (expected a header line or rows of numbers)")
+    cells = next(csv.reader([text], delimiter=delimiter))
+    has_header = not all(_is_number(c) for c in cells)
+    if has_header:
+        names = [c.strip() for c in cells]
+    else:
+        names = [f"column_{i}" for i in range(len(cells))]
+        if columns.keep:
+            raise InputError(f"{origin}: kept columns need a header line, got rows of numbers")
+        if len(cells) != columns.width:
+            raise InputError(f"{origin}: line 1: expected {columns.width} columns, "
+                             f"got {len(cells)}")
+        columns = Columns(None, columns.width, (), columns.dtype, positional=True)
+    return has_header, names, columns
 
 
 def _is_number(cell: str) -> bool:

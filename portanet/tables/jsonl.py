@@ -20,24 +20,34 @@ def json_batches(path: Any, fmt: str, columns: Columns, batch_rows: int,
                  allow_nan: bool) -> Iterator[Batch]:
     """JSON Lines (one record or row per line) or a JSON document with a list of them."""
     origin = "<stdin>" if str(path) == "-" else str(path)
+    records, word = numbered_records(path, fmt, origin)
+    for row, group in in_groups(records, batch_rows):
+        yield _records_batch(group, columns, origin, row, word, allow_nan)
+
+
+def numbered_records(path: Any, fmt: str, origin: str) -> tuple[Iterator[tuple[int, Any]], str]:
+    """(number, record) pairs of a JSON document's list (``record`` numbers) or of a JSON Lines
+    file or stdin (``line`` numbers), and the word that names the number in messages."""
     if fmt == "json":
         text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
-        records: Any = enumerate(json_records(text, origin), start=1)
-        word = "record"
-    else:
-        stream = sys.stdin if str(path) == "-" else open(path, encoding="utf-8")
-        records = jsonl_records(stream, origin)
-        word = "line"
-    pending: list[tuple[int, Any]] = []
-    row = 0
-    for item in records:
-        pending.append(item)
-        if len(pending) >= batch_rows:
-            yield _records_batch(pending, columns, origin, row, word, allow_nan)
-            row += len(pending)
-            pending = []
-    if pending:
-        yield _records_batch(pending, columns, origin, row, word, allow_nan)
+        return enumerate(json_records(text, origin), start=1), "record"
+    stream = sys.stdin if str(path) == "-" else open(path, encoding="utf-8")
+    return jsonl_records(stream, origin), "line"
+
+
+def in_groups(items: Iterator[Any], size: int) -> Iterator[tuple[int, list[Any]]]:
+    """Consecutive groups of ``size`` items (the last may be shorter), each with the index of
+    its first item."""
+    group: list[Any] = []
+    first = 0
+    for item in items:
+        group.append(item)
+        if len(group) >= size:
+            yield first, group
+            first += len(group)
+            group = []
+    if group:
+        yield first, group
 
 
 def jsonl_records(stream: io.TextIOBase, origin: str) -> Iterator[tuple[int, Any]]:

@@ -12,12 +12,9 @@ from portanet.runtime.inputs import first_out_of_range, range_message
 from portanet.tables.types import Batch, Columns, check_finite, slices
 
 
-def npy_batches(source: Path, columns: Columns, batch_rows: int,
-                allow_nan: bool) -> Iterator[Batch]:
-    """Rows of a memory-mapped ``.npy`` array (never unpickled)."""
+def open_npy(source: Path) -> np.ndarray:
+    """A ``.npy`` file memory-mapped, after checking its magic bytes; never unpickled."""
     origin = str(source)
-    if columns.keep:
-        raise InputError(f"{origin}: kept columns need named columns; .npy arrays have none")
     with open(source, "rb") as handle:
         magic = handle.read(6)
     if magic != b"\x93NUMPY":
@@ -30,6 +27,16 @@ def npy_batches(source: Path, columns: Columns, batch_rows: int,
                          f"(object arrays are refused): {exc}") from exc
     except (OSError, EOFError) as exc:
         raise InputError(f"{origin}: expected a .npy file, numpy cannot read it: {exc}") from exc
+    return array
+
+
+def npy_batches(source: Path, columns: Columns, batch_rows: int,
+                allow_nan: bool) -> Iterator[Batch]:
+    """Rows of a memory-mapped ``.npy`` array (never unpickled)."""
+    origin = str(source)
+    if columns.keep:
+        raise InputError(f"{origin}: kept columns need named columns; .npy arrays have none")
+    array = open_npy(source)
     if array.ndim == 1:
         array = array.reshape(1, -1)
     if array.ndim != 2 or array.shape[1] != columns.width:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import struct
-import sys
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,6 +24,8 @@ from portanet.runtime.inputs import (
     range_message,
 )
 from portanet.schema import TensorSpec
+from portanet.tables.jsonl import in_groups, numbered_records
+from portanet.tables.npy import open_npy
 from portanet.tables.types import Batch, duplicate_names, slices
 
 
@@ -101,18 +102,7 @@ def npy_tensor_batches(source: Path, specs: Sequence[TensorSpec], keep: Sequence
                          f"one array per input, expected an .npz holding arrays by those names")
     if keep:
         raise InputError(f"{origin}: kept columns need named columns; .npy arrays have none")
-    with open(source, "rb") as handle:
-        magic = handle.read(6)
-    if magic != b"\x93NUMPY":
-        raise InputError(f"{origin}: expected a .npy file (starting with \\x93NUMPY), got "
-                         f"leading bytes {magic!r}")
-    try:
-        array = np.load(source, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise InputError(f"{origin}: expected a numeric .npy array, got one that needs pickle "
-                         f"(object arrays are refused): {exc}") from exc
-    except (OSError, EOFError) as exc:
-        raise InputError(f"{origin}: expected a .npy file, numpy cannot read it: {exc}") from exc
+    array = open_npy(source)
     yield from _array_batches({specs[0].name: array}, specs, {}, origin, batch_rows, allow_nan,
                               max_bytes)
 
@@ -204,29 +194,12 @@ def json_tensor_batches(path: Any, fmt: str, specs: Sequence[TensorSpec], keep: 
                         batch_rows: int, allow_nan: bool, max_bytes: int) -> Iterator[Batch]:
     """Records ``{"<input>": nested list, ...}`` (kept fields alongside), or for a one-input
     model bare nested lists, one sample per line (JSONL) or per list item (JSON)."""
-    from portanet.tables.jsonl import jsonl_records, json_records
-
     origin = "<stdin>" if str(path) == "-" else str(path)
-    if fmt == "json":
-        text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
-        records: Any = enumerate(json_records(text, origin), start=1)
-        word = "record"
-    else:
-        stream = sys.stdin if str(path) == "-" else open(path, encoding="utf-8")
-        records = jsonl_records(stream, origin)
-        word = "line"
+    records, word = numbered_records(path, fmt, origin)
     step = rows_for_bytes([sum(int(np.prod(_sample_of(s))) * s.numpy_dtype.itemsize
                                for s in specs)], 1, batch_rows, max_bytes)
-    pending: list[tuple[int, Any]] = []
-    row = 0
-    for item in records:
-        pending.append(item)
-        if len(pending) >= step:
-            yield _json_batch(pending, specs, keep, origin, word, row, allow_nan)
-            row += len(pending)
-            pending = []
-    if pending:
-        yield _json_batch(pending, specs, keep, origin, word, row, allow_nan)
+    for row, group in in_groups(records, step):
+        yield _json_batch(group, specs, keep, origin, word, row, allow_nan)
 
 
 def _json_batch(items: list[tuple[int, Any]], specs: Sequence[TensorSpec], keep: Sequence[str],

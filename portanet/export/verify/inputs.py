@@ -45,7 +45,7 @@ class InputHint:
     reason: str = ""
 
 
-def _source_input(tensor: Any) -> str | None:
+def source_input(tensor: Any) -> str | None:
     """The name of the placeholder (model input) a tensor is a pass-through copy of."""
     op = getattr(tensor, "op", None)
     for _ in range(8):
@@ -97,7 +97,7 @@ def input_hints(trace: Any, specs: list[TensorSpec]) -> dict[str, InputHint]:
         if call.container:
             continue
         for tensor in call.inputs[:1]:
-            name = _source_input(tensor)
+            name = source_input(tensor)
             spec = by_name.get(name or "")
             if spec is None:
                 continue
