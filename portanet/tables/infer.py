@@ -21,7 +21,7 @@ from portanet.errors import InputError
 from portanet.runtime import Model, load
 from portanet.runtime.inputs import check_vocabulary
 from portanet.runtime.providers import usable_cpus
-from portanet.schema import parse_value_range
+from portanet.schema import MULTICLASS_CLASSIFIER, parse_value_range
 from portanet.tables import images as img
 from portanet.tables.pipeline import prefetch
 from portanet.tables.outputs import (
@@ -113,6 +113,15 @@ def infer_file(model: Model | str | os.PathLike[str],
                          f"a .csv, .parquet or .jsonl output")
     if top_k is not None and top_k < 1:
         raise InputError(f"top k: expected a positive number of classes, got {top_k}")
+    if top_k is not None and runtime.schema.task != MULTICLASS_CLASSIFIER:
+        raise InputError(f"{runtime.path or 'model'}: top k ranks the classes of a multiclass "
+                         f"classifier, got a model whose task is {runtime.schema.task or 'unknown'}")
+    if (image_range or channel_order) and not any(s.rank == 4 for s in runtime.schema.inputs):
+        raise InputError(f"{runtime.path or 'model'}: an image range or channel order applies to "
+                         f"an image input (rank 4), got inputs "
+                         f"{[(s.name, s.shape) for s in runtime.schema.inputs]}")
+    if image_range:
+        parse_value_range(image_range)  # a typo fails before any work
     check_output(output, sources, make_dirs=make_dirs)
     batches, total, extra = _plan(runtime, sources, kept, batch_size=batch_size,
                                   allow_nan=allow_nan, stdin_format=stdin_format,

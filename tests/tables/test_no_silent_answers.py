@@ -158,3 +158,16 @@ def test_tsv_is_read_as_tab_separated(pima, tmp_path):
     infer_file(pima, tmp_path / "in.tsv", tmp_path / "o.csv")
     got = pacsv.read_csv(tmp_path / "o.csv").to_pydict()["probability"]
     assert np.allclose(got, pima.predict(features)[:, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"top_k": 2}, "top k ranks the classes of a multiclass classifier"),
+    ({"image_range": "0..1"}, "applies to an image input"),
+    ({"channel_order": "bgr"}, "applies to an image input"),
+], ids=["top-k-on-binary", "image-range-on-table", "channel-order-on-table"])
+def test_options_that_cannot_apply_are_refused_not_ignored(tmp_path, options, message):
+    rows = tmp_path / "rows.csv"
+    rows.write_text(",".join(PIMA_FEATURES) + "\n6,148,72,35,0,33.6,0.627,50\n")
+    with pytest.raises(InputError, match=message):
+        infer_file(portanet.load(COMMITTED_ONNX), rows, tmp_path / "out.csv", **options)
+    assert not (tmp_path / "out.csv").exists()
