@@ -32,16 +32,28 @@ def build(path: Path, scale: float, seed: int) -> None:
     layers = tf_keras.layers
 
     def lstm(**kwargs):
-        return layers.LSTM(50, kernel_initializer=tf_keras.initializers.RandomNormal(0, scale),
-                           recurrent_initializer=tf_keras.initializers.RandomNormal(0, scale),
-                           **kwargs)
+        return layers.LSTM(
+            50,
+            kernel_initializer=tf_keras.initializers.RandomNormal(0, scale),
+            recurrent_initializer=tf_keras.initializers.RandomNormal(0, scale),
+            **kwargs,
+        )
 
-    model = tf_keras.Sequential([tf_keras.Input((60, 1)),
-                                 lstm(return_sequences=True), layers.Dropout(0.2),
-                                 lstm(return_sequences=True), layers.Dropout(0.2),
-                                 lstm(return_sequences=True), layers.Dropout(0.2),
-                                 lstm(), layers.Dropout(0.2), layers.Dense(1)],
-                                name="stock_lstm")
+    model = tf_keras.Sequential(
+        [
+            tf_keras.Input((60, 1)),
+            lstm(return_sequences=True),
+            layers.Dropout(0.2),
+            lstm(return_sequences=True),
+            layers.Dropout(0.2),
+            lstm(return_sequences=True),
+            layers.Dropout(0.2),
+            lstm(),
+            layers.Dropout(0.2),
+            layers.Dense(1),
+        ],
+        name="stock_lstm",
+    )
     model.save(path)
 
 
@@ -68,35 +80,49 @@ def main() -> None:
             return
         except ParityError as exc:
             report = exc.report
-            print(f"$ portanet export stock_lstm.h5        # strict (default), "
-                  f"{time.perf_counter() - started:.1f} s → exit 1\n{exc}\n")
+            print(
+                f"$ portanet export stock_lstm.h5        # strict (default), "
+                f"{time.perf_counter() - started:.1f} s → exit 1\n{exc}\n"
+            )
         (output,) = report.outputs
         print(f"inputs: {report.inputs_from}")
         print(f"noise floor measured by: {report.noise}\n")
 
         worst = output.worst.row
         loaded = load_keras(source)
-        result = export_model(loaded, Path(folder) / "floor.onnx",
-                              tolerance_mode="noise-floor")
+        result = export_model(loaded, Path(folder) / "floor.onnx", tolerance_mode="noise-floor")
         feeds = gate_inputs(result.schema, seed=0).feeds
-        table = compare_layers(loaded, Path(folder) / "floor.onnx", result.schema, feeds,
-                               rows=[worst], where=report.where,
-                               model64=float64_model(loaded.model))
+        table = compare_layers(
+            loaded,
+            Path(folder) / "floor.onnx",
+            result.schema,
+            feeds,
+            rows=[worst],
+            where=report.where,
+            model64=float64_model(loaded.model),
+        )
         print(f"layerwise on the worst row, {worst} ({report.where(worst)}):")
-        print(f"{'#':>2}  {'layer':<34} {'class':<6} {'max abs':>9} {'noise':>9} "
-              f"{'out of tol':>11}  verdict")
+        print(
+            f"{'#':>2}  {'layer':<34} {'class':<6} {'max abs':>9} {'noise':>9} "
+            f"{'out of tol':>11}  verdict"
+        )
         for row in table.rows:
             name = row.layer + (f" (+ {', '.join(row.fused)})" if row.fused else "")
-            verdict = "pass" if row.passed else ("within noise" if not row.beyond_noise
-                                                 else "FAULT")
-            print(f"{row.index:>2}  {name:<34} {row.class_name:<6} {row.result.max_abs:>9.2e} "
-                  f"{row.noise if row.noise is not None else float('nan'):>9.2e} "
-                  f"{row.result.violations:>5}/{row.result.elements:<5}  {verdict}")
+            verdict = (
+                "pass" if row.passed else ("within noise" if not row.beyond_noise else "FAULT")
+            )
+            print(
+                f"{row.index:>2}  {name:<34} {row.class_name:<6} {row.result.max_abs:>9.2e} "
+                f"{row.noise if row.noise is not None else float('nan'):>9.2e} "
+                f"{row.result.violations:>5}/{row.result.elements:<5}  {verdict}"
+            )
         print(table.summary() + "\n")
         accepted = result.report.outputs[0]
-        print(f"$ portanet export stock_lstm.h5 --tolerance-mode noise-floor  → exit 0: "
-              f"{accepted.explained} of {accepted.elements} elements beyond tolerance, all "
-              f"within the noise floor ({accepted.verdict()})")
+        print(
+            f"$ portanet export stock_lstm.h5 --tolerance-mode noise-floor  → exit 0: "
+            f"{accepted.explained} of {accepted.elements} elements beyond tolerance, all "
+            f"within the noise floor ({accepted.verdict()})"
+        )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def photo_patches(count: int, seed: int = 0) -> np.ndarray:
         top = int(rng.integers(0, image.shape[0] - side + 1))
         left = int(rng.integers(0, image.shape[1] - side + 1))
         index = (np.arange(224) * side / 224).astype(int)
-        crop = image[top:top + side, left:left + side][index][:, index]
+        crop = image[top : top + side, left : left + side][index][:, index]
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         patches[i] = crop / 127.5 - 1.0
@@ -56,8 +56,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="timing per candidate")
     parser.add_argument("--max-abs", type=float, default=math.inf)
     parser.add_argument("--min-agreement", type=float, default=0.99)
-    parser.add_argument("--try", dest="transforms", default="ort,slim,fp16,int8-dynamic,"
-                                                            "int8-static")
+    parser.add_argument(
+        "--try", dest="transforms", default="ort,slim,fp16,int8-dynamic,int8-static"
+    )
     parser.add_argument("--out", type=Path, default=None, help="folder for the files")
     parser.add_argument("--screenshot", type=Path, default=None)
     args = parser.parse_args()
@@ -80,19 +81,28 @@ def main() -> None:
     runs = []
     for run in range(args.runs):
         try:
-            result = optimize_model(onnx_path, rows, output=folder / "optimized.onnx",
-                                    max_abs=args.max_abs, min_agreement=args.min_agreement,
-                                    target="cpu", transforms=args.transforms,
-                                    seconds=args.seconds, calibration_rows=100,
-                                    throughput_batch=32)
+            result = optimize_model(
+                onnx_path,
+                rows,
+                output=folder / "optimized.onnx",
+                max_abs=args.max_abs,
+                min_agreement=args.min_agreement,
+                target="cpu",
+                transforms=args.transforms,
+                seconds=args.seconds,
+                calibration_rows=100,
+                throughput_batch=32,
+            )
         except ParityError as exc:
             result = exc.report
         console.print(candidates_table(result))
         runs.append(result)
     names = [c.name for c in runs[0].candidates]
-    console.print(f"\nranges over {len(runs)} runs ({runs[0].evaluation_rows} held-out patches, "
-                  f"{runs[0].calibration_rows} calibration patches, budget "
-                  f"{runs[0].budget.describe()}):")
+    console.print(
+        f"\nranges over {len(runs)} runs ({runs[0].evaluation_rows} held-out patches, "
+        f"{runs[0].calibration_rows} calibration patches, budget "
+        f"{runs[0].budget.describe()}):"
+    )
     for name in names:
         found = [next(c for c in r.candidates if c.name == name) for r in runs]
         if any(c.error for c in found):
@@ -101,12 +111,16 @@ def main() -> None:
         speed = [c.speedup for c in found]
         thr = [c.throughput_speedup for c in found]
         agree = [c.agreement for c in found]
-        console.print(f"  {name:20s} batch 1 ×{min(speed):.2f}–{max(speed):.2f}   batch "
-                      f"{runs[0].throughput_batch} ×{min(thr):.2f}–{max(thr):.2f}   top-1 "
-                      f"agreement {100 * min(agree):.1f}–{100 * max(agree):.1f} %   max abs "
-                      f"{max(c.max_abs for c in found):.3g}", highlight=False)
-    console.print("chosen per run: " + ", ".join(r.chosen.name if r.chosen else "none"
-                                                  for r in runs))
+        console.print(
+            f"  {name:20s} batch 1 ×{min(speed):.2f}–{max(speed):.2f}   batch "
+            f"{runs[0].throughput_batch} ×{min(thr):.2f}–{max(thr):.2f}   top-1 "
+            f"agreement {100 * min(agree):.1f}–{100 * max(agree):.1f} %   max abs "
+            f"{max(c.max_abs for c in found):.3g}",
+            highlight=False,
+        )
+    console.print(
+        "chosen per run: " + ", ".join(r.chosen.name if r.chosen else "none" for r in runs)
+    )
     chosen = runs[-1].output or onnx_path
     bench = bench_model(chosen, source=FIXTURE, batch_sizes=[1, 8, 32], seconds=args.seconds)
     (folder / "bench.json").write_text(json.dumps(bench.to_dict(), indent=2))
@@ -116,10 +130,19 @@ def main() -> None:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"])
+            browser = p.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(report.resolve().as_uri())
             page.screenshot(path=str(args.screenshot), full_page=True)

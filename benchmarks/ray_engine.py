@@ -41,8 +41,10 @@ def make_inputs(folder: Path, rows: int, files: int) -> tuple[Path, Path, Path]:
     parts.mkdir(parents=True)
     cuts = np.linspace(0, rows, files + 1, dtype=np.int64)
     for index, (start, stop) in enumerate(zip(cuts[:-1], cuts[1:])):
-        pq.write_table(pa.table({n: values[start:stop, j] for j, n in enumerate(FEATURES)}),
-                       parts / f"part-{index}.parquet")
+        pq.write_table(
+            pa.table({n: values[start:stop, j] for j, n in enumerate(FEATURES)}),
+            parts / f"part-{index}.parquet",
+        )
     whole = folder / "all.parquet"
     pq.write_table(pa.table({n: values[:, j] for j, n in enumerate(FEATURES)}), whole)
     small = folder / "small" / "rows.parquet"
@@ -54,8 +56,13 @@ def make_inputs(folder: Path, rows: int, files: int) -> tuple[Path, Path, Path]:
 def timed(args: list[str], env: dict[str, str] | None = None) -> float:
     """Seconds for one whole ``python -m portanet`` process (which must succeed)."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "portanet", *args], capture_output=True,
-                          text=True, cwd=REPO, env={**os.environ, **(env or {})})
+    done = subprocess.run(
+        [sys.executable, "-m", "portanet", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"portanet {' '.join(args)} failed:\n{done.stderr[-3000:]}")
@@ -66,9 +73,9 @@ def per_core(whole: Path, rows: int) -> dict[str, float]:
     """Rows/s on one thread: predicting ready batches, and reading + converting Parquet."""
     import pyarrow as pa
 
-    from portanet.tables.types import Columns
     from portanet.scale.predictor import DEFAULT_ROWS_PER_BATCH, Predictor
     from portanet.scale.sources import list_inputs, read_file
+    from portanet.tables.types import Columns
 
     columns = Columns(tuple(FEATURES), 8, (), np.dtype(np.float32))
     source = list_inputs([str(whole)])[0]
@@ -82,9 +89,12 @@ def per_core(whole: Path, rows: int) -> dict[str, float]:
         predictor(block)
     predict_s = time.perf_counter() - start
     table = pa.concat_tables(blocks)
-    return {"read_rows_per_s": rows / read_s, "predict_rows_per_s": rows / predict_s,
-            "bytes_per_row_parquet": whole.stat().st_size / rows,
-            "arrow_bytes_per_row": table.nbytes / rows}
+    return {
+        "read_rows_per_s": rows / read_s,
+        "predict_rows_per_s": rows / predict_s,
+        "bytes_per_row_parquet": whole.stat().st_size / rows,
+        "arrow_bytes_per_row": table.nbytes / rows,
+    }
 
 
 def main() -> None:
@@ -102,28 +112,39 @@ def main() -> None:
         results = []
         for run in range(options.runs):
             shutil.rmtree(root / "out", ignore_errors=True)
-            local_s = timed(["infer", str(MODEL), str(whole), "--output",
-                             str(root / "local.parquet")])
-            ray_s = timed(["infer", str(MODEL), str(parts), "--output", str(root / "out"),
-                           *ray_args], head.env)
+            local_s = timed(
+                ["infer", str(MODEL), str(whole), "--output", str(root / "local.parquet")]
+            )
+            ray_s = timed(
+                ["infer", str(MODEL), str(parts), "--output", str(root / "out"), *ray_args],
+                head.env,
+            )
             shutil.rmtree(root / "small-out", ignore_errors=True)
-            fixed_s = timed(["infer", str(MODEL), str(small), "--output",
-                             str(root / "small-out"), *ray_args], head.env)
+            fixed_s = timed(
+                ["infer", str(MODEL), str(small), "--output", str(root / "small-out"), *ray_args],
+                head.env,
+            )
             results.append((local_s, ray_s, fixed_s))
-            print(f"run {run + 1}: local {local_s:.2f} s ({options.rows / local_s:,.0f} rows/s)"
-                  f" | ray {ray_s:.2f} s ({options.rows / ray_s:,.0f} rows/s) | ray on 1,000 "
-                  f"rows {fixed_s:.2f} s | ratio {local_s / ray_s:.2f}x | ray less its fixed "
-                  f"overhead {options.rows / max(ray_s - fixed_s, 1e-9):,.0f} rows/s",
-                  flush=True)
+            print(
+                f"run {run + 1}: local {local_s:.2f} s ({options.rows / local_s:,.0f} rows/s)"
+                f" | ray {ray_s:.2f} s ({options.rows / ray_s:,.0f} rows/s) | ray on 1,000 "
+                f"rows {fixed_s:.2f} s | ratio {local_s / ray_s:.2f}x | ray less its fixed "
+                f"overhead {options.rows / max(ray_s - fixed_s, 1e-9):,.0f} rows/s",
+                flush=True,
+            )
         ratios = [local / ray for local, ray, _ in results]
         fixed = [f for _, _, f in results]
-        print(f"Ray rows/s vs local rows/s over {options.runs} runs: "
-              f"{min(ratios):.2f}-{max(ratios):.2f}x (target >= 0.3x); fixed overhead "
-              f"{min(fixed):.1f}-{max(fixed):.1f} s")
+        print(
+            f"Ray rows/s vs local rows/s over {options.runs} runs: "
+            f"{min(ratios):.2f}-{max(ratios):.2f}x (target >= 0.3x); fixed overhead "
+            f"{min(fixed):.1f}-{max(fixed):.1f} s"
+        )
         core = per_core(whole, options.rows)
-        print(f"per core: read+convert Parquet {core['read_rows_per_s']:,.0f} rows/s, predict "
-              f"{core['predict_rows_per_s']:,.0f} rows/s; {core['bytes_per_row_parquet']:.1f} "
-              f"bytes/row on disk, {core['arrow_bytes_per_row']:.1f} bytes/row in Arrow")
+        print(
+            f"per core: read+convert Parquet {core['read_rows_per_s']:,.0f} rows/s, predict "
+            f"{core['predict_rows_per_s']:,.0f} rows/s; {core['bytes_per_row_parquet']:.1f} "
+            f"bytes/row on disk, {core['arrow_bytes_per_row']:.1f} bytes/row in Arrow"
+        )
     finally:
         if head is not None:
             head.stop()

@@ -36,8 +36,9 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def alternate(funcs: dict[str, Callable[[], object]], repeats: int,
-              inner: int = 1) -> dict[str, float]:
+def alternate(
+    funcs: dict[str, Callable[[], object]], repeats: int, inner: int = 1
+) -> dict[str, float]:
     """Best mean seconds per call of each function, all timed in turn ``repeats`` times (after
     a warm-up), so that drifts of the machine (frequency, neighbours) hit every side alike."""
     for func in funcs.values():
@@ -85,10 +86,12 @@ def write_csv(path: Path, rows: int) -> None:
             writer.write_table(pa.table({n: block[:, i] for i, n in enumerate(PIMA_FEATURES)}))
 
 
-_RSS_PROBE = ("import os, subprocess, sys\n"
-              "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
-              "_, status, usage = os.wait4(p.pid, 0)\n"
-              "print(status, usage.ru_maxrss)\n")
+_RSS_PROBE = (
+    "import os, subprocess, sys\n"
+    "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+    "_, status, usage = os.wait4(p.pid, 0)\n"
+    "print(status, usage.ru_maxrss)\n"
+)
 
 
 def peak_rss_mib(argv: list[str]) -> float:
@@ -97,8 +100,9 @@ def peak_rss_mib(argv: list[str]) -> float:
     Linux carries a parent's RSS high-water mark into a forked child's ``ru_maxrss``, so the
     command is started from a small intermediate Python process, not from this (large) one.
     """
-    done = subprocess.run([sys.executable, "-c", _RSS_PROBE, *argv], capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, *argv], capture_output=True, text=True, check=True
+    )
     status, kib = map(int, done.stdout.split())
     if status != 0:
         raise RuntimeError(f"{argv} failed: {done.stderr[-500:]}")
@@ -142,14 +146,23 @@ class Table:
     def add(self, row: Row) -> None:
         self.rows.append(row)
         scale, suffix = _UNITS[row.unit]
-        print(f"  {row.what}: {row.ours * scale:.2f} {suffix} vs {row.base * scale:.2f} "
-              f"{suffix} → {row.ratio:.2f}× ({row.target_text()} {row.met()})", flush=True)
+        print(
+            f"  {row.what}: {row.ours * scale:.2f} {suffix} vs {row.base * scale:.2f} "
+            f"{suffix} → {row.ratio:.2f}× ({row.target_text()} {row.met()})",
+            flush=True,
+        )
 
 
 def show(runs: list[Table]) -> None:
     """One line per measure: figures of the last run, the ratio's range over the runs."""
-    headers = ("measure", "portanet", "baseline", "ratio" if len(runs) == 1 else
-               f"ratio ({len(runs)} runs)", "target", "met")
+    headers = (
+        "measure",
+        "portanet",
+        "baseline",
+        "ratio" if len(runs) == 1 else f"ratio ({len(runs)} runs)",
+        "target",
+        "met",
+    )
     lines = []
     for index, row in enumerate(runs[-1].rows):
         ratios = [run.rows[index].ratio for run in runs]
@@ -158,8 +171,16 @@ def show(runs: list[Table]) -> None:
         ratio = f"{low:.2f}×" if len(runs) == 1 else f"{low:.2f}–{high:.2f}×"
         verdicts = {run.rows[index].met() for run in runs}
         met = verdicts.pop() if len(verdicts) == 1 else "mixed"
-        lines.append((row.what, f"{row.ours * scale:.2f} {suffix}",
-                      f"{row.base * scale:.2f} {suffix}", ratio, row.target_text(), met))
+        lines.append(
+            (
+                row.what,
+                f"{row.ours * scale:.2f} {suffix}",
+                f"{row.base * scale:.2f} {suffix}",
+                ratio,
+                row.target_text(),
+                met,
+            )
+        )
     widths = [max(len(r[i]) for r in [headers, *lines]) for i in range(6)]
     text = " | ".join(h.ljust(w) for h, w in zip(headers, widths))
     print("\n" + text + "\n" + "-" * len(text))
@@ -222,13 +243,13 @@ def litert_peer() -> Callable[[np.ndarray], np.ndarray] | None:
 
     def predict(x: np.ndarray) -> np.ndarray:
         if len(x) not in interpreters:
-            interpreter = Interpreter(model_content=blob,
-                                      num_threads=1 if len(x) == 1 else usable_cpus())
+            interpreter = Interpreter(
+                model_content=blob, num_threads=1 if len(x) == 1 else usable_cpus()
+            )
             inp = interpreter.get_input_details()[0]["index"]
             interpreter.resize_tensor_input(inp, list(x.shape))
             interpreter.allocate_tensors()
-            interpreters[len(x)] = (interpreter, inp,
-                                    interpreter.get_output_details()[0]["index"])
+            interpreters[len(x)] = (interpreter, inp, interpreter.get_output_details()[0]["index"])
         interpreter, inp, out = interpreters[len(x)]
         interpreter.set_tensor(inp, x)
         interpreter.invoke()
@@ -246,34 +267,59 @@ def bench_predict(table: Table, rows: int, provider: str, with_litert: bool) -> 
     one = pima_rows(1)
     expected = raw.run(None, {"features": one})[0]
     assert np.allclose(model.predict(one), expected, atol=1e-6)
-    sides = {"portanet": lambda: model.predict(one),
-             "raw": lambda: raw.run(None, {"features": one}),
-             "iobinding": iobinding_peer(raw, one)}
+    sides = {
+        "portanet": lambda: model.predict(one),
+        "raw": lambda: raw.run(None, {"features": one}),
+        "iobinding": iobinding_peer(raw, one),
+    }
     if litert is not None:
         assert np.allclose(litert(one), expected, atol=1e-5)
         sides["litert"] = lambda: litert(one)
     best = alternate(sides, 30, 2000)
-    table.add(Row("predict, batch 1 vs raw session.run", best["portanet"], best["raw"], "us",
-                  0.80))
-    table.add(Row("predict, batch 1 vs onnxruntime IOBinding, reused buffers",
-                  best["portanet"], best["iobinding"], "us", 1.0))
+    table.add(Row("predict, batch 1 vs raw session.run", best["portanet"], best["raw"], "us", 0.80))
+    table.add(
+        Row(
+            "predict, batch 1 vs onnxruntime IOBinding, reused buffers",
+            best["portanet"],
+            best["iobinding"],
+            "us",
+            1.0,
+        )
+    )
     if litert is not None:
-        table.add(Row("predict, batch 1 vs LiteRT (XNNPACK)", best["portanet"], best["litert"],
-                      "us", 1.0))
+        table.add(
+            Row("predict, batch 1 vs LiteRT (XNNPACK)", best["portanet"], best["litert"], "us", 1.0)
+        )
     many = pima_rows(rows)
     expected = raw.run(None, {"features": many})[0]
     assert np.allclose(model.predict(many), expected, atol=1e-6)
-    sides = {"portanet": lambda: model.predict(many),
-             "raw": lambda: raw.run(None, {"features": many})}
+    sides = {
+        "portanet": lambda: model.predict(many),
+        "raw": lambda: raw.run(None, {"features": many}),
+    }
     if litert is not None:
         assert np.allclose(litert(many), expected, atol=1e-5)
         sides["litert"] = lambda: litert(many)
     best = alternate(sides, 9)
-    table.add(Row(f"predict, {rows:,} rows vs one raw session.run", best["portanet"],
-                  best["raw"], "ms", 0.85))
+    table.add(
+        Row(
+            f"predict, {rows:,} rows vs one raw session.run",
+            best["portanet"],
+            best["raw"],
+            "ms",
+            0.85,
+        )
+    )
     if litert is not None:
-        table.add(Row(f"predict, {rows:,} rows vs LiteRT (XNNPACK)", best["portanet"],
-                      best["litert"], "ms", 1.0))
+        table.add(
+            Row(
+                f"predict, {rows:,} rows vs LiteRT (XNNPACK)",
+                best["portanet"],
+                best["litert"],
+                "ms",
+                1.0,
+            )
+        )
 
 
 def bench_infer(table: Table, rows: int, work: Path, big_rows: int, provider: str) -> None:
@@ -286,22 +332,32 @@ def bench_infer(table: Table, rows: int, work: Path, big_rows: int, provider: st
     if not source.exists():
         write_csv(source, rows)
     model = portanet.load(MODEL_ONNX, providers=provider)
-    sides = {"read": lambda: pacsv.read_csv(source),
-             "csv": lambda: infer_file(model, source, work / "out.csv"),
-             "npy": lambda: infer_file(model, source, work / "out.npy"),
-             "parquet": lambda: infer_file(model, source, work / "out.parquet")}
+    sides = {
+        "read": lambda: pacsv.read_csv(source),
+        "csv": lambda: infer_file(model, source, work / "out.csv"),
+        "npy": lambda: infer_file(model, source, work / "out.npy"),
+        "parquet": lambda: infer_file(model, source, work / "out.parquet"),
+    }
     best = alternate(sides, 5)
     for fmt, target in (("csv", 1.5), ("npy", 1.2), ("parquet", 1.2)):
-        table.add(Row(f"infer_file {rows:,}-row CSV → {fmt.upper()} vs pyarrow read_csv alone",
-                      best[fmt], best["read"], "s", target))
+        table.add(
+            Row(
+                f"infer_file {rows:,}-row CSV → {fmt.upper()} vs pyarrow read_csv alone",
+                best[fmt],
+                best["read"],
+                "s",
+                target,
+            )
+        )
     cli = [sys.executable, "-m", "portanet", "infer", str(MODEL_ONNX), "--provider", provider]
     small = peak_rss_mib([*cli, str(source), "--output", str(work / "o1.csv")])
     big = work / "big.csv"
     if not big.exists():
         write_csv(big, big_rows)
     large = peak_rss_mib([*cli, str(big), "--output", str(work / "o4.csv")])
-    table.add(Row(f"peak RSS of portanet infer, {big_rows:,} vs {rows:,} rows", large, small,
-                  "MiB", 1.10))
+    table.add(
+        Row(f"peak RSS of portanet infer, {big_rows:,} vs {rows:,} rows", large, small, "MiB", 1.10)
+    )
 
 
 def bench_cold_start(table: Table, work: Path, skip_keras: bool) -> None:
@@ -311,21 +367,32 @@ def bench_cold_start(table: Table, work: Path, skip_keras: bool) -> None:
     ours = [sys.executable, "-m", "portanet", "infer", str(MODEL_ONNX), str(one)]
     run = lambda argv: subprocess.run(argv, check=True, capture_output=True, env=env)  # noqa: E731
     if skip_keras:
-        print(f"  cold start portanet infer: {median_of(lambda: run(ours), 7):.2f} s "
-              f"(Keras baseline skipped)")
+        print(
+            f"  cold start portanet infer: {median_of(lambda: run(ours), 7):.2f} s "
+            f"(Keras baseline skipped)"
+        )
         return
-    script = ("import keras, pyarrow.csv as c, numpy as np\n"
-              f"m = keras.saving.load_model({str(MODEL_H5)!r}, compile=False)\n"
-              f"x = np.column_stack([a.to_numpy() for a in c.read_csv({str(one)!r}).columns])\n"
-              "print(m.predict(x.astype('float32'), verbose=0))\n")
+    script = (
+        "import keras, pyarrow.csv as c, numpy as np\n"
+        f"m = keras.saving.load_model({str(MODEL_H5)!r}, compile=False)\n"
+        f"x = np.column_stack([a.to_numpy() for a in c.read_csv({str(one)!r}).columns])\n"
+        "print(m.predict(x.astype('float32'), verbose=0))\n"
+    )
     keras_argv = [sys.executable, "-c", script]
     ours_times, keras_times = [], []
     for _ in range(3):  # alternated, like every other pair
         ours_times.append(median_of(lambda: run(ours), 3))
         keras_times.append(median_of(lambda: run(keras_argv), 1))
-    table.add(Row("cold start: portanet infer 1-row CSV vs Keras load .h5 + predict",
-                  statistics.median(ours_times), statistics.median(keras_times), "s", 14.0,
-                  faster=True))
+    table.add(
+        Row(
+            "cold start: portanet infer 1-row CSV vs Keras load .h5 + predict",
+            statistics.median(ours_times),
+            statistics.median(keras_times),
+            "s",
+            14.0,
+            faster=True,
+        )
+    )
 
 
 def bench_keras(table: Table, rows: int) -> None:
@@ -335,15 +402,38 @@ def bench_keras(table: Table, rows: int) -> None:
     keras_model = load_keras(MODEL_H5).model
     model = portanet.load(MODEL_ONNX, providers="cpu")
     one, many = pima_rows(1), pima_rows(rows)
-    best = alternate({"ours": lambda: model.predict(one),
-                      "keras": lambda: keras_model(one, training=False)}, 5, 200)
-    table.add(Row("Keras model(x) vs portanet, batch 1", best["ours"], best["keras"], "us",
-                  None, faster=True))
-    best = alternate({"ours": lambda: model.predict(many),
-                      "keras": lambda: keras_model.predict(many, batch_size=65536, verbose=0)},
-                     3)
-    table.add(Row(f"Keras predict(batch_size=65536) vs portanet, {rows:,} rows", best["ours"],
-                  best["keras"], "ms", None, faster=True))
+    best = alternate(
+        {"ours": lambda: model.predict(one), "keras": lambda: keras_model(one, training=False)},
+        5,
+        200,
+    )
+    table.add(
+        Row(
+            "Keras model(x) vs portanet, batch 1",
+            best["ours"],
+            best["keras"],
+            "us",
+            None,
+            faster=True,
+        )
+    )
+    best = alternate(
+        {
+            "ours": lambda: model.predict(many),
+            "keras": lambda: keras_model.predict(many, batch_size=65536, verbose=0),
+        },
+        3,
+    )
+    table.add(
+        Row(
+            f"Keras predict(batch_size=65536) vs portanet, {rows:,} rows",
+            best["ours"],
+            best["keras"],
+            "ms",
+            None,
+            faster=True,
+        )
+    )
 
 
 def main() -> None:
@@ -357,9 +447,11 @@ def main() -> None:
     args = parser.parse_args()
     from portanet.runtime.providers import usable_cpus
 
-    print(f"portanet benchmarks: {os.cpu_count()} CPUs ({usable_cpus()} usable, load "
-          f"{os.getloadavg()[0]:.1f}), {args.rows:,} rows, provider {args.provider}",
-          flush=True)
+    print(
+        f"portanet benchmarks: {os.cpu_count()} CPUs ({usable_cpus()} usable, load "
+        f"{os.getloadavg()[0]:.1f}), {args.rows:,} rows, provider {args.provider}",
+        flush=True,
+    )
     runs: list[Table] = []
     with tempfile.TemporaryDirectory(prefix="portanet-bench-") as folder:
         work = Path(folder)

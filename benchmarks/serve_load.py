@@ -45,11 +45,17 @@ class LoadResult:
 
     def summary(self) -> dict[str, float]:
         """req/s, p50, p99 (ms), errors and wrong answers."""
-        return {"req_s": round(self.rate, 1), "p50_ms": round(self.quantile(0.50), 2),
-                "p99_ms": round(self.quantile(0.99), 2), "requests": self.requests,
-                "errors": self.errors, "wrong": self.wrong,
-                "mean_ms": round(1000 * statistics.fmean(self.latencies), 2)
-                if self.latencies else float("nan")}
+        return {
+            "req_s": round(self.rate, 1),
+            "p50_ms": round(self.quantile(0.50), 2),
+            "p99_ms": round(self.quantile(0.99), 2),
+            "requests": self.requests,
+            "errors": self.errors,
+            "wrong": self.wrong,
+            "mean_ms": round(1000 * statistics.fmean(self.latencies), 2)
+            if self.latencies
+            else float("nan"),
+        }
 
 
 class _Connection(asyncio.Protocol):
@@ -87,8 +93,8 @@ class _Connection(asyncio.Protocol):
         length = int(headers.get("content-length", "0"))
         if len(self.buffer) < end + 4 + length:
             return
-        body = bytes(self.buffer[end + 4:end + 4 + length])
-        del self.buffer[:end + 4 + length]
+        body = bytes(self.buffer[end + 4 : end + 4 + length])
+        del self.buffer[: end + 4 + length]
         status = int(head[0].split(" ", 2)[1])
         self.waiter.set_result((status, headers, body))
 
@@ -100,18 +106,29 @@ class _Connection(asyncio.Protocol):
         return await self.waiter
 
 
-def http_request(path: str, body: bytes, host: str = "127.0.0.1",
-                 headers: dict[str, str] | None = None) -> bytes:
+def http_request(
+    path: str, body: bytes, host: str = "127.0.0.1", headers: dict[str, str] | None = None
+) -> bytes:
     """The bytes of one HTTP/1.1 POST with a body."""
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", "Content-Type: application/json",
-             f"Content-Length: {len(body)}"]
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+    ]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def _run(host: str, port: int, payloads: Sequence[bytes],
-               check: Callable[[int, int, bytes], bool], clients: int, seconds: float,
-               max_requests: int) -> LoadResult:
+async def _run(
+    host: str,
+    port: int,
+    payloads: Sequence[bytes],
+    check: Callable[[int, int, bytes], bool],
+    clients: int,
+    seconds: float,
+    max_requests: int,
+) -> LoadResult:
     loop = asyncio.get_running_loop()
     result = LoadResult()
     deadline = time.perf_counter() + seconds
@@ -148,9 +165,16 @@ async def _run(host: str, port: int, payloads: Sequence[bytes],
     return result
 
 
-def run_load(host: str, port: int, payloads: Sequence[bytes],
-             check: Callable[[int, int, bytes], bool], *, clients: int = 64,
-             seconds: float = 10.0, max_requests: int = 1_000_000) -> LoadResult:
+def run_load(
+    host: str,
+    port: int,
+    payloads: Sequence[bytes],
+    check: Callable[[int, int, bytes], bool],
+    *,
+    clients: int = 64,
+    seconds: float = 10.0,
+    max_requests: int = 1_000_000,
+) -> LoadResult:
     """Closed-loop load: ``clients`` connections each sending ``payloads`` round-robin until
     ``seconds`` pass or ``max_requests`` (in total) are sent; ``check(i, status, body)`` judges
     the answer to ``payloads[i]``."""

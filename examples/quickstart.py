@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 
 import portanet
-from portanet.reference.data import load_pima
 from portanet.export import export_model
+from portanet.reference.data import load_pima
 from portanet.reference.train import train_pima
 
 
@@ -19,13 +19,17 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="portanet-quickstart-"))
     trained = train_pima(work / "pima_mlp.h5", seed=7)
     test = trained.metrics["test"]
-    print(f"trained {trained.path}: test accuracy {test['accuracy']:.3f}, "
-          f"ROC AUC {test['roc_auc']:.3f} after {trained.epochs_run} epochs")
+    print(
+        f"trained {trained.path}: test accuracy {test['accuracy']:.3f}, "
+        f"ROC AUC {test['roc_auc']:.3f} after {trained.epochs_run} epochs"
+    )
 
     result = export_model(trained.path, work / "pima_mlp.onnx")
     out = result.report.outputs[0]
-    print(f"exported {result.path}: parity on {result.report.samples} samples, "
-          f"max abs error {out.max_abs:.2e}, {out.flips} flipped decisions")
+    print(
+        f"exported {result.path}: parity on {result.report.samples} samples, "
+        f"max abs error {out.max_abs:.2e}, {out.flips} flipped decisions"
+    )
 
     model = portanet.load(result.path)  # onnxruntime only: no TensorFlow needed from here
     rows = load_pima().features[:5]

@@ -24,8 +24,9 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}",
-                                    dir=target.parent)
+    handle, name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent
+    )
     os.close(handle)
     temporary = Path(name)
     os.chmod(temporary, 0o666 & ~current_umask())
@@ -51,8 +52,9 @@ def check_writable(target: str | os.PathLike[str]) -> None:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"{path}: expected a folder this process may write, got {folder} "
-                         f"(permission denied)")
+        raise InputError(
+            f"{path}: expected a folder this process may write, got {folder} (permission denied)"
+        )
 
 
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -81,10 +81,17 @@ CHANNEL_ORDERS = ("rgb", "bgr")
 NAMED_RANGES: dict[str, dict[str, Any]] = {
     # keras.applications' preprocess_input modes
     "tf": {"value_range": (-1.0, 1.0)},
-    "torch": {"value_range": (0.0, 1.0), "mean": (0.485, 0.456, 0.406),
-              "std": (0.229, 0.224, 0.225)},
-    "caffe": {"value_range": (0.0, 255.0), "mean": (103.939, 116.779, 123.68),
-              "std": (1.0, 1.0, 1.0), "channel_order": "bgr"},
+    "torch": {
+        "value_range": (0.0, 1.0),
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+    },
+    "caffe": {
+        "value_range": (0.0, 255.0),
+        "mean": (103.939, 116.779, 123.68),
+        "std": (1.0, 1.0, 1.0),
+        "channel_order": "bgr",
+    },
 }
 
 
@@ -110,10 +117,14 @@ class ImageSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        data: dict[str, Any] = {"size": list(self.size), "channels": self.channels,
-                                "value_range": list(self.value_range) if self.value_range
-                                else None, "channel_order": self.channel_order,
-                                "layout": self.layout, "source": self.source}
+        data: dict[str, Any] = {
+            "size": list(self.size),
+            "channels": self.channels,
+            "value_range": list(self.value_range) if self.value_range else None,
+            "channel_order": self.channel_order,
+            "layout": self.layout,
+            "source": self.source,
+        }
         if self.mean is not None:
             data["mean"] = list(self.mean)
         if self.std is not None:
@@ -125,21 +136,27 @@ class ImageSpec:
         """Inverse of :meth:`to_dict`."""
         value_range = data.get("value_range")
         mean, std = data.get("mean"), data.get("std")
-        return cls(size=(int(data["size"][0]), int(data["size"][1])),
-                   channels=int(data.get("channels", 3)),
-                   value_range=(float(value_range[0]), float(value_range[1]))
-                   if value_range else None,
-                   channel_order=str(data.get("channel_order", "rgb")),
-                   mean=tuple(float(v) for v in mean) if mean else None,
-                   std=tuple(float(v) for v in std) if std else None,
-                   layout=str(data.get("layout", "nhwc")), source=str(data.get("source", "")))
+        return cls(
+            size=(int(data["size"][0]), int(data["size"][1])),
+            channels=int(data.get("channels", 3)),
+            value_range=(float(value_range[0]), float(value_range[1])) if value_range else None,
+            channel_order=str(data.get("channel_order", "rgb")),
+            mean=tuple(float(v) for v in mean) if mean else None,
+            std=tuple(float(v) for v in std) if std else None,
+            layout=str(data.get("layout", "nhwc")),
+            source=str(data.get("source", "")),
+        )
 
     def describe(self) -> str:
         """One line for ``inspect``: ``224x224 rgb, -1..1 (Rescaling 'rescaling')``."""
         kind = {1: "grey", 3: self.channel_order, 4: self.channel_order + "a"}.get(
-            self.channels, f"{self.channels} channels")
-        span = (f"{_number(self.value_range[0])}..{_number(self.value_range[1])}"
-                if self.value_range else "value range unknown")
+            self.channels, f"{self.channels} channels"
+        )
+        span = (
+            f"{_number(self.value_range[0])}..{_number(self.value_range[1])}"
+            if self.value_range
+            else "value range unknown"
+        )
         if self.mean is not None:
             span += f", then (x - {list(self.mean)}) / {list(self.std or ())}"
         layout = ", channels first" if self.layout == "nchw" else ""
@@ -163,8 +180,10 @@ def parse_value_range(text: str) -> dict[str, Any]:
             raise ValueError
         low_value, high_value = float(low), float(high)
     except ValueError:
-        raise ValueError(f"expected LOW..HIGH such as -1..1, 0..1 or 0..255, or one of "
-                         f"{', '.join(NAMED_RANGES)}, got {text!r}") from None
+        raise ValueError(
+            f"expected LOW..HIGH such as -1..1, 0..1 or 0..255, or one of "
+            f"{', '.join(NAMED_RANGES)}, got {text!r}"
+        ) from None
     if not low_value < high_value:
         raise ValueError(f"expected LOW < HIGH, got {text!r}")
     return {"value_range": (low_value, high_value)}
@@ -201,8 +220,7 @@ class ModelSchema:
             "threshold": self.threshold,
             "labels": list(self.labels) if self.labels else None,
             **({"extra": self.extra} if self.extra else {}),
-            **({"images": {k: v.to_dict() for k, v in self.images.items()}}
-               if self.images else {}),
+            **({"images": {k: v.to_dict() for k, v in self.images.items()}} if self.images else {}),
             **({"vocabulary": dict(self.vocabulary)} if self.vocabulary else {}),
         }
 
@@ -224,8 +242,7 @@ class ModelSchema:
             threshold=float(threshold) if threshold is not None else None,
             labels=tuple(str(n) for n in labels) if labels else None,
             extra=dict(data.get("extra", {})),
-            images={str(k): ImageSpec.from_dict(v)
-                    for k, v in (data.get("images") or {}).items()},
+            images={str(k): ImageSpec.from_dict(v) for k, v in (data.get("images") or {}).items()},
             vocabulary={str(k): int(v) for k, v in (data.get("vocabulary") or {}).items()},
         )
 
@@ -234,7 +251,9 @@ class ModelSchema:
         """Parse the ``portanet.schema`` metadata value."""
         return cls.from_dict(json.loads(text))
 
-    def with_io(self, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]) -> ModelSchema:
+    def with_io(
+        self, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]
+    ) -> ModelSchema:
         """A copy whose tensors are replaced (the ONNX file's own are the truth at run time)."""
         return dataclasses.replace(self, inputs=inputs, outputs=outputs)
 

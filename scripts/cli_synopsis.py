@@ -44,7 +44,10 @@ def synopsis() -> str:
 
     group = typer.main.get_command(app)
     ctx = group.make_context("portanet", ["--help"], resilient_parsing=True)
-    lines = ["portanet --version", "portanet [--debug] COMMAND ...   (--debug also after the command)"]
+    lines = [
+        "portanet --version",
+        "portanet [--debug] COMMAND ...   (--debug also after the command)",
+    ]
     for name in group.list_commands(ctx):
         command = group.get_command(ctx, name)
         sub = command.make_context(name, [], parent=ctx, resilient_parsing=True)
@@ -63,9 +66,15 @@ def synopsis() -> str:
                 words.append(f"[{param.opts[0]} {metavar}]")
         # Wrap between options, never inside one: spaces within a word are held as NUL.
         glued = " ".join(w.replace(" ", "\0") for w in words)
-        lines.append(textwrap.fill(glued, WIDTH, subsequent_indent=" " * 16,
-                                   break_on_hyphens=False, break_long_words=False
-                                   ).replace("\0", " "))
+        lines.append(
+            textwrap.fill(
+                glued,
+                WIDTH,
+                subsequent_indent=" " * 16,
+                break_on_hyphens=False,
+                break_long_words=False,
+            ).replace("\0", " ")
+        )
     return "```\n" + "\n".join(lines) + "\n```"
 
 
@@ -84,8 +93,11 @@ def main() -> int:
     new = rewritten(text)
     if "--check" in sys.argv[1:]:
         if new != text:
-            print("error: README.md's command synopsis differs from --help; run "
-                  "scripts/cli_synopsis.py", file=sys.stderr)
+            print(
+                "error: README.md's command synopsis differs from --help; run "
+                "scripts/cli_synopsis.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     README.write_text(new, encoding="utf-8")

@@ -15,5 +15,7 @@ from tests.legacy_fixtures import FIXTURES, build  # noqa: E402
 
 if __name__ == "__main__":
     for name, path in build(FIXTURES).items():
-        print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}"
-              f" ({path.stat().st_size:,} bytes)")
+        print(
+            f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}"
+            f" ({path.stat().st_size:,} bytes)"
+        )

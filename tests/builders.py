@@ -25,10 +25,16 @@ def train_digits_cnn(folder: Path, train_rows: int = 1500, epochs: int = 8) -> P
     keras.utils.set_random_seed(0)
     pixels, classes = digits_images()
     x = np.kron(pixels, np.ones((2, 2), dtype=np.uint8))[..., np.newaxis].astype("float32")
-    model = keras.Sequential([
-        keras.Input((16, 16, 1)), keras.layers.Rescaling(1 / 255),
-        keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.MaxPooling2D(),
-        keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 1)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x[:train_rows], classes[:train_rows], epochs=epochs, verbose=0)
     path = folder / "digits.keras"
@@ -36,8 +42,9 @@ def train_digits_cnn(folder: Path, train_rows: int = 1500, epochs: int = 8) -> P
     return path
 
 
-def write_digit_files(folder: Path, start: int = 1500, suffix: str = ".png",
-                      scale: int = 4) -> list[tuple[Path, int]]:
+def write_digit_files(
+    folder: Path, start: int = 1500, suffix: str = ".png", scale: int = 4
+) -> list[tuple[Path, int]]:
     """Held-out digits from ``start`` as image files (upscaled ×``scale``), named
     ``<index>_<class><suffix>``; returns (path, class) pairs."""
     from PIL import Image
@@ -73,10 +80,14 @@ def embedding_classifier(folder: Path, vocabulary: int = 50) -> tuple[object, Pa
     import keras
 
     keras.utils.set_random_seed(2)
-    model = keras.Sequential([keras.Input((6,), dtype="int32"),
-                              keras.layers.Embedding(vocabulary, 4),
-                              keras.layers.GlobalAveragePooling1D(),
-                              keras.layers.Dense(1, activation="sigmoid")])
+    model = keras.Sequential(
+        [
+            keras.Input((6,), dtype="int32"),
+            keras.layers.Embedding(vocabulary, 4),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     return model, export(model, folder / "embedding.onnx")
 
 
@@ -97,6 +108,12 @@ def sequence_model(folder: Path) -> tuple[object, Path]:
     import keras
 
     keras.utils.set_random_seed(4)
-    model = keras.Sequential([keras.Input((6, 3)), keras.layers.Conv1D(4, 2, activation="relu"),
-                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 3)),
+            keras.layers.Conv1D(4, 2, activation="relu"),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(1),
+        ]
+    )
     return model, export(model, folder / "sequence.onnx")

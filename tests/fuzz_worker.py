@@ -26,9 +26,16 @@ def attempt(path: str) -> dict:
             spec = model.schema.inputs[0]
             shape = [d if isinstance(d, int) and 0 < d < 64 else 1 for d in spec.shape]
             if spec.dtype in ("float32", "float64", "int64", "int32"):
-                model.run({s.name: np.ones([d if isinstance(d, int) and 0 < d < 64 else 1
-                                            for d in s.shape], dtype=s.dtype)
-                           for s in model.schema.inputs}, allow_nan=True)
+                model.run(
+                    {
+                        s.name: np.ones(
+                            [d if isinstance(d, int) and 0 < d < 64 else 1 for d in s.shape],
+                            dtype=s.dtype,
+                        )
+                        for s in model.schema.inputs
+                    },
+                    allow_nan=True,
+                )
             del shape
         else:
             from portanet.export.keras.load import load_keras
@@ -38,8 +45,11 @@ def attempt(path: str) -> dict:
     except portanet.PortanetError as exc:
         return {"outcome": "error", "type": type(exc).__name__, "message": str(exc)[:200]}
     except Exception as exc:  # noqa: BLE001 - any other exception is what we count
-        return {"outcome": "traceback", "type": type(exc).__name__,
-                "message": "".join(traceback.format_exception(exc))[-1500:]}
+        return {
+            "outcome": "traceback",
+            "type": type(exc).__name__,
+            "message": "".join(traceback.format_exception(exc))[-1500:],
+        }
 
 
 def main() -> None:

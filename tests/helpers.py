@@ -30,20 +30,33 @@ def real_file(path: Path) -> Path:
     """A real third-party file from ../shared: skip (bare clone) or fail (CI) when absent."""
     if path.exists():
         return path
-    message = (f"{path.name}: the real-world file is missing because {path.parent} does not "
-               f"exist here (../shared/data sits beside the clone on the team's machines and CI)")
+    message = (
+        f"{path.name}: the real-world file is missing because {path.parent} does not "
+        f"exist here (../shared/data sits beside the clone on the team's machines and CI)"
+    )
     if os.environ.get(REQUIRE_SHARED):
         pytest.fail(message + f"; {REQUIRE_SHARED} is set", pytrace=False)
     pytest.skip(message)
 
 
-def run_cli(*args: str, stdin: bytes | None = None, cwd: Path | None = None,
-            timeout: float = 300, env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str,
+    stdin: bytes | None = None,
+    cwd: Path | None = None,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     """Run ``python -m portanet`` in a real subprocess."""
     full = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "COLUMNS": "200", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "portanet", *args], input=stdin,
-                          capture_output=True, cwd=cwd or REPO, env=full, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "portanet", *args],
+        input=stdin,
+        capture_output=True,
+        cwd=cwd or REPO,
+        env=full,
+        timeout=timeout,
+    )
+
 
 def sample_inputs(model, rows: int, seed: int = 0) -> list:
     """Seeded inputs for a Keras model, in the ranges the parity gate would use."""
@@ -69,8 +82,9 @@ def calibrate(model, rows: int = 128, seed: int = 0) -> None:
     from portanet.export.convert.layertrace import record_outputs, walk_layers
 
     x = pack_inputs(model, sample_inputs(model, rows, seed))
-    norms = [layer for _, layer in walk_layers(model)
-             if type(layer).__name__ == "BatchNormalization"]
+    norms = [
+        layer for _, layer in walk_layers(model) if type(layer).__name__ == "BatchNormalization"
+    ]
     momenta = [layer.momentum for layer in norms]
     for layer in norms:
         layer.momentum = 0.0
@@ -80,8 +94,9 @@ def calibrate(model, rows: int = 128, seed: int = 0) -> None:
     for _, layer in walk_layers(model):
         if type(layer).__name__ == "LayerScale":
             layer.gamma.assign(np.full(layer.gamma.shape, 0.5, dtype="float32"))
-    path, last = [(p, layer) for p, layer in walk_layers(model)
-                  if getattr(layer, "kernel", None) is not None][-1]
+    path, last = [
+        (p, layer) for p, layer in walk_layers(model) if getattr(layer, "kernel", None) is not None
+    ][-1]
     values = record_outputs(model, lambda: model(x, training=False), keep=path.__eq__)
     spread = float(np.std(values[path][0]))
     last.set_weights([w / spread for w in last.get_weights()])

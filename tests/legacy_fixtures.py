@@ -27,8 +27,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "legacy"
 NAMES = ("keras224_style_mlp.h5", "keras240_style_depthwise.h5", "teachable_style_nested.h5")
 
 
-def _rewrite(path: Path, version: str, edit_config: Any = None,
-             training_config: dict[str, Any] | None = None) -> None:
+def _rewrite(
+    path: Path, version: str, edit_config: Any = None, training_config: dict[str, Any] | None = None
+) -> None:
     import h5py
 
     with h5py.File(path, "a") as handle:
@@ -59,9 +60,13 @@ def build(folder: Path) -> dict[str, Path]:
     keras.utils.set_random_seed(0)
     paths = {name: folder / name for name in NAMES}
 
-    mlp = keras.Sequential([keras.layers.Dense(12, activation="relu", input_shape=(8,)),
-                            keras.layers.Dense(8, activation="relu"),
-                            keras.layers.Dense(1, activation="sigmoid")])
+    mlp = keras.Sequential(
+        [
+            keras.layers.Dense(12, activation="relu", input_shape=(8,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     mlp.save(paths[NAMES[0]])
 
     def first_dense_batch_shape(config: dict[str, Any]) -> None:
@@ -70,17 +75,37 @@ def build(folder: Path) -> dict[str, Path]:
             shape = layers.pop(0)["config"]["batch_input_shape"]
             layers[0]["config"]["batch_input_shape"] = shape
 
-    _rewrite(paths[NAMES[0]], "2.2.4", first_dense_batch_shape, {
-        "optimizer_config": {"class_name": "Adam", "config": {
-            "lr": 0.001, "beta_1": 0.9, "beta_2": 0.999, "decay": 0.0, "epsilon": 1e-07,
-            "amsgrad": False}},
-        "loss": "binary_crossentropy", "metrics": ["accuracy"], "sample_weight_mode": None,
-        "loss_weights": None})
+    _rewrite(
+        paths[NAMES[0]],
+        "2.2.4",
+        first_dense_batch_shape,
+        {
+            "optimizer_config": {
+                "class_name": "Adam",
+                "config": {
+                    "lr": 0.001,
+                    "beta_1": 0.9,
+                    "beta_2": 0.999,
+                    "decay": 0.0,
+                    "epsilon": 1e-07,
+                    "amsgrad": False,
+                },
+            },
+            "loss": "binary_crossentropy",
+            "metrics": ["accuracy"],
+            "sample_weight_mode": None,
+            "loss_weights": None,
+        },
+    )
 
-    depthwise = keras.Sequential([
-        keras.layers.Conv2D(4, 3, padding="same", activation="relu", input_shape=(16, 16, 3)),
-        keras.layers.DepthwiseConv2D(3, padding="same", activation="relu"),
-        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
+    depthwise = keras.Sequential(
+        [
+            keras.layers.Conv2D(4, 3, padding="same", activation="relu", input_shape=(16, 16, 3)),
+            keras.layers.DepthwiseConv2D(3, padding="same", activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     depthwise.save(paths[NAMES[1]])
 
     def add_groups(config: dict[str, Any]) -> None:
@@ -90,14 +115,26 @@ def build(folder: Path) -> dict[str, Path]:
 
     _rewrite(paths[NAMES[1]], "2.4.0", add_groups)
 
-    features = keras.Sequential([
-        keras.layers.Conv2D(8, 3, strides=2, padding="same", input_shape=(32, 32, 3)),
-        keras.layers.BatchNormalization(), keras.layers.ReLU(6.0),
-        keras.layers.DepthwiseConv2D(3, padding="same"), keras.layers.BatchNormalization(),
-        keras.layers.ReLU(6.0), keras.layers.Conv2D(16, 1),
-        keras.layers.GlobalAveragePooling2D()], name="sequential_1")
-    head = keras.Sequential([keras.layers.Dense(10, activation="relu", input_shape=(16,)),
-                             keras.layers.Dense(2, activation="softmax")], name="sequential_3")
+    features = keras.Sequential(
+        [
+            keras.layers.Conv2D(8, 3, strides=2, padding="same", input_shape=(32, 32, 3)),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(6.0),
+            keras.layers.DepthwiseConv2D(3, padding="same"),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(6.0),
+            keras.layers.Conv2D(16, 1),
+            keras.layers.GlobalAveragePooling2D(),
+        ],
+        name="sequential_1",
+    )
+    head = keras.Sequential(
+        [
+            keras.layers.Dense(10, activation="relu", input_shape=(16,)),
+            keras.layers.Dense(2, activation="softmax"),
+        ],
+        name="sequential_3",
+    )
     nested = keras.Sequential([features, head], name="sequential_4")
     nested.build((None, 32, 32, 3))
     nested.save(paths[NAMES[2]])

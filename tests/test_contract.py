@@ -34,16 +34,22 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r}))
 
 
 def test_library_load_and_predict_import_no_export_side():
-    result = subprocess.run([sys.executable, "-c", LIBRARY], capture_output=True, text=True,
-                            cwd=REPO, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", LIBRARY], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
 
 def test_cli_infer_imports_no_export_side(tmp_path):
     target = tmp_path / "p.csv"
-    result = subprocess.run([sys.executable, "-c", CLI, str(target)], capture_output=True,
-                            text=True, cwd=REPO, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", CLI, str(target)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stderr.strip().splitlines()[-1]) == []
     assert len(target.read_text().splitlines()) == 769
@@ -53,8 +59,9 @@ def test_import_contract_holds():
     """import-linter's contracts in pyproject.toml: the runtime side never imports the export
     side or TensorFlow/Keras/tf2onnx/onnx, nothing imports the CLI, layers point downwards."""
     lint = Path(sys.executable).with_name("lint-imports")
-    result = subprocess.run([str(lint), "--no-cache"], capture_output=True, text=True, cwd=REPO,
-                            timeout=300)
+    result = subprocess.run(
+        [str(lint), "--no-cache"], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
 

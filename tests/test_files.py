@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import COMMITTED_ONNX, REPO
 from portanet._files import atomic_path, write_bytes
+from tests.helpers import COMMITTED_ONNX, REPO
 
 TRIALS = 20
 #: An export takes seconds (TensorFlow's import): fewer trials, spread over the same span.
@@ -29,10 +29,9 @@ def _sha(path: Path) -> str | None:
 def test_atomic_path_replaces_on_success_and_keeps_the_old_file_on_failure(tmp_path):
     target = tmp_path / "out.bin"
     write_bytes(target, b"old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as temporary:
-            temporary.write_bytes(b"half")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), atomic_path(target) as temporary:
+        temporary.write_bytes(b"half")
+        raise RuntimeError("interrupted")
     assert target.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [target]
     with atomic_path(target) as temporary:
         assert temporary.parent == tmp_path and temporary.suffix == ".bin"
@@ -40,8 +39,15 @@ def test_atomic_path_replaces_on_success_and_keeps_the_old_file_on_failure(tmp_p
     assert target.read_bytes() == b"new" and sorted(tmp_path.iterdir()) == [target]
 
 
-def _kill_trials(argv: list[str], target: Path, previous: bytes, complete: str,
-                 duration: float, seed: int, trials: int = TRIALS) -> dict[str, int]:
+def _kill_trials(
+    argv: list[str],
+    target: Path,
+    previous: bytes,
+    complete: str,
+    duration: float,
+    seed: int,
+    trials: int = TRIALS,
+) -> dict[str, int]:
     """Kill the command at delays spread from its start to past its measured duration (the last
     ones usually after it finished); the destination must always be whole."""
     rng = random.Random(seed)
@@ -49,8 +55,9 @@ def _kill_trials(argv: list[str], target: Path, previous: bytes, complete: str,
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     for trial in range(trials):
         target.write_bytes(previous)
-        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   env=env, cwd=REPO)
+        process = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO
+        )
         spread = (trial + rng.random()) / trials  # 0 … 1, one trial per slice
         time.sleep(spread * duration * 1.6)
         process.send_signal(signal.SIGKILL)
@@ -67,8 +74,13 @@ def _kill_trials(argv: list[str], target: Path, previous: bytes, complete: str,
 
 def _reference(argv: list[str], target: Path) -> tuple[str, float]:
     started = time.perf_counter()
-    subprocess.run(argv, check=True, capture_output=True, cwd=REPO,
-                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    subprocess.run(
+        argv,
+        check=True,
+        capture_output=True,
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     return _sha(target), time.perf_counter() - started
 
 
@@ -76,8 +88,9 @@ def test_sigkill_during_export(standin_mlp, tmp_path):
     target = tmp_path / "model.onnx"
     argv = [sys.executable, "-m", "portanet", "export", str(standin_mlp), "--output", str(target)]
     complete, duration = _reference(argv, target)
-    seen = _kill_trials(argv, target, COMMITTED_ONNX.read_bytes(), complete, duration,
-                        seed=1, trials=EXPORT_TRIALS)
+    seen = _kill_trials(
+        argv, target, COMMITTED_ONNX.read_bytes(), complete, duration, seed=1, trials=EXPORT_TRIALS
+    )
     print(f"\nexport: {EXPORT_TRIALS} SIGKILL trials → {seen}")
     assert sum(seen.values()) == EXPORT_TRIALS
     assert seen["previous"] >= 1 and seen["complete"] >= 1, seen  # both outcomes were tried
@@ -94,8 +107,18 @@ def test_sigkill_during_infer_output(tmp_path):
         handle.write(",".join(PIMA_FEATURES) + "\n")
         np.savetxt(handle, rows, fmt="%.2f", delimiter=",")
     target = tmp_path / "predictions.csv"
-    argv = [sys.executable, "-m", "portanet", "infer", str(COMMITTED_ONNX), str(source),
-            "--output", str(target), "--rows-per-batch", "8192"]
+    argv = [
+        sys.executable,
+        "-m",
+        "portanet",
+        "infer",
+        str(COMMITTED_ONNX),
+        str(source),
+        "--output",
+        str(target),
+        "--rows-per-batch",
+        "8192",
+    ]
     complete, duration = _reference(argv, target)
     seen = _kill_trials(argv, target, b"probability,label\n0.5,1\n", complete, duration, seed=2)
     print(f"\ninfer: {TRIALS} SIGKILL trials → {seen}")

@@ -34,11 +34,11 @@ def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
         buf = buf[: rng.randrange(len(buf))]
     elif kind == "splice":
         start, size = rng.randrange(len(buf)), rng.randint(1, 256)
-        chunk = bytes(buf[rng.randrange(len(buf)):][:size]) or os.urandom(size)
-        buf[start:start + len(chunk)] = chunk if rng.random() < 0.5 else rng.randbytes(len(chunk))
+        chunk = bytes(buf[rng.randrange(len(buf)) :][:size]) or os.urandom(size)
+        buf[start : start + len(chunk)] = chunk if rng.random() < 0.5 else rng.randbytes(len(chunk))
     else:
         start = rng.randrange(len(buf))
-        buf[start:start + rng.randint(1, 512)] = bytes(min(512, len(buf) - start))
+        buf[start : start + rng.randint(1, 512)] = bytes(min(512, len(buf) - start))
     return kind, bytes(buf)
 
 
@@ -53,8 +53,14 @@ class Child:
         argv = [sys.executable, str(REPO / "tests" / "fuzz_worker.py")]
         if self.with_keras:
             argv.append("--with-keras")
-        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+        self.process = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=REPO,
+        )
         assert json.loads(self.process.stdout.readline())["ready"]
 
     def ask(self, path: Path) -> dict:

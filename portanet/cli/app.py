@@ -26,8 +26,14 @@ from portanet.errors import PortanetError, first_line
 # TensorFlow's C++ start-up logging would bury the one line a user needs; only errors pass.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Keras → ONNX with a parity gate, and fast TensorFlow-free inference.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Keras → ONNX with a parity gate, and fast TensorFlow-free inference.",
+)
+
+
 def _console(stderr: bool) -> Console:
     """A console that wraps at the terminal's width, and never when the stream is a pipe or a
     file (rich would otherwise cut lines at 80 columns for whoever reads the log)."""
@@ -40,9 +46,18 @@ def _console(stderr: bool) -> Console:
 out = _console(stderr=False)
 err = _console(stderr=True)
 #: Which extra provides each optional import (what a missing one tells the user to install).
-EXTRAS = {"tensorflow": "export", "keras": "export", "tf_keras": "export", "tf2onnx": "export",
-          "onnx": "export", "h5py": "export", "PIL": "images", "sklearn": "dev",
-          "pytest": "dev", "pandas": "dev"}
+EXTRAS = {
+    "tensorflow": "export",
+    "keras": "export",
+    "tf_keras": "export",
+    "tf2onnx": "export",
+    "onnx": "export",
+    "h5py": "export",
+    "PIL": "images",
+    "sklearn": "dev",
+    "pytest": "dev",
+    "pandas": "dev",
+}
 #: Exit status of a process whose output pipe was closed (128 + SIGPIPE), like any Unix tool.
 BROKEN_PIPE = 141
 state = {"debug": bool(os.environ.get("PORTANET_DEBUG"))}
@@ -89,9 +104,14 @@ def guarded(func: F) -> F:
             if message is not None:
                 print_error(message)
                 raise typer.Exit(USAGE_ERROR) from None
-            err.print(Text.assemble(("internal error: ", "bold red"),
-                                    f"{type(exc).__name__}: {first_line(exc)} (run with --debug "
-                                    f"for the traceback)"), highlight=False, soft_wrap=True)
+            err.print(
+                Text.assemble(
+                    ("internal error: ", "bold red"),
+                    f"{type(exc).__name__}: {first_line(exc)} (run with --debug for the traceback)",
+                ),
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(INTERNAL_ERROR) from None
 
     return wrapper  # type: ignore[return-value]
@@ -103,13 +123,21 @@ def _known_failure(exc: Exception) -> str | None:
     if isinstance(exc, ModuleNotFoundError):
         root = (exc.name or "").split(".")[0]
         if root in EXTRAS:
-            return (f"this command needs {root!r}, which is not installed: expected "
-                    f"`pip install 'portanet[{EXTRAS[root]}]'`")
+            return (
+                f"this command needs {root!r}, which is not installed: expected "
+                f"`pip install 'portanet[{EXTRAS[root]}]'`"
+            )
         return None
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT,
-                                                  errno.EROFS):
-        return (f"{exc.filename or 'output'}: expected room to write, got "
-                f"{os.strerror(exc.errno).lower()}")
+    if isinstance(exc, OSError) and exc.errno in (
+        errno.ENOSPC,
+        errno.EFBIG,
+        errno.EDQUOT,
+        errno.EROFS,
+    ):
+        return (
+            f"{exc.filename or 'output'}: expected room to write, got "
+            f"{os.strerror(exc.errno).lower()}"
+        )
     return None
 
 
@@ -141,7 +169,8 @@ def _plain_metavar(make_metavar: Callable[..., str]) -> Callable[..., str]:
 
 
 typer.core.TyperArgument.make_metavar = _plain_metavar(  # type: ignore[method-assign]
-    typer.core.TyperArgument.make_metavar)
+    typer.core.TyperArgument.make_metavar
+)
 
 
 def _show_version(value: bool) -> None:
@@ -153,8 +182,15 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and info lines.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
-                                          help="Print portanet's version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_show_version,
+            is_eager=True,
+            help="Print portanet's version and exit.",
+        ),
+    ] = False,
 ) -> None:
     """portanet: Keras → ONNX with a parity gate, and fast TensorFlow-free inference."""
     if debug:
@@ -172,8 +208,9 @@ class _WarningLine(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno >= logging.WARNING or state["debug"]:
             label = "warning" if record.levelno >= logging.WARNING else "info"
-            err.print(Text.assemble((f"{label}: ", "bold yellow"), record.getMessage()),
-                      soft_wrap=True)
+            err.print(
+                Text.assemble((f"{label}: ", "bold yellow"), record.getMessage()), soft_wrap=True
+            )
 
 
 def run(argv: list[str] | None = None) -> int:

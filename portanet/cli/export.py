@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -38,10 +38,15 @@ class ToleranceMode(str, Enum):
     noise_floor = "noise-floor"
 
 
-ToleranceOption = Annotated[ToleranceMode, typer.Option(
-    "--tolerance-mode", case_sensitive=False,
-    help="strict: every element within atol/rtol. noise-floor: also accept elements within 4x "
-         "the measured noise floor (the model's own float32 sensitivity).")]
+ToleranceOption = Annotated[
+    ToleranceMode,
+    typer.Option(
+        "--tolerance-mode",
+        case_sensitive=False,
+        help="strict: every element within atol/rtol. noise-floor: also accept elements within 4x "
+        "the measured noise floor (the model's own float32 sensitivity).",
+    ),
+]
 
 
 def _parity_table(report: Any, title: str) -> Table:
@@ -49,35 +54,66 @@ def _parity_table(report: Any, title: str) -> Table:
 
     table = Table(title=title, show_edge=False)
     classifier = any(o.decisions is not None for o in report.outputs)
-    columns = ["output", "elements", "max abs", "max rel", "noise", "over tol",
-               *(["flips"] if classifier else []), "result"]
+    columns = [
+        "output",
+        "elements",
+        "max abs",
+        "max rel",
+        "noise",
+        "over tol",
+        *(["flips"] if classifier else []),
+        "result",
+    ]
     for column in columns:
-        table.add_column(column, justify="left" if column in ("output", "result") else "right",
-                         no_wrap=column != "output")
+        table.add_column(
+            column,
+            justify="left" if column in ("output", "result") else "right",
+            no_wrap=column != "output",
+        )
     for o in report.outputs:
         noise = "-" if o.noise_floor is None else f"{o.noise_floor:.2g}"
-        verdict = "[green]pass[/]" if o.passed and not o.violations else (
-            "[yellow]noise[/]" if o.passed else "[red]FAIL[/]")
-        flips = [f"{o.flips}/{o.decisions}" if o.decisions is not None else "-"] \
-            if classifier else []
-        table.add_row(escape(o.name), str(o.elements), f"{o.max_abs:.2g}", f"{o.max_rel:.2g}",
-                      noise, f"{o.violations}", *flips, verdict)
-    lines = [f"inputs: {escape(report.inputs_from)}",
-             f"max rel is relative to max(|Keras|, atol); {report.tolerance_mode} mode"
-             + ("; noise: beyond tolerance, within the noise floor (accepted)"
-                if any(o.passed and o.violations for o in report.outputs) else "")]
+        verdict = (
+            "[green]pass[/]"
+            if o.passed and not o.violations
+            else ("[yellow]noise[/]" if o.passed else "[red]FAIL[/]")
+        )
+        flips = (
+            [f"{o.flips}/{o.decisions}" if o.decisions is not None else "-"] if classifier else []
+        )
+        table.add_row(
+            escape(o.name),
+            str(o.elements),
+            f"{o.max_abs:.2g}",
+            f"{o.max_rel:.2g}",
+            noise,
+            f"{o.violations}",
+            *flips,
+            verdict,
+        )
+    lines = [
+        f"inputs: {escape(report.inputs_from)}",
+        f"max rel is relative to max(|Keras|, atol); {report.tolerance_mode} mode"
+        + (
+            "; noise: beyond tolerance, within the noise floor (accepted)"
+            if any(o.passed and o.violations for o in report.outputs)
+            else ""
+        ),
+    ]
     if report.noise:
         methods = ", ".join(f"{m} {v:.3g}" for m, v in report.noise["methods"].items())
-        missing = "; ".join(f"{m} not measured: {w}" for m, w in
-                            report.noise["unavailable"].items())
+        missing = "; ".join(
+            f"{m} not measured: {w}" for m, w in report.noise["unavailable"].items()
+        )
         lines.append("noise floor: " + "; ".join(p for p in (methods, missing) if p))
     for o in report.outputs:
         if o.violations:
             place = f"{o.worst.row} ({report.where(o.worst.row)})" if o.worst else "?"
-            lines.append(f"{escape(o.name)}: worst row {escape(place)}, element "
-                         f"{list(o.worst.element) if o.worst else []}: Keras "
-                         f"{o.worst.reference:.6g} vs ONNX {o.worst.candidate:.6g}; "
-                         f"{escape(o.verdict())}")
+            lines.append(
+                f"{escape(o.name)}: worst row {escape(place)}, element "
+                f"{list(o.worst.element) if o.worst else []}: Keras "
+                f"{o.worst.reference:.6g} vs ONNX {o.worst.candidate:.6g}; "
+                f"{escape(o.verdict())}"
+            )
     table.caption = "\n".join(lines)
     return table
 
@@ -86,23 +122,42 @@ def _layerwise_table(layerwise: Any, title: str) -> Table:
     from rich.table import Table
 
     table = Table(title=title, show_edge=False)
-    for column in ("#", "layer", "class", "ONNX tensor", "max abs", "noise", "out of tol",
-                   "result"):
+    for column in (
+        "#",
+        "layer",
+        "class",
+        "ONNX tensor",
+        "max abs",
+        "noise",
+        "out of tol",
+        "result",
+    ):
         number = column in ("#", "max abs", "noise", "out of tol")
-        table.add_column(column, justify="right" if number else "left", no_wrap=number,
-                         overflow="fold")
+        table.add_column(
+            column, justify="right" if number else "left", no_wrap=number, overflow="fold"
+        )
     start = layerwise.first_beyond_noise or layerwise.first_failure
     for row in layerwise.rows:
-        name = escape(row.layer) + (f" [dim](+ fused {escape(', '.join(row.fused))})[/]"
-                                    if row.fused else "")
-        verdict = "[green]pass[/]" if row.passed else (
-            "[yellow]within noise[/]" if not row.beyond_noise else "[red]FAIL[/]")
+        name = escape(row.layer) + (
+            f" [dim](+ fused {escape(', '.join(row.fused))})[/]" if row.fused else ""
+        )
+        verdict = (
+            "[green]pass[/]"
+            if row.passed
+            else ("[yellow]within noise[/]" if not row.beyond_noise else "[red]FAIL[/]")
+        )
         if row is start:
             verdict += " [bold]← starts here[/]"
-        table.add_row(str(row.index), name, escape(row.class_name), escape(row.tensor),
-                      f"{row.result.max_abs:.2g}",
-                      "-" if row.noise is None else f"{row.noise:.2g}",
-                      f"{row.result.violations}/{row.result.elements}", verdict)
+        table.add_row(
+            str(row.index),
+            name,
+            escape(row.class_name),
+            escape(row.tensor),
+            f"{row.result.max_abs:.2g}",
+            "-" if row.noise is None else f"{row.noise:.2g}",
+            f"{row.result.violations}/{row.result.elements}",
+            verdict,
+        )
     table.caption = escape(layerwise.summary())
     return table
 
@@ -110,11 +165,14 @@ def _layerwise_table(layerwise: Any, title: str) -> Table:
 def _print_reports(report: Any, title: str) -> None:
     out.print(_parity_table(report, title))
     if report.layerwise is not None:
-        out.print(_layerwise_table(report.layerwise, "layerwise: Keras layer vs ONNX tensor "
-                                   "(graph order)"))
+        out.print(
+            _layerwise_table(
+                report.layerwise, "layerwise: Keras layer vs ONNX tensor (graph order)"
+            )
+        )
 
 
-def _write_report(path: Optional[Path], report: Any) -> None:
+def _write_report(path: Path | None, report: Any) -> None:
     if path is not None:
         from portanet._files import write_bytes
 
@@ -124,34 +182,67 @@ def _write_report(path: Optional[Path], report: Any) -> None:
 @app.command()
 @guarded
 def export(
-    source: Annotated[Path, typer.Argument(metavar="SOURCE", show_default=False,
-                                           help="Keras .h5, .keras or SavedModel directory.")],
-    output: Annotated[Optional[Path], typer.Option(help="ONNX path (default: SOURCE.onnx).")] = None,
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="SOURCE", show_default=False, help="Keras .h5, .keras or SavedModel directory."
+        ),
+    ],
+    output: Annotated[
+        Path | None, typer.Option(help="ONNX path (default: SOURCE.onnx).")
+    ] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset to write.")] = 17,
     data: GateData = None,
     atol: Atol = 1e-5,
     rtol: Rtol = 1e-4,
-    verify: Annotated[bool, typer.Option("--verify/--no-verify",
-                                         help="Run the parity gate (default) or skip it.")] = True,
-    feature_names: Annotated[Optional[list[str]], typer.Option(
-        "--feature-names", metavar="NAME",
-        help="Column names of a tabular model's input (repeat or comma-separate).")] = None,
-    report: Annotated[Optional[Path], typer.Option(help="Also write the parity report JSON.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(
-        min=1, help="Fix the exported graph's batch dimension to N (default: dynamic).")] = None,
-    inputs_as_nchw: Annotated[Optional[list[str]], typer.Option(
-        "--inputs-as-nchw", metavar="NAME",
-        help="Image input the ONNX graph takes channels-first (repeat or comma-separate).")] = None,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Run the parity gate (default) or skip it.")
+    ] = True,
+    feature_names: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--feature-names",
+            metavar="NAME",
+            help="Column names of a tabular model's input (repeat or comma-separate).",
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Also write the parity report JSON.")
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Fix the exported graph's batch dimension to N (default: dynamic)."
+        ),
+    ] = None,
+    inputs_as_nchw: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--inputs-as-nchw",
+            metavar="NAME",
+            help="Image input the ONNX graph takes channels-first (repeat or comma-separate).",
+        ),
+    ] = None,
     layerwise: Layerwise = False,
     allow_unsafe: AllowUnsafe = False,
-    labels: Annotated[Optional[str], typer.Option(
-        "--labels", metavar="FILE",
-        help="Class names: a file (Teachable Machine's labels.txt '0 Name' lines, or one name "
-             "a line) or a comma-separated list; infer writes them as 'label'.")] = None,
-    image_size: Annotated[Optional[str], typer.Option(
-        "--image-size", metavar="HxW",
-        help="Size images are resized to for an image input, e.g. 224x224 (default: the "
-             "input's own size).")] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            "--labels",
+            metavar="FILE",
+            help="Class names: a file (Teachable Machine's labels.txt '0 Name' lines, or one name "
+            "a line) or a comma-separated list; infer writes them as 'label'.",
+        ),
+    ] = None,
+    image_size: Annotated[
+        str | None,
+        typer.Option(
+            "--image-size",
+            metavar="HxW",
+            help="Size images are resized to for an image input, e.g. 224x224 (default: the "
+            "input's own size).",
+        ),
+    ] = None,
     image_range: ImageRange = None,
     channel_order: ChannelOrderOption = None,
     tolerance_mode: ToleranceOption = ToleranceMode.strict,
@@ -168,12 +259,25 @@ def export(
     try:
         with _stages() as on_stage:
             result = export_model(
-                source, output, opset=opset, data=data, atol=atol, rtol=rtol, verify=verify,
-                feature_names=split_names(feature_names) or None, batch_size=batch_size,
-                inputs_as_nchw=split_names(inputs_as_nchw) or None, layerwise=layerwise,
-                allow_unsafe=allow_unsafe, labels=labels, image_size=size,
-                image_range=image_range, channel_order=choice_value(channel_order),
-                tolerance_mode=tolerance_mode.value, on_stage=on_stage)
+                source,
+                output,
+                opset=opset,
+                data=data,
+                atol=atol,
+                rtol=rtol,
+                verify=verify,
+                feature_names=split_names(feature_names) or None,
+                batch_size=batch_size,
+                inputs_as_nchw=split_names(inputs_as_nchw) or None,
+                layerwise=layerwise,
+                allow_unsafe=allow_unsafe,
+                labels=labels,
+                image_size=size,
+                image_range=image_range,
+                channel_order=choice_value(channel_order),
+                tolerance_mode=tolerance_mode.value,
+                on_stage=on_stage,
+            )
     except ParityError as exc:
         if exc.report is not None:
             _print_reports(exc.report, "parity gate: Keras vs ONNX")
@@ -183,11 +287,16 @@ def export(
         _print_reports(result.report, "parity gate: Keras vs ONNX")
         _write_report(report, result.report)
     else:
-        err.print("[yellow]warning:[/] parity gate skipped (--no-verify): the ONNX file is not "
-                  "proven to match Keras")
+        err.print(
+            "[yellow]warning:[/] parity gate skipped (--no-verify): the ONNX file is not "
+            "proven to match Keras"
+        )
     beside = f" + {result.path.name}.data" if result.loaded.external is not None else ""
-    out.print(f"wrote {result.path}{beside} (opset {result.opset}, {result.seconds:.1f} s, "
-              f"loaded with {result.loaded.loader})", highlight=False)
+    out.print(
+        f"wrote {result.path}{beside} (opset {result.opset}, {result.seconds:.1f} s, "
+        f"loaded with {result.loaded.loader})",
+        highlight=False,
+    )
 
 
 def require_export_side() -> None:
@@ -213,10 +322,12 @@ def _stages() -> Iterator[Callable[[str], None] | None]:
 @app.command(name="verify")
 @guarded
 def verify_command(
-    source: Annotated[Path, typer.Argument(metavar="SOURCE", show_default=False,
-                                           help="Keras model file.")],
-    onnx_file: Annotated[Path, typer.Argument(metavar="ONNX", show_default=False,
-                                              help="ONNX model file.")],
+    source: Annotated[
+        Path, typer.Argument(metavar="SOURCE", show_default=False, help="Keras model file.")
+    ],
+    onnx_file: Annotated[
+        Path, typer.Argument(metavar="ONNX", show_default=False, help="ONNX model file.")
+    ],
     data: GateData = None,
     atol: Atol = 1e-5,
     rtol: Rtol = 1e-4,
@@ -231,8 +342,16 @@ def verify_command(
     from portanet.export.verify.gate import verify
 
     try:
-        report = verify(source, onnx_file, data=data, atol=atol, rtol=rtol, layerwise=layerwise,
-                        allow_unsafe=allow_unsafe, tolerance_mode=tolerance_mode.value)
+        report = verify(
+            source,
+            onnx_file,
+            data=data,
+            atol=atol,
+            rtol=rtol,
+            layerwise=layerwise,
+            allow_unsafe=allow_unsafe,
+            tolerance_mode=tolerance_mode.value,
+        )
     except ParityError as exc:
         if exc.report is not None:
             _show(exc.report, as_json, f"{source.name} vs {onnx_file.name}")

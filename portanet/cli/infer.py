@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -60,7 +60,7 @@ class OutputFormat(str, Enum):
     jsonl = "jsonl"
 
 
-def parse_workers(text: Optional[str]) -> int | tuple[int, int] | None:
+def parse_workers(text: str | None) -> int | tuple[int, int] | None:
     """``N`` or ``MIN,MAX`` as given to ``--workers``."""
     if text is None:
         return None
@@ -76,129 +76,240 @@ def parse_workers(text: Optional[str]) -> int | tuple[int, int] | None:
 @guarded
 def infer(
     model: OnnxModel,
-    inputs: Annotated[list[str], typer.Argument(
-        metavar="INPUT...", show_default=False,
-        help="CSV, TSV, Parquet, JSONL, JSON, NPY or NPZ file; - for stdin; or images: a "
-             "folder, a glob such as 'photos/*.jpg', or image files (--engine ray: Parquet, CSV "
-             "or JSONL files, folders, globs or URIs).")],
-    output: Annotated[Optional[Path], typer.Option(
-        help="Predictions file (.csv, .parquet, .jsonl, .npy; default CSV on stdout); a folder "
-             "with --engine ray.")] = None,
-    rows_per_batch: Annotated[Optional[int], typer.Option(
-        min=1, help=f"Most rows read, predicted and written at a time (default "
-                    f"{LOCAL_ROWS_PER_BATCH}, fewer for heavy rows: about 16 MiB of input per "
-                    f"batch; {RAY_ROWS_PER_BATCH} with --engine ray).")] = None,
-    keep_columns: Annotated[Optional[list[str]], typer.Option(
-        "--keep-columns", metavar="NAME[=NEW]",
-        help="Input columns to copy into the output, e.g. an id (repeat or comma-separate); "
-             "NAME=NEW renames one, e.g. label=true_label.")] = None,
-    positional_columns: Annotated[bool, typer.Option(
-        "--positional-columns",
-        help="The model has no feature names: take the input's named columns in file order.")
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="INPUT...",
+            show_default=False,
+            help="CSV, TSV, Parquet, JSONL, JSON, NPY or NPZ file; - for stdin; or images: a "
+            "folder, a glob such as 'photos/*.jpg', or image files (--engine ray: Parquet, CSV "
+            "or JSONL files, folders, globs or URIs).",
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="Predictions file (.csv, .parquet, .jsonl, .npy; default CSV on stdout); a folder "
+            "with --engine ray."
+        ),
+    ] = None,
+    rows_per_batch: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help=f"Most rows read, predicted and written at a time (default "
+            f"{LOCAL_ROWS_PER_BATCH}, fewer for heavy rows: about 16 MiB of input per "
+            f"batch; {RAY_ROWS_PER_BATCH} with --engine ray).",
+        ),
+    ] = None,
+    keep_columns: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep-columns",
+            metavar="NAME[=NEW]",
+            help="Input columns to copy into the output, e.g. an id (repeat or comma-separate); "
+            "NAME=NEW renames one, e.g. label=true_label.",
+        ),
+    ] = None,
+    positional_columns: Annotated[
+        bool,
+        typer.Option(
+            "--positional-columns",
+            help="The model has no feature names: take the input's named columns in file order.",
+        ),
     ] = False,
-    top_k: Annotated[Optional[int], typer.Option(
-        "--top-k", min=1, help="Write the K best classes (label, probability, label_2, ...) "
-                               "instead of every class's probability.")] = None,
+    top_k: Annotated[
+        int | None,
+        typer.Option(
+            "--top-k",
+            min=1,
+            help="Write the K best classes (label, probability, label_2, ...) "
+            "instead of every class's probability.",
+        ),
+    ] = None,
     image_range: ImageRange = None,
     channel_order: ChannelOrderOption = None,
-    mkdir: Annotated[bool, typer.Option(
-        "--mkdir", help="Create the output's folder if it does not exist.")] = False,
+    mkdir: Annotated[
+        bool, typer.Option("--mkdir", help="Create the output's folder if it does not exist.")
+    ] = False,
     provider: Provider = None,
     require_provider: RequireProvider = False,
     threads: Threads = None,
     allow_nan: AllowNan = False,
-    stdin_format: Annotated[StdinFormat, typer.Option(help="Format of - (stdin).")
-                            ] = StdinFormat.csv,
+    stdin_format: Annotated[
+        StdinFormat, typer.Option(help="Format of - (stdin).")
+    ] = StdinFormat.csv,
     sha256: Sha256 = None,
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="Print a JSON summary (rows, seconds, rows/s, output) on stdout; "
-                       "needs --output.")] = False,
-    engine: Annotated[Engine, typer.Option(
-        help="local (this process) or ray (a Ray cluster).")] = Engine.local,
-    address: Annotated[Optional[str], typer.Option(
-        help="Ray: auto, HOST:PORT or ray://HOST:PORT (default: a local cluster for this run).")
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print a JSON summary (rows, seconds, rows/s, output) on stdout; needs --output.",
+        ),
+    ] = False,
+    engine: Annotated[
+        Engine, typer.Option(help="local (this process) or ray (a Ray cluster).")
+    ] = Engine.local,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray: auto, HOST:PORT or ray://HOST:PORT (default: a local cluster for this run)."
+        ),
     ] = None,
-    workers: Annotated[Optional[str], typer.Option(
-        metavar="N|MIN,MAX", help="Ray: N actors, or an autoscaling pool MIN,MAX.")] = None,
-    cpus_per_worker: Annotated[Optional[float], typer.Option(
-        min=0.01, help="Ray: CPUs per actor.")] = None,
-    on_error: Annotated[OnError, typer.Option(
-        help="Ray: fail on a bad value, or skip bad rows into OUTPUT.rejected/.")
+    workers: Annotated[
+        str | None,
+        typer.Option(metavar="N|MIN,MAX", help="Ray: N actors, or an autoscaling pool MIN,MAX."),
+    ] = None,
+    cpus_per_worker: Annotated[
+        float | None, typer.Option(min=0.01, help="Ray: CPUs per actor.")
+    ] = None,
+    on_error: Annotated[
+        OnError,
+        typer.Option(help="Ray: fail on a bad value, or skip bad rows into OUTPUT.rejected/."),
     ] = OnError.fail,
-    output_format: Annotated[OutputFormat, typer.Option(
-        "--format", help="Ray: the files written into the --output folder.")
+    output_format: Annotated[
+        OutputFormat,
+        typer.Option("--format", help="Ray: the files written into the --output folder."),
     ] = OutputFormat.parquet,
 ) -> None:
     """Run an ONNX model over files of rows, arrays or images and write predictions."""
     keep = split_names(keep_columns)
     if engine is Engine.ray:
-        _infer_on_ray(model, inputs, output, keep, provider, threads, allow_nan, sha256,
-                      address, workers, cpus_per_worker,
-                      rows_per_batch or RAY_ROWS_PER_BATCH, on_error, output_format)
+        _infer_on_ray(
+            model,
+            inputs,
+            output,
+            keep,
+            provider,
+            threads,
+            allow_nan,
+            sha256,
+            address,
+            workers,
+            cpus_per_worker,
+            rows_per_batch or RAY_ROWS_PER_BATCH,
+            on_error,
+            output_format,
+        )
         return
     from portanet.runtime import load
     from portanet.tables.infer import infer_file
 
     if as_json and output is None:
-        raise InputError("--json: expected --output (the predictions would share stdout with "
-                         "the summary), got none")
-    runtime = load(model, providers=providers_arg(provider), strict=require_provider,
-                   threads=threads, sha256=sha256)
+        raise InputError(
+            "--json: expected --output (the predictions would share stdout with "
+            "the summary), got none"
+        )
+    runtime = load(
+        model,
+        providers=providers_arg(provider),
+        strict=require_provider,
+        threads=threads,
+        sha256=sha256,
+    )
     with _row_progress() as (on_total, on_batch):
-        result = infer_file(runtime, inputs if len(inputs) > 1 else inputs[0], output,
-                            batch_size=rows_per_batch or LOCAL_ROWS_PER_BATCH,
-                            keep_columns=keep, allow_nan=allow_nan,
-                            stdin_format=stdin_format.value, on_batch=on_batch,
-                            on_total=on_total, positional=positional_columns, top_k=top_k,
-                            image_range=image_range, channel_order=choice_value(channel_order),
-                            make_dirs=mkdir)
+        result = infer_file(
+            runtime,
+            inputs if len(inputs) > 1 else inputs[0],
+            output,
+            batch_size=rows_per_batch or LOCAL_ROWS_PER_BATCH,
+            keep_columns=keep,
+            allow_nan=allow_nan,
+            stdin_format=stdin_format.value,
+            on_batch=on_batch,
+            on_total=on_total,
+            positional=positional_columns,
+            top_k=top_k,
+            image_range=image_range,
+            channel_order=choice_value(channel_order),
+            make_dirs=mkdir,
+        )
     if as_json:
         summary = {**result.to_dict(), "model": str(model), "provider": runtime.providers[0]}
         sys.stdout.write(json.dumps(summary) + "\n")
     elif output is not None:
         rate = result.rows / result.seconds if result.seconds else 0.0
-        err.print(f"wrote {result.rows} predictions to {output} ({result.seconds:.2f} s, "
-                  f"{rate:,.0f} rows/s, {runtime.providers[0]})", highlight=False)
+        err.print(
+            f"wrote {result.rows} predictions to {output} ({result.seconds:.2f} s, "
+            f"{rate:,.0f} rows/s, {runtime.providers[0]})",
+            highlight=False,
+        )
 
 
-def _infer_on_ray(model: Path, inputs: list[str], output: Optional[Path], keep: list[str],
-                  provider: Optional[list[str]], threads: Optional[int], allow_nan: bool,
-                  sha256: Optional[str], address: Optional[str], workers: Optional[str],
-                  cpus_per_worker: Optional[float], rows_per_batch: int, on_error: OnError,
-                  output_format: OutputFormat) -> None:
+def _infer_on_ray(
+    model: Path,
+    inputs: list[str],
+    output: Path | None,
+    keep: list[str],
+    provider: list[str] | None,
+    threads: int | None,
+    allow_nan: bool,
+    sha256: str | None,
+    address: str | None,
+    workers: str | None,
+    cpus_per_worker: float | None,
+    rows_per_batch: int,
+    on_error: OnError,
+    output_format: OutputFormat,
+) -> None:
     if importlib.util.find_spec("ray") is None:
-        raise InputError("--engine ray: expected Ray to be installed, got no 'ray' module; "
-                         "install it with pip install 'portanet[ray]'")
+        raise InputError(
+            "--engine ray: expected Ray to be installed, got no 'ray' module; "
+            "install it with pip install 'portanet[ray]'"
+        )
     if output is None:
-        raise InputError("--engine ray writes a folder of files: expected --output FOLDER, "
-                         "got none")
+        raise InputError(
+            "--engine ray writes a folder of files: expected --output FOLDER, got none"
+        )
     if "-" in inputs:
-        raise InputError("--engine ray reads files, folders or URIs, got - (stdin); use the "
-                         "local engine for stdin")
+        raise InputError(
+            "--engine ray reads files, folders or URIs, got - (stdin); use the "
+            "local engine for stdin"
+        )
     from portanet.scale import infer_ray
 
     providers = providers_arg(provider)
-    result = infer_ray(model, inputs, str(output), address=address, fmt=output_format.value,
-                       keep_columns=keep, workers=parse_workers(workers),
-                       cpus_per_worker=cpus_per_worker, rows_per_batch=rows_per_batch,
-                       on_error=on_error.value, allow_nan=allow_nan,
-                       providers="cpu" if providers == "auto" else providers, threads=threads,
-                       sha256=sha256)
+    result = infer_ray(
+        model,
+        inputs,
+        str(output),
+        address=address,
+        fmt=output_format.value,
+        keep_columns=keep,
+        workers=parse_workers(workers),
+        cpus_per_worker=cpus_per_worker,
+        rows_per_batch=rows_per_batch,
+        on_error=on_error.value,
+        allow_nan=allow_nan,
+        providers="cpu" if providers == "auto" else providers,
+        threads=threads,
+        sha256=sha256,
+    )
     rate = result.rows / result.seconds if result.seconds else 0.0
     pool = result.workers
-    size = (f"{pool.min_size}" if pool.min_size == pool.max_size
-            else f"{pool.min_size}-{pool.max_size}")
-    err.print(f"wrote {result.rows} predictions from {result.files} files to {result.output} "
-              f"({result.seconds:.2f} s, {rate:,.0f} rows/s, {size} workers x {pool.cpus:g} "
-              f"CPU)", highlight=False, soft_wrap=True)
+    size = (
+        f"{pool.min_size}" if pool.min_size == pool.max_size else f"{pool.min_size}-{pool.max_size}"
+    )
+    err.print(
+        f"wrote {result.rows} predictions from {result.files} files to {result.output} "
+        f"({result.seconds:.2f} s, {rate:,.0f} rows/s, {size} workers x {pool.cpus:g} "
+        f"CPU)",
+        highlight=False,
+        soft_wrap=True,
+    )
     if result.rejected:
-        err.print(f"skipped {result.rejected} rows with bad values: written with their reasons "
-                  f"to {result.rejected_dir}", highlight=False, soft_wrap=True)
+        err.print(
+            f"skipped {result.rejected} rows with bad values: written with their reasons "
+            f"to {result.rejected_dir}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @contextlib.contextmanager
-def _row_progress() -> Iterator[tuple[Callable[[int | None], None] | None,
-                                      Callable[[int], None] | None]]:
+def _row_progress() -> Iterator[
+    tuple[Callable[[int | None], None] | None, Callable[[int], None] | None]
+]:
     """A progress bar on stderr when it is a terminal (rows, rows/s, and a percentage when the
     input's size is known); silent otherwise."""
     if not err.is_terminal:
@@ -213,9 +324,16 @@ def _row_progress() -> Iterator[tuple[Callable[[int | None], None] | None,
         TimeElapsedColumn,
     )
 
-    with Progress(SpinnerColumn(), BarColumn(), TaskProgressColumn(),
-                  TextColumn("{task.completed:,} rows"), TextColumn("{task.fields[rate]}"),
-                  TimeElapsedColumn(), console=err, transient=True) as progress:
+    with Progress(
+        SpinnerColumn(),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.completed:,} rows"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
         task = progress.add_task("infer", total=None, rate="")
         started = time.perf_counter()
 

@@ -59,8 +59,7 @@ def inspect(model: OnnxModel, as_json: AsJson = False, sha256: Sha256 = None) ->
     for name, text in info["images"].items():
         out.print(Text.assemble((f"image input {name}: ", "bold"), text), soft_wrap=True)
     for name, size in info["vocabulary"].items():
-        out.print(Text.assemble((f"vocabulary of {name}: ", "bold"),
-                                f"{size} ids (0..{size - 1})"))
+        out.print(Text.assemble((f"vocabulary of {name}: ", "bold"), f"{size} ids (0..{size - 1})"))
     for key, value in info["metadata"].items():
         text = value if isinstance(value, str) else json.dumps(value)
         out.print(Text.assemble((f"{key}: ", "bold"), text), soft_wrap=True)

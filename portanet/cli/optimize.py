@@ -10,14 +10,13 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from portanet.cli.app import app, guarded, out
 from portanet.cli.options import AllowUnsafe, AsJson, OnnxModel, Provider, Threads, providers_arg
-
 
 if TYPE_CHECKING:  # rich.table is imported when a table is printed (keeps `infer` fast)
     from rich.table import Table
@@ -38,34 +37,56 @@ def candidates_table(result: Any) -> Table:
     """The rich table of every candidate ``optimize`` measured."""
     from rich.table import Table
 
-    table = Table(title=f"portanet optimize: {result.evaluation_rows} held-out rows, "
-                        f"{result.calibration_rows} calibration rows, target {result.target}")
-    columns = ("candidate", "MB", "max abs", "max rel", "agree", "vs Keras",
-               f"p50 ms b{result.batch}", "×", f"rows/s b{result.throughput_batch}", "× ",
-               "verdict")
+    table = Table(
+        title=f"portanet optimize: {result.evaluation_rows} held-out rows, "
+        f"{result.calibration_rows} calibration rows, target {result.target}"
+    )
+    columns = (
+        "candidate",
+        "MB",
+        "max abs",
+        "max rel",
+        "agree",
+        "vs Keras",
+        f"p50 ms b{result.batch}",
+        "×",
+        f"rows/s b{result.throughput_batch}",
+        "× ",
+        "verdict",
+    )
     for column in columns:
-        table.add_column(column, justify="left" if column in ("candidate", "verdict")
-                         else "right")
+        table.add_column(column, justify="left" if column in ("candidate", "verdict") else "right")
     for c in result.candidates:
         chosen = result.chosen is not None and c.name == result.chosen.name
-        verdict = (f"[red]error[/] {escape(c.error)}" if c.error else
-                   "[bold green]chosen[/]" if chosen else
-                   "[green]ok[/]" if c.within_budget else
-                   f"[yellow]{escape('; '.join(c.failed_checks))}[/]")
+        verdict = (
+            f"[red]error[/] {escape(c.error)}"
+            if c.error
+            else "[bold green]chosen[/]"
+            if chosen
+            else "[green]ok[/]"
+            if c.within_budget
+            else f"[yellow]{escape('; '.join(c.failed_checks))}[/]"
+        )
         table.add_row(
-            escape(c.name), _fmt(c.size_bytes / 1e6 if c.size_bytes else None, ".2f"),
-            _fmt(c.max_abs), _fmt(c.max_rel),
-            "-" if c.agreement is None else f"{100 * c.agreement:.2f}%", _fmt(c.keras_max_abs),
+            escape(c.name),
+            _fmt(c.size_bytes / 1e6 if c.size_bytes else None, ".2f"),
+            _fmt(c.max_abs),
+            _fmt(c.max_rel),
+            "-" if c.agreement is None else f"{100 * c.agreement:.2f}%",
+            _fmt(c.keras_max_abs),
             _fmt(c.latency.p50_s * 1e3 if c.latency else None, ".3f"),
             _fmt(c.speedup, ".2f"),
             _fmt(c.throughput.rows_per_s if c.throughput else None, ",.0f"),
-            _fmt(c.throughput_speedup, ".2f"), verdict)
-    table.caption = (f"budget: {result.budget.describe()}; × = speed-up over float32; "
-                     f"agree = labels unchanged")
+            _fmt(c.throughput_speedup, ".2f"),
+            verdict,
+        )
+    table.caption = (
+        f"budget: {result.budget.describe()}; × = speed-up over float32; agree = labels unchanged"
+    )
     return table
 
 
-def _write_json(path: Optional[Path], data: dict[str, Any]) -> None:
+def _write_json(path: Path | None, data: dict[str, Any]) -> None:
     if path is not None:
         from portanet._files import write_bytes
 
@@ -75,34 +96,54 @@ def _write_json(path: Optional[Path], data: dict[str, Any]) -> None:
 @app.command()
 @guarded
 def optimize(
-    model: Annotated[Path, typer.Argument(metavar="MODEL", show_default=False,
-                                          help="ONNX model file (float32, from export).")],
-    data: Annotated[Path, typer.Option(
-        help="Rows to calibrate and measure on (NPY/NPZ in the Keras layout, or a table).")],
-    source: Annotated[Optional[Path], typer.Option(
-        help="Keras file the model came from: errors are also measured against it.")] = None,
-    output: Annotated[Optional[Path], typer.Option(
-        help="Where to write the chosen variant (default: MODEL.optimized.onnx).")] = None,
-    max_abs: Annotated[float, typer.Option(
-        help="Largest absolute error allowed against float32 (and Keras); inf for none.")
+    model: Annotated[
+        Path,
+        typer.Argument(
+            metavar="MODEL", show_default=False, help="ONNX model file (float32, from export)."
+        ),
+    ],
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="Rows to calibrate and measure on (NPY/NPZ in the Keras layout, or a table)."
+        ),
+    ],
+    source: Annotated[
+        Path | None,
+        typer.Option(help="Keras file the model came from: errors are also measured against it."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the chosen variant (default: MODEL.optimized.onnx)."),
+    ] = None,
+    max_abs: Annotated[
+        float,
+        typer.Option(
+            help="Largest absolute error allowed against float32 (and Keras); inf for none."
+        ),
     ] = 1e-3,
-    min_agreement: Annotated[float, typer.Option(
-        help="Smallest share of unchanged labels allowed (classifiers).")] = 0.99,
+    min_agreement: Annotated[
+        float, typer.Option(help="Smallest share of unchanged labels allowed (classifiers).")
+    ] = 0.99,
     target: Annotated[Target, typer.Option(help="Where the model will run.")] = Target.cpu,
-    try_: Annotated[str, typer.Option(
-        "--try", help="Transforms to try: ort,slim,fp16,int8-dynamic,int8-static.")
+    try_: Annotated[
+        str,
+        typer.Option("--try", help="Transforms to try: ort,slim,fp16,int8-dynamic,int8-static."),
     ] = "ort,slim,fp16,int8-dynamic,int8-static",
-    report: Annotated[Optional[Path], typer.Option(
-        help="Also write the candidate table as JSON.")] = None,
-    calibration_rows: Annotated[int, typer.Option(
-        help="Rows of --data that calibrate int8 static (at most half).")] = 128,
-    seconds: Annotated[float, typer.Option(
-        help="Seconds of timing per candidate.")] = 1.0,
-    throughput_batch: Annotated[int, typer.Option(
-        help="Batch size of the throughput measurement.")] = 64,
+    report: Annotated[
+        Path | None, typer.Option(help="Also write the candidate table as JSON.")
+    ] = None,
+    calibration_rows: Annotated[
+        int, typer.Option(help="Rows of --data that calibrate int8 static (at most half).")
+    ] = 128,
+    seconds: Annotated[float, typer.Option(help="Seconds of timing per candidate.")] = 1.0,
+    throughput_batch: Annotated[
+        int, typer.Option(help="Batch size of the throughput measurement.")
+    ] = 64,
     threads: Threads = None,
-    transformed_only: Annotated[bool, typer.Option(
-        "--transformed-only", help="Never choose the unchanged float32 model.")] = False,
+    transformed_only: Annotated[
+        bool, typer.Option("--transformed-only", help="Never choose the unchanged float32 model.")
+    ] = False,
     allow_unsafe: AllowUnsafe = False,
 ) -> None:
     """Write the fastest variant of MODEL that stays inside an accuracy budget (exit 1 and
@@ -112,11 +153,21 @@ def optimize(
 
     try:
         result = optimize_model(
-            model, data, source=source, output=output, max_abs=max_abs,
-            min_agreement=min_agreement, target=target.value, transforms=try_,
-            calibration_rows=calibration_rows, seconds=seconds,
-            throughput_batch=throughput_batch, threads=threads, allow_unsafe=allow_unsafe,
-            transformed_only=transformed_only)
+            model,
+            data,
+            source=source,
+            output=output,
+            max_abs=max_abs,
+            min_agreement=min_agreement,
+            target=target.value,
+            transforms=try_,
+            calibration_rows=calibration_rows,
+            seconds=seconds,
+            throughput_batch=throughput_batch,
+            threads=threads,
+            allow_unsafe=allow_unsafe,
+            transformed_only=transformed_only,
+        )
     except ParityError as exc:
         if exc.report is not None:
             out.print(candidates_table(exc.report))
@@ -125,34 +176,48 @@ def optimize(
     out.print(candidates_table(result))
     _write_json(report, result.to_dict())
     chosen = result.chosen
-    out.print(f"wrote {result.output} ({chosen.name}: {chosen.speedup:.2f}× at batch "
-              f"{result.batch}, max abs {chosen.max_abs:.3g})", highlight=False)
+    out.print(
+        f"wrote {result.output} ({chosen.name}: {chosen.speedup:.2f}× at batch "
+        f"{result.batch}, max abs {chosen.max_abs:.3g})",
+        highlight=False,
+    )
+
 
 @app.command()
 @guarded
 def bench(
     model: OnnxModel,
-    source: Annotated[Optional[Path], typer.Option(
-        help="Keras file to time in the same run (ratio ONNX / Keras).")] = None,
-    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")
-                           ] = "1,8,64,1024",
-    seconds: Annotated[float, typer.Option(help="Seconds of timing per batch size.")
-                       ] = 5.0,
+    source: Annotated[
+        Path | None,
+        typer.Option(help="Keras file to time in the same run (ratio ONNX / Keras)."),
+    ] = None,
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,64,1024",
+    seconds: Annotated[float, typer.Option(help="Seconds of timing per batch size.")] = 5.0,
     provider: Provider = None,
     threads: Threads = None,
-    data: Annotated[Optional[Path], typer.Option(
-        help="Rows to feed (default: seeded random values).")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Rows to feed (default: seeded random values).")
+    ] = None,
     as_json: AsJson = False,
-    plot: Annotated[Optional[Path], typer.Option(
-        help="Draw latency and throughput against batch size (.png, .svg, .pdf).")] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Draw latency and throughput against batch size (.png, .svg, .pdf)."),
+    ] = None,
     allow_unsafe: AllowUnsafe = False,
 ) -> None:
     """Latency p50/p90/p99 and rows/s per batch size (and Keras' with --source)."""
     from portanet.optimize.bench import bench_model, plot_bench
 
-    result = bench_model(model, source=source, batch_sizes=batch_sizes, seconds=seconds,
-                         provider=providers_arg(provider), threads=threads, data=data,
-                         allow_unsafe=allow_unsafe)
+    result = bench_model(
+        model,
+        source=source,
+        batch_sizes=batch_sizes,
+        seconds=seconds,
+        provider=providers_arg(provider),
+        threads=threads,
+        data=data,
+        allow_unsafe=allow_unsafe,
+    )
     if plot is not None:
         plot_bench(result, plot)
     if as_json:
@@ -162,28 +227,40 @@ def bench(
 
     table = Table(title=f"portanet bench: {model.name} on {result.providers[0]}")
     for column in ("batch", "p50 ms", "p90 ms", "p99 ms", "rows/s") + (
-            ("Keras p50 ms", "Keras rows/s", "ONNX/Keras") if result.keras else ()):
+        ("Keras p50 ms", "Keras rows/s", "ONNX/Keras") if result.keras else ()
+    ):
         table.add_column(column, justify="right")
     for i, o in enumerate(result.onnx):
-        row = [str(o.batch), f"{o.p50_s * 1e3:.3f}", f"{o.p90_s * 1e3:.3f}",
-               f"{o.p99_s * 1e3:.3f}", f"{o.rows_per_s:,.0f}"]
+        row = [
+            str(o.batch),
+            f"{o.p50_s * 1e3:.3f}",
+            f"{o.p90_s * 1e3:.3f}",
+            f"{o.p99_s * 1e3:.3f}",
+            f"{o.rows_per_s:,.0f}",
+        ]
         if result.keras:
             k = result.keras[i]
-            row += [f"{k.p50_s * 1e3:.3f}", f"{k.rows_per_s:,.0f}",
-                    f"{o.rows_per_s / k.rows_per_s:.2f}×"]
+            row += [
+                f"{k.p50_s * 1e3:.3f}",
+                f"{k.rows_per_s:,.0f}",
+                f"{o.rows_per_s / k.rows_per_s:.2f}×",
+            ]
         table.add_row(*row)
     out.print(table)
     if plot is not None:
         out.print(f"wrote {plot}", highlight=False)
 
+
 @app.command(name="report")
 @guarded
 def report_command(
     model: OnnxModel,
-    output: Annotated[Optional[Path], typer.Option(
-        help="HTML file to write (default: MODEL.report.html).")] = None,
-    bench: Annotated[Optional[Path], typer.Option(
-        help="A 'portanet bench --json' file to include.")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="HTML file to write (default: MODEL.report.html).")
+    ] = None,
+    bench: Annotated[
+        Path | None, typer.Option(help="A 'portanet bench --json' file to include.")
+    ] = None,
 ) -> None:
     """Write one self-contained HTML page: model card, parity, training, optimization,
     speed."""

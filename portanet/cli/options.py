@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,26 +12,29 @@ import typer
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
 
 
-def split_names(values: Optional[list[str]]) -> list[str]:
+def split_names(values: list[str] | None) -> list[str]:
     """Values of a repeatable option that also takes comma-separated lists, flattened."""
     return [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
 
 
-def providers_arg(values: Optional[list[str]]) -> str | list[str]:
+def providers_arg(values: list[str] | None) -> str | list[str]:
     """What :func:`portanet.load` takes as ``providers`` for a ``--provider`` option's value."""
     names = split_names(values)
     return "auto" if names in ([], ["auto"]) else names
 
 
-def _providers(values: Optional[list[str]]) -> list[str]:
+def _providers(values: list[str] | None) -> list[str]:
     names = split_names(values) or ["auto"]
     for name in names:
         if name.lower() not in PROVIDER_CHOICES and not name.endswith("ExecutionProvider"):
-            raise typer.BadParameter(f"expected one of {', '.join(PROVIDER_CHOICES)} or an "
-                                     f"onnxruntime provider name, got {name!r}")
+            raise typer.BadParameter(
+                f"expected one of {', '.join(PROVIDER_CHOICES)} or an "
+                f"onnxruntime provider name, got {name!r}"
+            )
     if "auto" in names and len(names) > 1:
-        raise typer.BadParameter(f"'auto' picks the providers itself; expected it alone, got "
-                                 f"{names}")
+        raise typer.BadParameter(
+            f"'auto' picks the providers itself; expected it alone, got {names}"
+        )
     return names
 
 
@@ -49,38 +52,69 @@ class StdinFormat(str, Enum):
     jsonl = "jsonl"
 
 
-Provider = Annotated[Optional[list[str]], typer.Option(
-    "--provider", metavar="auto|cpu|cuda|tensorrt", callback=_providers,
-    help="Execution provider(s) in priority order: auto, cpu, cuda, tensorrt or an onnxruntime "
-         "provider name (repeat or comma-separate).")]
-RequireProvider = Annotated[bool, typer.Option(
-    "--require-provider", help="Fail unless the asked provider is really active.")]
-Threads = Annotated[Optional[int], typer.Option(
-    min=1, help="onnxruntime threads (default: the CPUs this process may use).")]
-AllowNan = Annotated[bool, typer.Option(
-    "--allow-nan", help="Pass NaN/Inf/empty values to the model instead of refusing.")]
-Sha256 = Annotated[Optional[str], typer.Option(
-    help="Refuse the model unless its sha256 is this.")]
+Provider = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--provider",
+        metavar="auto|cpu|cuda|tensorrt",
+        callback=_providers,
+        help="Execution provider(s) in priority order: auto, cpu, cuda, tensorrt or an onnxruntime "
+        "provider name (repeat or comma-separate).",
+    ),
+]
+RequireProvider = Annotated[
+    bool,
+    typer.Option("--require-provider", help="Fail unless the asked provider is really active."),
+]
+Threads = Annotated[
+    int | None,
+    typer.Option(min=1, help="onnxruntime threads (default: the CPUs this process may use)."),
+]
+AllowNan = Annotated[
+    bool,
+    typer.Option("--allow-nan", help="Pass NaN/Inf/empty values to the model instead of refusing."),
+]
+Sha256 = Annotated[str | None, typer.Option(help="Refuse the model unless its sha256 is this.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
-AllowUnsafe = Annotated[bool, typer.Option(
-    "--allow-unsafe", help="Load Lambda/custom layers (runs the file's code: trust it!).")]
+AllowUnsafe = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unsafe", help="Load Lambda/custom layers (runs the file's code: trust it!)."
+    ),
+]
 Atol = Annotated[float, typer.Option(help="Absolute tolerance.")]
 Rtol = Annotated[float, typer.Option(help="Relative tolerance.")]
-Layerwise = Annotated[bool, typer.Option(
-    "--layerwise", help="Also compare every Keras layer with its ONNX tensor (automatic when "
-                        "the outputs differ).")]
-GateData = Annotated[Optional[Path], typer.Option(
-    help="Rows/arrays for the gate (CSV, Parquet, JSONL, NPY, NPZ).")]
-OnnxModel = Annotated[Path, typer.Argument(metavar="MODEL", help="ONNX model file.",
-                                           show_default=False)]
-ImageRange = Annotated[Optional[str], typer.Option(
-    "--image-range", metavar="LOW..HIGH",
-    help="Pixel values the model takes: -1..1, 0..1, 0..255, or keras.applications' tf, torch, "
-         "caffe (default: what export detected from the model, or was told).")]
-ChannelOrderOption = Annotated[Optional[ChannelOrder], typer.Option(
-    "--channel-order", help="Channel order of the image input (default: as recorded; rgb).")]
+Layerwise = Annotated[
+    bool,
+    typer.Option(
+        "--layerwise",
+        help="Also compare every Keras layer with its ONNX tensor (automatic when "
+        "the outputs differ).",
+    ),
+]
+GateData = Annotated[
+    Path | None, typer.Option(help="Rows/arrays for the gate (CSV, Parquet, JSONL, NPY, NPZ).")
+]
+OnnxModel = Annotated[
+    Path, typer.Argument(metavar="MODEL", help="ONNX model file.", show_default=False)
+]
+ImageRange = Annotated[
+    str | None,
+    typer.Option(
+        "--image-range",
+        metavar="LOW..HIGH",
+        help="Pixel values the model takes: -1..1, 0..1, 0..255, or keras.applications' tf, torch, "
+        "caffe (default: what export detected from the model, or was told).",
+    ),
+]
+ChannelOrderOption = Annotated[
+    ChannelOrder | None,
+    typer.Option(
+        "--channel-order", help="Channel order of the image input (default: as recorded; rgb)."
+    ),
+]
 
 
-def choice_value(value: Optional[Enum]) -> Optional[str]:
+def choice_value(value: Enum | None) -> str | None:
     """The string an optional enum option stands for (``None`` when not given)."""
     return None if value is None else str(value.value)

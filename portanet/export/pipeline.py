@@ -13,10 +13,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 from portanet import __version__
 from portanet import schema as meta
@@ -64,28 +64,43 @@ def infer_task(model: Any, output_count: int) -> tuple[str | None, float | None]
     return None, None
 
 
-def build_schema(loaded: LoadedKeras, inputs: list[TensorSpec], proto: Any,
-                 feature_names: list[str] | None = None, *,
-                 labels: str | os.PathLike[str] | None = None,
-                 image_size: tuple[int, int] | None = None, image_range: str | None = None,
-                 channel_order: str | None = None,
-                 nchw: list[str] | None = None) -> ModelSchema:
+def build_schema(
+    loaded: LoadedKeras,
+    inputs: list[TensorSpec],
+    proto: Any,
+    feature_names: list[str] | None = None,
+    *,
+    labels: str | os.PathLike[str] | None = None,
+    image_size: tuple[int, int] | None = None,
+    image_range: str | None = None,
+    channel_order: str | None = None,
+    nchw: list[str] | None = None,
+) -> ModelSchema:
     """The schema stored in the ONNX file: tensors from the graph, names/task from the source,
     class names (``labels``: a file or comma list), image preprocessing and the vocabulary
     sizes of Embedding inputs (:mod:`portanet.export.recorded`)."""
     from portanet.export.recorded import image_specs, read_labels, vocabulary
     from portanet.export.verify.runners import keras_specs
 
-    outputs = tuple(TensorSpec(o.name, tuple(d.dim_value if d.HasField("dim_value") else None
-                                             for d in o.type.tensor_type.shape.dim))
-                    for o in proto.graph.output)
+    outputs = tuple(
+        TensorSpec(
+            o.name,
+            tuple(
+                d.dim_value if d.HasField("dim_value") else None
+                for d in o.type.tensor_type.shape.dim
+            ),
+        )
+        for o in proto.graph.output
+    )
     stored = loaded.portanet_attribute(SCHEMA_ATTR) or {}
     task, threshold = infer_task(loaded.model, len(outputs))
     task, threshold = stored.get("task", task), stored.get("threshold", threshold)
     names = feature_names or stored.get("feature_names")
     if names and (len(inputs) != 1 or inputs[0].rank != 2 or inputs[0].shape[1] != len(names)):
-        raise InputError(f"feature names: expected {inputs[0].shape[-1]} names for input "
-                         f"{inputs[0].name!r} {inputs[0].shape}, got {len(names)}: {names}")
+        raise InputError(
+            f"feature names: expected {inputs[0].shape[-1]} names for input "
+            f"{inputs[0].name!r} {inputs[0].shape}, got {len(names)}: {names}"
+        )
     class_names = tuple(stored["labels"]) if stored.get("labels") else None
     if labels is not None:
         units = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].rank else None
@@ -93,17 +108,27 @@ def build_schema(loaded: LoadedKeras, inputs: list[TensorSpec], proto: Any,
         class_names = read_labels(labels, classes)
         if task is None and classes and classes > 1:
             task = MULTICLASS_CLASSIFIER  # named classes of a model that ends without softmax
-    probe = ModelSchema(tuple(inputs), outputs,
-                        extra={NCHW_KEY: list(nchw)} if nchw else {})
+    probe = ModelSchema(tuple(inputs), outputs, extra={NCHW_KEY: list(nchw)} if nchw else {})
     specs = keras_specs(probe)
     trace = getattr(loaded, "trace", None)
     return ModelSchema(
-        inputs=tuple(inputs), outputs=outputs,
+        inputs=tuple(inputs),
+        outputs=outputs,
         feature_names=tuple(names) if names else None,
-        task=task, threshold=threshold, labels=class_names,
-        images=image_specs(loaded.model, trace, specs, nchw or [], image_size=image_size,
-                           image_range=image_range, channel_order=channel_order),
-        vocabulary=vocabulary(trace, specs))
+        task=task,
+        threshold=threshold,
+        labels=class_names,
+        images=image_specs(
+            loaded.model,
+            trace,
+            specs,
+            nchw or [],
+            image_size=image_size,
+            image_range=image_range,
+            channel_order=channel_order,
+        ),
+        vocabulary=vocabulary(trace, specs),
+    )
 
 
 def _tool_versions(opset: int) -> dict[str, Any]:
@@ -111,8 +136,12 @@ def _tool_versions(opset: int) -> dict[str, Any]:
     import tensorflow as tf
     import tf2onnx
 
-    versions = {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__,
-                "onnx": onnx.__version__, "opset": opset}
+    versions = {
+        "tensorflow": tf.__version__,
+        "tf2onnx": tf2onnx.__version__,
+        "onnx": onnx.__version__,
+        "opset": opset,
+    }
     for name in ("keras", "tf_keras"):
         try:
             versions[name] = __import__(name).__version__
@@ -129,16 +158,28 @@ def _loaded(source: Any, allow_unsafe: bool) -> LoadedKeras:
     return from_model(source)
 
 
-def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
-                 output: str | os.PathLike[str] | None = None, *, opset: int = DEFAULT_OPSET,
-                 data: str | os.PathLike[str] | None = None, atol: float = DEFAULT_ATOL,
-                 rtol: float = DEFAULT_RTOL, verify: bool = True, batch_size: int | None = None,
-                 feature_names: list[str] | None = None, seed: int = 0,
-                 allow_unsafe: bool = False, inputs_as_nchw: list[str] | None = None,
-                 layerwise: bool = False, labels: str | os.PathLike[str] | None = None,
-                 image_size: tuple[int, int] | None = None, image_range: str | None = None,
-                 channel_order: str | None = None, tolerance_mode: str = "strict",
-                 on_stage: Callable[[str], None] | None = None) -> ExportResult:
+def export_model(
+    source: str | os.PathLike[str] | LoadedKeras | Any,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    opset: int = DEFAULT_OPSET,
+    data: str | os.PathLike[str] | None = None,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    verify: bool = True,
+    batch_size: int | None = None,
+    feature_names: list[str] | None = None,
+    seed: int = 0,
+    allow_unsafe: bool = False,
+    inputs_as_nchw: list[str] | None = None,
+    layerwise: bool = False,
+    labels: str | os.PathLike[str] | None = None,
+    image_size: tuple[int, int] | None = None,
+    image_range: str | None = None,
+    channel_order: str | None = None,
+    tolerance_mode: str = "strict",
+    on_stage: Callable[[str], None] | None = None,
+) -> ExportResult:
     """Convert a Keras model to ONNX, prove parity, then write it atomically.
 
     ``source`` is a model file (``.h5``, ``.keras``, SavedModel directory), a
@@ -170,17 +211,28 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
     stage("loading the Keras model")
     loaded = _loaded(source, allow_unsafe)
     if output is None and loaded.format == "memory":
-        raise InputError(f"model {loaded.path.name!r}: expected an output path for a model "
-                         f"that has no file, got none")
+        raise InputError(
+            f"model {loaded.path.name!r}: expected an output path for a model "
+            f"that has no file, got none"
+        )
     target = Path(output) if output else loaded.path.with_suffix(".onnx")
     check_writable(target)
     stage("converting to ONNX")
-    proto, inputs = convert(loaded, opset=opset, batch_size=batch_size,
-                               inputs_as_nchw=inputs_as_nchw)
+    proto, inputs = convert(
+        loaded, opset=opset, batch_size=batch_size, inputs_as_nchw=inputs_as_nchw
+    )
     nchw = [n.strip() for n in inputs_as_nchw or [] if n.strip()]
-    schema = build_schema(loaded, inputs, proto, feature_names, labels=labels,
-                          image_size=image_size, image_range=image_range,
-                          channel_order=channel_order, nchw=nchw)
+    schema = build_schema(
+        loaded,
+        inputs,
+        proto,
+        feature_names,
+        labels=labels,
+        image_size=image_size,
+        image_range=image_range,
+        channel_order=channel_order,
+        nchw=nchw,
+    )
     if nchw:
         schema = dataclasses.replace(schema, extra={**schema.extra, NCHW_KEY: nchw})
     _set_metadata(proto, {meta.VERSION: __version__, meta.SCHEMA: schema.to_dict()})
@@ -190,32 +242,50 @@ def export_model(source: str | os.PathLike[str] | LoadedKeras | Any,
     try:
         runtime = load(candidate, providers="cpu")
     except Exception as exc:
-        raise ConversionError(f"{loaded.path}: the converted ONNX model does not load in "
-                              f"onnxruntime: {first_line(exc)}") from exc
+        raise ConversionError(
+            f"{loaded.path}: the converted ONNX model does not load in "
+            f"onnxruntime: {first_line(exc)}"
+        ) from exc
     report = None
     if verify:  # raises ParityError (carrying the report) when Keras and ONNX differ
         stage("running the parity gate")
-        report = gate_report(loaded, runtime, schema, data=data, atol=atol, rtol=rtol, seed=seed,
-                             onnx_model=candidate, layerwise=layerwise,
-                             tolerance_mode=tolerance_mode)
+        report = gate_report(
+            loaded,
+            runtime,
+            schema,
+            data=data,
+            atol=atol,
+            rtol=rtol,
+            seed=seed,
+            onnx_model=candidate,
+            layerwise=layerwise,
+            tolerance_mode=tolerance_mode,
+        )
     metrics = loaded.portanet_attribute(METRICS_ATTR)
     parity = report.to_dict() if report else {"skipped": True}
     parity.pop("layerwise", None)  # the per-layer table goes to --report, not the file
-    _set_metadata(proto, {
-        meta.SOURCE: {"file": loaded.path.name, "sha256": loaded.sha256, "format": loaded.format,
-                      "keras_version": loaded.keras_version, "loader": loaded.loader},
-        meta.TOOLS: _tool_versions(opset),
-        meta.PARITY: parity,
-        meta.METRICS: metrics,
-    })
+    _set_metadata(
+        proto,
+        {
+            meta.SOURCE: {
+                "file": loaded.path.name,
+                "sha256": loaded.sha256,
+                "format": loaded.format,
+                "keras_version": loaded.keras_version,
+                "loader": loaded.loader,
+            },
+            meta.TOOLS: _tool_versions(opset),
+            meta.PARITY: parity,
+            meta.METRICS: metrics,
+        },
+    )
     # Only metadata changed since the checker ran on the candidate: no second check.
     stage("writing")
     if staged is not None:
         staged.publish(proto)
     else:
         write_bytes(target, proto.SerializeToString())
-    return ExportResult(target, schema, report, opset, time.perf_counter() - started,
-                        loaded)
+    return ExportResult(target, schema, report, opset, time.perf_counter() - started, loaded)
 
 
 def _set_metadata(proto: Any, values: dict[str, Any]) -> None:
@@ -241,8 +311,9 @@ def _staged(proto: Any, loaded: LoadedKeras, target: Path) -> Any:
         staged.check()
     except Exception as exc:  # onnx.checker.ValidationError and shape-inference errors
         staged.discard()
-        raise ConversionError(f"{loaded.path}: the converted ONNX model is invalid "
-                              f"(onnx.checker): {first_line(exc)}") from exc
+        raise ConversionError(
+            f"{loaded.path}: the converted ONNX model is invalid (onnx.checker): {first_line(exc)}"
+        ) from exc
     return staged
 
 
@@ -253,6 +324,7 @@ def _checked_bytes(proto: Any, source: Path) -> bytes:
     try:
         onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
     except Exception as exc:  # onnx.checker.ValidationError and shape-inference errors
-        raise ConversionError(f"{source}: the converted ONNX model is invalid "
-                              f"(onnx.checker): {first_line(exc)}") from exc
+        raise ConversionError(
+            f"{source}: the converted ONNX model is invalid (onnx.checker): {first_line(exc)}"
+        ) from exc
     return data

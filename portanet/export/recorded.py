@@ -35,10 +35,8 @@ APPLICATIONS: tuple[tuple[str, frozenset[str], frozenset[str], str], ...] = (
     ("InceptionResNetV2", frozenset({"mixed_5b", "conv_7b"}), frozenset(), "tf"),
     ("NASNet", frozenset({"stem_conv1"}), frozenset(), "tf"),
     ("ResNetV2", frozenset({"conv1_conv", "post_bn"}), frozenset(), "tf"),
-    ("ResNet", frozenset({"conv1_conv", "conv2_block1_1_conv"}), frozenset({"post_bn"}),
-     "caffe"),
-    ("VGG", frozenset({"block1_conv1", "block5_conv3"}), frozenset({"block1_conv1_bn"}),
-     "caffe"),
+    ("ResNet", frozenset({"conv1_conv", "conv2_block1_1_conv"}), frozenset({"post_bn"}), "caffe"),
+    ("VGG", frozenset({"block1_conv1", "block5_conv3"}), frozenset({"block1_conv1_bn"}), "caffe"),
     ("DenseNet", frozenset({"conv1/conv", "conv2_block1_0_bn"}), frozenset(), "torch"),
 )
 
@@ -52,32 +50,39 @@ def read_labels(value: str | Path, classes: int | None = None) -> tuple[str, ...
         try:
             text = path.read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: expected a UTF-8 text file of class names, got: "
-                             f"{exc}") from exc
+            raise InputError(
+                f"{path}: expected a UTF-8 text file of class names, got: {exc}"
+            ) from exc
         origin = str(path)
     elif "," in str(value):
         text, origin = str(value), "labels"
     else:
-        raise InputError(f"{value}: expected a labels file (or a comma-separated list of "
-                         f"names), got no such file")
+        raise InputError(
+            f"{value}: expected a labels file (or a comma-separated list of "
+            f"names), got no such file"
+        )
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) == 1 and "," in lines[0]:
         names = [n.strip() for n in lines[0].split(",")]
     else:
         numbered = [re.match(r"^(\d+)\s+(.+)$", line) for line in lines]
-        if lines and all(numbered) and [int(m.group(1)) for m in numbered if m] == list(
-                range(len(lines))):
+        if (
+            lines
+            and all(numbered)
+            and [int(m.group(1)) for m in numbered if m] == list(range(len(lines)))
+        ):
             names = [m.group(2).strip() for m in numbered if m]  # Teachable Machine
         else:
             names = lines
     if not names or any(not n for n in names):
-        raise InputError(f"{origin}: expected one non-empty class name per class, got "
-                         f"{names}")
+        raise InputError(f"{origin}: expected one non-empty class name per class, got {names}")
     if len(set(names)) != len(names):
         raise InputError(f"{origin}: expected distinct class names, got {names}")
     if classes is not None and len(names) != classes:
-        raise InputError(f"{origin}: expected {classes} class names (the model's classes), "
-                         f"got {len(names)}: {names}")
+        raise InputError(
+            f"{origin}: expected {classes} class names (the model's classes), "
+            f"got {len(names)}: {names}"
+        )
     return tuple(names)
 
 
@@ -91,8 +96,9 @@ def parse_image_size(text: str) -> tuple[int, int]:
     if len(size) == 1:
         size = (size[0], size[0])
     if len(size) != 2 or min(size) < 1:
-        raise InputError(f"image size: expected HEIGHTxWIDTH such as 224x224 (or one number), "
-                         f"got {text!r}")
+        raise InputError(
+            f"image size: expected HEIGHTxWIDTH such as 224x224 (or one number), got {text!r}"
+        )
     return size[0], size[1]
 
 
@@ -141,23 +147,34 @@ def vocabulary(trace: Any, specs: Sequence[TensorSpec]) -> dict[str, int]:
     return sizes
 
 
-def image_specs(model: Any, trace: Any, specs: Sequence[TensorSpec], nchw: Sequence[str], *,
-                image_size: tuple[int, int] | None = None, image_range: str | None = None,
-                channel_order: str | None = None) -> dict[str, ImageSpec]:
+def image_specs(
+    model: Any,
+    trace: Any,
+    specs: Sequence[TensorSpec],
+    nchw: Sequence[str],
+    *,
+    image_size: tuple[int, int] | None = None,
+    image_range: str | None = None,
+    channel_order: str | None = None,
+) -> dict[str, ImageSpec]:
     """How image files become samples of each rank-4 input with 1, 3 or 4 channels (``specs``
     in the Keras model's channels-last layout), from the user's settings and the model."""
     images = [s for s in specs if s.rank == 4 and s.shape[3] in (1, 3, 4)]
     if (image_size or image_range or channel_order) and len(images) != 1:
-        raise InputError(f"image settings: expected a model with one image input (rank 4, 1/3/4 "
-                         f"channels), got inputs {[(s.name, s.shape) for s in specs]}")
+        raise InputError(
+            f"image settings: expected a model with one image input (rank 4, 1/3/4 "
+            f"channels), got inputs {[(s.name, s.shape) for s in specs]}"
+        )
     readers = first_readers(trace, [s.name for s in images])
     recorded: dict[str, ImageSpec] = {}
     for spec in images:
         size = image_size or (spec.shape[1], spec.shape[2])
         fixed = (spec.shape[1], spec.shape[2])
         if image_size and all(isinstance(d, int) for d in fixed) and tuple(image_size) != fixed:
-            raise InputError(f"image size: input {spec.name!r} takes {fixed[0]}x{fixed[1]} "
-                             f"images {spec.shape}, got {image_size[0]}x{image_size[1]}")
+            raise InputError(
+                f"image size: input {spec.name!r} takes {fixed[0]}x{fixed[1]} "
+                f"images {spec.shape}, got {image_size[0]}x{image_size[1]}"
+            )
         if not all(isinstance(d, int) for d in size):
             continue  # a dynamic image size with none given: nothing to resize to
         fields: dict[str, Any] = {}
@@ -182,8 +199,11 @@ def image_specs(model: Any, trace: Any, specs: Sequence[TensorSpec], nchw: Seque
             if channel_order.lower() not in ("rgb", "bgr"):
                 raise InputError(f"channel order: expected rgb or bgr, got {channel_order!r}")
             fields["channel_order"] = channel_order.lower()
-        recorded[spec.name] = ImageSpec(size=(int(size[0]), int(size[1])),
-                                        channels=int(spec.shape[3]),
-                                        layout="nchw" if spec.name in nchw else "nhwc",
-                                        source=source, **fields)
+        recorded[spec.name] = ImageSpec(
+            size=(int(size[0]), int(size[1])),
+            channels=int(spec.shape[3]),
+            layout="nchw" if spec.name in nchw else "nhwc",
+            source=source,
+            **fields,
+        )
     return recorded

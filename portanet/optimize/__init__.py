@@ -12,5 +12,13 @@ from portanet.optimize.evaluate import Budget, Candidate
 from portanet.optimize.optimize import LINEAGE, OptimizeResult, optimize_model
 from portanet.optimize.transforms import TRANSFORMS
 
-__all__ = ["LINEAGE", "TRANSFORMS", "BenchReport", "Budget", "Candidate", "OptimizeResult",
-           "bench_model", "optimize_model"]
+__all__ = [
+    "LINEAGE",
+    "TRANSFORMS",
+    "BenchReport",
+    "Budget",
+    "Candidate",
+    "OptimizeResult",
+    "bench_model",
+    "optimize_model",
+]

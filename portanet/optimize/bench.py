@@ -36,35 +36,49 @@ class BenchReport:
         """Per batch size: ONNX rows/s over Keras rows/s, and Keras p50 over ONNX p50."""
         if not self.keras:
             return []
-        return [{"batch": o.batch, "throughput": o.rows_per_s / k.rows_per_s,
-                 "p50": k.p50_s / o.p50_s} for o, k in zip(self.onnx, self.keras)]
+        return [
+            {"batch": o.batch, "throughput": o.rows_per_s / k.rows_per_s, "p50": k.p50_s / o.p50_s}
+            for o, k in zip(self.onnx, self.keras)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``--json``; what ``portanet report --bench`` reads)."""
-        return {"model": self.model, "providers": self.providers, "threads": self.threads,
-                "seconds": self.seconds, "machine": {"processor": platform.processor() or
-                                                     platform.machine(),
-                                                     "cpus": os.cpu_count()},
-                "onnx": [x.to_dict() for x in self.onnx],
-                "keras": [x.to_dict() for x in self.keras] if self.keras else None,
-                "source": self.source, "ratios": self.ratios()}
+        return {
+            "model": self.model,
+            "providers": self.providers,
+            "threads": self.threads,
+            "seconds": self.seconds,
+            "machine": {
+                "processor": platform.processor() or platform.machine(),
+                "cpus": os.cpu_count(),
+            },
+            "onnx": [x.to_dict() for x in self.onnx],
+            "keras": [x.to_dict() for x in self.keras] if self.keras else None,
+            "source": self.source,
+            "ratios": self.ratios(),
+        }
 
 
 def parse_batch_sizes(value: str | list[int] | tuple[int, ...]) -> list[int]:
     """Batch sizes from ``1,8,64`` (positive, unique, in the given order)."""
     try:
-        sizes = [int(v) for v in (value.split(",") if isinstance(value, str) else value)
-                 if str(v).strip()]
+        sizes = [
+            int(v)
+            for v in (value.split(",") if isinstance(value, str) else value)
+            if str(v).strip()
+        ]
     except ValueError as exc:
-        raise InputError(f"batch sizes: expected comma-separated positive integers, got "
-                         f"{value!r}") from exc
+        raise InputError(
+            f"batch sizes: expected comma-separated positive integers, got {value!r}"
+        ) from exc
     if not sizes or any(s < 1 for s in sizes):
         raise InputError(f"batch sizes: expected positive integers, got {value!r}")
     return list(dict.fromkeys(sizes))
 
 
-def _keras_call(source: str | os.PathLike[str], feeds: rows_.Feeds, schema: Any,
-                allow_unsafe: bool) -> Callable[[rows_.Feeds], Callable[[], Any]]:
+def _keras_call(
+    source: str | os.PathLike[str], feeds: rows_.Feeds, schema: Any, allow_unsafe: bool
+) -> Callable[[rows_.Feeds], Callable[[], Any]]:
     """A factory: ONNX-layout feeds → a no-argument call running Keras on them, compiled with
     ``tf.function`` (how Keras serves a model at its fastest)."""
     from portanet.export.convert.keras_to_onnx import call_model, keras_signature
@@ -73,8 +87,10 @@ def _keras_call(source: str | os.PathLike[str], feeds: rows_.Feeds, schema: Any,
     loaded = load_keras(source, allow_unsafe=allow_unsafe)
     specs, _ = keras_signature(loaded.model)
     if sorted(s.name for s in specs) != sorted(feeds):
-        raise InputError(f"{source}: expected a Keras model with inputs {sorted(feeds)} like "
-                         f"the ONNX model, got {[s.name for s in specs]}")
+        raise InputError(
+            f"{source}: expected a Keras model with inputs {sorted(feeds)} like "
+            f"the ONNX model, got {[s.name for s in specs]}"
+        )
     import tensorflow as tf
 
     compiled = tf.function(lambda arrays: call_model(loaded.model, arrays))
@@ -87,11 +103,18 @@ def _keras_call(source: str | os.PathLike[str], feeds: rows_.Feeds, schema: Any,
     return factory
 
 
-def bench_model(model: str | os.PathLike[str], *, source: str | os.PathLike[str] | None = None,
-                batch_sizes: str | list[int] | tuple[int, ...] = DEFAULT_BATCH_SIZES,
-                seconds: float = 5.0, provider: str = "cpu", threads: int | None = None,
-                data: str | os.PathLike[str] | None = None, seed: int = 0,
-                allow_unsafe: bool = False) -> BenchReport:
+def bench_model(
+    model: str | os.PathLike[str],
+    *,
+    source: str | os.PathLike[str] | None = None,
+    batch_sizes: str | list[int] | tuple[int, ...] = DEFAULT_BATCH_SIZES,
+    seconds: float = 5.0,
+    provider: str = "cpu",
+    threads: int | None = None,
+    data: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    allow_unsafe: bool = False,
+) -> BenchReport:
     """Time ``model`` for about ``seconds`` per batch size (warm-up excluded) on ``provider``
     with ``threads`` (default: the CPUs this process may use); inputs are rows of ``data``
     repeated to fill a batch, else seeded random values. With ``source`` the Keras model runs
@@ -102,14 +125,17 @@ def bench_model(model: str | os.PathLike[str], *, source: str | os.PathLike[str]
     runtime = load(model, providers=provider, strict=True, threads=threads)
     fixed = rows_.fixed_batch(runtime)
     if fixed is not None and sizes != [fixed]:
-        raise InputError(f"{model}: the graph takes batches of exactly {fixed}, got batch "
-                         f"sizes {sizes}")
+        raise InputError(
+            f"{model}: the graph takes batches of exactly {fixed}, got batch sizes {sizes}"
+        )
     pool = rows_.load_rows(data, runtime) if data else rows_.random_feeds(runtime, 64, seed)
     sample = sum(v[0].size for v in pool.values())
     too_big = [s for s in sizes if s * sample > MAX_BATCH_ELEMENTS]
     if too_big:
-        raise InputError(f"{model}: batch sizes {too_big} hold over {MAX_BATCH_ELEMENTS:,} "
-                         f"input values ({sample:,} per row); expected smaller batches")
+        raise InputError(
+            f"{model}: batch sizes {too_big} hold over {MAX_BATCH_ELEMENTS:,} "
+            f"input values ({sample:,} per row); expected smaller batches"
+        )
     keras = _keras_call(source, pool, runtime.schema, allow_unsafe) if source else None
     onnx_results, keras_results = [], []
     for size in sizes:
@@ -121,8 +147,15 @@ def bench_model(model: str | os.PathLike[str], *, source: str | os.PathLike[str]
         onnx_results.append(summarize(size, samples["onnx"]))
         if keras is not None:
             keras_results.append(summarize(size, samples["keras"]))
-    return BenchReport(str(model), runtime.providers, threads, seconds, onnx_results,
-                       keras_results or None, str(source) if source else None)
+    return BenchReport(
+        str(model),
+        runtime.providers,
+        threads,
+        seconds,
+        onnx_results,
+        keras_results or None,
+        str(source) if source else None,
+    )
 
 
 def plot_bench(report: BenchReport | dict[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -133,8 +166,9 @@ def plot_bench(report: BenchReport | dict[str, Any], path: str | os.PathLike[str
 
     target = Path(path)
     if target.suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise InputError(f"{target}: expected a .png, .svg or .pdf plot path, got suffix "
-                         f"{target.suffix!r}")
+        raise InputError(
+            f"{target}: expected a .png, .svg or .pdf plot path, got suffix {target.suffix!r}"
+        )
     figure = bench_figure(report.to_dict() if isinstance(report, BenchReport) else report)
     with atomic_path(target) as temporary:
         figure.savefig(temporary, dpi=150, format=target.suffix[1:].lower())

@@ -36,15 +36,19 @@ def keras_layout(spec: TensorSpec, schema: ModelSchema) -> tuple[int | str | Non
 def to_onnx_layout(feeds: Feeds, schema: ModelSchema) -> Feeds:
     """Keras-layout arrays as the ONNX graph takes them."""
     nchw = nchw_names(schema)
-    return {k: np.ascontiguousarray(v.transpose(0, 3, 1, 2)) if k in nchw and v.ndim == 4 else v
-            for k, v in feeds.items()}
+    return {
+        k: np.ascontiguousarray(v.transpose(0, 3, 1, 2)) if k in nchw and v.ndim == 4 else v
+        for k, v in feeds.items()
+    }
 
 
 def to_keras_layout(feeds: Feeds, schema: ModelSchema) -> Feeds:
     """ONNX-layout arrays as the Keras model takes them."""
     nchw = nchw_names(schema)
-    return {k: np.ascontiguousarray(v.transpose(0, 2, 3, 1)) if k in nchw and v.ndim == 4 else v
-            for k, v in feeds.items()}
+    return {
+        k: np.ascontiguousarray(v.transpose(0, 2, 3, 1)) if k in nchw and v.ndim == 4 else v
+        for k, v in feeds.items()
+    }
 
 
 def rows_of(feeds: Feeds) -> int:
@@ -72,27 +76,33 @@ def load_rows(path: str | os.PathLike[str], model: Model) -> Feeds:
             else:
                 missing = [s.name for s in schema.inputs if s.name not in archive.files]
                 if missing:
-                    raise InputError(f"{source}: expected arrays named {model.input_names}, got "
-                                     f"{archive.files} (missing {missing})")
+                    raise InputError(
+                        f"{source}: expected arrays named {model.input_names}, got "
+                        f"{archive.files} (missing {missing})"
+                    )
                 arrays = {s.name: archive[s.name] for s in schema.inputs}
     elif suffix == ".npy":
         if len(schema.inputs) != 1:
-            raise InputError(f"{source}: a model with inputs {model.input_names} needs an .npz "
-                             f"holding one array per input name, got one .npy array")
+            raise InputError(
+                f"{source}: a model with inputs {model.input_names} needs an .npz "
+                f"holding one array per input name, got one .npy array"
+            )
         arrays = {schema.inputs[0].name: np.load(source, allow_pickle=False)}
     else:
         spec = schema.inputs[0]
         if len(schema.inputs) != 1 or spec.rank != 2 or not isinstance(spec.shape[1], int):
-            raise InputError(f"{source}: a table fits only a model with one 2-D input, got "
-                             f"inputs {[(s.name, s.shape) for s in schema.inputs]}; give "
-                             f"an .npy or .npz array instead")
+            raise InputError(
+                f"{source}: a table fits only a model with one 2-D input, got "
+                f"inputs {[(s.name, s.shape) for s in schema.inputs]}; give "
+                f"an .npy or .npz array instead"
+            )
         from portanet.tables import Columns, read_all
 
-        batch = read_all(source, Columns(model.feature_names, spec.shape[1], (),
-                                         spec.numpy_dtype))
+        batch = read_all(source, Columns(model.feature_names, spec.shape[1], (), spec.numpy_dtype))
         arrays = {spec.name: batch.features}
-    checked = {s.name: _fitted(source, s, keras_layout(s, schema), arrays[s.name])
-               for s in schema.inputs}
+    checked = {
+        s.name: _fitted(source, s, keras_layout(s, schema), arrays[s.name]) for s in schema.inputs
+    }
     sizes = {len(a) for a in checked.values()}
     if len(sizes) != 1:
         raise InputError(f"{source}: expected one row count for all inputs, got {sorted(sizes)}")
@@ -101,11 +111,14 @@ def load_rows(path: str | os.PathLike[str], model: Model) -> Feeds:
 
 def _fitted(path: Path, spec: TensorSpec, shape: tuple, array: np.ndarray) -> np.ndarray:
     fits = array.ndim == len(shape) and all(
-        not isinstance(want, int) or want == got for want, got in zip(shape[1:], array.shape[1:]))
+        not isinstance(want, int) or want == got for want, got in zip(shape[1:], array.shape[1:])
+    )
     if not fits or not len(array):
-        raise InputError(f"{path}: input {spec.name!r} expects rows of shape "
-                         f"({', '.join(str(d) for d in shape[1:])}) in the Keras model's layout, "
-                         f"got an array of shape {array.shape}")
+        raise InputError(
+            f"{path}: input {spec.name!r} expects rows of shape "
+            f"({', '.join(str(d) for d in shape[1:])}) in the Keras model's layout, "
+            f"got an array of shape {array.shape}"
+        )
     if array.dtype.kind not in "biuf":
         raise InputError(f"{path}: input {spec.name!r} expects numbers, got dtype {array.dtype}")
     return np.ascontiguousarray(array.astype(spec.numpy_dtype, copy=False))
@@ -116,8 +129,10 @@ def split_rows(feeds: Feeds, calibration: int, seed: int = 0) -> tuple[Feeds, Fe
     on; at least as many rows are held out as used for calibration when there are few."""
     rows = rows_of(feeds)
     if rows < 4:
-        raise InputError(f"--data: expected at least 4 rows (some to calibrate, the rest to "
-                         f"measure on), got {rows}")
+        raise InputError(
+            f"--data: expected at least 4 rows (some to calibrate, the rest to "
+            f"measure on), got {rows}"
+        )
     count = min(calibration, rows // 2)
     order = np.random.default_rng(seed).permutation(rows)
     return take(feeds, np.sort(order[:count])), take(feeds, np.sort(order[count:]))
@@ -135,8 +150,10 @@ def random_feeds(model: Model, rows: int, seed: int = 0) -> Feeds:
         elif spec.numpy_dtype.kind in "biu":
             feeds[spec.name] = np.zeros(shape, dtype=spec.numpy_dtype)
         else:
-            raise InputError(f"input {spec.name!r}: expected a numeric input to draw rows for, "
-                             f"got dtype {spec.dtype}; pass rows instead")
+            raise InputError(
+                f"input {spec.name!r}: expected a numeric input to draw rows for, "
+                f"got dtype {spec.dtype}; pass rows instead"
+            )
     return feeds
 
 

@@ -28,8 +28,10 @@ class Budget:
     def check(self) -> None:
         """Refuse a budget that means nothing."""
         if not self.max_abs >= 0 or not 0 <= self.min_agreement <= 1:
-            raise InputError(f"budget: expected max abs ≥ 0 and min agreement in [0, 1], got "
-                             f"{self.max_abs} and {self.min_agreement}")
+            raise InputError(
+                f"budget: expected max abs ≥ 0 and min agreement in [0, 1], got "
+                f"{self.max_abs} and {self.min_agreement}"
+            )
 
     def describe(self) -> str:
         """One phrase for messages."""
@@ -37,8 +39,10 @@ class Budget:
 
     def to_dict(self) -> dict[str, float | None]:
         """JSON-ready form (infinity becomes ``None``)."""
-        return {"max_abs": self.max_abs if math.isfinite(self.max_abs) else None,
-                "min_agreement": self.min_agreement}
+        return {
+            "max_abs": self.max_abs if math.isfinite(self.max_abs) else None,
+            "min_agreement": self.min_agreement,
+        }
 
 
 @dataclass
@@ -74,14 +78,23 @@ class Candidate:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"name": self.name, "transforms": list(self.transforms),
-                "size_bytes": self.size_bytes, "error": self.error, "max_abs": self.max_abs,
-                "max_rel": self.max_rel, "mean_abs": self.mean_abs,
-                "agreement": self.agreement, "keras_max_abs": self.keras_max_abs,
-                "latency": self.latency.to_dict() if self.latency else None,
-                "throughput": self.throughput.to_dict() if self.throughput else None,
-                "speedup": self.speedup, "throughput_speedup": self.throughput_speedup,
-                "within_budget": self.within_budget, "failed_checks": self.failed_checks}
+        return {
+            "name": self.name,
+            "transforms": list(self.transforms),
+            "size_bytes": self.size_bytes,
+            "error": self.error,
+            "max_abs": self.max_abs,
+            "max_rel": self.max_rel,
+            "mean_abs": self.mean_abs,
+            "agreement": self.agreement,
+            "keras_max_abs": self.keras_max_abs,
+            "latency": self.latency.to_dict() if self.latency else None,
+            "throughput": self.throughput.to_dict() if self.throughput else None,
+            "speedup": self.speedup,
+            "throughput_speedup": self.throughput_speedup,
+            "within_budget": self.within_budget,
+            "failed_checks": self.failed_checks,
+        }
 
 
 #: Rows per evaluation call: bounds the memory every candidate's session keeps in its arena.
@@ -96,10 +109,13 @@ def outputs_on(model: Model, feeds: Feeds, fixed_batch: int | None) -> dict[str,
     step = fixed_batch or EVALUATION_CHUNK
     parts = []
     for start in range(0, rows, step):
-        index = np.arange(start, start + step) % rows if fixed_batch else np.arange(
-            start, min(start + step, rows))
+        index = (
+            np.arange(start, start + step) % rows
+            if fixed_batch
+            else np.arange(start, min(start + step, rows))
+        )
         got = model.run(take(feeds, index), allow_nan=True)
-        parts.append({k: v[:min(step, rows - start)] for k, v in got.items()})
+        parts.append({k: v[: min(step, rows - start)] for k, v in got.items()})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -114,8 +130,9 @@ def labels(values: np.ndarray, schema: ModelSchema) -> np.ndarray | None:
     return None
 
 
-def _errors(reference: dict[str, np.ndarray],
-            candidate: dict[str, np.ndarray]) -> tuple[float, float, float]:
+def _errors(
+    reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]
+) -> tuple[float, float, float]:
     """Max abs, max rel and mean abs error over every output (NaN where one side has it
     and the other not counts as infinite)."""
     worst_abs = worst_rel = 0.0
@@ -124,8 +141,9 @@ def _errors(reference: dict[str, np.ndarray],
         r = np.asarray(ref, dtype=np.float64)
         c = np.asarray(candidate[name], dtype=np.float64)
         if r.shape != c.shape:
-            raise InputError(f"output {name!r}: expected shape {r.shape} like the float32 "
-                             f"model, got {c.shape}")
+            raise InputError(
+                f"output {name!r}: expected shape {r.shape} like the float32 model, got {c.shape}"
+            )
         diff = np.abs(r - c)
         diff = np.where(np.isnan(r) & np.isnan(c), 0.0, diff)
         diff = np.where(np.isnan(diff), np.inf, diff)
@@ -139,9 +157,14 @@ def _errors(reference: dict[str, np.ndarray],
     return worst_abs, worst_rel, total / count if count else 0.0
 
 
-def measure_errors(candidate: Candidate, reference: dict[str, np.ndarray],
-                   got: dict[str, np.ndarray], keras: dict[str, np.ndarray] | None,
-                   schema: ModelSchema, budget: Budget) -> None:
+def measure_errors(
+    candidate: Candidate,
+    reference: dict[str, np.ndarray],
+    got: dict[str, np.ndarray],
+    keras: dict[str, np.ndarray] | None,
+    schema: ModelSchema,
+    budget: Budget,
+) -> None:
     """Fill ``candidate``'s error figures and the budget checks it fails."""
     candidate.max_abs, candidate.max_rel, candidate.mean_abs = _errors(reference, got)
     if candidate.max_abs > budget.max_abs:
@@ -150,7 +173,8 @@ def measure_errors(candidate: Candidate, reference: dict[str, np.ndarray],
         candidate.keras_max_abs = _errors(keras, got)[0]
         if candidate.keras_max_abs > budget.max_abs:
             candidate.failed_checks.append(
-                f"max abs vs Keras {candidate.keras_max_abs:.3g} > {budget.max_abs:g}")
+                f"max abs vs Keras {candidate.keras_max_abs:.3g} > {budget.max_abs:g}"
+            )
     if len(reference) == 1:
         name = next(iter(reference))
         want, have = labels(reference[name], schema), labels(got[name], schema)
@@ -158,4 +182,5 @@ def measure_errors(candidate: Candidate, reference: dict[str, np.ndarray],
             candidate.agreement = float(np.mean(want == have))
             if candidate.agreement < budget.min_agreement:
                 candidate.failed_checks.append(
-                    f"label agreement {candidate.agreement:.4f} < {budget.min_agreement:g}")
+                    f"label agreement {candidate.agreement:.4f} < {budget.min_agreement:g}"
+                )

@@ -54,17 +54,22 @@ class OptimizeResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``--report``)."""
-        return {"chosen": self.chosen.name if self.chosen else None,
-                "output": str(self.output) if self.output else None,
-                "budget": self.budget.to_dict(), "target": self.target,
-                "rows": {"calibration": self.calibration_rows,
-                         "evaluation": self.evaluation_rows},
-                "batch": self.batch, "throughput_batch": self.throughput_batch,
-                "candidates": [c.to_dict() for c in self.candidates], "notes": self.notes}
+        return {
+            "chosen": self.chosen.name if self.chosen else None,
+            "output": str(self.output) if self.output else None,
+            "budget": self.budget.to_dict(),
+            "target": self.target,
+            "rows": {"calibration": self.calibration_rows, "evaluation": self.evaluation_rows},
+            "batch": self.batch,
+            "throughput_batch": self.throughput_batch,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "notes": self.notes,
+        }
 
 
-def _keras_reference(source: str | os.PathLike[str], feeds: rows_.Feeds, model: Model,
-                     allow_unsafe: bool) -> dict[str, np.ndarray]:
+def _keras_reference(
+    source: str | os.PathLike[str], feeds: rows_.Feeds, model: Model, allow_unsafe: bool
+) -> dict[str, np.ndarray]:
     """Keras' outputs on ``feeds`` (ONNX layout), by output name (imports TensorFlow)."""
     from portanet.export.convert.keras_to_onnx import keras_signature
     from portanet.export.keras.load import load_keras
@@ -72,11 +77,14 @@ def _keras_reference(source: str | os.PathLike[str], feeds: rows_.Feeds, model: 
 
     loaded = load_keras(source, allow_unsafe=allow_unsafe)
     specs, outputs = keras_signature(loaded.model)
-    if sorted(outputs) != sorted(model.output_names) or \
-            sorted(s.name for s in specs) != sorted(model.input_names):
-        raise InputError(f"{source}: expected a Keras model with inputs {model.input_names} and "
-                         f"outputs {model.output_names} like the ONNX model, got "
-                         f"{[s.name for s in specs]} and {outputs}")
+    if sorted(outputs) != sorted(model.output_names) or sorted(s.name for s in specs) != sorted(
+        model.input_names
+    ):
+        raise InputError(
+            f"{source}: expected a Keras model with inputs {model.input_names} and "
+            f"outputs {model.output_names} like the ONNX model, got "
+            f"{[s.name for s in specs]} and {outputs}"
+        )
     keras_feeds = rows_.to_keras_layout(feeds, model.schema)
     return keras_outputs(loaded.model, keras_feeds, [s.name for s in specs], outputs)
 
@@ -87,14 +95,24 @@ def _tiled(feeds: rows_.Feeds, rows: int) -> rows_.Feeds:
     return rows_.take(feeds, index)
 
 
-def optimize_model(model: str | os.PathLike[str], data: str | os.PathLike[str], *,
-                   source: str | os.PathLike[str] | None = None,
-                   output: str | os.PathLike[str] | None = None, max_abs: float = 1e-3,
-                   min_agreement: float = 0.99, target: str = "cpu",
-                   transforms: str | list[str] = tf_.TRANSFORMS, calibration_rows: int = 128,
-                   seconds: float = 1.0, throughput_batch: int = 64, threads: int | None = None,
-                   seed: int = 0, allow_unsafe: bool = False,
-                   transformed_only: bool = False) -> OptimizeResult:
+def optimize_model(
+    model: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    *,
+    source: str | os.PathLike[str] | None = None,
+    output: str | os.PathLike[str] | None = None,
+    max_abs: float = 1e-3,
+    min_agreement: float = 0.99,
+    target: str = "cpu",
+    transforms: str | list[str] = tf_.TRANSFORMS,
+    calibration_rows: int = 128,
+    seconds: float = 1.0,
+    throughput_batch: int = 64,
+    threads: int | None = None,
+    seed: int = 0,
+    allow_unsafe: bool = False,
+    transformed_only: bool = False,
+) -> OptimizeResult:
     """Try the ``transforms`` on ``model`` and write the fastest candidate inside the budget.
 
     ``data`` holds rows (see :func:`portanet.optimize.data.load_rows`); ``calibration_rows`` of
@@ -112,16 +130,17 @@ def optimize_model(model: str | os.PathLike[str], data: str | os.PathLike[str], 
     budget = Budget(max_abs, min_agreement)
     budget.check()
     if seconds <= 0 or throughput_batch < 1 or calibration_rows < 1:
-        raise InputError(f"expected seconds > 0, a throughput batch ≥ 1 and calibration rows ≥ "
-                         f"1, got {seconds}, {throughput_batch} and {calibration_rows}")
+        raise InputError(
+            f"expected seconds > 0, a throughput batch ≥ 1 and calibration rows ≥ "
+            f"1, got {seconds}, {throughput_batch} and {calibration_rows}"
+        )
     names = tf_.parse_try(transforms)
     base_path = Path(model)
     base = load(base_path, providers=TARGETS[target], strict=True, threads=threads)
     feeds = rows_.load_rows(data, base)
     calibration, evaluation = rows_.split_rows(feeds, calibration_rows, seed)
     fixed = rows_.fixed_batch(base)
-    batch, big = (fixed, fixed) if fixed else (1, min(throughput_batch,
-                                                      rows_.rows_of(evaluation)))
+    batch, big = (fixed, fixed) if fixed else (1, min(throughput_batch, rows_.rows_of(evaluation)))
     reference = outputs_on(base, evaluation, fixed)
     keras = _keras_reference(source, evaluation, base, allow_unsafe) if source else None
     base_bytes = base_path.read_bytes()
@@ -135,12 +154,18 @@ def optimize_model(model: str | os.PathLike[str], data: str | os.PathLike[str], 
             candidate = Candidate("+".join(chain), chain)
             candidates.append(candidate)
             try:
-                candidate.path = tf_.build(chain, copy, folder, calibration=calibration,
-                                           providers=base.providers,
-                                           fixed_batch=fixed)
+                candidate.path = tf_.build(
+                    chain,
+                    copy,
+                    folder,
+                    calibration=calibration,
+                    providers=base.providers,
+                    fixed_batch=fixed,
+                )
                 candidate.size_bytes = tf_.file_size(candidate.path)
-                models[candidate.name] = load(candidate.path, providers=TARGETS[target],
-                                              strict=True, threads=threads)
+                models[candidate.name] = load(
+                    candidate.path, providers=TARGETS[target], strict=True, threads=threads
+                )
             except Exception as exc:  # a library that cannot handle this graph
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 candidate.error = f"{type(exc).__name__}: {first[:200]}"
@@ -156,34 +181,55 @@ def optimize_model(model: str | os.PathLike[str], data: str | os.PathLike[str], 
                 base_outputs[candidate.name] = got
         _time(candidates, models, evaluation, batch, big, seconds)
         chosen = _choose(candidates[1:] if transformed_only else candidates)
-        result = OptimizeResult(candidates, chosen, None, budget, target,
-                                rows_.rows_of(calibration), rows_.rows_of(evaluation), batch,
-                                big)
+        result = OptimizeResult(
+            candidates,
+            chosen,
+            None,
+            budget,
+            target,
+            rows_.rows_of(calibration),
+            rows_.rows_of(evaluation),
+            batch,
+            big,
+        )
         if chosen is None:
-            raise ParityError(f"{base_path}: no candidate is inside the budget "
-                              f"({budget.describe()}); nothing written:\n" + "\n".join(
-                                  f"- {c.name}: {c.verdict()}" for c in candidates[1:]), result)
-        target_path = Path(output) if output else base_path.with_name(
-            base_path.stem + ".optimized.onnx")
+            raise ParityError(
+                f"{base_path}: no candidate is inside the budget "
+                f"({budget.describe()}); nothing written:\n"
+                + "\n".join(f"- {c.name}: {c.verdict()}" for c in candidates[1:]),
+                result,
+            )
+        target_path = (
+            Path(output) if output else base_path.with_name(base_path.stem + ".optimized.onnx")
+        )
         from portanet.report.payload import chart_payload
 
-        result.lineage = _lineage(result, base_path, base_bytes, chart_payload(
-            reference, base_outputs[chosen.name], seed=seed))
+        result.lineage = _lineage(
+            result,
+            base_path,
+            base_bytes,
+            chart_payload(reference, base_outputs[chosen.name], seed=seed),
+        )
         _write(chosen.path, base_bytes, result.lineage, target_path)
         result.output = target_path
     return result
 
 
-def _time(candidates: list[Candidate], models: dict[str, Model], evaluation: rows_.Feeds,
-          batch: int, big: int, seconds: float) -> None:
+def _time(
+    candidates: list[Candidate],
+    models: dict[str, Model],
+    evaluation: rows_.Feeds,
+    batch: int,
+    big: int,
+    seconds: float,
+) -> None:
     ready = [c for c in candidates if c.error is None]
     for size, attribute in ((batch, "latency"), (big, "throughput")):
         feeds = _tiled(evaluation, size)
         calls = {c.name: (lambda m=models[c.name]: m.run(feeds, allow_nan=True)) for c in ready}
         share = seconds / (2 if big != batch else 1)
         for name, samples in alternating(calls, seconds=share).items():
-            setattr(next(c for c in ready if c.name == name), attribute,
-                    summarize(size, samples))
+            setattr(next(c for c in ready if c.name == name), attribute, summarize(size, samples))
         if big == batch:
             for c in ready:
                 c.throughput = c.latency
@@ -203,26 +249,30 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _lineage(result: OptimizeResult, base_path: Path, base_bytes: bytes,
-             charts: dict[str, Any]) -> dict[str, Any]:
+def _lineage(
+    result: OptimizeResult, base_path: Path, base_bytes: bytes, charts: dict[str, Any]
+) -> dict[str, Any]:
     chosen = result.chosen
     assert chosen is not None
     return {
         "base": {"file": base_path.name, "sha256": _sha256(base_bytes)},
-        "candidate": chosen.name, "transforms": list(chosen.transforms),
-        "target": result.target, "budget": result.budget.to_dict(),
+        "candidate": chosen.name,
+        "transforms": list(chosen.transforms),
+        "target": result.target,
+        "budget": result.budget.to_dict(),
         "rows": {"calibration": result.calibration_rows, "evaluation": result.evaluation_rows},
-        "measured": {k: v for k, v in chosen.to_dict().items() if k not in ("name",
-                                                                          "transforms")},
-        "speedup": {f"batch_{result.batch}": chosen.speedup,
-                    f"batch_{result.throughput_batch}": chosen.throughput_speedup},
+        "measured": {k: v for k, v in chosen.to_dict().items() if k not in ("name", "transforms")},
+        "speedup": {
+            f"batch_{result.batch}": chosen.speedup,
+            f"batch_{result.throughput_batch}": chosen.throughput_speedup,
+        },
         "candidates": [c.to_dict() for c in result.candidates],
-        "tools": tf_.tool_versions(), "charts": charts,
+        "tools": tf_.tool_versions(),
+        "charts": charts,
     }
 
 
-def _write(chosen: Path | None, base_bytes: bytes, lineage: dict[str, Any],
-           target: Path) -> None:
+def _write(chosen: Path | None, base_bytes: bytes, lineage: dict[str, Any], target: Path) -> None:
     """The chosen file with the base model's metadata and the lineage, written atomically."""
     import onnx
 

@@ -43,22 +43,41 @@ class Latency:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, in milliseconds."""
-        return {"batch": self.batch, "calls": self.calls,
-                "p50_ms": self.p50_s * 1e3, "p90_ms": self.p90_s * 1e3,
-                "p99_ms": self.p99_s * 1e3, "mean_ms": self.mean_s * 1e3,
-                "rows_per_s": self.rows_per_s, "rows_per_s_total": self.rows_per_s_total}
+        return {
+            "batch": self.batch,
+            "calls": self.calls,
+            "p50_ms": self.p50_s * 1e3,
+            "p90_ms": self.p90_s * 1e3,
+            "p99_ms": self.p99_s * 1e3,
+            "mean_ms": self.mean_s * 1e3,
+            "rows_per_s": self.rows_per_s,
+            "rows_per_s_total": self.rows_per_s_total,
+        }
 
 
 def summarize(batch: int, samples: list[float]) -> Latency:
     """Percentiles and throughput of per-call timings ``samples`` (seconds)."""
     values = np.asarray(samples, dtype=np.float64)
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return Latency(batch, int(values.size), float(values.sum()), float(p50), float(p90),
-                   float(p99), float(values.mean()))
+    return Latency(
+        batch,
+        int(values.size),
+        float(values.sum()),
+        float(p50),
+        float(p90),
+        float(p99),
+        float(values.mean()),
+    )
 
 
-def time_calls(call: Callable[[], Any], *, seconds: float, warmup: int = 2,
-               min_calls: int = 3, max_calls: int = MAX_CALLS) -> list[float]:
+def time_calls(
+    call: Callable[[], Any],
+    *,
+    seconds: float,
+    warmup: int = 2,
+    min_calls: int = 3,
+    max_calls: int = MAX_CALLS,
+) -> list[float]:
     """Per-call timings of ``call`` for about ``seconds`` (at least ``min_calls`` calls, at
     most ``max_calls``), after ``warmup`` untimed calls."""
     for _ in range(warmup):
@@ -73,8 +92,14 @@ def time_calls(call: Callable[[], Any], *, seconds: float, warmup: int = 2,
     return samples
 
 
-def alternating(calls: dict[str, Callable[[], Any]], *, seconds: float, rounds: int = 5,
-                warmup: int = 2, pause: float = 0.02) -> dict[str, list[float]]:
+def alternating(
+    calls: dict[str, Callable[[], Any]],
+    *,
+    seconds: float,
+    rounds: int = 5,
+    warmup: int = 2,
+    pause: float = 0.02,
+) -> dict[str, list[float]]:
     """Time several callables for about ``seconds`` each, in ``rounds`` alternating slices
     (warm-up before the first slice of each). A short ``pause`` before each slice lets the
     previous callable's thread pool stop spinning, so it does not steal the next one's cores."""
@@ -83,6 +108,7 @@ def alternating(calls: dict[str, Callable[[], Any]], *, seconds: float, rounds: 
         for name, call in calls.items():
             if len(calls) > 1:
                 time.sleep(pause)
-            samples[name] += time_calls(call, seconds=seconds / rounds,
-                                        warmup=warmup if round_ == 0 else 0, min_calls=2)
+            samples[name] += time_calls(
+                call, seconds=seconds / rounds, warmup=warmup if round_ == 0 else 0, min_calls=2
+            )
     return samples

@@ -39,12 +39,15 @@ CALIBRATION_BATCH = 8
 
 def parse_try(value: str | list[str] | tuple[str, ...]) -> list[str]:
     """The transforms named in ``--try`` (comma-separated), checked."""
-    names = [n.strip() for n in (value.split(",") if isinstance(value, str) else value)
-             if n.strip()]
+    names = [
+        n.strip() for n in (value.split(",") if isinstance(value, str) else value) if n.strip()
+    ]
     unknown = [n for n in names if n not in TRANSFORMS]
     if unknown or not names:
-        raise InputError(f"transforms to try: expected some of {', '.join(TRANSFORMS)}, got "
-                         f"{', '.join(names) or 'none'} (unknown: {', '.join(unknown)})")
+        raise InputError(
+            f"transforms to try: expected some of {', '.join(TRANSFORMS)}, got "
+            f"{', '.join(names) or 'none'} (unknown: {', '.join(unknown)})"
+        )
     return [n for n in TRANSFORMS if n in names]
 
 
@@ -117,8 +120,9 @@ def int8_dynamic(source: Path, target: Path) -> None:
         quantize_dynamic(str(pre), str(target), weight_type=QuantType.QInt8)
 
 
-def int8_static(source: Path, target: Path, *, calibration: Feeds,
-                fixed_batch: int | None = None) -> None:
+def int8_static(
+    source: Path, target: Path, *, calibration: Feeds, fixed_batch: int | None = None
+) -> None:
     """Static QDQ quantization: per-channel int8 weights, uint8 activations whose ranges are
     calibrated (min/max) on ``calibration`` rows, after onnxruntime's pre-processing."""
     from onnxruntime.quantization import (
@@ -130,11 +134,14 @@ def int8_static(source: Path, target: Path, *, calibration: Feeds,
 
     step = fixed_batch or CALIBRATION_BATCH
     rows = len(next(iter(calibration.values())))
-    batches = [{k: v[i:i + step] for k, v in calibration.items()}
-               for i in range(0, rows - (rows % step if fixed_batch else 0), step)]
+    batches = [
+        {k: v[i : i + step] for k, v in calibration.items()}
+        for i in range(0, rows - (rows % step if fixed_batch else 0), step)
+    ]
     if not batches:
-        raise InputError(f"calibration: expected at least {step} rows for a graph of batch "
-                         f"{step}, got {rows}")
+        raise InputError(
+            f"calibration: expected at least {step} rows for a graph of batch {step}, got {rows}"
+        )
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -146,25 +153,39 @@ def int8_static(source: Path, target: Path, *, calibration: Feeds,
     pre = target.with_name(target.stem + ".pre.onnx")
     _preprocessed(source, pre)
     with _quiet():
-        quantize_static(str(pre), str(target), _Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8)
+        quantize_static(
+            str(pre),
+            str(target),
+            _Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
 
 
-def build(chain: tuple[str, ...], base: Path, folder: Path, *, calibration: Feeds,
-          providers: list[str], fixed_batch: int | None = None) -> Path:
+def build(
+    chain: tuple[str, ...],
+    base: Path,
+    folder: Path,
+    *,
+    calibration: Feeds,
+    providers: list[str],
+    fixed_batch: int | None = None,
+) -> Path:
     """Apply the transforms of ``chain`` to ``base`` in turn; the last file written."""
     steps: dict[str, Callable[[Path, Path], Any]] = {
         "ort": lambda s, t: ort_optimized(s, t, providers=providers),
         "slim": slimmed,
         "fp16": float16,
         "int8-dynamic": int8_dynamic,
-        "int8-static": lambda s, t: int8_static(s, t, calibration=calibration,
-                                                fixed_batch=fixed_batch),
+        "int8-static": lambda s, t: int8_static(
+            s, t, calibration=calibration, fixed_batch=fixed_batch
+        ),
     }
     current = base
     for index, name in enumerate(chain):
-        target = folder / f"{'+'.join(chain[:index + 1])}.onnx"
+        target = folder / f"{'+'.join(chain[: index + 1])}.onnx"
         if not target.exists():
             steps[name](current, target)
         current = target

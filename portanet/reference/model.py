@@ -13,8 +13,9 @@ INPUT_NAME = "features"
 OUTPUT_NAME = "probability"
 
 
-def build_pima_mlp(train_features: np.ndarray, *, feature_names: Sequence[str] = (),
-                   learning_rate: float = 1e-3) -> Any:
+def build_pima_mlp(
+    train_features: np.ndarray, *, feature_names: Sequence[str] = (), learning_rate: float = 1e-3
+) -> Any:
     """The seed network: Normalization (adapted on ``train_features``) → Dense(10, relu) →
     Dense(8, relu) → Dense(1, sigmoid), compiled with adam, binary cross-entropy and accuracy.
 
@@ -33,6 +34,9 @@ def build_pima_mlp(train_features: np.ndarray, *, feature_names: Sequence[str] =
     hidden = keras.layers.Dense(8, activation="relu", name="hidden_2")(hidden)
     outputs = keras.layers.Dense(1, activation="sigmoid", name=OUTPUT_NAME)(hidden)
     model = keras.Model(inputs, outputs, name="pima_mlp")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                  loss="binary_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
     return model

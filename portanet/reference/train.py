@@ -53,7 +53,7 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
         stop = start
         while stop + 1 < len(scores) and sorted_scores[stop + 1] == sorted_scores[start]:
             stop += 1
-        ranks[order[start:stop + 1]] = (start + stop) / 2.0 + 1.0
+        ranks[order[start : stop + 1]] = (start + stop) / 2.0 + 1.0
         start = stop + 1
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
@@ -64,14 +64,24 @@ def evaluate(model: Any, data: Dataset) -> dict[str, float]:
     labels = data.labels.astype(np.float64)
     clipped = np.clip(scores, 1e-7, 1 - 1e-7)
     loss = -np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))
-    return {"accuracy": float(np.mean((scores >= 0.5) == (labels == 1))),
-            "roc_auc": roc_auc(labels, scores), "loss": float(loss), "rows": len(labels)}
+    return {
+        "accuracy": float(np.mean((scores >= 0.5) == (labels == 1))),
+        "roc_auc": roc_auc(labels, scores),
+        "loss": float(loss),
+        "rows": len(labels),
+    }
 
 
-def train_pima(output: str | os.PathLike[str] = DEFAULT_OUTPUT, *,
-               data: str | os.PathLike[str] | None = None, epochs: int = 200, seed: int = 7,
-               batch_size: int = 16, patience: int = 25,
-               on_epoch: EpochCallback | None = None) -> TrainResult:
+def train_pima(
+    output: str | os.PathLike[str] = DEFAULT_OUTPUT,
+    *,
+    data: str | os.PathLike[str] | None = None,
+    epochs: int = 200,
+    seed: int = 7,
+    batch_size: int = 16,
+    patience: int = 25,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
     """Train the seed network on the Pima data and save it as ``.h5`` (atomically).
 
     Reproducible from ``seed``: the split, the weights' initialisation and the shuffling all
@@ -99,29 +109,56 @@ def train_pima(output: str | os.PathLike[str] = DEFAULT_OUTPUT, *,
 
     class _Progress(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            val_auc.append(roc_auc(split.validation.labels, np.asarray(
-                self.model(split.validation.features, training=False))))
+            val_auc.append(
+                roc_auc(
+                    split.validation.labels,
+                    np.asarray(self.model(split.validation.features, training=False)),
+                )
+            )
             if on_epoch is not None:
                 on_epoch(epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
 
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                         restore_best_weights=True)
-    history = model.fit(split.train.features, split.train.labels, epochs=epochs,
-                        batch_size=batch_size, shuffle=True, verbose=0,
-                        validation_data=(split.validation.features, split.validation.labels),
-                        callbacks=[stop, _Progress()])
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience, restore_best_weights=True
+    )
+    history = model.fit(
+        split.train.features,
+        split.train.labels,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        verbose=0,
+        validation_data=(split.validation.features, split.validation.labels),
+        callbacks=[stop, _Progress()],
+    )
     metrics = {"validation": evaluate(model, split.validation), "test": evaluate(model, split.test)}
     metrics["train"] = evaluate(model, split.train)
-    schema = {"feature_names": list(split.train.feature_names), "task": BINARY_CLASSIFIER,
-              "threshold": 0.5, "labels": ["negative", "positive"]}
-    run = {"seed": seed, "epochs_planned": epochs, "epochs_run": len(history.epoch),
-           "batch_size": batch_size, "split": {"train": len(split.train),
-                                               "validation": len(split.validation),
-                                               "test": len(split.test)}}
-    curves = {**{k: [float(v) for v in vs] for k, vs in history.history.items()},
-              "val_auc": val_auc}
-    save_with_attributes(model, target, {SCHEMA_ATTR: schema, METRICS_ATTR: {
-        **metrics, "training": run, "history": curves}})
+    schema = {
+        "feature_names": list(split.train.feature_names),
+        "task": BINARY_CLASSIFIER,
+        "threshold": 0.5,
+        "labels": ["negative", "positive"],
+    }
+    run = {
+        "seed": seed,
+        "epochs_planned": epochs,
+        "epochs_run": len(history.epoch),
+        "batch_size": batch_size,
+        "split": {
+            "train": len(split.train),
+            "validation": len(split.validation),
+            "test": len(split.test),
+        },
+    }
+    curves = {
+        **{k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "val_auc": val_auc,
+    }
+    save_with_attributes(
+        model,
+        target,
+        {SCHEMA_ATTR: schema, METRICS_ATTR: {**metrics, "training": run, "history": curves}},
+    )
     return TrainResult(target, metrics, len(history.epoch), seed, curves)
 
 
@@ -135,6 +172,7 @@ def save_with_attributes(model: Any, target: Path, attributes: dict[str, Any]) -
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import absl.logging
+
             absl.logging.set_verbosity(absl.logging.ERROR)
             model.save(temporary)
         with h5py.File(temporary, "a") as handle:

@@ -61,22 +61,28 @@ def read_bench(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = json.loads(source.read_text())
     except FileNotFoundError as exc:
-        raise InputError(f"{source}: no such file (expected portanet bench --json output)") \
-            from exc
+        raise InputError(f"{source}: no such file (expected portanet bench --json output)") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{source}: expected the JSON that portanet bench writes, got "
-                         f"unreadable text ({exc})") from exc
+        raise InputError(
+            f"{source}: expected the JSON that portanet bench writes, got unreadable text ({exc})"
+        ) from exc
     rows = data.get("onnx") if isinstance(data, dict) else None
     keys = ("batch", "p50_ms", "p90_ms", "p99_ms", "rows_per_s")
-    if not isinstance(rows, list) or not rows or not all(
-            isinstance(r, dict) and all(k in r for k in keys) for r in rows):
-        raise InputError(f"{source}: expected a bench report with an 'onnx' list of rows "
-                         f"holding {', '.join(keys)}, got {str(data)[:80]!r}")
+    if (
+        not isinstance(rows, list)
+        or not rows
+        or not all(isinstance(r, dict) and all(k in r for k in keys) for r in rows)
+    ):
+        raise InputError(
+            f"{source}: expected a bench report with an 'onnx' list of rows "
+            f"holding {', '.join(keys)}, got {str(data)[:80]!r}"
+        )
     return data
 
 
-def report_context(model: str | os.PathLike[str],
-                   bench: dict[str, Any] | None = None) -> dict[str, Any]:
+def report_context(
+    model: str | os.PathLike[str], bench: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Everything the page shows, as plain data (charts as SVG strings)."""
     from portanet.report import charts
 
@@ -89,16 +95,25 @@ def report_context(model: str | os.PathLike[str],
     metrics = md.get(meta.METRICS) if isinstance(md.get(meta.METRICS), dict) else None
     lineage = _json_value(md.get(LINEAGE))
     lineage = lineage if isinstance(lineage, dict) else None
-    svg: dict[str, Any] = {"parity": [], "layerwise": None, "training": None,
-                           "candidates": None, "optimized": [], "bench": None}
+    svg: dict[str, Any] = {
+        "parity": [],
+        "layerwise": None,
+        "training": None,
+        "candidates": None,
+        "optimized": [],
+        "bench": None,
+    }
     if parity and isinstance(parity.get("charts"), dict):
         for output in parity["charts"].get("outputs", []):
-            svg["parity"].append({"name": output["name"],
-                                  "scatter": charts.to_svg(charts.scatter_figure(output)),
-                                  "histogram": charts.to_svg(charts.histogram_figure(output))})
+            svg["parity"].append(
+                {
+                    "name": output["name"],
+                    "scatter": charts.to_svg(charts.scatter_figure(output)),
+                    "histogram": charts.to_svg(charts.histogram_figure(output)),
+                }
+            )
         if parity["charts"].get("layerwise"):
-            svg["layerwise"] = charts.to_svg(charts.layerwise_figure(
-                parity["charts"]["layerwise"]))
+            svg["layerwise"] = charts.to_svg(charts.layerwise_figure(parity["charts"]["layerwise"]))
     history = metrics.get("history") if metrics else None
     if isinstance(history, dict) and any(history.values()):
         svg["training"] = charts.to_svg(charts.learning_figure(history))
@@ -106,18 +121,36 @@ def report_context(model: str | os.PathLike[str],
         if lineage.get("candidates"):
             svg["candidates"] = charts.to_svg(charts.candidates_figure(lineage["candidates"]))
         for output in (lineage.get("charts") or {}).get("outputs", []):
-            svg["optimized"].append({"name": output["name"], "scatter": charts.to_svg(
-                charts.scatter_figure(output, reference="float32", candidate="optimized")),
-                "histogram": charts.to_svg(charts.histogram_figure(output))})
+            svg["optimized"].append(
+                {
+                    "name": output["name"],
+                    "scatter": charts.to_svg(
+                        charts.scatter_figure(output, reference="float32", candidate="optimized")
+                    ),
+                    "histogram": charts.to_svg(charts.histogram_figure(output)),
+                }
+            )
     if bench:
         svg["bench"] = charts.to_svg(charts.bench_figure(bench))
     source = md.get(meta.SOURCE) if isinstance(md.get(meta.SOURCE), dict) else None
     return {
-        "title": path.name, "path": str(path), "sha256": _sha256(path),
-        "size": path.stat().st_size, "schema": schema, "providers": runtime.providers,
-        "opset": _opset(path, tools), "tools": tools, "source": source, "parity": parity,
-        "metrics": metrics, "history": history, "lineage": lineage, "bench": bench,
-        "portanet_version": md.get(meta.VERSION), "svg": svg, "generator": __version__,
+        "title": path.name,
+        "path": str(path),
+        "sha256": _sha256(path),
+        "size": path.stat().st_size,
+        "schema": schema,
+        "providers": runtime.providers,
+        "opset": _opset(path, tools),
+        "tools": tools,
+        "source": source,
+        "parity": parity,
+        "metrics": metrics,
+        "history": history,
+        "lineage": lineage,
+        "bench": bench,
+        "portanet_version": md.get(meta.VERSION),
+        "svg": svg,
+        "generator": __version__,
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
@@ -143,9 +176,13 @@ def render(context: dict[str, Any]) -> str:
     """The page's HTML for a :func:`report_context`."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("portanet.report", "templates"),
-                             autoescape=True, undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("portanet.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["num"] = _number
     env.filters["mb"] = lambda b: f"{b / 1e6:.2f} MB" if b is not None else "–"
     env.filters["pct"] = lambda v: "–" if v is None else f"{100 * v:.2f} %"
@@ -153,8 +190,12 @@ def render(context: dict[str, Any]) -> str:
     return env.get_template("report.html.j2").render(**context)
 
 
-def write_report(model: str | os.PathLike[str], output: str | os.PathLike[str] | None = None,
-                 *, bench: str | os.PathLike[str] | None = None) -> Path:
+def write_report(
+    model: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    bench: str | os.PathLike[str] | None = None,
+) -> Path:
     """Write the report of ``model`` (default ``MODEL.report.html``) atomically; ``bench`` is a
     ``portanet bench --json`` file to include."""
     from portanet._files import write_bytes

@@ -27,13 +27,27 @@ def _pyplot() -> Any:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({
-        "svg.fonttype": "path", "svg.hashsalt": "portanet", "font.size": 9,
-        "axes.edgecolor": GRID, "axes.labelcolor": INK, "axes.titlesize": 10,
-        "axes.titleweight": "bold", "axes.titlecolor": INK, "axes.grid": True,
-        "grid.color": GRID, "grid.linewidth": 0.8, "xtick.color": MUTED, "ytick.color": MUTED,
-        "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False,
-        "figure.dpi": 100})
+    plt.rcParams.update(
+        {
+            "svg.fonttype": "path",
+            "svg.hashsalt": "portanet",
+            "font.size": 9,
+            "axes.edgecolor": GRID,
+            "axes.labelcolor": INK,
+            "axes.titlesize": 10,
+            "axes.titleweight": "bold",
+            "axes.titlecolor": INK,
+            "axes.grid": True,
+            "grid.color": GRID,
+            "grid.linewidth": 0.8,
+            "xtick.color": MUTED,
+            "ytick.color": MUTED,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "legend.frameon": False,
+            "figure.dpi": 100,
+        }
+    )
     return plt
 
 
@@ -44,14 +58,19 @@ def to_svg(figure: Any) -> str:
     figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(figure)
     text = buffer.getvalue()
-    text = text[text.index("<svg"):]
+    text = text[text.index("<svg") :]
     text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
-    return re.sub(r'<svg ([^>]*?)width="[^"]*" height="[^"]*"',
-                  r'<svg \1class="chart" preserveAspectRatio="xMidYMid meet"', text, count=1)
+    return re.sub(
+        r'<svg ([^>]*?)width="[^"]*" height="[^"]*"',
+        r'<svg \1class="chart" preserveAspectRatio="xMidYMid meet"',
+        text,
+        count=1,
+    )
 
 
-def scatter_figure(output: dict[str, Any], *, reference: str = "Keras",
-                   candidate: str = "ONNX") -> Any:
+def scatter_figure(
+    output: dict[str, Any], *, reference: str = "Keras", candidate: str = "ONNX"
+) -> Any:
     """Reference against candidate for sampled elements of one output, with y = x."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(4.2, 3.6))
@@ -59,10 +78,25 @@ def scatter_figure(output: dict[str, Any], *, reference: str = "Keras",
     if xs:
         low, high = min(min(xs), min(ys)), max(max(xs), max(ys))
         pad = (high - low) * 0.04 or 1.0
-        axes.plot([low - pad, high + pad], [low - pad, high + pad], color=MUTED, lw=1,
-                  ls="--", zorder=1, label="y = x")
-        axes.scatter(xs, ys, s=9, color=BLUE, alpha=0.65, edgecolors="none", zorder=2,
-                     label=f"{len(xs)} sampled of {output.get('elements', len(xs)):,}")
+        axes.plot(
+            [low - pad, high + pad],
+            [low - pad, high + pad],
+            color=MUTED,
+            lw=1,
+            ls="--",
+            zorder=1,
+            label="y = x",
+        )
+        axes.scatter(
+            xs,
+            ys,
+            s=9,
+            color=BLUE,
+            alpha=0.65,
+            edgecolors="none",
+            zorder=2,
+            label=f"{len(xs)} sampled of {output.get('elements', len(xs)):,}",
+        )
         axes.legend(loc="upper left", fontsize=8)
     axes.set_xlabel(f"{reference} output")
     axes.set_ylabel(f"{candidate} output")
@@ -77,21 +111,45 @@ def histogram_figure(output: dict[str, Any]) -> Any:
     figure, axes = plt.subplots(figsize=(4.2, 3.6))
     edges, counts = hist.get("log10_edges", []), hist.get("counts", [])
     if counts:
-        lefts = [10 ** e for e in edges[:-1]]
-        widths = [10 ** b - 10 ** a for a, b in zip(edges[:-1], edges[1:])]
-        axes.bar(lefts, counts, width=widths, align="edge", color=ORANGE, edgecolor="white",
-                 linewidth=0.5)
+        lefts = [10**e for e in edges[:-1]]
+        widths = [10**b - 10**a for a, b in zip(edges[:-1], edges[1:])]
+        axes.bar(
+            lefts,
+            counts,
+            width=widths,
+            align="edge",
+            color=ORANGE,
+            edgecolor="white",
+            linewidth=0.5,
+        )
         axes.set_xscale("log")
     zeros = hist.get("zeros", 0)
     if not counts:
-        axes.text(0.5, 0.5, f"all {zeros:,} elements exactly equal", transform=axes.transAxes,
-                  ha="center", va="center", color=GREEN, fontsize=11, fontweight="bold")
+        axes.text(
+            0.5,
+            0.5,
+            f"all {zeros:,} elements exactly equal",
+            transform=axes.transAxes,
+            ha="center",
+            va="center",
+            color=GREEN,
+            fontsize=11,
+            fontweight="bold",
+        )
         axes.set_xticks([])
         axes.set_yticks([])
     else:
         note = f"{zeros:,} elements exactly equal" if zeros else "no element exactly equal"
-        axes.text(0.98, 0.96, note, transform=axes.transAxes, ha="right", va="top",
-                  color=MUTED, fontsize=8)
+        axes.text(
+            0.98,
+            0.96,
+            note,
+            transform=axes.transAxes,
+            ha="right",
+            va="top",
+            color=MUTED,
+            fontsize=8,
+        )
     axes.set_xlabel("absolute error")
     axes.set_ylabel("elements")
     axes.set_title(f"error histogram: {output.get('name', '')}")
@@ -107,8 +165,9 @@ def layerwise_figure(rows: list[dict[str, Any]]) -> Any:
     axes.bar(range(len(rows)), values, color=colours, width=0.8)
     axes.set_yscale("log")
     if len(rows) <= 24:
-        axes.set_xticks(range(len(rows)), [r["layer"] for r in rows], rotation=45, ha="right",
-                        fontsize=7)
+        axes.set_xticks(
+            range(len(rows)), [r["layer"] for r in rows], rotation=45, ha="right", fontsize=7
+        )
     axes.set_xlabel("layer (graph order)")
     axes.set_ylabel("max abs error")
     axes.set_title("layerwise divergence: Keras layer vs ONNX tensor")
@@ -118,16 +177,24 @@ def layerwise_figure(rows: list[dict[str, Any]]) -> Any:
 def learning_figure(history: dict[str, list[float]]) -> Any:
     """Learning curves: loss, accuracy and AUC per epoch (training and validation)."""
     plt = _pyplot()
-    panels = [(metric, [k for k in (metric, f"val_{metric}") if history.get(k)])
-              for metric in ("loss", "accuracy", "auc")]
+    panels = [
+        (metric, [k for k in (metric, f"val_{metric}") if history.get(k)])
+        for metric in ("loss", "accuracy", "auc")
+    ]
     panels = [(m, keys) for m, keys in panels if keys]
-    figure, axes_list = plt.subplots(1, max(1, len(panels)), figsize=(3.3 * max(1, len(panels)),
-                                                                      2.9), squeeze=False)
+    figure, axes_list = plt.subplots(
+        1, max(1, len(panels)), figsize=(3.3 * max(1, len(panels)), 2.9), squeeze=False
+    )
     for axes, (metric, keys) in zip(axes_list[0], panels):
         for key, colour in zip(keys, (BLUE, ORANGE)):
             values = history[key]
-            axes.plot(range(1, len(values) + 1), values, color=colour, lw=1.6,
-                      label="validation" if key.startswith("val_") else "training")
+            axes.plot(
+                range(1, len(values) + 1),
+                values,
+                color=colour,
+                lw=1.6,
+                label="validation" if key.startswith("val_") else "training",
+            )
         axes.set_xlabel("epoch")
         axes.set_title(metric if metric != "auc" else "ROC AUC")
         axes.legend(fontsize=8)
@@ -141,8 +208,11 @@ def candidates_figure(candidates: list[dict[str, Any]]) -> Any:
     shown = [c for c in candidates if c.get("speedup")]
     figure, axes = plt.subplots(figsize=(6.4, 0.5 + 0.34 * max(1, len(shown))))
     names = [c["name"] for c in shown]
-    axes.barh(range(len(shown)), [c["speedup"] for c in shown],
-              color=[GREEN if c.get("within_budget") else "#c3c9d0" for c in shown])
+    axes.barh(
+        range(len(shown)),
+        [c["speedup"] for c in shown],
+        color=[GREEN if c.get("within_budget") else "#c3c9d0" for c in shown],
+    )
     axes.axvline(1.0, color=INK, lw=1)
     axes.set_yticks(range(len(shown)), names)
     axes.invert_yaxis()
@@ -160,13 +230,20 @@ def bench_figure(bench: dict[str, Any]) -> Any:
         if not series:
             continue
         batches = [s["batch"] for s in series]
-        left.plot(batches, [s["p50_ms"] for s in series], "o-", color=colour, lw=1.6,
-                  label=f"{label} p50")
-        left.fill_between(batches, [s["p90_ms"] for s in series],
-                          [s["p99_ms"] for s in series], color=colour, alpha=0.18,
-                          label=f"{label} p90–p99")
-        right.plot(batches, [s["rows_per_s"] for s in series], "o-", color=colour, lw=1.6,
-                   label=label)
+        left.plot(
+            batches, [s["p50_ms"] for s in series], "o-", color=colour, lw=1.6, label=f"{label} p50"
+        )
+        left.fill_between(
+            batches,
+            [s["p90_ms"] for s in series],
+            [s["p99_ms"] for s in series],
+            color=colour,
+            alpha=0.18,
+            label=f"{label} p90–p99",
+        )
+        right.plot(
+            batches, [s["rows_per_s"] for s in series], "o-", color=colour, lw=1.6, label=label
+        )
     for axes in (left, right):
         axes.set_xscale("log", base=2)
         axes.set_yscale("log")

@@ -36,20 +36,34 @@ def error_histogram(diff: np.ndarray, bins: int = DEFAULT_BINS) -> dict[str, Any
     zeros = int(np.count_nonzero(flat[finite] == 0))
     positive = flat[finite & (flat > 0)]
     if positive.size == 0:
-        return {"log10_edges": [], "counts": [], "zeros": zeros,
-                "non_finite": int(np.count_nonzero(~finite))}
+        return {
+            "log10_edges": [],
+            "counts": [],
+            "zeros": zeros,
+            "non_finite": int(np.count_nonzero(~finite)),
+        }
     logs = np.log10(positive)
     low, high = float(np.floor(logs.min())), float(np.ceil(logs.max()))
     if high <= low:
         high = low + 1.0
     counts, edges = np.histogram(logs, bins=bins, range=(low, high))
-    return {"log10_edges": _rounded(edges), "counts": [int(c) for c in counts], "zeros": zeros,
-            "non_finite": int(np.count_nonzero(~finite))}
+    return {
+        "log10_edges": _rounded(edges),
+        "counts": [int(c) for c in counts],
+        "zeros": zeros,
+        "non_finite": int(np.count_nonzero(~finite)),
+    }
 
 
-def chart_payload(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], *,
-                  layerwise: Any = None, points: int = DEFAULT_POINTS,
-                  bins: int = DEFAULT_BINS, seed: int = 0) -> dict[str, Any]:
+def chart_payload(
+    reference: Mapping[str, np.ndarray],
+    candidate: Mapping[str, np.ndarray],
+    *,
+    layerwise: Any = None,
+    points: int = DEFAULT_POINTS,
+    bins: int = DEFAULT_BINS,
+    seed: int = 0,
+) -> dict[str, Any]:
     """What the report's parity charts need: per output a seeded sample of (reference,
     candidate) pairs and a histogram of the absolute errors over *all* elements; with
     ``layerwise`` (a ``LayerwiseReport`` or its ``to_dict()``), each compared layer's max abs
@@ -63,16 +77,30 @@ def chart_payload(reference: Mapping[str, np.ndarray], candidate: Mapping[str, n
         cand = np.asarray(candidate[name], dtype=np.float64).ravel()
         if ref.shape != cand.shape:
             continue
-        chosen = (np.sort(rng.choice(ref.size, per_output, replace=False))
-                  if ref.size > per_output else np.arange(ref.size))
-        outputs.append({"name": name, "elements": int(ref.size),
-                        "reference": _rounded(ref[chosen]), "candidate": _rounded(cand[chosen]),
-                        "histogram": error_histogram(np.abs(ref - cand), bins)})
+        chosen = (
+            np.sort(rng.choice(ref.size, per_output, replace=False))
+            if ref.size > per_output
+            else np.arange(ref.size)
+        )
+        outputs.append(
+            {
+                "name": name,
+                "elements": int(ref.size),
+                "reference": _rounded(ref[chosen]),
+                "candidate": _rounded(cand[chosen]),
+                "histogram": error_histogram(np.abs(ref - cand), bins),
+            }
+        )
     payload: dict[str, Any] = {"outputs": outputs}
     if layerwise is not None:
         data = layerwise.to_dict() if hasattr(layerwise, "to_dict") else dict(layerwise)
         payload["layerwise"] = [
-            {"layer": str(row.get("layer")), "class": str(row.get("class", "")),
-             "max_abs": float(row.get("max_abs", 0.0)), "passed": bool(row.get("passed", True))}
-            for row in data.get("rows", [])[:MAX_LAYERS]]
+            {
+                "layer": str(row.get("layer")),
+                "class": str(row.get("class", "")),
+                "max_abs": float(row.get("max_abs", 0.0)),
+                "passed": bool(row.get("passed", True)),
+            }
+            for row in data.get("rows", [])[:MAX_LAYERS]
+        ]
     return payload

@@ -15,9 +15,15 @@ import onnxruntime as ort
 from portanet.runtime.providers import usable_cpus
 
 #: Distributions that all install the same ``onnxruntime`` module; exactly one may be present.
-RUNTIME_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml",
-                         "onnxruntime-openvino", "onnxruntime-qnn", "ort-nightly",
-                         "ort-nightly-gpu")
+RUNTIME_DISTRIBUTIONS = (
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "onnxruntime-directml",
+    "onnxruntime-openvino",
+    "onnxruntime-qnn",
+    "ort-nightly",
+    "ort-nightly-gpu",
+)
 EXPORT_MODULES = ("tensorflow", "tf_keras", "keras", "tf2onnx", "onnx", "h5py")
 
 
@@ -35,13 +41,17 @@ def environment_report() -> dict[str, Any]:
     problems: list[str] = []
     if len(runtimes) > 1:
         names = " and ".join(runtimes)
-        problems.append(f"expected one onnxruntime distribution, got {names}: they overwrite "
-                        f"each other's files; keep one (pip uninstall -y {' '.join(runtimes)} "
-                        f"&& pip install onnxruntime-gpu, or onnxruntime for CPU only)")
+        problems.append(
+            f"expected one onnxruntime distribution, got {names}: they overwrite "
+            f"each other's files; keep one (pip uninstall -y {' '.join(runtimes)} "
+            f"&& pip install onnxruntime-gpu, or onnxruntime for CPU only)"
+        )
     gpu_tool = shutil.which("nvidia-smi")
     if gpu_tool and "CUDAExecutionProvider" not in providers:
-        problems.append("expected CUDAExecutionProvider on a machine with nvidia-smi, got "
-                        f"{providers}: install onnxruntime-gpu instead of onnxruntime")
+        problems.append(
+            "expected CUDAExecutionProvider on a machine with nvidia-smi, got "
+            f"{providers}: install onnxruntime-gpu instead of onnxruntime"
+        )
     return {
         "onnxruntime": ort.__version__,
         "distributions": runtimes,

@@ -60,8 +60,13 @@ def chunk_rows_for(row_bytes: int) -> int:
 Slot = Callable[[np.ndarray, bool], "np.ndarray | dict[str, np.ndarray] | None"]
 
 
-def _bound_slot(session: ort.InferenceSession, input_name: str, inbuf: np.ndarray,
-                outputs: dict[str, np.ndarray], check: bool) -> Slot:
+def _bound_slot(
+    session: ort.InferenceSession,
+    input_name: str,
+    inbuf: np.ndarray,
+    outputs: dict[str, np.ndarray],
+    check: bool,
+) -> Slot:
     """A function over one thread's buffers bound once for one input shape.
 
     Called with rows of that shape, it returns what :meth:`Model.predict` returns (the output
@@ -72,16 +77,19 @@ def _bound_slot(session: ort.InferenceSession, input_name: str, inbuf: np.ndarra
     binding.bind_ortvalue_input(input_name, ort.OrtValue.ortvalue_from_numpy(inbuf))
     for name, buffer in outputs.items():
         binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(buffer))
-    run, copyto, isfinite, reduce = session.run_with_iobinding, np.copyto, math.isfinite, \
-        np.add.reduce
+    run, copyto, isfinite, reduce = (
+        session.run_with_iobinding,
+        np.copyto,
+        math.isfinite,
+        np.add.reduce,
+    )
     flat = inbuf.reshape(-1)
     small = flat.size <= 64
     only = next(iter(outputs.values())) if len(outputs) == 1 else None
 
     def slot(x: np.ndarray, allow_nan: bool) -> np.ndarray | dict[str, np.ndarray] | None:
         copyto(inbuf, x)
-        if check and not allow_nan and not isfinite(sum(flat.tolist()) if small
-                                                    else reduce(flat)):
+        if check and not allow_nan and not isfinite(sum(flat.tolist()) if small else reduce(flat)):
             return None
         run(binding)
         if only is not None:
@@ -102,9 +110,16 @@ class ThreadSlots(threading.local):
 class Executor:
     """Runs validated feeds on one session (see the module docstring). Thread-safe."""
 
-    def __init__(self, session: ort.InferenceSession, input_names: Sequence[str],
-                 output_names: Sequence[str], float_inputs: Iterable[str], origin: str, *,
-                 fixed_batch: int | None = None) -> None:
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        input_names: Sequence[str],
+        output_names: Sequence[str],
+        float_inputs: Iterable[str],
+        origin: str,
+        *,
+        fixed_batch: int | None = None,
+    ) -> None:
         self.session = session
         self.output_names = list(output_names)
         self.float_inputs = set(float_inputs)
@@ -112,8 +127,9 @@ class Executor:
         #: Batch size fixed by the model (rows run in chunks of exactly this size), or None.
         self.fixed_batch = fixed_batch
         cpu_only = list(session.get_providers()) == ["CPUExecutionProvider"]
-        numeric = all(not o.type.startswith(("tensor(string", "seq", "map"))
-                      for o in session.get_outputs())
+        numeric = all(
+            not o.type.startswith(("tensor(string", "seq", "map")) for o in session.get_outputs()
+        )
         #: Binding buffers is done only where onnxruntime computes in host memory (CPU).
         self.bindable = cpu_only and numeric
         self._single = input_names[0] if len(input_names) == 1 else None
@@ -124,8 +140,14 @@ class Executor:
 
     def remember(self, x: np.ndarray, outputs: list[np.ndarray]) -> None:
         """Keep bound buffers for ``x``'s shape after a validated run gave ``outputs``."""
-        if (not self.bindable or self._single is None or self.fixed_batch is not None
-                or x.nbytes > SMALL_BATCH_BYTES or not x.size or not x.ndim):
+        if (
+            not self.bindable
+            or self._single is None
+            or self.fixed_batch is not None
+            or x.nbytes > SMALL_BATCH_BYTES
+            or not x.size
+            or not x.ndim
+        ):
             return
         seen = self.slots.seen
         if x.shape not in seen:  # bind a shape when it comes back, not on its first call
@@ -137,13 +159,15 @@ class Executor:
         if len(table) >= MAX_SLOTS_PER_THREAD:
             table.clear()
         buffers = {name: np.empty_like(out) for name, out in zip(self.output_names, outputs)}
-        table[x.shape] = _bound_slot(self.session, self._single, np.empty_like(x), buffers,
-                               self._single in self.float_inputs)
+        table[x.shape] = _bound_slot(
+            self.session, self._single, np.empty_like(x), buffers, self._single in self.float_inputs
+        )
 
     # -- any batch -----------------------------------------------------------------------
 
-    def execute(self, feeds: dict[str, np.ndarray], allow_nan: bool,
-                chunk_rows: int | None = None) -> list[np.ndarray]:
+    def execute(
+        self, feeds: dict[str, np.ndarray], allow_nan: bool, chunk_rows: int | None = None
+    ) -> list[np.ndarray]:
         """Check NaN/Inf chunk by chunk (while the chunk is in cache) and run."""
         check = () if allow_nan else [n for n in self.float_inputs if n in feeds]
         rows = next(iter(feeds.values())).shape[0]
@@ -163,8 +187,9 @@ class Executor:
             if not all_finite(feeds[name]):
                 check_finite(name, feeds[name], offset)
 
-    def _chunked(self, feeds: dict[str, np.ndarray], rows: int, step: int,
-                 check: Iterable[str]) -> list[np.ndarray]:
+    def _chunked(
+        self, feeds: dict[str, np.ndarray], rows: int, step: int, check: Iterable[str]
+    ) -> list[np.ndarray]:
         out: list[np.ndarray] | None = None
         for start in range(0, rows, step):
             stop = min(start + step, rows)
@@ -172,8 +197,10 @@ class Executor:
             self._check(part, check, start)
             short = self.fixed_batch is not None and stop - start < step
             if short:  # pad with copies of the last row; the padding's outputs are dropped
-                part = {k: np.concatenate([v, np.repeat(v[-1:], step - len(v), axis=0)])
-                        for k, v in part.items()}
+                part = {
+                    k: np.concatenate([v, np.repeat(v[-1:], step - len(v), axis=0)])
+                    for k, v in part.items()
+                }
             if out is None or short or not self.bindable:
                 results = self.run_plain(part)
                 self._check_rows(results, len(next(iter(part.values()))))
@@ -192,7 +219,8 @@ class Executor:
                 raise InputError(
                     f"{self.origin}: expected output {name!r} to have one row per input row "
                     f"({rows}) so that the batch can run in parts, got shape "
-                    f"{tuple(result.shape)}; pass at most one part's rows per call")
+                    f"{tuple(result.shape)}; pass at most one part's rows per call"
+                )
 
     def run_plain(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """One ``InferenceSession.run``; onnxruntime's errors become one :class:`InputError`."""
@@ -205,8 +233,9 @@ class Executor:
         """Run with the inputs and outputs bound to these arrays (no copies either way)."""
         binding = self.session.io_binding()
         for name, value in feeds.items():
-            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(
-                np.ascontiguousarray(value)))
+            binding.bind_ortvalue_input(
+                name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value))
+            )
         for name, target in zip(self.output_names, targets):
             binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(target))
         try:
@@ -216,8 +245,10 @@ class Executor:
 
     def _error(self, feeds: dict[str, np.ndarray], exc: Exception) -> InputError:
         shapes = {k: tuple(v.shape) for k, v in feeds.items()}
-        return InputError(f"{self.origin}: onnxruntime could not run the model on inputs of "
-                          f"shapes {shapes}: {first_line(exc)}")
+        return InputError(
+            f"{self.origin}: onnxruntime could not run the model on inputs of "
+            f"shapes {shapes}: {first_line(exc)}"
+        )
 
 
 def fixed_batch_of(shapes: Sequence[Sequence[Any]]) -> int | None:

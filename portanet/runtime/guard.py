@@ -78,7 +78,7 @@ def _fields(data: memoryview) -> list[tuple[int, memoryview | None]]:
             size, pos = _varint(data, pos)
             if pos + size > end:
                 raise _Malformed("length past the end of the message")
-            out.append((number, data[pos:pos + size]))
+            out.append((number, data[pos : pos + size]))
             pos += size
         elif wire == 5:
             pos += 4
@@ -99,8 +99,7 @@ def _tensor_locations(tensor: memoryview, found: list[tuple[str, str]]) -> None:
             entry = dict((n, p) for n, p in _fields(payload) if p is not None)
             key = bytes(entry.get(_ENTRY_KEY, b"")).decode("utf-8", "replace")
             if key == "location":
-                found.append((name, bytes(entry.get(_ENTRY_VALUE, b"")).decode("utf-8",
-                                                                                 "replace")))
+                found.append((name, bytes(entry.get(_ENTRY_VALUE, b"")).decode("utf-8", "replace")))
 
 
 def _sparse_locations(sparse: memoryview, found: list[tuple[str, str]]) -> None:
@@ -153,45 +152,57 @@ def external_locations(data: bytes | memoryview, origin: str = "model") -> list[
                     if inner == _FUNCTION_NODE and node is not None:
                         _node_locations(node, found, 1)
     except _Malformed as exc:
-        raise ModelLoadError(f"{origin}: expected an ONNX model (protobuf), got malformed "
-                             f"data ({exc})") from None
+        raise ModelLoadError(
+            f"{origin}: expected an ONNX model (protobuf), got malformed data ({exc})"
+        ) from None
     return found
 
 
-def check_model_bytes(data: bytes, origin: str, *, folder: Path | None,
-                      limits: Limits = DEFAULT_LIMITS) -> list[Path]:
+def check_model_bytes(
+    data: bytes, origin: str, *, folder: Path | None, limits: Limits = DEFAULT_LIMITS
+) -> list[Path]:
     """Refuse oversized models and external data outside ``folder``; returns the data files.
 
     ``folder`` is the model's directory (``None`` for in-memory bytes, where any external
     reference is refused since nothing anchors it).
     """
     if len(data) > limits.max_model_bytes:
-        raise ModelLoadError(f"{origin}: expected at most {limits.max_model_bytes:,} bytes "
-                             f"(Limits.max_model_bytes), got {len(data):,}")
+        raise ModelLoadError(
+            f"{origin}: expected at most {limits.max_model_bytes:,} bytes "
+            f"(Limits.max_model_bytes), got {len(data):,}"
+        )
     files: list[Path] = []
     total = 0
     base = folder.resolve() if folder is not None else None
     for tensor, location in external_locations(data, origin):
         where = f"{origin}: tensor {tensor!r} keeps its data in {location!r}"
         if base is None:
-            raise UnsafeModelError(f"{where}: external data needs a model loaded from its file "
-                                   f"path, got in-memory bytes")
+            raise UnsafeModelError(
+                f"{where}: external data needs a model loaded from its file "
+                f"path, got in-memory bytes"
+            )
         relative = Path(location)
         if not location or relative.is_absolute() or ".." in relative.parts or "\0" in location:
-            raise UnsafeModelError(f"{where}: expected a relative path inside the model's "
-                                   f"folder, got one that leaves it")
+            raise UnsafeModelError(
+                f"{where}: expected a relative path inside the model's "
+                f"folder, got one that leaves it"
+            )
         resolved = (base / relative).resolve()
         if not resolved.is_relative_to(base):
-            raise UnsafeModelError(f"{where}: expected a file inside {base}, but it resolves "
-                                   f"(through a symbolic link) to {resolved}")
+            raise UnsafeModelError(
+                f"{where}: expected a file inside {base}, but it resolves "
+                f"(through a symbolic link) to {resolved}"
+            )
         if not resolved.is_file():
             raise ModelLoadError(f"{where}: expected that file beside the model, got none")
         if resolved not in files:
             files.append(resolved)
             total += os.path.getsize(resolved)
     if total > limits.max_external_bytes:
-        raise ModelLoadError(f"{origin}: expected at most {limits.max_external_bytes:,} bytes "
-                             f"of external data (Limits.max_external_bytes), got {total:,}")
+        raise ModelLoadError(
+            f"{origin}: expected at most {limits.max_external_bytes:,} bytes "
+            f"of external data (Limits.max_external_bytes), got {total:,}"
+        )
     return files
 
 
@@ -209,7 +220,7 @@ def opset_imports(data: bytes | memoryview, origin: str = "model") -> dict[str, 
                 key, pos = _varint(payload, pos)
                 if key == (_OPSET_DOMAIN << 3 | 2):
                     size, pos = _varint(payload, pos)
-                    domain = bytes(payload[pos:pos + size]).decode("utf-8", "replace")
+                    domain = bytes(payload[pos : pos + size]).decode("utf-8", "replace")
                     pos += size
                 elif key == (_OPSET_VERSION << 3 | 0):
                     version, pos = _varint(payload, pos)
@@ -217,6 +228,7 @@ def opset_imports(data: bytes | memoryview, origin: str = "model") -> dict[str, 
                     raise _Malformed(f"unexpected field {key >> 3} in an opset import")
             found[domain or "ai.onnx"] = version
     except _Malformed as exc:
-        raise ModelLoadError(f"{origin}: expected an ONNX model (protobuf), got malformed "
-                             f"data ({exc})") from None
+        raise ModelLoadError(
+            f"{origin}: expected an ONNX model (protobuf), got malformed data ({exc})"
+        ) from None
     return found

@@ -31,18 +31,24 @@ def coerce_array(value: Any, spec: TensorSpec, *, allow_nan: bool = False) -> np
         try:
             array = np.asarray(value)
         except (ValueError, TypeError) as exc:
-            raise InputError(f"input {spec.name!r}: expected a rectangular array of numbers, "
-                             f"got {type(value).__name__} that numpy cannot read ({exc})") from exc
+            raise InputError(
+                f"input {spec.name!r}: expected a rectangular array of numbers, "
+                f"got {type(value).__name__} that numpy cannot read ({exc})"
+            ) from exc
         if array.ndim == spec.rank - 1 and spec.rank >= 2 and array.ndim >= 1:
             array = array[np.newaxis, ...]  # one sample without its batch dimension
         array = _convert_dtype(array, want, spec.name)
     if array.ndim != spec.rank:
-        raise InputError(f"input {spec.name!r}: expected {spec.rank} dimensions "
-                         f"{_shape_text(spec.shape)}, got {array.ndim} {tuple(array.shape)}")
+        raise InputError(
+            f"input {spec.name!r}: expected {spec.rank} dimensions "
+            f"{_shape_text(spec.shape)}, got {array.ndim} {tuple(array.shape)}"
+        )
     for axis, (dim, got) in enumerate(zip(spec.shape, array.shape)):
         if isinstance(dim, int) and dim != got:
-            raise InputError(f"input {spec.name!r}: expected size {dim} on axis {axis} "
-                             f"{_shape_text(spec.shape)}, got {got} {tuple(array.shape)}")
+            raise InputError(
+                f"input {spec.name!r}: expected size {dim} on axis {axis} "
+                f"{_shape_text(spec.shape)}, got {got} {tuple(array.shape)}"
+            )
     if not allow_nan:
         check_finite(spec.name, array)
     return np.ascontiguousarray(array)
@@ -74,8 +80,12 @@ def first_out_of_range(array: np.ndarray, want: np.dtype) -> tuple[int, float] |
     """``(row, value)`` of the first finite value of a float array that ``want`` (a narrower
     float type, e.g. float32) cannot hold, or ``None``: such a value would silently become
     ±inf in the cast (row 0 for a scalar)."""
-    if array.dtype.kind != "f" or want.kind != "f" or not array.size \
-            or np.finfo(array.dtype).max <= np.finfo(want).max:
+    if (
+        array.dtype.kind != "f"
+        or want.kind != "f"
+        or not array.size
+        or np.finfo(array.dtype).max <= np.finfo(want).max
+    ):
         return None
     limit = float(np.finfo(want).max)
     with np.errstate(invalid="ignore"):
@@ -89,8 +99,7 @@ def first_out_of_range(array: np.ndarray, want: np.dtype) -> tuple[int, float] |
     if array.ndim == 0:
         return 0, float(array[()])
     row = _first_bad_row(bad)
-    return row, float(array[row][bad[row]].reshape(-1)[0]) if array.ndim > 1 else \
-        float(array[row])
+    return row, float(array[row][bad[row]].reshape(-1)[0]) if array.ndim > 1 else float(array[row])
 
 
 def range_message(value: float, want: np.dtype) -> str:
@@ -117,10 +126,17 @@ def check_vocabulary(name: str, array: np.ndarray, size: int, row_offset: int = 
     row = _first_bad_row(bad) if array.ndim else 0
     sample = array[row] if array.ndim else array
     value = sample[bad[row]].reshape(-1)[0] if array.ndim > 1 else sample
-    shown = (describe_value(float(value)) if array.dtype.kind == "f" and not np.isfinite(value)
-             else f"{value:g}" if array.dtype.kind == "f" else str(int(value)))
-    raise InputError(f"input {name!r}: expected integer ids in [0, {size}) (the vocabulary "
-                     f"size recorded at export), got {shown} in row {row + row_offset}")
+    shown = (
+        describe_value(float(value))
+        if array.dtype.kind == "f" and not np.isfinite(value)
+        else f"{value:g}"
+        if array.dtype.kind == "f"
+        else str(int(value))
+    )
+    raise InputError(
+        f"input {name!r}: expected integer ids in [0, {size}) (the vocabulary "
+        f"size recorded at export), got {shown} in row {row + row_offset}"
+    )
 
 
 def check_finite(name: str, array: np.ndarray, row_offset: int = 0) -> None:
@@ -131,8 +147,10 @@ def check_finite(name: str, array: np.ndarray, row_offset: int = 0) -> None:
     row, _, value = found
     if array.ndim == 0:
         raise InputError(f"input {name!r}: expected a finite number, got {describe_value(value)}")
-    raise InputError(f"input {name!r}: expected finite numbers, got {describe_value(value)} in "
-                     f"row {row + row_offset} (pass allow_nan=True to let NaN/Inf through)")
+    raise InputError(
+        f"input {name!r}: expected finite numbers, got {describe_value(value)} in "
+        f"row {row + row_offset} (pass allow_nan=True to let NaN/Inf through)"
+    )
 
 
 def _convert_dtype(array: np.ndarray, want: np.dtype, name: str) -> np.ndarray:
@@ -145,19 +163,24 @@ def _convert_dtype(array: np.ndarray, want: np.dtype, name: str) -> np.ndarray:
                 pass
         row = _first_non_numeric(array) if kind != "c" else None
         where = f" (first at row {row})" if row is not None else ""
-        raise InputError(f"input {name!r}: expected numbers ({want}), got {array.dtype} "
-                         f"values{where}")
+        raise InputError(
+            f"input {name!r}: expected numbers ({want}), got {array.dtype} values{where}"
+        )
     if want.kind == "f" and kind == "f":
         found = first_out_of_range(array, want)
         if found is not None:
-            raise InputError(f"input {name!r}: expected {want} numbers, "
-                             f"{range_message(found[1], want)} in row {found[0]}")
+            raise InputError(
+                f"input {name!r}: expected {want} numbers, "
+                f"{range_message(found[1], want)} in row {found[0]}"
+            )
     if want.kind in "iu" and kind == "f":
         finite = np.isfinite(array)
         if not finite.all() or not np.array_equal(array, np.round(array)):
             bad = ~finite | (np.nan_to_num(array) != np.round(np.nan_to_num(array)))
-            raise InputError(f"input {name!r}: expected integers ({want}), got non-integer "
-                             f"values, first in row {_first_bad_row(bad)}")
+            raise InputError(
+                f"input {name!r}: expected integers ({want}), got non-integer "
+                f"values, first in row {_first_bad_row(bad)}"
+            )
     if array.dtype == want:
         return array
     return array.astype(want)
@@ -176,8 +199,9 @@ def _first_non_numeric(array: np.ndarray) -> int | None:
 
 
 def _shape_text(shape: Sequence[int | str | None]) -> str:
-    return "(" + ", ".join("batch" if d is None or isinstance(d, str) else str(d)
-                           for d in shape) + ")"
+    return (
+        "(" + ", ".join("batch" if d is None or isinstance(d, str) else str(d) for d in shape) + ")"
+    )
 
 
 def columns_of(value: Any) -> Mapping[str, Any] | None:
@@ -186,25 +210,30 @@ def columns_of(value: Any) -> Mapping[str, Any] | None:
         return value
     module = type(value).__module__
     if module.startswith("pyarrow") and hasattr(value, "column_names"):
-        return {name: value.column(name).to_numpy(zero_copy_only=False)
-                for name in value.column_names}
+        return {
+            name: value.column(name).to_numpy(zero_copy_only=False) for name in value.column_names
+        }
     if module.startswith("pandas") and hasattr(value, "columns") and hasattr(value, "to_numpy"):
         return {str(name): value[name].to_numpy() for name in value.columns}
     return None
 
 
-def stack_features(columns: Mapping[str, Any], feature_names: Sequence[str],
-                   spec: TensorSpec) -> np.ndarray:
+def stack_features(
+    columns: Mapping[str, Any], feature_names: Sequence[str], spec: TensorSpec
+) -> np.ndarray:
     """Stack named columns in the model's feature order; missing or unknown names are errors."""
     mismatch = name_mismatch(feature_names, list(columns))
     if mismatch:
-        raise InputError(f"input {spec.name!r}: expected the columns {list(feature_names)}, "
-                         f"got {list(columns)} ({mismatch})")
+        raise InputError(
+            f"input {spec.name!r}: expected the columns {list(feature_names)}, "
+            f"got {list(columns)} ({mismatch})"
+        )
     want = spec.numpy_dtype
     lengths = {len(np.atleast_1d(columns[n])) for n in feature_names}
     if len(lengths) > 1:
-        raise InputError(f"input {spec.name!r}: expected columns of one length, "
-                         f"got lengths {sorted(lengths)}")
+        raise InputError(
+            f"input {spec.name!r}: expected columns of one length, got lengths {sorted(lengths)}"
+        )
     out = np.empty((lengths.pop() if lengths else 0, len(feature_names)), dtype=want)
     for index, name in enumerate(feature_names):
         column = np.atleast_1d(np.asarray(columns[name]))

@@ -37,7 +37,6 @@ from portanet.schema import (
 log = logging.getLogger("portanet")
 
 
-
 def as_matrix(values: np.ndarray) -> np.ndarray:
     """View an output as rows × values (works for empty batches too)."""
     values = np.asarray(values)
@@ -64,8 +63,9 @@ class Model:
     many rows of a large batch go to onnxruntime at a time.
     """
 
-    def __init__(self, session: ort.InferenceSession, path: Path | None, *,
-                 chunk_rows: int | None = None) -> None:
+    def __init__(
+        self, session: ort.InferenceSession, path: Path | None, *, chunk_rows: int | None = None
+    ) -> None:
         self._session = session
         self.path = path
         self.chunk_rows = chunk_rows
@@ -77,14 +77,18 @@ class Model:
         outputs = tuple(_spec_from_arg(a) for a in session.get_outputs())
         stored = meta.schema_from(self.metadata)
         #: Inputs, outputs, feature names and task; tensors come from the ONNX graph itself.
-        self.schema: ModelSchema = (stored.with_io(inputs, outputs) if stored
-                                    else ModelSchema(inputs, outputs))
+        self.schema: ModelSchema = (
+            stored.with_io(inputs, outputs) if stored else ModelSchema(inputs, outputs)
+        )
         self._input_names = [t.name for t in inputs]
         self._output_names = [t.name for t in outputs]
         features = self.schema.feature_names
         single = inputs[0] if len(inputs) == 1 else None
-        if single is not None and features and (single.rank != 2 or single.shape[1] not in
-                                                (None, len(features))):
+        if (
+            single is not None
+            and features
+            and (single.rank != 2 or single.shape[1] not in (None, len(features)))
+        ):
             features = None  # names that do not describe a 2-D input are ignored
         self._features = features
         #: Batch size fixed by the graph (e.g. exported with batch size 1): any number of rows
@@ -93,18 +97,34 @@ class Model:
         self._input_specs = tuple(_free_batch(s) for s in inputs) if self.fixed_batch else inputs
         # Fast path for the common case: one input, given as an ndarray of the right dtype.
         #: Vocabulary sizes of integer-id inputs (range-checked before onnxruntime sees them).
-        self._vocabulary = {n: v for n, v in self.schema.vocabulary.items()
-                            if n in self._input_names}
-        self._fast = (self._input_specs[0] if single is not None and single.dtype != "str"
-                      and not self._vocabulary else None)
+        self._vocabulary = {
+            n: v for n, v in self.schema.vocabulary.items() if n in self._input_names
+        }
+        self._fast = (
+            self._input_specs[0]
+            if single is not None and single.dtype != "str" and not self._vocabulary
+            else None
+        )
         self._fast_dtype = self._fast.numpy_dtype if self._fast is not None else None
-        self._fixed_dims = tuple((axis, dim) for axis, dim in enumerate(self._fast.shape)
-                                 if isinstance(dim, int)) if self._fast is not None else ()
-        float_inputs = {s.name for s in inputs if s.numpy_dtype.kind == "f"} \
-            if all(s.dtype != "str" for s in inputs) else set()
+        self._fixed_dims = (
+            tuple((axis, dim) for axis, dim in enumerate(self._fast.shape) if isinstance(dim, int))
+            if self._fast is not None
+            else ()
+        )
+        float_inputs = (
+            {s.name for s in inputs if s.numpy_dtype.kind == "f"}
+            if all(s.dtype != "str" for s in inputs)
+            else set()
+        )
         self._float_inputs = float_inputs
-        self._executor = Executor(session, self._input_names, self._output_names, float_inputs,
-                                  origin, fixed_batch=self.fixed_batch)
+        self._executor = Executor(
+            session,
+            self._input_names,
+            self._output_names,
+            float_inputs,
+            origin,
+            fixed_batch=self.fixed_batch,
+        )
         self._slots = self._executor.slots
 
     @property
@@ -159,20 +179,26 @@ class Model:
                     raise InputError(
                         f"input {spec.name!r}: named columns need feature names in the model "
                         f"metadata, and this model has none; pass an array of shape "
-                        f"{tuple(spec.shape)} or a dict {{{spec.name!r}: array}}")
-                return {spec.name: coerce_array(stack_features(columns, self._features, spec),
-                                                spec, allow_nan=True)}
+                        f"{tuple(spec.shape)} or a dict {{{spec.name!r}: array}}"
+                    )
+                return {
+                    spec.name: coerce_array(
+                        stack_features(columns, self._features, spec), spec, allow_nan=True
+                    )
+                }
             if columns is not None:
                 x = columns[spec.name]
             return {spec.name: coerce_array(x, spec, allow_nan=True)}
         columns = columns_of(x)
         if columns is None:
-            raise InputError(f"expected a dict of the inputs {self._input_names}, "
-                             f"got {type(x).__name__}")
+            raise InputError(
+                f"expected a dict of the inputs {self._input_names}, got {type(x).__name__}"
+            )
         mismatch = name_mismatch(self._input_names, list(columns))
         if mismatch:
-            raise InputError(f"expected the inputs {self._input_names}, got {list(columns)}"
-                             f" ({mismatch})")
+            raise InputError(
+                f"expected the inputs {self._input_names}, got {list(columns)} ({mismatch})"
+            )
         feeds = {s.name: coerce_array(columns[s.name], s, allow_nan=True) for s in specs}
         sizes = {a.shape[0] for a in feeds.values() if a.ndim}
         if len(sizes) > 1:
@@ -182,8 +208,13 @@ class Model:
     def _fast_feeds(self, x: Any) -> dict[str, np.ndarray] | None:
         """Feeds for an ndarray that already fits the single input exactly, else ``None``."""
         spec = self._fast
-        if (spec is None or type(x) is not np.ndarray or x.dtype != self._fast_dtype
-                or x.ndim != spec.rank or not x.flags.c_contiguous):
+        if (
+            spec is None
+            or type(x) is not np.ndarray
+            or x.dtype != self._fast_dtype
+            or x.ndim != spec.rank
+            or not x.flags.c_contiguous
+        ):
             return None
         shape = x.shape
         for axis, dim in self._fixed_dims:
@@ -226,9 +257,13 @@ class Model:
         return self._executor.execute(feeds, allow_nan, self.chunk_rows)
 
     def _empty_outputs(self) -> dict[str, np.ndarray]:
-        return {s.name: np.empty((0, *[d if isinstance(d, int) else 0 for d in s.shape[1:]]),
-                                 dtype=s.numpy_dtype if s.dtype != "str" else object)
-                for s in self.schema.outputs}
+        return {
+            s.name: np.empty(
+                (0, *[d if isinstance(d, int) else 0 for d in s.shape[1:]]),
+                dtype=s.numpy_dtype if s.dtype != "str" else object,
+            )
+            for s in self.schema.outputs
+        }
 
     def labels_for(self, probabilities: np.ndarray) -> np.ndarray | None:
         """Class decisions (class indices) for a classifier's output, or ``None`` for other
@@ -265,8 +300,9 @@ class Model:
             names = ("0", "1")
         out = np.empty(len(values), dtype=object)
         for index, (value, masked) in enumerate(zip(values.tolist(), mask.tolist())):
-            out[index] = None if masked else (names[value] if names and value < len(names)
-                                              else str(value))
+            out[index] = (
+                None if masked else (names[value] if names and value < len(names) else str(value))
+            )
         return out
 
     def __repr__(self) -> str:

@@ -31,8 +31,10 @@ def resolve(requested: str | Sequence[str], available: Sequence[str]) -> list[st
     for item in requested:
         name = ALIASES.get(item.lower(), item) if isinstance(item, str) else None
         if not name or not name.endswith("ExecutionProvider"):
-            raise InputError(f"provider: expected auto, {', '.join(ALIASES)} or an onnxruntime "
-                             f"provider name, got {item!r}")
+            raise InputError(
+                f"provider: expected auto, {', '.join(ALIASES)} or an onnxruntime "
+                f"provider name, got {item!r}"
+            )
         if name not in names:
             names.append(name)
     if "CPUExecutionProvider" not in names:

@@ -61,16 +61,19 @@ def _is_loopback(host: str) -> bool:
 def _probe(address: str) -> None:
     target = _host_port(address)
     if target is None:
-        raise InputError(f"Ray address {address!r}: expected auto, HOST:PORT or "
-                         f"ray://HOST:PORT")
+        raise InputError(f"Ray address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
     try:
         with socket.create_connection(target, timeout=CONNECT_TIMEOUT_S):
             pass
     except OSError as exc:
-        why = (f"no answer within {CONNECT_TIMEOUT_S:.0f} s" if isinstance(exc, TimeoutError)
-               else exc.strerror or type(exc).__name__)
-        raise InputError(f"no Ray cluster at {address}: expected a Ray head listening there, "
-                         f"got {why}") from exc
+        why = (
+            f"no answer within {CONNECT_TIMEOUT_S:.0f} s"
+            if isinstance(exc, TimeoutError)
+            else exc.strerror or type(exc).__name__
+        )
+        raise InputError(
+            f"no Ray cluster at {address}: expected a Ray head listening there, got {why}"
+        ) from exc
 
 
 @contextlib.contextmanager
@@ -109,9 +112,14 @@ def _connected(address: str | None, num_cpus: int | None) -> Iterator[bool]:
             from portanet.runtime.providers import usable_cpus
 
             temp_dir = tempfile.mkdtemp(prefix="pnr-", dir="/tmp")
-            ray.init(address="local", num_cpus=num_cpus or usable_cpus(),
-                     include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
-                     configure_logging=False)
+            ray.init(
+                address="local",
+                num_cpus=num_cpus or usable_cpus(),
+                include_dashboard=False,
+                _temp_dir=temp_dir,
+                log_to_driver=False,
+                configure_logging=False,
+            )
         else:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:

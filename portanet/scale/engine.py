@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from portanet.errors import InputError, PortanetError
-from portanet.tables.types import Columns
 from portanet.runtime import load
 from portanet.scale.cluster import ray_session
 from portanet.scale.ledger import Ledger, rebuild
-from portanet.scale.predictor import (DEFAULT_ROWS_PER_BATCH, ON_ERROR, Workers,
-                                      predict_dataset)
+from portanet.scale.predictor import DEFAULT_ROWS_PER_BATCH, ON_ERROR, Workers, predict_dataset
 from portanet.scale.sources import _filesystem, files_datasource, list_inputs
+from portanet.tables.types import Columns
 
 OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
 SUCCESS_MARKER = "_SUCCESS"
@@ -33,13 +32,13 @@ SUCCESS_MARKER = "_SUCCESS"
 class RayInferResult:
     """What a Ray inference run did."""
 
-    rows: int                 # rows predicted and written
-    rejected: int             # rows with bad values written to ``rejected_dir`` (skip mode)
-    files: int                # input files read
-    seconds: float            # the whole run: connect, read, predict, write, commit
-    output: str               # the output folder
+    rows: int  # rows predicted and written
+    rejected: int  # rows with bad values written to ``rejected_dir`` (skip mode)
+    files: int  # input files read
+    seconds: float  # the whole run: connect, read, predict, write, commit
+    output: str  # the output folder
     rejected_dir: str | None  # where the rejected rows are (None when there are none)
-    workers: Workers          # the actor pool used
+    workers: Workers  # the actor pool used
 
 
 def _is_local(location: str) -> bool:
@@ -47,7 +46,7 @@ def _is_local(location: str) -> bool:
 
 
 def _local_path(location: str) -> Path:
-    return Path(location[len("file://"):] if location.startswith("file://") else location)
+    return Path(location[len("file://") :] if location.startswith("file://") else location)
 
 
 def _must_be_new(location: str, what: str) -> None:
@@ -58,9 +57,11 @@ def _must_be_new(location: str, what: str) -> None:
     if info.type == pafs.FileType.File:
         raise InputError(f"{location}: expected a folder for the {what}, got a file")
     if info.type == pafs.FileType.Directory and fs.get_file_info(
-            pafs.FileSelector(inner, recursive=False)):
-        raise InputError(f"{location}: expected a new or empty folder for the {what}, got "
-                         f"one with files in it")
+        pafs.FileSelector(inner, recursive=False)
+    ):
+        raise InputError(
+            f"{location}: expected a new or empty folder for the {what}, got one with files in it"
+        )
 
 
 def _remove(location: str) -> None:
@@ -71,8 +72,11 @@ def _remove(location: str) -> None:
         pass
 
 
-def _resolve_workers(workers: Workers | int | tuple[int, int] | None,
-                     cpus_per_worker: float | None, cluster_cpus: float) -> Workers:
+def _resolve_workers(
+    workers: Workers | int | tuple[int, int] | None,
+    cpus_per_worker: float | None,
+    cluster_cpus: float,
+) -> Workers:
     """The actor pool: by default half the cluster's CPUs, in shares of one CPU (half a CPU
     below 4 CPUs), so that Ray Data's read and write tasks always keep CPUs of their own."""
     if isinstance(workers, Workers):
@@ -87,10 +91,12 @@ def _resolve_workers(workers: Workers | int | tuple[int, int] | None,
         else:
             pool = Workers(int(workers[0]), int(workers[1]), cpus)
     if pool.min_size * pool.cpus >= cluster_cpus:
-        raise InputError(f"workers: {pool.min_size} x {pool.cpus:g} CPUs would take all "
-                         f"{cluster_cpus:g} CPUs of the cluster and leave none for reading and "
-                         f"writing (Ray Data would wait forever); expected fewer workers or "
-                         f"smaller CPU shares")
+        raise InputError(
+            f"workers: {pool.min_size} x {pool.cpus:g} CPUs would take all "
+            f"{cluster_cpus:g} CPUs of the cluster and leave none for reading and "
+            f"writing (Ray Data would wait forever); expected fewer workers or "
+            f"smaller CPU shares"
+        )
     return pool
 
 
@@ -122,14 +128,24 @@ def _write(dataset: Any, location: str, fmt: str) -> None:
         dataset.write_json(location)
 
 
-def infer_ray(model: str | os.PathLike[str], inputs: Sequence[str], output: str, *,
-              address: str | None = None, fmt: str = "parquet",
-              keep_columns: Sequence[str] = (),
-              workers: Workers | int | tuple[int, int] | None = None,
-              cpus_per_worker: float | None = None, rows_per_batch: int = DEFAULT_ROWS_PER_BATCH,
-              on_error: str = "fail", allow_nan: bool = False, providers: str | list[str] = "cpu",
-              threads: int | None = None, sha256: str | None = None,
-              rejected_dir: str | None = None) -> RayInferResult:
+def infer_ray(
+    model: str | os.PathLike[str],
+    inputs: Sequence[str],
+    output: str,
+    *,
+    address: str | None = None,
+    fmt: str = "parquet",
+    keep_columns: Sequence[str] = (),
+    workers: Workers | int | tuple[int, int] | None = None,
+    cpus_per_worker: float | None = None,
+    rows_per_batch: int = DEFAULT_ROWS_PER_BATCH,
+    on_error: str = "fail",
+    allow_nan: bool = False,
+    providers: str | list[str] = "cpu",
+    threads: int | None = None,
+    sha256: str | None = None,
+    rejected_dir: str | None = None,
+) -> RayInferResult:
     """Predict every row of ``inputs`` on a Ray cluster into the folder ``output``.
 
     ``inputs``: Parquet, CSV or JSONL files, folders or globs, local or any pyarrow URI.
@@ -143,8 +159,7 @@ def infer_ray(model: str | os.PathLike[str], inputs: Sequence[str], output: str,
     """
     started = time.perf_counter()
     if fmt not in OUTPUT_FORMATS:
-        raise InputError(f"output format: expected one of {', '.join(OUTPUT_FORMATS)}, "
-                         f"got {fmt!r}")
+        raise InputError(f"output format: expected one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
     if on_error not in ON_ERROR:
         raise InputError(f"on_error: expected one of {', '.join(ON_ERROR)}, got {on_error!r}")
     if rows_per_batch < 1:
@@ -152,12 +167,15 @@ def infer_ray(model: str | os.PathLike[str], inputs: Sequence[str], output: str,
     checked = load(model, sha256=sha256, threads=1)
     specs = checked.schema.inputs
     if len(specs) != 1 or specs[0].rank != 2 or not isinstance(specs[0].shape[1], int):
-        raise InputError(f"{model}: the Ray engine expects one 2-D input of fixed width, got "
-                         f"inputs {[(s.name, s.shape) for s in specs]}")
+        raise InputError(
+            f"{model}: the Ray engine expects one 2-D input of fixed width, got "
+            f"inputs {[(s.name, s.shape) for s in specs]}"
+        )
     model_bytes = Path(model).read_bytes()
     spec = specs[0]
-    columns = Columns(checked.feature_names, int(spec.shape[1]), tuple(keep_columns),
-                      spec.numpy_dtype)
+    columns = Columns(
+        checked.feature_names, int(spec.shape[1]), tuple(keep_columns), spec.numpy_dtype
+    )
     files = list_inputs(inputs)
     output = str(output)
     rejected_dir = str(rejected_dir or output.rstrip("/") + ".rejected")
@@ -172,21 +190,31 @@ def infer_ray(model: str | os.PathLike[str], inputs: Sequence[str], output: str,
     with ray_session(address) as _:
         import ray
 
-        pool = _resolve_workers(workers, cpus_per_worker,
-                                float(ray.cluster_resources().get("CPU", 1)))
+        pool = _resolve_workers(
+            workers, cpus_per_worker, float(ray.cluster_resources().get("CPU", 1))
+        )
         ledger = ray.remote(num_cpus=0)(Ledger).remote()
         if on_error == "skip":
             fs, inner, _ = _filesystem(rejected_dir)
             fs.create_dir(inner, recursive=True)
         try:
-            dataset = ray.data.read_datasource(files_datasource(files, columns,
-                                                                rows_per_batch, ledger))
+            dataset = ray.data.read_datasource(
+                files_datasource(files, columns, rows_per_batch, ledger)
+            )
             predicted = predict_dataset(
-                dataset, ray.put(model_bytes), keep_columns=keep_columns, workers=pool,
-                rows_per_batch=rows_per_batch, on_error=on_error, allow_nan=allow_nan,
-                providers=providers, threads=threads,
+                dataset,
+                ray.put(model_bytes),
+                keep_columns=keep_columns,
+                workers=pool,
+                rows_per_batch=rows_per_batch,
+                on_error=on_error,
+                allow_nan=allow_nan,
+                providers=providers,
+                threads=threads,
                 rejected_dir=rejected_dir if on_error == "skip" else None,
-                files=[(f.path, f.row_word) for f in files], ledger=ledger)
+                files=[(f.path, f.row_word) for f in files],
+                ledger=ledger,
+            )
             _write(predicted, staging, fmt)
             rows, rejected = ray.get(ledger.totals.remote())
         except BaseException as exc:
@@ -201,8 +229,15 @@ def infer_ray(model: str | os.PathLike[str], inputs: Sequence[str], output: str,
     _commit(staging, output)
     if on_error == "skip" and rejected == 0:
         _remove(rejected_dir)
-    return RayInferResult(rows, rejected, len(files), time.perf_counter() - started, output,
-                          rejected_dir if rejected else None, pool)
+    return RayInferResult(
+        rows,
+        rejected,
+        len(files),
+        time.perf_counter() - started,
+        output,
+        rejected_dir if rejected else None,
+        pool,
+    )
 
 
 def _commit(staging: str, output: str) -> None:

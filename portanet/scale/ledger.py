@@ -36,8 +36,10 @@ class Ledger:
 
     def totals(self) -> tuple[int, int]:
         """(rows predicted, rows rejected)."""
-        return (sum(p for p, _ in self.batches.values()) + self.unkeyed[0],
-                sum(r for _, r in self.batches.values()) + self.unkeyed[1])
+        return (
+            sum(p for p, _ in self.batches.values()) + self.unkeyed[0],
+            sum(r for _, r in self.batches.values()) + self.unkeyed[1],
+        )
 
     def failure(self) -> tuple[str, str] | None:
         """The first error's class name and message, if any."""

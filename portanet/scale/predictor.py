@@ -16,13 +16,19 @@ from typing import Any
 import numpy as np
 
 from portanet.errors import InputError, PortanetError
-from portanet.tables.infer import prediction_columns
-from portanet.tables.types import Columns
-from portanet.tables.types import select_columns
 from portanet.runtime import load
 from portanet.scale.ledger import report
-from portanet.scale.values import (ERROR_COLUMN, FILE_COLUMN, INTERNAL_COLUMNS, ROW_COLUMN,
-                                   feature_matrix, numeric_features, row_reason)
+from portanet.scale.values import (
+    ERROR_COLUMN,
+    FILE_COLUMN,
+    INTERNAL_COLUMNS,
+    ROW_COLUMN,
+    feature_matrix,
+    numeric_features,
+    row_reason,
+)
+from portanet.tables.infer import prediction_columns
+from portanet.tables.types import Columns, select_columns
 
 ON_ERROR = ("fail", "skip")
 #: Rows per predictor call: larger than the local engine's chunks, because every Ray Data
@@ -41,8 +47,9 @@ class Workers:
 
     def __post_init__(self) -> None:
         if self.min_size < 1 or self.max_size < self.min_size:
-            raise InputError(f"workers: expected 1 <= min <= max, got min {self.min_size}, "
-                             f"max {self.max_size}")
+            raise InputError(
+                f"workers: expected 1 <= min <= max, got min {self.min_size}, max {self.max_size}"
+            )
         if self.cpus <= 0:
             raise InputError(f"CPUs per worker: expected a positive number, got {self.cpus}")
 
@@ -61,10 +68,19 @@ class Predictor:
     predicts the rest.
     """
 
-    def __init__(self, model: Any, *, keep: Sequence[str] = (), on_error: str = "fail",
-                 allow_nan: bool = False, providers: str | list[str] = "cpu", threads: int = 1,
-                 files: Sequence[tuple[str, str]] = (), rejected_dir: str | None = None,
-                 ledger: Any = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        keep: Sequence[str] = (),
+        on_error: str = "fail",
+        allow_nan: bool = False,
+        providers: str | list[str] = "cpu",
+        threads: int = 1,
+        files: Sequence[tuple[str, str]] = (),
+        rejected_dir: str | None = None,
+        ledger: Any = None,
+    ) -> None:
         import ray
 
         if isinstance(model, (tuple, list)) and model and isinstance(model[0], ray.ObjectRef):
@@ -75,8 +91,9 @@ class Predictor:
         spec = self.model.schema.inputs[0]
         self.input_name = spec.name
         self.dtype = spec.numpy_dtype
-        self.columns = Columns(self.model.feature_names, int(spec.shape[1]), tuple(keep),
-                               spec.numpy_dtype)
+        self.columns = Columns(
+            self.model.feature_names, int(spec.shape[1]), tuple(keep), spec.numpy_dtype
+        )
         self.keep = list(keep)
         self.on_error = on_error
         self.allow_nan = allow_nan
@@ -99,12 +116,17 @@ class Predictor:
         origin = self._origin(table)
         features, keep = select_columns(names, self.columns, origin)
         values, errors = numeric_features(table, features, origin)
-        if ERROR_COLUMN in table.column_names and table.column(ERROR_COLUMN).null_count \
-                != table.num_rows:
+        if (
+            ERROR_COLUMN in table.column_names
+            and table.column(ERROR_COLUMN).null_count != table.num_rows
+        ):
             errors = table.column(ERROR_COLUMN).combine_chunks()
         matrix = feature_matrix(values, self.dtype)
-        bad = np.asarray(errors.is_valid().to_numpy(zero_copy_only=False), dtype=bool) \
-            if errors.null_count != len(errors) else np.zeros(table.num_rows, dtype=bool)
+        bad = (
+            np.asarray(errors.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+            if errors.null_count != len(errors)
+            else np.zeros(table.num_rows, dtype=bool)
+        )
         if not self.allow_nan and not np.isfinite(np.add.reduce(matrix, axis=None)):
             bad |= ~np.isfinite(matrix).all(axis=1)
         rejected = 0
@@ -150,8 +172,15 @@ class Predictor:
             return origin, f"the row with {shown}"
         return origin, f"row {row + 1} of a batch of {table.num_rows}"
 
-    def _reject(self, table: Any, rows: np.ndarray, values: Sequence[Any], matrix: np.ndarray,
-                features: Sequence[str], errors: Any) -> None:
+    def _reject(
+        self,
+        table: Any,
+        rows: np.ndarray,
+        values: Sequence[Any],
+        matrix: np.ndarray,
+        features: Sequence[str],
+        errors: Any,
+    ) -> None:
         """Write the bad rows and their reasons to one Parquet file named by its content."""
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -164,10 +193,19 @@ class Predictor:
         take = pa.array(rows)
         columns: dict[str, Any] = {
             "file": pa.array([self._location(table, int(r))[0] for r in rows], pa.string()),
-            "row": (table.column(ROW_COLUMN).take(take) if ROW_COLUMN in names
-                    else pa.nulls(len(rows), pa.int64())),
-            "reason": pa.array([row_reason(values, matrix, int(r), features,
-                                           errors[int(r)].as_py()) for r in rows], pa.string())}
+            "row": (
+                table.column(ROW_COLUMN).take(take)
+                if ROW_COLUMN in names
+                else pa.nulls(len(rows), pa.int64())
+            ),
+            "reason": pa.array(
+                [
+                    row_reason(values, matrix, int(r), features, errors[int(r)].as_py())
+                    for r in rows
+                ],
+                pa.string(),
+            ),
+        }
         for k in self.keep:
             columns[k] = table.column(k).take(take)
         for name, array in zip(features, values):
@@ -188,18 +226,30 @@ class Predictor:
         import ray
 
         if FILE_COLUMN in table.column_names and table.num_rows:
-            key = (int(table.column(FILE_COLUMN)[0].as_py()),
-                   int(table.column(ROW_COLUMN)[0].as_py()))
+            key = (
+                int(table.column(FILE_COLUMN)[0].as_py()),
+                int(table.column(ROW_COLUMN)[0].as_py()),
+            )
         else:
             key = None
         ray.get(self.ledger.add.remote(key, predicted, rejected))
 
 
-def predict_dataset(dataset: Any, model: Any, *, keep_columns: Sequence[str] = (),
-                    workers: Workers | None = None, rows_per_batch: int = DEFAULT_ROWS_PER_BATCH,
-                    on_error: str = "fail", allow_nan: bool = False, providers: str | list[str] = "cpu",
-                    threads: int | None = None, rejected_dir: str | None = None,
-                    files: Sequence[tuple[str, str]] = (), ledger: Any = None) -> Any:
+def predict_dataset(
+    dataset: Any,
+    model: Any,
+    *,
+    keep_columns: Sequence[str] = (),
+    workers: Workers | None = None,
+    rows_per_batch: int = DEFAULT_ROWS_PER_BATCH,
+    on_error: str = "fail",
+    allow_nan: bool = False,
+    providers: str | list[str] = "cpu",
+    threads: int | None = None,
+    rejected_dir: str | None = None,
+    files: Sequence[tuple[str, str]] = (),
+    ledger: Any = None,
+) -> Any:
     """A ``ray.data.Dataset`` of predictions for ``dataset``: the ``keep_columns`` beside the
     local engine's prediction columns (``probability``/``label`` for a binary classifier, ...).
 
@@ -226,13 +276,29 @@ def predict_dataset(dataset: Any, model: Any, *, keep_columns: Sequence[str] = (
                 model = handle.read()
         load(bytes(model), providers="cpu", threads=1)  # a bad model fails here, not in actors
         model = ray.put(bytes(model))
-    compute = (ActorPoolStrategy(size=pool.min_size) if pool.min_size == pool.max_size
-               else ActorPoolStrategy(min_size=pool.min_size, max_size=pool.max_size))
-    kwargs = {"keep": tuple(keep_columns), "on_error": on_error, "allow_nan": allow_nan,
-              "providers": providers, "threads": threads or pool.threads,
-              "files": tuple(files), "rejected_dir": rejected_dir, "ledger": ledger}
-    return dataset.map_batches(Predictor, batch_size=rows_per_batch, batch_format="pyarrow",
-                               compute=compute, num_cpus=pool.cpus,
-                               # The reference goes in a tuple: the actor fetches it itself, so
-                               # a restarted actor does not depend on Ray's argument pinning.
-                               fn_constructor_args=((model,),), fn_constructor_kwargs=kwargs)
+    compute = (
+        ActorPoolStrategy(size=pool.min_size)
+        if pool.min_size == pool.max_size
+        else ActorPoolStrategy(min_size=pool.min_size, max_size=pool.max_size)
+    )
+    kwargs = {
+        "keep": tuple(keep_columns),
+        "on_error": on_error,
+        "allow_nan": allow_nan,
+        "providers": providers,
+        "threads": threads or pool.threads,
+        "files": tuple(files),
+        "rejected_dir": rejected_dir,
+        "ledger": ledger,
+    }
+    return dataset.map_batches(
+        Predictor,
+        batch_size=rows_per_batch,
+        batch_format="pyarrow",
+        compute=compute,
+        num_cpus=pool.cpus,
+        # The reference goes in a tuple: the actor fetches it itself, so
+        # a restarted actor does not depend on Ray's argument pinning.
+        fn_constructor_args=((model,),),
+        fn_constructor_kwargs=kwargs,
+    )

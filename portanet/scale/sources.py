@@ -19,15 +19,19 @@ from typing import Any
 import numpy as np
 
 from portanet.errors import InputError, PortanetError
-from portanet.tables.delimited import read_header
-from portanet.tables.types import Columns
-from portanet.tables.types import select_columns
 from portanet.scale.ledger import report
 from portanet.scale.values import ERROR_COLUMN, FILE_COLUMN, ROW_COLUMN, numeric_features
+from portanet.tables.delimited import read_header
+from portanet.tables.types import Columns, select_columns
 
 #: Input formats by suffix, and the word that numbers their rows in messages.
-FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl",
-           ".ndjson": "jsonl"}
+FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
 ROW_WORDS = {"parquet": "row", "csv": "line", "jsonl": "record"}
 #: Bytes parsed per CSV / JSONL block inside a read task.
 TEXT_BLOCK_BYTES = 16 << 20
@@ -56,8 +60,10 @@ def _filesystem(location: str) -> tuple[Any, str, str]:
     try:
         fs, inner = pafs.FileSystem.from_uri(location)
     except (ValueError, OSError) as exc:
-        raise InputError(f"{location}: expected a local path or a URI that pyarrow's "
-                         f"filesystems understand, got an error: {exc}") from exc
+        raise InputError(
+            f"{location}: expected a local path or a URI that pyarrow's "
+            f"filesystems understand, got an error: {exc}"
+        ) from exc
     at = location.rfind(inner) if inner else -1
     prefix = location[:at] if at > 0 else ""
     return fs, inner, prefix
@@ -84,15 +90,21 @@ def list_inputs(inputs: Sequence[str]) -> list[InputFile]:
             first = min(given.index(c) for c in "*?[" if c in given)
             base = given[: given.rfind("/", 0, first) + 1] or "."
             fs, inner, prefix = _filesystem(base)
-            pattern = inner.rstrip("/") + "/" + given[len(base):]
-            infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True,
-                                                       allow_not_found=True))
-            matched = [i for i in infos if i.type == pafs.FileType.File
-                       and fnmatch.fnmatchcase(i.path, pattern) and _format_of(i.path)
-                       and not _hidden(i.path, inner)]
+            pattern = inner.rstrip("/") + "/" + given[len(base) :]
+            infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True, allow_not_found=True))
+            matched = [
+                i
+                for i in infos
+                if i.type == pafs.FileType.File
+                and fnmatch.fnmatchcase(i.path, pattern)
+                and _format_of(i.path)
+                and not _hidden(i.path, inner)
+            ]
             if not matched:
-                raise InputError(f"{given}: expected the pattern to match .parquet, .csv or "
-                                 f".jsonl files, got no match")
+                raise InputError(
+                    f"{given}: expected the pattern to match .parquet, .csv or "
+                    f".jsonl files, got no match"
+                )
         else:
             fs, inner, prefix = _filesystem(given)
             info = fs.get_file_info(inner)
@@ -100,15 +112,24 @@ def list_inputs(inputs: Sequence[str]) -> list[InputFile]:
                 raise InputError(f"{given}: no such file or folder")
             if info.type == pafs.FileType.Directory:
                 infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
-                matched = [i for i in infos if i.type == pafs.FileType.File
-                           and _format_of(i.path) and not _hidden(i.path, inner)]
+                matched = [
+                    i
+                    for i in infos
+                    if i.type == pafs.FileType.File
+                    and _format_of(i.path)
+                    and not _hidden(i.path, inner)
+                ]
                 if not matched:
-                    raise InputError(f"{given}: expected a folder holding .parquet, .csv or "
-                                     f".jsonl files, got none")
+                    raise InputError(
+                        f"{given}: expected a folder holding .parquet, .csv or "
+                        f".jsonl files, got none"
+                    )
             else:
                 if not _format_of(inner):
-                    raise InputError(f"{given}: expected a .parquet, .csv or .jsonl file, got "
-                                     f"suffix {os.path.splitext(inner)[1] or '(none)'!r}")
+                    raise InputError(
+                        f"{given}: expected a .parquet, .csv or .jsonl file, got "
+                        f"suffix {os.path.splitext(inner)[1] or '(none)'!r}"
+                    )
                 matched = [info]
         for item in matched:
             path = prefix + item.path
@@ -117,12 +138,13 @@ def list_inputs(inputs: Sequence[str]) -> list[InputFile]:
 
 
 def _hidden(path: str, root: str) -> bool:
-    relative = path[len(root):].strip("/")
+    relative = path[len(root) :].strip("/")
     return any(part.startswith((".", "_")) for part in relative.split("/"))
 
 
-def read_file(index: int, source: InputFile, columns: Columns, rows_per_batch: int,
-              ledger: Any = None) -> Iterator[Any]:
+def read_file(
+    index: int, source: InputFile, columns: Columns, rows_per_batch: int, ledger: Any = None
+) -> Iterator[Any]:
     """Blocks of one input file: kept columns, float32 features and the internal columns.
 
     A :class:`PortanetError` is reported to ``ledger`` (a Ray actor handle) before it is raised.
@@ -134,14 +156,12 @@ def read_file(index: int, source: InputFile, columns: Columns, rows_per_batch: i
         raise
 
 
-def _blocks(index: int, source: InputFile, columns: Columns,
-            rows_per_batch: int) -> Iterator[Any]:
+def _blocks(index: int, source: InputFile, columns: Columns, rows_per_batch: int) -> Iterator[Any]:
     import pyarrow as pa
 
     fs, inner, _ = _filesystem(source.path)
     if source.fmt == "parquet":
-        batches, features, keep, first = _parquet(fs, inner, source.path, columns,
-                                                  rows_per_batch)
+        batches, features, keep, first = _parquet(fs, inner, source.path, columns, rows_per_batch)
     elif source.fmt == "csv":
         batches, features, keep, first = _csv(fs, inner, source.path, columns)
     else:
@@ -152,16 +172,23 @@ def _blocks(index: int, source: InputFile, columns: Columns,
         if rows == 0:
             continue
         values, errors = numeric_features(batch, features, source.path)
-        arrays = [batch.column(k) for k in keep] + values + [
-            pa.array(np.full(rows, index, dtype=np.int32)),
-            pa.array(np.arange(number, number + rows, dtype=np.int64)), errors]
+        arrays = (
+            [batch.column(k) for k in keep]
+            + values
+            + [
+                pa.array(np.full(rows, index, dtype=np.int32)),
+                pa.array(np.arange(number, number + rows, dtype=np.int64)),
+                errors,
+            ]
+        )
         names = list(keep) + list(features) + [FILE_COLUMN, ROW_COLUMN, ERROR_COLUMN]
         number += rows
         yield pa.Table.from_arrays(arrays, names=names)
 
 
-def _parquet(fs: Any, inner: str, origin: str, columns: Columns,
-             rows_per_batch: int) -> tuple[Iterator[Any], list[str], list[str], int]:
+def _parquet(
+    fs: Any, inner: str, origin: str, columns: Columns, rows_per_batch: int
+) -> tuple[Iterator[Any], list[str], list[str], int]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -185,44 +212,57 @@ def _first_line(fs: Any, inner: str) -> bytes:
     return head.split(b"\n", 1)[0]
 
 
-def _csv(fs: Any, inner: str, origin: str,
-         columns: Columns) -> tuple[Iterator[Any], list[str], list[str], int]:
+def _csv(
+    fs: Any, inner: str, origin: str, columns: Columns
+) -> tuple[Iterator[Any], list[str], list[str], int]:
 
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     has_header, names, columns = read_header(_first_line(fs, inner), origin, columns)
     features, keep = select_columns(names, columns, origin)
-    read = pacsv.ReadOptions(column_names=names, skip_rows=1 if has_header else 0,
-                             block_size=TEXT_BLOCK_BYTES)
+    read = pacsv.ReadOptions(
+        column_names=names, skip_rows=1 if has_header else 0, block_size=TEXT_BLOCK_BYTES
+    )
     # Features arrive as text: a cell that is not a number then costs its row, not the file.
-    convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in features},
-                                   include_columns=features + keep, null_values=[""],
-                                   strings_can_be_null=True, quoted_strings_can_be_null=True)
+    convert = pacsv.ConvertOptions(
+        column_types={n: pa.string() for n in features},
+        include_columns=features + keep,
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
     try:
-        reader = pacsv.open_csv(fs.open_input_stream(inner), read_options=read,
-                                convert_options=convert)
+        reader = pacsv.open_csv(
+            fs.open_input_stream(inner), read_options=read, convert_options=convert
+        )
     except pa.ArrowInvalid as exc:
         raise InputError(f"{origin}: expected CSV, pyarrow says: {exc}") from exc
     return _guarded(reader, origin), features, keep, 2 if has_header else 1
 
 
-def _jsonl(fs: Any, inner: str, origin: str,
-           columns: Columns) -> tuple[Iterator[Any], list[str], list[str], int]:
+def _jsonl(
+    fs: Any, inner: str, origin: str, columns: Columns
+) -> tuple[Iterator[Any], list[str], list[str], int]:
     import pyarrow as pa
     import pyarrow.json as pajson
 
     if not columns.feature_names:
-        raise InputError(f"{origin}: JSON Lines records are matched by feature name, and the "
-                         f"model has none")
+        raise InputError(
+            f"{origin}: JSON Lines records are matched by feature name, and the model has none"
+        )
     schema = pa.schema([(n, pa.float64()) for n in columns.feature_names])
     parse = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
     try:
-        reader = pajson.open_json(fs.open_input_stream(inner), parse_options=parse,
-                                  read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES))
+        reader = pajson.open_json(
+            fs.open_input_stream(inner),
+            parse_options=parse,
+            read_options=pajson.ReadOptions(block_size=TEXT_BLOCK_BYTES),
+        )
     except pa.ArrowInvalid as exc:
-        raise InputError(f"{origin}: expected JSON Lines records with numeric features, "
-                         f"pyarrow says: {exc}") from exc
+        raise InputError(
+            f"{origin}: expected JSON Lines records with numeric features, pyarrow says: {exc}"
+        ) from exc
     names = list(reader.schema.names)
     features, keep = select_columns(names, columns, origin)
     return _guarded(reader, origin), features, keep, 1
@@ -237,13 +277,15 @@ def _guarded(reader: Any, origin: str) -> Iterator[Any]:
         except StopIteration:
             return
         except pa.ArrowInvalid as exc:
-            raise InputError(f"{origin}: pyarrow cannot parse the file: "
-                             f"{str(exc).splitlines()[0]}") from exc
+            raise InputError(
+                f"{origin}: pyarrow cannot parse the file: {str(exc).splitlines()[0]}"
+            ) from exc
         yield batch
 
 
-def files_datasource(files: Sequence[InputFile], columns: Columns, rows_per_batch: int,
-                     ledger: Any = None) -> Any:
+def files_datasource(
+    files: Sequence[InputFile], columns: Columns, rows_per_batch: int, ledger: Any = None
+) -> Any:
     """A :class:`ray.data.Datasource` with one read task per file (imports Ray)."""
     from ray.data import Datasource, ReadTask
     from ray.data.block import BlockMetadata
@@ -254,14 +296,18 @@ def files_datasource(files: Sequence[InputFile], columns: Columns, rows_per_batc
         def estimate_inmemory_data_size(self) -> int | None:
             return sum(f.size for f in files) or None
 
-        def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
-                           data_context: Any = None) -> list[Any]:
+        def get_read_tasks(
+            self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
+        ) -> list[Any]:
             tasks = []
             for index, source in enumerate(files):
-                meta = BlockMetadata(num_rows=None, size_bytes=source.size or None,
-                                     input_files=[source.path], exec_stats=None)
-                read = functools.partial(read_file, index, source, columns, rows_per_batch,
-                                         ledger)
+                meta = BlockMetadata(
+                    num_rows=None,
+                    size_bytes=source.size or None,
+                    input_files=[source.path],
+                    exec_stats=None,
+                )
+                read = functools.partial(read_file, index, source, columns, rows_per_batch, ledger)
                 tasks.append(ReadTask(read, meta, per_task_row_limit=per_task_row_limit))
             return tasks
 

@@ -37,8 +37,13 @@ def float_column(array: Any, name: str, origin: str) -> tuple[Any, list[str | No
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     kind = array.type
-    if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_boolean(kind) \
-            or pa.types.is_null(kind) or pa.types.is_decimal(kind):
+    if (
+        pa.types.is_floating(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_null(kind)
+        or pa.types.is_decimal(kind)
+    ):
         return pc.cast(array, pa.float32(), safe=False), None
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise InputError(f"{origin}: column {name!r}: expected numbers, got {kind} values")
@@ -60,8 +65,9 @@ def float_column(array: Any, name: str, origin: str) -> tuple[Any, list[str | No
         parsed = []
         for index, cell in enumerate(cleaned.to_pylist()):
             try:
-                parsed.append(None if cell is None else
-                              pc.cast(pa.array([cell]), pa.float32())[0].as_py())
+                parsed.append(
+                    None if cell is None else pc.cast(pa.array([cell]), pa.float32())[0].as_py()
+                )
             except pa.ArrowInvalid:
                 parsed.append(None)
                 bad[index] = True
@@ -85,8 +91,9 @@ def numeric_features(table: Any, features: Sequence[str], origin: str) -> tuple[
         columns.append(values)
         if why is not None:
             reasons = why if reasons is None else [a or b for a, b in zip(reasons, why)]
-    errors = (pa.nulls(table.num_rows, pa.string()) if reasons is None
-              else pa.array(reasons, pa.string()))
+    errors = (
+        pa.nulls(table.num_rows, pa.string()) if reasons is None else pa.array(reasons, pa.string())
+    )
     return columns, errors
 
 
@@ -99,8 +106,13 @@ def feature_matrix(columns: Sequence[Any], dtype: np.dtype) -> np.ndarray:
     return out
 
 
-def row_reason(columns: Sequence[Any], matrix: np.ndarray, row: int, names: Sequence[str],
-               parse_error: str | None) -> str:
+def row_reason(
+    columns: Sequence[Any],
+    matrix: np.ndarray,
+    row: int,
+    names: Sequence[str],
+    parse_error: str | None,
+) -> str:
     """Why row ``row`` cannot be predicted: a parse error, else its first empty/NaN/Inf value."""
     if parse_error:
         return parse_error

@@ -58,9 +58,15 @@ class ServeApp:
         self.metrics = Metrics(options.max_batch_size)
         self.max_body = int(options.max_body_mb * 1024 * 1024)
         self._batchers: dict[str, Batcher] = {
-            m.name: Batcher(m, self.metrics, max_batch_size=options.max_batch_size,
-                            max_delay_s=options.max_queue_delay_ms / 1000,
-                            max_queue=options.max_queue) for m in models}
+            m.name: Batcher(
+                m,
+                self.metrics,
+                max_batch_size=options.max_batch_size,
+                max_delay_s=options.max_queue_delay_ms / 1000,
+                max_queue=options.max_queue,
+            )
+            for m in models
+        }
         self._started = False
         self.draining = False
         self.inflight = 0
@@ -117,7 +123,7 @@ class ServeApp:
         path: str = scope["path"]
         root = scope.get("root_path") or ""
         if root and path.startswith(root):
-            path = path[len(root):]
+            path = path[len(root) :]
         parts = path.strip("/").split("/")
         method = scope["method"]
         if parts[0] == "v2" and len(parts) >= 3 and parts[1] == "models":
@@ -144,9 +150,17 @@ class ServeApp:
         if parts == ["v2", "health", "ready"]:
             return await _respond(send, 503 if self.draining else 200, b"")
         if parts == ["v2"]:
-            return await _respond(send, 200, orjson.dumps({
-                "name": "portanet", "version": portanet.__version__,
-                "extensions": ["binary_tensor_data"]}))
+            return await _respond(
+                send,
+                200,
+                orjson.dumps(
+                    {
+                        "name": "portanet",
+                        "version": portanet.__version__,
+                        "extensions": ["binary_tensor_data"],
+                    }
+                ),
+            )
         if parts == ["metrics"]:
             body, content_type = self.metrics.exposition()
             return await _respond(send, 200, body, content_type.encode())
@@ -154,16 +168,21 @@ class ServeApp:
 
     def _unknown(self, model: str, version: str | None = None) -> str:
         if model in self.models and version is not None:
-            return (f"model {model!r}: expected version {VERSION}, got {version!r}")
+            return f"model {model!r}: expected version {VERSION}, got {version!r}"
         return f"expected one of the models {sorted(self.models)}, got {model!r}"
 
     async def _no_route(self, send: Send, method: str, path: str) -> None:
-        await self._error(send, 404, f"expected a V2 route (GET /v2, /v2/health/live|ready, "
-                          f"/v2/models/NAME[/ready], /metrics; POST /v2/models/NAME/infer), "
-                          f"got {method} {path}")
+        await self._error(
+            send,
+            404,
+            f"expected a V2 route (GET /v2, /v2/health/live|ready, "
+            f"/v2/models/NAME[/ready], /metrics; POST /v2/models/NAME/infer), "
+            f"got {method} {path}",
+        )
 
-    async def _error(self, send: Send, status: int, message: str,
-                     extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    async def _error(
+        self, send: Send, status: int, message: str, extra: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
         await _respond(send, status, error_body(message), _JSON, extra)
 
     # ---- inference -------------------------------------------------------------------------
@@ -175,8 +194,12 @@ class ServeApp:
             return await self._error(send, 404, self._unknown(model))
         if self.draining:
             self.metrics.observe_request(model, 503, time.perf_counter() - start)
-            return await self._error(send, 503, "expected a running server, got one shutting "
-                                     "down; retry on another replica", _CLOSE)
+            return await self._error(
+                send,
+                503,
+                "expected a running server, got one shutting down; retry on another replica",
+                _CLOSE,
+            )
         self._start()
         self.inflight += 1
         extra: Sequence[tuple[bytes, bytes]] = ()
@@ -187,8 +210,10 @@ class ServeApp:
             if request.outputs is not None:
                 for item in request.outputs:
                     if item.name not in served.output_names:
-                        raise ProtocolError(f"model {model!r}: unknown output {item.name!r}; "
-                                            f"expected one of {served.output_names}")
+                        raise ProtocolError(
+                            f"model {model!r}: unknown output {item.name!r}; "
+                            f"expected one of {served.output_names}"
+                        )
             self.accepted += 1
             if rows == 0:
                 results = served.model.run(feeds, allow_nan=True)
@@ -200,8 +225,10 @@ class ServeApp:
             if json_length is None:
                 headers: tuple[tuple[bytes, bytes], ...] = ((b"content-type", _JSON),)
             else:
-                headers = ((b"content-type", b"application/octet-stream"),
-                           (b"inference-header-content-length", str(json_length).encode()))
+                headers = (
+                    (b"content-type", b"application/octet-stream"),
+                    (b"inference-header-content-length", str(json_length).encode()),
+                )
         except ProtocolError as exc:
             status, payload = exc.status, error_body(str(exc))
             headers = ((b"content-type", _JSON),)
@@ -212,14 +239,19 @@ class ServeApp:
         except Exception:  # never a traceback to the client; the server log has it
             log.exception("model %s: internal error answering an infer request", model)
             status = 500
-            payload = error_body(f"model {model!r}: internal server error (the server log has "
-                                 f"the details)")
+            payload = error_body(
+                f"model {model!r}: internal server error (the server log has the details)"
+            )
             headers = ((b"content-type", _JSON),)
         finally:
             self.inflight -= 1
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*headers, (b"content-length", str(len(payload)).encode()),
-                                *extra]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"content-length", str(len(payload)).encode()), *extra],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
         self.metrics.observe_request(model, status, time.perf_counter() - start)
 
@@ -258,36 +290,55 @@ class ServeApp:
             try:
                 parsed = int(header_length)
             except ValueError:
-                raise ProtocolError(f"expected Inference-Header-Content-Length as an integer, "
-                                    f"got {header_length.decode('latin-1')!r:.40}") from None
+                raise ProtocolError(
+                    f"expected Inference-Header-Content-Length as an integer, "
+                    f"got {header_length.decode('latin-1')!r:.40}"
+                ) from None
         return body, parsed
 
 
 def _too_large(size: int, cap: int, at_least: bool = False) -> ProtocolError:
     got = f"more than {cap:,}" if at_least else f"{size:,}"
-    return ProtocolError(f"expected a request body of at most {cap:,} bytes (the server's "
-                         f"body cap), got {got}", status=413)
+    return ProtocolError(
+        f"expected a request body of at most {cap:,} bytes (the server's body cap), got {got}",
+        status=413,
+    )
 
 
 def _decompress(body: bytes, encoding: str, cap: int) -> bytes:
     """gzip/deflate request bodies (the Triton client can send them), bounded by the cap."""
     if encoding not in ("gzip", "deflate"):
-        raise ProtocolError(f"expected Content-Encoding gzip, deflate or identity, got "
-                            f"{encoding!r:.40}", status=415)
+        raise ProtocolError(
+            f"expected Content-Encoding gzip, deflate or identity, got {encoding!r:.40}", status=415
+        )
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
     try:
         out = inflater.decompress(body, cap + 1)
     except zlib.error as exc:
-        raise ProtocolError(f"expected a valid {encoding} body, got one zlib cannot read "
-                            f"({exc})") from None
+        raise ProtocolError(
+            f"expected a valid {encoding} body, got one zlib cannot read ({exc})"
+        ) from None
     if len(out) > cap:
         raise _too_large(len(out), cap, at_least=True)
     return out
 
 
-async def _respond(send: Send, status: int, body: bytes, content_type: bytes = _JSON,
-                   extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type),
-                            (b"content-length", str(len(body)).encode()), *extra]})
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes = _JSON,
+    extra: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                *extra,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -48,8 +48,15 @@ class _Item:
 class Batcher:
     """The queue and batching loop of one served model (create and use it in the event loop)."""
 
-    def __init__(self, served: ServedModel, metrics: Metrics, *, max_batch_size: int = 64,
-                 max_delay_s: float = 0.002, max_queue: int = 1024) -> None:
+    def __init__(
+        self,
+        served: ServedModel,
+        metrics: Metrics,
+        *,
+        max_batch_size: int = 64,
+        max_delay_s: float = 0.002,
+        max_queue: int = 1024,
+    ) -> None:
         self.served = served
         self.max_batch_size = max(1, max_batch_size)
         self.max_delay_s = max(0.0, max_delay_s)
@@ -89,16 +96,21 @@ class Batcher:
         while self._pending:
             item = self._pending.popleft()
             if not item.future.done():
-                item.future.set_exception(QueueFullError(
-                    f"model {self.served.name!r}: the server stopped before this request ran"))
+                item.future.set_exception(
+                    QueueFullError(
+                        f"model {self.served.name!r}: the server stopped before this request ran"
+                    )
+                )
         self._executor.shutdown(wait=True)
 
     async def submit(self, feeds: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
         """Queue validated feeds; return the model's outputs for exactly these rows."""
         if len(self._pending) >= self.max_queue:
-            raise QueueFullError(f"model {self.served.name!r}: expected at most "
-                                 f"{self.max_queue} requests waiting, got one more; the queue is "
-                                 f"full, retry later")
+            raise QueueFullError(
+                f"model {self.served.name!r}: expected at most "
+                f"{self.max_queue} requests waiting, got one more; the queue is "
+                f"full, retry later"
+            )
         loop = asyncio.get_running_loop()
         signature = tuple((k, v.shape[1:], v.dtype.str) for k, v in feeds.items())
         item = _Item(feeds, rows, signature, loop.create_future(), loop.time())
@@ -106,8 +118,11 @@ class Batcher:
         self._pending_rows += rows
         self._depth_metric.set(len(self._pending))
         waiter = self._waiter
-        if waiter is not None and not waiter.done() and (
-                self._waiter_rows == 0 or self._pending_rows >= self._waiter_rows):
+        if (
+            waiter is not None
+            and not waiter.done()
+            and (self._waiter_rows == 0 or self._pending_rows >= self._waiter_rows)
+        ):
             waiter.set_result(None)
         return await item.future
 
@@ -172,8 +187,10 @@ class Batcher:
         if len(batch) == 1:
             feeds = batch[0].feeds
         else:
-            feeds = {name: np.concatenate([item.feeds[name] for item in batch])
-                     for name in batch[0].feeds}
+            feeds = {
+                name: np.concatenate([item.feeds[name] for item in batch])
+                for name in batch[0].feeds
+            }
         try:
             if self._run_seconds < INLINE_SECONDS:
                 outputs, seconds = self._infer(feeds)
@@ -188,8 +205,11 @@ class Batcher:
             if not batch[0].future.done():
                 batch[0].future.set_exception(exc)
             return
-        self._run_seconds = seconds if self._run_seconds == float("inf") else \
-            0.9 * self._run_seconds + 0.1 * seconds
+        self._run_seconds = (
+            seconds
+            if self._run_seconds == float("inf")
+            else 0.9 * self._run_seconds + 0.1 * seconds
+        )
         self._rows_metric.observe(rows)
         self._requests_metric.observe(len(batch))
         if len(batch) == 1:
@@ -202,7 +222,7 @@ class Batcher:
             return
         offset = 0
         for item in batch:
-            part = {name: value[offset:offset + item.rows] for name, value in outputs.items()}
+            part = {name: value[offset : offset + item.rows] for name, value in outputs.items()}
             offset += item.rows
             if not item.future.done():
                 item.future.set_result(part)

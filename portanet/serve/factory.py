@@ -20,11 +20,19 @@ def sources_of(model: PathLike | Sequence[PathLike]) -> tuple[str, ...]:
     return tuple(str(Path(m)) for m in model)
 
 
-def create_app(models: PathLike | Sequence[PathLike] | Mapping[str, portanet.Model], *,
-               name: str | None = None, providers: str | Sequence[str] = "auto",
-               threads: int | None = None, strict: bool = False, max_batch_size: int = 64,
-               max_queue_delay_ms: float = 2.0, max_queue: int = 1024,
-               max_body_mb: float = 64.0, allow_nan: bool = False) -> ServeApp:
+def create_app(
+    models: PathLike | Sequence[PathLike] | Mapping[str, portanet.Model],
+    *,
+    name: str | None = None,
+    providers: str | Sequence[str] = "auto",
+    threads: int | None = None,
+    strict: bool = False,
+    max_batch_size: int = 64,
+    max_queue_delay_ms: float = 2.0,
+    max_queue: int = 1024,
+    max_body_mb: float = 64.0,
+    allow_nan: bool = False,
+) -> ServeApp:
     """Return the ASGI app serving ``models``.
 
     ``models``: an ``.onnx`` file, a folder (every ``.onnx`` in it, named by file stem), a list
@@ -34,11 +42,17 @@ def create_app(models: PathLike | Sequence[PathLike] | Mapping[str, portanet.Mod
     model (503 beyond); bodies over ``max_body_mb`` MiB get 413; NaN/Inf inputs get 400 unless
     ``allow_nan``.
     """
-    options = ServeOptions(max_batch_size=max_batch_size, max_queue_delay_ms=max_queue_delay_ms,
-                           max_queue=max_queue, max_body_mb=max_body_mb, allow_nan=allow_nan)
+    options = ServeOptions(
+        max_batch_size=max_batch_size,
+        max_queue_delay_ms=max_queue_delay_ms,
+        max_queue=max_queue,
+        max_body_mb=max_body_mb,
+        allow_nan=allow_nan,
+    )
     if isinstance(models, Mapping):
         served = [ServedModel(key, model, model.path) for key, model in models.items()]
     else:
-        served = load_models(sources_of(models), name=name, providers=providers,
-                             threads=threads, strict=strict)
+        served = load_models(
+            sources_of(models), name=name, providers=providers, threads=threads, strict=strict
+        )
     return ServeApp(served, options)

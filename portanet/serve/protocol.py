@@ -19,11 +19,17 @@ import orjson
 #: V2 datatype → numpy dtype (little-endian, as the binary extension sends them).
 DATATYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype("<u1"), "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"), "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("<i1"), "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"), "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
 }
 _BY_KIND = {(dt.kind, dt.itemsize): name for name, dt in DATATYPES.items()}
 
@@ -73,14 +79,16 @@ def loads(data: bytes | memoryview) -> Any:
         try:
             return json.loads(bytes(data))
         except (ValueError, UnicodeDecodeError):
-            raise ProtocolError(f"expected a JSON request body, got malformed JSON ({exc})") \
-                from None
+            raise ProtocolError(
+                f"expected a JSON request body, got malformed JSON ({exc})"
+            ) from None
 
 
 def _shape(value: Any, where: str) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(type(d) is int and d >= 0 for d in value):
-        raise ProtocolError(f"{where}: expected 'shape' as a list of non-negative integers, "
-                            f"got {value!r:.80}")
+        raise ProtocolError(
+            f"{where}: expected 'shape' as a list of non-negative integers, got {value!r:.80}"
+        )
     return tuple(value)
 
 
@@ -91,34 +99,45 @@ def _from_json(data: Any, dtype: np.dtype, shape: tuple[int, ...], where: str) -
     try:
         array = np.asarray(data)
     except (ValueError, TypeError) as exc:
-        raise ProtocolError(f"{where}: expected a rectangular list of numbers as 'data', got "
-                            f"a ragged or mixed list ({str(exc).splitlines()[0][:120]})") from None
+        raise ProtocolError(
+            f"{where}: expected a rectangular list of numbers as 'data', got "
+            f"a ragged or mixed list ({str(exc).splitlines()[0][:120]})"
+        ) from None
     kind = array.dtype.kind
     if kind not in "biuf":
-        sample = next((v for v in array.reshape(-1).tolist()
-                       if not isinstance(v, (int, float))), None)
-        raise ProtocolError(f"{where}: expected numbers for datatype "
-                            f"{datatype_of(dtype)}, got {type(sample).__name__} {sample!r:.40}")
+        sample = next(
+            (v for v in array.reshape(-1).tolist() if not isinstance(v, (int, float))), None
+        )
+        raise ProtocolError(
+            f"{where}: expected numbers for datatype "
+            f"{datatype_of(dtype)}, got {type(sample).__name__} {sample!r:.40}"
+        )
     count = math.prod(shape)
     if array.size != count:
-        raise ProtocolError(f"{where}: 'shape' {list(shape)} needs {count} values, got "
-                            f"{array.size} in 'data'")
+        raise ProtocolError(
+            f"{where}: 'shape' {list(shape)} needs {count} values, got {array.size} in 'data'"
+        )
     if dtype.kind in "iub" and kind == "f":
         flat = array.reshape(-1)
         bad = np.flatnonzero(~np.isfinite(flat) | (flat != np.round(flat)))
         if bad.size:
-            raise ProtocolError(f"{where}: expected integers for datatype "
-                                f"{datatype_of(dtype)}, got {flat[bad[0]]} at flat index "
-                                f"{int(bad[0])}")
+            raise ProtocolError(
+                f"{where}: expected integers for datatype "
+                f"{datatype_of(dtype)}, got {flat[bad[0]]} at flat index "
+                f"{int(bad[0])}"
+            )
     if dtype.kind == "b" and kind != "b":
-        raise ProtocolError(f"{where}: expected true/false for datatype BOOL, got "
-                            f"{array.reshape(-1)[0]!r}")
+        raise ProtocolError(
+            f"{where}: expected true/false for datatype BOOL, got {array.reshape(-1)[0]!r}"
+        )
     if dtype.kind in "iu" and array.size:
         info = np.iinfo(dtype)
         low, high = array.min(), array.max()
         if low < info.min or high > info.max:
-            raise ProtocolError(f"{where}: expected values in [{info.min}, {info.max}] for "
-                                f"datatype {datatype_of(dtype)}, got {low if low < info.min else high}")
+            raise ProtocolError(
+                f"{where}: expected values in [{info.min}, {info.max}] for "
+                f"datatype {datatype_of(dtype)}, got {low if low < info.min else high}"
+            )
     if array.dtype != dtype:
         array = array.astype(dtype)
     return array.reshape(shape)
@@ -130,8 +149,10 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
     binary = view[0:0]
     if header_length is not None:
         if not 0 < header_length <= len(body):
-            raise ProtocolError(f"expected Inference-Header-Content-Length between 1 and the "
-                                f"body's {len(body)} bytes, got {header_length}")
+            raise ProtocolError(
+                f"expected Inference-Header-Content-Length between 1 and the "
+                f"body's {len(body)} bytes, got {header_length}"
+            )
         binary = view[header_length:]
         view = view[:header_length]
     doc = loads(view)
@@ -139,14 +160,16 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
         raise ProtocolError(f"expected a JSON object with 'inputs', got {type(doc).__name__}")
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
-        raise ProtocolError(f"expected 'inputs' as a non-empty list of tensors, got "
-                            f"{raw_inputs!r:.80}")
+        raise ProtocolError(
+            f"expected 'inputs' as a non-empty list of tensors, got {raw_inputs!r:.80}"
+        )
     inputs: dict[str, np.ndarray] = {}
     offset = 0
     for index, tensor in enumerate(raw_inputs):
         if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
-            raise ProtocolError(f"inputs[{index}]: expected an object with a string 'name', "
-                                f"got {tensor!r:.80}")
+            raise ProtocolError(
+                f"inputs[{index}]: expected an object with a string 'name', got {tensor!r:.80}"
+            )
         name = tensor["name"]
         where = f"input {name!r}"
         if name in inputs:
@@ -155,29 +178,38 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
         datatype = tensor.get("datatype")
         dtype = DATATYPES.get(datatype) if isinstance(datatype, str) else None
         if dtype is None:
-            raise ProtocolError(f"{where}: expected a numeric datatype "
-                                f"({', '.join(DATATYPES)}), got {datatype!r:.40}")
+            raise ProtocolError(
+                f"{where}: expected a numeric datatype "
+                f"({', '.join(DATATYPES)}), got {datatype!r:.40}"
+            )
         params = tensor.get("parameters") or {}
         size = params.get("binary_data_size") if isinstance(params, dict) else None
         if size is not None:
             need = math.prod(shape) * dtype.itemsize
             if type(size) is not int or size != need:
-                raise ProtocolError(f"{where}: expected binary_data_size {need} for shape "
-                                    f"{list(shape)} of {datatype}, got {size!r}")
+                raise ProtocolError(
+                    f"{where}: expected binary_data_size {need} for shape "
+                    f"{list(shape)} of {datatype}, got {size!r}"
+                )
             if offset + size > len(binary):
-                raise ProtocolError(f"{where}: expected {size} bytes of binary data, got "
-                                    f"{max(0, len(binary) - offset)} after the JSON header")
-            array = np.frombuffer(binary[offset:offset + size], dtype=dtype).reshape(shape)
+                raise ProtocolError(
+                    f"{where}: expected {size} bytes of binary data, got "
+                    f"{max(0, len(binary) - offset)} after the JSON header"
+                )
+            array = np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(shape)
             offset += size
         elif "data" in tensor:
             array = _from_json(tensor["data"], dtype, shape, where)
         else:
-            raise ProtocolError(f"{where}: expected 'data' or parameters.binary_data_size, "
-                                f"got neither")
+            raise ProtocolError(
+                f"{where}: expected 'data' or parameters.binary_data_size, got neither"
+            )
         inputs[name] = array
     if offset != len(binary):
-        raise ProtocolError(f"expected {offset} bytes of binary tensor data after the JSON "
-                            f"header, got {len(binary)}")
+        raise ProtocolError(
+            f"expected {offset} bytes of binary tensor data after the JSON "
+            f"header, got {len(binary)}"
+        )
     parameters = doc.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise ProtocolError(f"expected 'parameters' as an object, got {parameters!r:.60}")
@@ -189,15 +221,23 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
         outputs = []
         for item in raw_outputs:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-                raise ProtocolError(f"expected each of 'outputs' as an object with a string "
-                                    f"'name', got {item!r:.60}")
+                raise ProtocolError(
+                    f"expected each of 'outputs' as an object with a string "
+                    f"'name', got {item!r:.60}"
+                )
             params = item.get("parameters") or {}
-            binary_flag = bool(params.get("binary_data", False)) if isinstance(params, dict) \
-                else False
+            binary_flag = (
+                bool(params.get("binary_data", False)) if isinstance(params, dict) else False
+            )
             outputs.append(RequestedOutput(item["name"], binary_flag))
     request_id = doc.get("id")
-    return InferRequest(inputs, outputs, bool(parameters.get("binary_data_output", False)),
-                        str(request_id) if request_id is not None else None, parameters)
+    return InferRequest(
+        inputs,
+        outputs,
+        bool(parameters.get("binary_data_output", False)),
+        str(request_id) if request_id is not None else None,
+        parameters,
+    )
 
 
 def _plain(array: np.ndarray) -> np.ndarray | list:
@@ -208,16 +248,20 @@ def _plain(array: np.ndarray) -> np.ndarray | list:
     return flat
 
 
-def build_infer_response(model_name: str, version: str, request: InferRequest,
-                         results: dict[str, np.ndarray]) -> tuple[bytes, int | None]:
+def build_infer_response(
+    model_name: str, version: str, request: InferRequest, results: dict[str, np.ndarray]
+) -> tuple[bytes, int | None]:
     """The response body and, when binary outputs follow the JSON, the JSON header's length."""
     wanted = request.outputs or [RequestedOutput(n, request.binary_output) for n in results]
     outputs = []
     blobs: list[bytes] = []
     for item in wanted:
         array = results[item.name]
-        entry: dict[str, Any] = {"name": item.name, "datatype": datatype_of(array.dtype),
-                                 "shape": list(array.shape)}
+        entry: dict[str, Any] = {
+            "name": item.name,
+            "datatype": datatype_of(array.dtype),
+            "shape": list(array.shape),
+        }
         if item.binary and array.dtype.kind in "biuf":
             blob = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}

@@ -49,7 +49,8 @@ class ServedModel:
         schema = self.model.schema
         params: dict[str, Any] = {
             "feature_names": list(schema.feature_names) if schema.feature_names else None,
-            "task": schema.task, "threshold": schema.threshold,
+            "task": schema.task,
+            "threshold": schema.threshold,
             "labels": list(schema.labels) if schema.labels else None,
             "providers": self.model.providers,
         }
@@ -57,18 +58,31 @@ class ServedModel:
             if key.startswith("portanet.") and key != meta.SCHEMA:
                 params[key] = value
         return {
-            "name": self.name, "versions": [VERSION], "platform": "onnxruntime_onnx",
-            "inputs": [{"name": s.name, "datatype": datatype_of(s.numpy_dtype
-                                                               if s.dtype != "str" else "str"),
-                        "shape": _dims(s)} for s in schema.inputs],
-            "outputs": [{"name": s.name, "datatype": datatype_of(s.numpy_dtype
-                                                                if s.dtype != "str" else "str"),
-                         "shape": _dims(s)} for s in schema.outputs],
+            "name": self.name,
+            "versions": [VERSION],
+            "platform": "onnxruntime_onnx",
+            "inputs": [
+                {
+                    "name": s.name,
+                    "datatype": datatype_of(s.numpy_dtype if s.dtype != "str" else "str"),
+                    "shape": _dims(s),
+                }
+                for s in schema.inputs
+            ],
+            "outputs": [
+                {
+                    "name": s.name,
+                    "datatype": datatype_of(s.numpy_dtype if s.dtype != "str" else "str"),
+                    "shape": _dims(s),
+                }
+                for s in schema.outputs
+            ],
             "parameters": params,
         }
 
-    def prepare(self, tensors: dict[str, np.ndarray], *, allow_nan: bool
-                ) -> tuple[dict[str, np.ndarray], int]:
+    def prepare(
+        self, tensors: dict[str, np.ndarray], *, allow_nan: bool
+    ) -> tuple[dict[str, np.ndarray], int]:
         """Check a request's tensors and return the feeds and their row count.
 
         Tensors are named by input, or — for a tabular model with feature names — one tensor
@@ -79,31 +93,40 @@ class ServedModel:
         names = list(tensors)
         unknown = [n for n in names if n not in self._inputs and n not in self._features]
         if unknown:
-            columns = f" (or one per feature column: {sorted(self._features)})" \
-                if self._features else ""
-            raise ProtocolError(f"model {self.name!r}: unknown input {unknown[0]!r}; expected "
-                                f"the inputs {list(self._inputs)}{columns}")
-        mixed = any(n in self._inputs for n in names) and any(n in self._features
-                                                              for n in names)
+            columns = (
+                f" (or one per feature column: {sorted(self._features)})" if self._features else ""
+            )
+            raise ProtocolError(
+                f"model {self.name!r}: unknown input {unknown[0]!r}; expected "
+                f"the inputs {list(self._inputs)}{columns}"
+            )
+        mixed = any(n in self._inputs for n in names) and any(n in self._features for n in names)
         if mixed:
-            raise ProtocolError(f"model {self.name!r}: expected either the input "
-                                f"{list(self._inputs)} or feature columns, got both: {names}")
+            raise ProtocolError(
+                f"model {self.name!r}: expected either the input "
+                f"{list(self._inputs)} or feature columns, got both: {names}"
+            )
         if self._features and names[0] in self._features:
             columns = {}
             for name, array in tensors.items():
                 if array.ndim == 2 and array.shape[1] == 1:
                     array = array[:, 0]
                 if array.ndim != 1:
-                    raise ProtocolError(f"model {self.name!r}: feature column {name!r}: "
-                                        f"expected shape [rows] or [rows, 1], got "
-                                        f"{list(array.shape)}")
+                    raise ProtocolError(
+                        f"model {self.name!r}: feature column {name!r}: "
+                        f"expected shape [rows] or [rows, 1], got "
+                        f"{list(array.shape)}"
+                    )
                 columns[name] = array
             tensors = columns
         try:
             feeds = self.model.prepare(tensors, allow_nan=allow_nan)
         except InputError as exc:
-            message = _NAN_HINT.sub(" (this server refuses NaN/Inf; it lets them through only "
-                                    "when started with allow_nan)", str(exc))
+            message = _NAN_HINT.sub(
+                " (this server refuses NaN/Inf; it lets them through only "
+                "when started with allow_nan)",
+                str(exc),
+            )
             raise ProtocolError(f"model {self.name!r}: {message}") from None
         first = next(iter(feeds.values()))
         return feeds, int(first.shape[0]) if first.ndim else 1
@@ -120,25 +143,36 @@ def _model_files(source: Path) -> list[Path]:
     return [source]
 
 
-def load_models(sources: Sequence[str | Path], *, name: str | None = None,
-                providers: str | Sequence[str] = "auto", threads: int | None = None,
-                strict: bool = False) -> list[ServedModel]:
+def load_models(
+    sources: Sequence[str | Path],
+    *,
+    name: str | None = None,
+    providers: str | Sequence[str] = "auto",
+    threads: int | None = None,
+    strict: bool = False,
+) -> list[ServedModel]:
     """Load every model to serve: each ``.onnx`` file given, and every ``.onnx`` in each folder
     given. A model is named by its file stem, or ``name`` when exactly one model is served."""
     files = [f for source in sources for f in _model_files(Path(source))]
     if name is not None and len(files) != 1:
-        raise InputError(f"name: expected one model to name, got {len(files)} "
-                         f"({', '.join(f.name for f in files)})")
+        raise InputError(
+            f"name: expected one model to name, got {len(files)} "
+            f"({', '.join(f.name for f in files)})"
+        )
     served: list[ServedModel] = []
     seen: dict[str, Path] = {}
     for path in files:
         model_name = name or path.stem
         if not _NAME.match(model_name):
-            raise InputError(f"{path}: expected a model name of letters, digits, '_', '.' or "
-                             f"'-', got {model_name!r}")
+            raise InputError(
+                f"{path}: expected a model name of letters, digits, '_', '.' or "
+                f"'-', got {model_name!r}"
+            )
         if model_name in seen:
-            raise InputError(f"{path}: the model name {model_name!r} is already served from "
-                             f"{seen[model_name]}; expected unique file stems")
+            raise InputError(
+                f"{path}: the model name {model_name!r} is already served from "
+                f"{seen[model_name]}; expected unique file stems"
+            )
         seen[model_name] = path
         model = portanet.load(path, providers=providers, strict=strict, threads=threads)
         served.append(ServedModel(model_name, model, path))

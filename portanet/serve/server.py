@@ -40,20 +40,39 @@ class ServerSpec:
 
     def build(self) -> ServeApp:
         """Load the models and return the ASGI app."""
-        return create_app(list(self.sources), name=self.name, providers=self.providers,
-                          threads=self.threads, strict=self.strict, **asdict(self.options))
+        return create_app(
+            list(self.sources),
+            name=self.name,
+            providers=self.providers,
+            threads=self.threads,
+            strict=self.strict,
+            **asdict(self.options),
+        )
 
 
 def _uvicorn_config(app: Any, host: str, port: int, drain_timeout: float) -> Any:
     import uvicorn
 
-    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                          lifespan="on", timeout_graceful_shutdown=drain_timeout,
-                          server_header=False, date_header=False)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=drain_timeout,
+        server_header=False,
+        date_header=False,
+    )
 
 
-def _make_server(config: Any, app: ServeApp, drain_timeout: float, say: Say | None,
-                 on_bound: Callable[[Any], None] | None) -> Any:
+def _make_server(
+    config: Any,
+    app: ServeApp,
+    drain_timeout: float,
+    say: Say | None,
+    on_bound: Callable[[Any], None] | None,
+) -> Any:
     import uvicorn
 
     class DrainingServer(uvicorn.Server):
@@ -79,38 +98,57 @@ def _make_server(config: Any, app: ServeApp, drain_timeout: float, say: Say | No
             inflight = app.inflight
             app.begin_drain()
             self.loop.call_soon_threadsafe(
-                lambda: self.loop.create_task(self._drain(sig, inflight)))
+                lambda: self.loop.create_task(self._drain(sig, inflight))
+            )
 
         async def _drain(self, sig: int, inflight: int) -> None:
             if say:
-                say(f"portanet serve: {signal.Signals(sig).name}: draining ({inflight} "
-                    f"requests in flight); new requests get 503")
+                say(
+                    f"portanet serve: {signal.Signals(sig).name}: draining ({inflight} "
+                    f"requests in flight); new requests get 503"
+                )
             drained = await app.wait_drained(drain_timeout)
             if say:
                 state = "drained" if drained else f"drain timed out after {drain_timeout:g} s"
-                say(f"portanet serve: {state}; {app.accepted} infer requests accepted, "
-                    f"{app.completed} answered; exiting")
+                say(
+                    f"portanet serve: {state}; {app.accepted} infer requests accepted, "
+                    f"{app.completed} answered; exiting"
+                )
             self.should_exit = True
 
     return DrainingServer(config)
 
 
 def _describe(app: ServeApp, url: str, workers: int) -> str:
-    models = "; ".join(f"{m.name} from {m.path} on {m.model.providers[0]} "
-                       f"(POST {url}/v2/models/{m.name}/infer)" for m in app.models.values())
+    models = "; ".join(
+        f"{m.name} from {m.path} on {m.model.providers[0]} (POST {url}/v2/models/{m.name}/infer)"
+        for m in app.models.values()
+    )
     o = app.options
-    batching = (f"batching up to {o.max_batch_size} rows waiting at most "
-                f"{o.max_queue_delay_ms:g} ms" if o.max_batch_size > 1 else "batching off")
-    return (f"portanet serve: serving {models}; {batching}; queue {o.max_queue}; {workers} "
-            f"worker{'s' if workers != 1 else ''}; metrics at {url}/metrics")
+    batching = (
+        f"batching up to {o.max_batch_size} rows waiting at most {o.max_queue_delay_ms:g} ms"
+        if o.max_batch_size > 1
+        else "batching off"
+    )
+    return (
+        f"portanet serve: serving {models}; {batching}; queue {o.max_queue}; {workers} "
+        f"worker{'s' if workers != 1 else ''}; metrics at {url}/metrics"
+    )
 
 
 def _url(host: str, port: int) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
-def run_server(spec: ServerSpec, *, host: str = "127.0.0.1", port: int = 8000,
-               workers: int = 1, drain_timeout: float = 30.0, say: Say | None = _stderr) -> int:
+def run_server(
+    spec: ServerSpec,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    drain_timeout: float = 30.0,
+    say: Say | None = _stderr,
+) -> int:
     """Serve until SIGTERM/SIGINT, then drain and return the exit status (0 when drained).
 
     ``port=0`` lets the system choose a free port; the startup line (through ``say``) names
@@ -133,16 +171,22 @@ def run_server(spec: ServerSpec, *, host: str = "127.0.0.1", port: int = 8000,
     return _run_workers(spec, app, host, port, workers, drain_timeout, say)
 
 
-def _worker_main(spec: ServerSpec, sock: Any, host: str, drain_timeout: float,
-                 ready: Any) -> None:
+def _worker_main(spec: ServerSpec, sock: Any, host: str, drain_timeout: float, ready: Any) -> None:
     app = spec.build()
     config = _uvicorn_config(app, host, sock.getsockname()[1], drain_timeout)
     server = _make_server(config, app, drain_timeout, None, lambda _: ready.put(os.getpid()))
     server.run(sockets=[sock])
 
 
-def _run_workers(spec: ServerSpec, app: ServeApp, host: str, port: int, workers: int,
-                 drain_timeout: float, say: Say | None) -> int:
+def _run_workers(
+    spec: ServerSpec,
+    app: ServeApp,
+    host: str,
+    port: int,
+    workers: int,
+    drain_timeout: float,
+    say: Say | None,
+) -> int:
     """Worker processes sharing one socket; SIGTERM is passed on and each worker drains."""
     metrics_dir = tempfile.mkdtemp(prefix="portanet-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before any worker starts
@@ -150,9 +194,14 @@ def _run_workers(spec: ServerSpec, app: ServeApp, host: str, port: int, workers:
     sock = config.bind_socket()
     context = multiprocessing.get_context("spawn")
     ready = context.Queue()
-    processes = [context.Process(target=_worker_main, name=f"portanet-serve-{i}",
-                                 args=(spec, sock, host, drain_timeout, ready))
-                 for i in range(workers)]
+    processes = [
+        context.Process(
+            target=_worker_main,
+            name=f"portanet-serve-{i}",
+            args=(spec, sock, host, drain_timeout, ready),
+        )
+        for i in range(workers)
+    ]
     stopping: list[int] = []
 
     def forward(sig: int, frame: Any) -> None:
@@ -183,6 +232,5 @@ def _run_workers(spec: ServerSpec, app: ServeApp, host: str, port: int, workers:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     if say:
-        say(f"portanet serve: {workers} workers exited with "
-            f"{[p.exitcode for p in processes]}")
+        say(f"portanet serve: {workers} workers exited with {[p.exitcode for p in processes]}")
     return 0 if all(p.exitcode == 0 for p in processes) else 1

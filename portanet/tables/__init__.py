@@ -11,5 +11,14 @@ from portanet.tables.readers import iter_batches, iter_tensor_batches, read_all
 from portanet.tables.types import Batch, Columns
 from portanet.tables.writers import open_writer
 
-__all__ = ["Batch", "Columns", "InferResult", "infer_file", "iter_batches",
-           "iter_tensor_batches", "open_writer", "prediction_columns", "read_all"]
+__all__ = [
+    "Batch",
+    "Columns",
+    "InferResult",
+    "infer_file",
+    "iter_batches",
+    "iter_tensor_batches",
+    "open_writer",
+    "prediction_columns",
+    "read_all",
+]

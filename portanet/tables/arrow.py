@@ -19,18 +19,21 @@ def to_numpy(array: Any) -> np.ndarray:
 
     kind = array.type
     if pa.types.is_boolean(kind):
-        values = np.unpackbits(np.frombuffer(array.buffers()[1], dtype=np.uint8),
-                               bitorder="little")[array.offset:array.offset + len(array)]
+        values = np.unpackbits(
+            np.frombuffer(array.buffers()[1], dtype=np.uint8), bitorder="little"
+        )[array.offset : array.offset + len(array)]
         values = values.astype(np.float32)
     elif pa.types.is_integer(kind) or pa.types.is_floating(kind):
         dtype = np.dtype(kind.to_pandas_dtype())
-        values = np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array),
-                               offset=array.offset * dtype.itemsize)
+        values = np.frombuffer(
+            array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize
+        )
     else:
         raise InputError(f"expected a numeric Arrow array, got {kind} values")
     if array.null_count:
-        valid = np.unpackbits(np.frombuffer(array.buffers()[0], dtype=np.uint8),
-                              bitorder="little")[array.offset:array.offset + len(array)]
+        valid = np.unpackbits(np.frombuffer(array.buffers()[0], dtype=np.uint8), bitorder="little")[
+            array.offset : array.offset + len(array)
+        ]
         values = values.astype(np.result_type(values.dtype, np.float32), copy=True)
         values[valid == 0] = np.nan
     return values
@@ -45,8 +48,9 @@ def from_numpy(values: Any) -> Any:
     values = np.asarray(values)
     if values.ndim == 1 and values.dtype.kind in "fiu" and values.dtype.isnative:
         values = np.ascontiguousarray(values)
-        return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values),
-                                     [None, pa.py_buffer(values)])
+        return pa.Array.from_buffers(
+            pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)]
+        )
     return pa.array(values.tolist() if values.dtype == object else values)
 
 
@@ -64,8 +68,9 @@ def int_array(values: np.ndarray, mask: np.ndarray | None = None) -> Any:
 
     data = np.ascontiguousarray(values, dtype=np.int64)
     nulls = int(mask.sum()) if mask is not None else 0
-    return pa.Array.from_buffers(pa.int64(), len(data), [_validity(mask), pa.py_buffer(data)],
-                                 null_count=nulls)
+    return pa.Array.from_buffers(
+        pa.int64(), len(data), [_validity(mask), pa.py_buffer(data)], null_count=nulls
+    )
 
 
 def string_array(values: Any, mask: np.ndarray | None = None) -> Any:
@@ -82,9 +87,12 @@ def string_array(values: Any, mask: np.ndarray | None = None) -> Any:
     kind = pa.large_string() if offsets[-1] >= 2**31 else pa.string()
     offsets = offsets if kind == pa.large_string() else offsets.astype(np.int32)
     nulls = int(mask.sum()) if mask is not None else 0
-    return pa.Array.from_buffers(kind, len(encoded), [_validity(mask), pa.py_buffer(offsets),
-                                                      pa.py_buffer(b"".join(encoded))],
-                                 null_count=nulls)
+    return pa.Array.from_buffers(
+        kind,
+        len(encoded),
+        [_validity(mask), pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))],
+        null_count=nulls,
+    )
 
 
 def names_array(indices: np.ndarray, names: Any, mask: np.ndarray | None = None) -> Any:
@@ -95,6 +103,7 @@ def names_array(indices: np.ndarray, names: Any, mask: np.ndarray | None = None)
 
     index = np.ascontiguousarray(np.asarray(indices), dtype=np.int32)
     nulls = int(mask.sum()) if mask is not None else 0
-    codes = pa.Array.from_buffers(pa.int32(), len(index), [_validity(mask), pa.py_buffer(index)],
-                                  null_count=nulls)
+    codes = pa.Array.from_buffers(
+        pa.int32(), len(index), [_validity(mask), pa.py_buffer(index)], null_count=nulls
+    )
     return pa.DictionaryArray.from_arrays(codes, string_array(list(names)))

@@ -26,8 +26,9 @@ def _spool_stdin() -> Path:
     return Path(handle.name)
 
 
-def csv_batches(path: Any, columns: Columns, batch_rows: int, allow_nan: bool,
-                delimiter: str = ",") -> Iterator[Batch]:
+def csv_batches(
+    path: Any, columns: Columns, batch_rows: int, allow_nan: bool, delimiter: str = ","
+) -> Iterator[Batch]:
     """Stream a CSV (``delimiter`` ``"\t"`` for TSV) with ``pyarrow.csv``; a header is detected
     (non-numeric cells)."""
     if str(path) == "-":
@@ -40,8 +41,9 @@ def csv_batches(path: Any, columns: Columns, batch_rows: int, allow_nan: bool,
         yield from _csv_file(Path(path), str(path), columns, batch_rows, allow_nan, delimiter)
 
 
-def _csv_file(source: Path, origin: str, columns: Columns, batch_rows: int,
-              allow_nan: bool, delimiter: str) -> Iterator[Batch]:
+def _csv_file(
+    source: Path, origin: str, columns: Columns, batch_rows: int, allow_nan: bool, delimiter: str
+) -> Iterator[Batch]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -57,27 +59,40 @@ def _csv_file(source: Path, origin: str, columns: Columns, batch_rows: int,
     read_options = pacsv.ReadOptions(column_names=names)
     parse = pacsv.ParseOptions(delimiter=delimiter)
     # Only an empty cell is missing; "nan"/"inf" parse as the float values they name.
-    convert = pacsv.ConvertOptions(column_types={n: pa.float32() for n in features},
-                                   include_columns=list(dict.fromkeys(features + keep)),
-                                   null_values=[""],
-                                   strings_can_be_null=False)
+    convert = pacsv.ConvertOptions(
+        column_types={n: pa.float32() for n in features},
+        include_columns=list(dict.fromkeys(features + keep)),
+        null_values=[""],
+        strings_can_be_null=False,
+    )
     chunk_bytes = max(CSV_CHUNK_BYTES, int(len(first) * batch_rows * 1.2))
     line = 2 if has_header else 1
     row = 0
     try:
         for text in _line_aligned_chunks(source, chunk_bytes, skip_first_line=has_header):
-            table = pacsv.read_csv(pa.BufferReader(text), read_options=read_options,
-                                   parse_options=parse, convert_options=convert).combine_chunks()
+            table = pacsv.read_csv(
+                pa.BufferReader(text),
+                read_options=read_options,
+                parse_options=parse,
+                convert_options=convert,
+            ).combine_chunks()
             del text
             for record in table.to_batches():
                 for start, stop in slices(record.num_rows, batch_rows):
                     part = record.slice(start, stop - start)
-                    matrix = matrix_of([to_numpy(part.column(n)) for n in features],
-                                     part.num_rows, columns.dtype)
-                    check_finite(matrix, features, origin, line, allow_nan=allow_nan,
-                                 overflowed=lambda at, col: _overflowed(
-                                     source, at, names.index(features[col]), delimiter,
-                                     columns.dtype))
+                    matrix = matrix_of(
+                        [to_numpy(part.column(n)) for n in features], part.num_rows, columns.dtype
+                    )
+                    check_finite(
+                        matrix,
+                        features,
+                        origin,
+                        line,
+                        allow_nan=allow_nan,
+                        overflowed=lambda at, col: _overflowed(
+                            source, at, names.index(features[col]), delimiter, columns.dtype
+                        ),
+                    )
                     yield Batch(matrix, {k: part.column(k) for k in keep}, row)
                     line += part.num_rows
                     row += part.num_rows
@@ -165,8 +180,9 @@ def _overflowed(source: Path, line: int, column: int, delimiter: str, dtype: Any
     return None
 
 
-def read_header(first: bytes, origin: str, columns: Columns, delimiter: str = ","
-                ) -> tuple[bool, list[str], Columns]:
+def read_header(
+    first: bytes, origin: str, columns: Columns, delimiter: str = ","
+) -> tuple[bool, list[str], Columns]:
     """Read a CSV's first line: whether it is a header (any cell that is not a number), the
     column names (``column_<i>`` without a header), and the columns to select with (by
     position, checked against the model's width, when there is no header)."""
@@ -185,8 +201,9 @@ def read_header(first: bytes, origin: str, columns: Columns, delimiter: str = ",
         if columns.keep:
             raise InputError(f"{origin}: kept columns need a header line, got rows of numbers")
         if len(cells) != columns.width:
-            raise InputError(f"{origin}: line 1: expected {columns.width} columns, "
-                             f"got {len(cells)}")
+            raise InputError(
+                f"{origin}: line 1: expected {columns.width} columns, got {len(cells)}"
+            )
         columns = Columns(None, columns.width, (), columns.dtype, positional=True)
     return has_header, names, columns
 
@@ -209,13 +226,15 @@ def locate_csv_problem(path: Path, names: Sequence[str], delimiter: str = ",") -
             return None
         for line, row in enumerate(reader, start=2):
             if len(row) != len(header):
-                return (f"line {line}: expected {len(header)} columns like the header, "
-                        f"got {len(row)}")
+                return (
+                    f"line {line}: expected {len(header)} columns like the header, got {len(row)}"
+                )
             for name, value in zip(header, row):
                 if name in wanted and value.strip() not in ("",):
                     try:
                         float(value)
                     except ValueError:
-                        return (f"line {line}, column {name!r}: expected a number, "
-                                f"got {value[:40]!r}")
+                        return (
+                            f"line {line}, column {name!r}: expected a number, got {value[:40]!r}"
+                        )
     return None

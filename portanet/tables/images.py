@@ -34,8 +34,10 @@ def pillow() -> Any:
     try:
         from PIL import Image, ImageOps  # noqa: F401
     except ImportError as exc:
-        raise InputError("reading images needs Pillow, which is not installed: expected "
-                         "`pip install 'portanet[images]'`") from exc
+        raise InputError(
+            "reading images needs Pillow, which is not installed: expected "
+            "`pip install 'portanet[images]'`"
+        ) from exc
     return Image
 
 
@@ -62,16 +64,19 @@ def image_paths(sources: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, s
         text = str(source)
         path = Path(text)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*")
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
             if not files:
                 kinds = ", ".join(sorted(IMAGE_SUFFIXES))
-                raise InputError(f"{path}: expected image files ({kinds}) in the folder, "
-                                 f"got none")
+                raise InputError(f"{path}: expected image files ({kinds}) in the folder, got none")
             found.extend((p, p.relative_to(path).as_posix()) for p in files)
         elif _GLOB_CHARACTERS & set(text) and not path.exists():
-            matches = sorted(Path(m) for m in glob.glob(text, recursive=True)
-                             if Path(m).suffix.lower() in IMAGE_SUFFIXES and Path(m).is_file())
+            matches = sorted(
+                Path(m)
+                for m in glob.glob(text, recursive=True)
+                if Path(m).suffix.lower() in IMAGE_SUFFIXES and Path(m).is_file()
+            )
             if not matches:
                 raise InputError(f"{text}: expected the pattern to match image files, got none")
             found.extend((p, str(p)) for p in matches)
@@ -82,39 +87,55 @@ def image_paths(sources: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, s
     return found
 
 
-def image_input(specs: Sequence[TensorSpec], images: dict[str, ImageSpec],
-                override: dict[str, Any] | None, origin: str) -> tuple[TensorSpec, ImageSpec]:
+def image_input(
+    specs: Sequence[TensorSpec],
+    images: dict[str, ImageSpec],
+    override: dict[str, Any] | None,
+    origin: str,
+) -> tuple[TensorSpec, ImageSpec]:
     """The model's image input and how to prepare images for it: what was recorded at export,
     with ``override`` fields (``value_range``, ``channel_order``, ``mean``, ``std``) on top.
     Without a recorded or given value range, images are refused: guessing it would give
     answers that look right and are not."""
     candidates = [s for s in specs if s.rank == 4]
     if len(specs) != 1 or not candidates:
-        raise InputError(f"{origin}: images need a model with one image input (rank 4), got "
-                         f"inputs {[(s.name, s.shape) for s in specs]}")
+        raise InputError(
+            f"{origin}: images need a model with one image input (rank 4), got "
+            f"inputs {[(s.name, s.shape) for s in specs]}"
+        )
     spec = candidates[0]
     recorded = images.get(spec.name)
     if recorded is None:
-        layout = "nchw" if spec.shape[1] in (1, 3, 4) and spec.shape[3] not in (1, 3, 4) \
-            else "nhwc"
+        layout = "nchw" if spec.shape[1] in (1, 3, 4) and spec.shape[3] not in (1, 3, 4) else "nhwc"
         dims = spec.shape[2:4] if layout == "nchw" else spec.shape[1:3]
         channels = spec.shape[1] if layout == "nchw" else spec.shape[3]
         if not all(isinstance(d, int) for d in (*dims, channels)):
-            raise InputError(f"{origin}: input {spec.name!r} {spec.shape}: expected a fixed "
-                             f"image size and channel count to resize images to, got dynamic "
-                             f"dimensions and no image size recorded at export")
-        recorded = ImageSpec((int(dims[0]), int(dims[1])), int(channels), layout=layout,
-                             source="shape of the ONNX input")
+            raise InputError(
+                f"{origin}: input {spec.name!r} {spec.shape}: expected a fixed "
+                f"image size and channel count to resize images to, got dynamic "
+                f"dimensions and no image size recorded at export"
+            )
+        recorded = ImageSpec(
+            (int(dims[0]), int(dims[1])),
+            int(channels),
+            layout=layout,
+            source="shape of the ONNX input",
+        )
     fields = {k: v for k, v in (override or {}).items() if v is not None}
-    image = ImageSpec(**{**recorded.__dict__, **fields,
-                         **({"source": "given at inference"} if fields else {})})
+    image = ImageSpec(
+        **{**recorded.__dict__, **fields, **({"source": "given at inference"} if fields else {})}
+    )
     if image.value_range is None:
-        raise InputError(f"{origin}: input {spec.name!r}: expected the pixel value range the "
-                         f"model was trained on (recorded at export, or given as an image "
-                         f"range such as 0..1, -1..1 or 0..255), got none")
+        raise InputError(
+            f"{origin}: input {spec.name!r}: expected the pixel value range the "
+            f"model was trained on (recorded at export, or given as an image "
+            f"range such as 0..1, -1..1 or 0..255), got none"
+        )
     if image.channels not in _MODES:
-        raise InputError(f"{origin}: input {spec.name!r}: expected 1, 3 or 4 image channels, "
-                         f"got {image.channels}")
+        raise InputError(
+            f"{origin}: input {spec.name!r}: expected 1, 3 or 4 image channels, "
+            f"got {image.channels}"
+        )
     return spec, image
 
 
@@ -132,8 +153,7 @@ def decode(path: Path, image: ImageSpec, dtype: np.dtype = np.dtype(np.float32))
                 picture = picture.resize((width, height), Image.Resampling.BILINEAR)
             pixels = np.asarray(picture, dtype=np.uint8)
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise InputError(f"{path}: expected an image file Pillow can read, got: "
-                         f"{exc}") from exc
+        raise InputError(f"{path}: expected an image file Pillow can read, got: {exc}") from exc
     except OSError as exc:
         raise InputError(f"{path}: expected a readable image, Pillow says: {exc}") from exc
     if pixels.ndim == 2:
@@ -143,8 +163,10 @@ def decode(path: Path, image: ImageSpec, dtype: np.dtype = np.dtype(np.float32))
     low, high = image.value_range or (0.0, 255.0)
     if dtype.kind in "iu":
         if (low, high) != (0.0, 255.0) or image.mean is not None:
-            raise InputError(f"{path}: an integer image input takes raw pixels (0..255), got "
-                             f"the value range {low}..{high}")
+            raise InputError(
+                f"{path}: an integer image input takes raw pixels (0..255), got "
+                f"the value range {low}..{high}"
+            )
         sample = pixels.astype(dtype)
     else:
         sample = pixels.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low)
@@ -156,8 +178,13 @@ def decode(path: Path, image: ImageSpec, dtype: np.dtype = np.dtype(np.float32))
     return np.ascontiguousarray(sample.transpose(2, 0, 1)) if image.layout == "nchw" else sample
 
 
-def image_batches(files: Sequence[tuple[Path, str]], spec: TensorSpec, image: ImageSpec,
-                  batch_rows: int, threads: int = 4) -> Iterator[Batch]:
+def image_batches(
+    files: Sequence[tuple[Path, str]],
+    spec: TensorSpec,
+    image: ImageSpec,
+    batch_rows: int,
+    threads: int = 4,
+) -> Iterator[Batch]:
     """Batches of decoded images for ``spec`` with a ``file`` column (the names of
     :func:`image_paths`); images are decoded by ``threads`` threads (Pillow releases the GIL)."""
     pillow()

@@ -23,7 +23,6 @@ from portanet.runtime.inputs import check_vocabulary
 from portanet.runtime.providers import usable_cpus
 from portanet.schema import MULTICLASS_CLASSIFIER, parse_value_range
 from portanet.tables import images as img
-from portanet.tables.pipeline import prefetch
 from portanet.tables.outputs import (
     check_clash,
     check_output,
@@ -31,6 +30,7 @@ from portanet.tables.outputs import (
     kept_names,
     prediction_columns,
 )
+from portanet.tables.pipeline import prefetch
 from portanet.tables.readers import input_format, iter_batches, iter_tensor_batches
 from portanet.tables.tensors import rows_for_bytes
 from portanet.tables.types import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, Batch, Columns
@@ -54,9 +54,12 @@ class InferResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary: rows, seconds, rows per second, output path."""
-        return {"rows": self.rows, "seconds": round(self.seconds, 4),
-                "rows_per_second": round(self.rows_per_second, 1),
-                "output": str(self.output) if self.output else None}
+        return {
+            "rows": self.rows,
+            "seconds": round(self.seconds, 4),
+            "rows_per_second": round(self.rows_per_second, 1),
+            "output": str(self.output) if self.output else None,
+        }
 
 
 def _sources(source: Any) -> list[str | os.PathLike[str]]:
@@ -73,18 +76,24 @@ def _is_table_model(runtime: Model) -> bool:
     return len(specs) == 1 and specs[0].rank == 2 and isinstance(specs[0].shape[1], int)
 
 
-def infer_file(model: Model | str | os.PathLike[str],
-               source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-               output: str | os.PathLike[str] | None = None, *,
-               batch_size: int = DEFAULT_BATCH_ROWS,
-               keep_columns: Sequence[str] | Mapping[str, str] = (),
-               allow_nan: bool = False, stdin_format: str = "csv",
-               on_batch: Callable[[int], None] | None = None,
-               on_total: Callable[[int | None], None] | None = None,
-               positional: bool = False, top_k: int | None = None,
-               image_range: str | None = None, channel_order: str | None = None,
-               make_dirs: bool = False,
-               max_batch_bytes: int = DEFAULT_BATCH_BYTES) -> InferResult:
+def infer_file(
+    model: Model | str | os.PathLike[str],
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    batch_size: int = DEFAULT_BATCH_ROWS,
+    keep_columns: Sequence[str] | Mapping[str, str] = (),
+    allow_nan: bool = False,
+    stdin_format: str = "csv",
+    on_batch: Callable[[int], None] | None = None,
+    on_total: Callable[[int | None], None] | None = None,
+    positional: bool = False,
+    top_k: int | None = None,
+    image_range: str | None = None,
+    channel_order: str | None = None,
+    make_dirs: bool = False,
+    max_batch_bytes: int = DEFAULT_BATCH_BYTES,
+) -> InferResult:
     """Predict every row (sample, image) of ``source`` and write the predictions to ``output``
     (CSV on stdout if None).
 
@@ -109,27 +118,47 @@ def infer_file(model: Model | str | os.PathLike[str],
     fmt_out = output_format(output)  # an unknown suffix is refused before reading anything
     kept = kept_names(keep_columns)
     if fmt_out == "npy" and kept:
-        raise InputError(f"{output}: .npy holds numbers only; kept columns need "
-                         f"a .csv, .parquet or .jsonl output")
+        raise InputError(
+            f"{output}: .npy holds numbers only; kept columns need "
+            f"a .csv, .parquet or .jsonl output"
+        )
     if top_k is not None and top_k < 1:
         raise InputError(f"top k: expected a positive number of classes, got {top_k}")
     if top_k is not None and runtime.schema.task != MULTICLASS_CLASSIFIER:
-        raise InputError(f"{runtime.path or 'model'}: top k ranks the classes of a multiclass "
-                         f"classifier, got a model whose task is {runtime.schema.task or 'unknown'}")
+        raise InputError(
+            f"{runtime.path or 'model'}: top k ranks the classes of a multiclass "
+            f"classifier, got a model whose task is {runtime.schema.task or 'unknown'}"
+        )
     if (image_range or channel_order) and not any(s.rank == 4 for s in runtime.schema.inputs):
-        raise InputError(f"{runtime.path or 'model'}: an image range or channel order applies to "
-                         f"an image input (rank 4), got inputs "
-                         f"{[(s.name, s.shape) for s in runtime.schema.inputs]}")
+        raise InputError(
+            f"{runtime.path or 'model'}: an image range or channel order applies to "
+            f"an image input (rank 4), got inputs "
+            f"{[(s.name, s.shape) for s in runtime.schema.inputs]}"
+        )
     if image_range:
         parse_value_range(image_range)  # a typo fails before any work
     check_output(output, sources, make_dirs=make_dirs)
-    batches, total, extra = _plan(runtime, sources, kept, batch_size=batch_size,
-                                  allow_nan=allow_nan, stdin_format=stdin_format,
-                                  positional=positional, image_range=image_range,
-                                  channel_order=channel_order, max_bytes=max_batch_bytes)
+    batches, total, extra = _plan(
+        runtime,
+        sources,
+        kept,
+        batch_size=batch_size,
+        allow_nan=allow_nan,
+        stdin_format=stdin_format,
+        positional=positional,
+        image_range=image_range,
+        channel_order=channel_order,
+        max_bytes=max_batch_bytes,
+    )
     numeric = fmt_out == "npy"
-    produced = list(prediction_columns(runtime, runtime.run(_empty_feeds(runtime), allow_nan=True),
-                                       top_k=top_k, numeric=numeric))
+    produced = list(
+        prediction_columns(
+            runtime,
+            runtime.run(_empty_feeds(runtime), allow_nan=True),
+            top_k=top_k,
+            numeric=numeric,
+        )
+    )
     check_clash({**{e: e for e in extra}, **kept}, produced)
     if on_total is not None:
         on_total(total)
@@ -156,18 +185,24 @@ def infer_file(model: Model | str | os.PathLike[str],
         if full is None:
             raise
         raise full from exc
-    return InferResult(rows, time.perf_counter() - started,
-                       Path(output) if output and str(output) != "-" else None)
+    return InferResult(
+        rows, time.perf_counter() - started, Path(output) if output and str(output) != "-" else None
+    )
 
 
 def _empty_feeds(runtime: Model) -> dict[str, np.ndarray]:
-    return {s.name: np.empty((0, *[d if isinstance(d, int) else 1 for d in s.shape[1:]]),
-                             dtype=s.numpy_dtype) for s in runtime.schema.inputs}
+    return {
+        s.name: np.empty(
+            (0, *[d if isinstance(d, int) else 1 for d in s.shape[1:]]), dtype=s.numpy_dtype
+        )
+        for s in runtime.schema.inputs
+    }
 
 
 def _predict(runtime: Model, batch: Batch, origin: str) -> dict[str, np.ndarray]:
-    feeds = batch.feeds if batch.feeds is not None else \
-        {runtime.schema.inputs[0].name: batch.features}
+    feeds = (
+        batch.feeds if batch.feeds is not None else {runtime.schema.inputs[0].name: batch.features}
+    )
     for name, size in runtime.schema.vocabulary.items():
         if name in feeds:
             try:
@@ -178,10 +213,19 @@ def _predict(runtime: Model, batch: Batch, origin: str) -> dict[str, np.ndarray]
     return runtime.run(feeds, allow_nan=True)
 
 
-def _plan(runtime: Model, sources: list[Any], kept: dict[str, str], *, batch_size: int,
-          allow_nan: bool, stdin_format: str, positional: bool, image_range: str | None,
-          channel_order: str | None, max_bytes: int
-          ) -> tuple[Iterator[Batch], int | None, list[str]]:
+def _plan(
+    runtime: Model,
+    sources: list[Any],
+    kept: dict[str, str],
+    *,
+    batch_size: int,
+    allow_nan: bool,
+    stdin_format: str,
+    positional: bool,
+    image_range: str | None,
+    channel_order: str | None,
+    max_bytes: int,
+) -> tuple[Iterator[Batch], int | None, list[str]]:
     """The batches to predict, the row count when known, and the columns the reader adds."""
     specs = runtime.schema.inputs
     if img.is_image_source(sources) and any(s.rank == 4 for s in specs):
@@ -198,8 +242,10 @@ def _plan(runtime: Model, sources: list[Any], kept: dict[str, str], *, batch_siz
         origin = str(runtime.path or "model")
         spec, image = img.image_input(specs, runtime.schema.images, override, origin)
         if kept:
-            raise InputError(f"kept columns {list(kept)}: images have no columns to keep; "
-                             f"each output row carries the image's file name as 'file'")
+            raise InputError(
+                f"kept columns {list(kept)}: images have no columns to keep; "
+                f"each output row carries the image's file name as 'file'"
+            )
         img.pillow()
         files = img.image_paths(sources)
         sample = [d for d in spec.shape[1:] if isinstance(d, int)]
@@ -207,20 +253,34 @@ def _plan(runtime: Model, sources: list[Any], kept: dict[str, str], *, batch_siz
         threads = min(8, max(1, usable_cpus()))
         return img.image_batches(files, spec, image, step, threads), len(files), ["file"]
     if len(sources) != 1:
-        raise InputError(f"input: expected one file (or image files), got {len(sources)}: "
-                         f"{[str(s) for s in sources][:5]}")
+        raise InputError(
+            f"input: expected one file (or image files), got {len(sources)}: "
+            f"{[str(s) for s in sources][:5]}"
+        )
     path = sources[0]
     fmt = input_format(path, stdin_format)
     if _is_table_model(runtime) and fmt != "npz":
         spec = specs[0]
-        columns = Columns(runtime.feature_names, int(spec.shape[1]), tuple(kept),
-                          spec.numpy_dtype, positional=positional)
-        batches = iter_batches(path, columns, batch_rows=batch_size, allow_nan=allow_nan,
-                               stdin_format=stdin_format)
+        columns = Columns(
+            runtime.feature_names,
+            int(spec.shape[1]),
+            tuple(kept),
+            spec.numpy_dtype,
+            positional=positional,
+        )
+        batches = iter_batches(
+            path, columns, batch_rows=batch_size, allow_nan=allow_nan, stdin_format=stdin_format
+        )
     else:
-        batches = iter_tensor_batches(path, specs, keep=tuple(kept), batch_rows=batch_size,
-                                      allow_nan=allow_nan, stdin_format=stdin_format,
-                                      max_bytes=max_bytes)
+        batches = iter_tensor_batches(
+            path,
+            specs,
+            keep=tuple(kept),
+            batch_rows=batch_size,
+            allow_nan=allow_nan,
+            stdin_format=stdin_format,
+            max_bytes=max_bytes,
+        )
     return batches, _known_rows(path, fmt), []
 
 

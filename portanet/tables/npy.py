@@ -18,20 +18,25 @@ def open_npy(source: Path) -> np.ndarray:
     with open(source, "rb") as handle:
         magic = handle.read(6)
     if magic != b"\x93NUMPY":
-        raise InputError(f"{origin}: expected a .npy file (starting with \\x93NUMPY), got "
-                         f"leading bytes {magic!r}")
+        raise InputError(
+            f"{origin}: expected a .npy file (starting with \\x93NUMPY), got "
+            f"leading bytes {magic!r}"
+        )
     try:
         array = np.load(source, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
-        raise InputError(f"{origin}: expected a numeric .npy array, got one that needs pickle "
-                         f"(object arrays are refused): {exc}") from exc
+        raise InputError(
+            f"{origin}: expected a numeric .npy array, got one that needs pickle "
+            f"(object arrays are refused): {exc}"
+        ) from exc
     except (OSError, EOFError) as exc:
         raise InputError(f"{origin}: expected a .npy file, numpy cannot read it: {exc}") from exc
     return array
 
 
-def npy_batches(source: Path, columns: Columns, batch_rows: int,
-                allow_nan: bool) -> Iterator[Batch]:
+def npy_batches(
+    source: Path, columns: Columns, batch_rows: int, allow_nan: bool
+) -> Iterator[Batch]:
     """Rows of a memory-mapped ``.npy`` array (never unpickled)."""
     origin = str(source)
     if columns.keep:
@@ -40,8 +45,9 @@ def npy_batches(source: Path, columns: Columns, batch_rows: int,
     if array.ndim == 1:
         array = array.reshape(1, -1)
     if array.ndim != 2 or array.shape[1] != columns.width:
-        raise InputError(f"{origin}: expected an array of shape (rows, {columns.width}), "
-                         f"got {array.shape}")
+        raise InputError(
+            f"{origin}: expected an array of shape (rows, {columns.width}), got {array.shape}"
+        )
     if array.dtype.kind not in "biuf":
         raise InputError(f"{origin}: expected a numeric array, got dtype {array.dtype}")
     names = columns.feature_names or [f"column_{i}" for i in range(columns.width)]
@@ -49,8 +55,10 @@ def npy_batches(source: Path, columns: Columns, batch_rows: int,
         part = np.asarray(array[start:stop])
         found = first_out_of_range(part, np.dtype(columns.dtype))
         if found is not None:
-            raise InputError(f"{origin}: row {start + found[0]}: expected {columns.dtype} "
-                             f"numbers, {range_message(found[1], columns.dtype)}")
+            raise InputError(
+                f"{origin}: row {start + found[0]}: expected {columns.dtype} "
+                f"numbers, {range_message(found[1], columns.dtype)}"
+            )
         matrix = part.astype(columns.dtype, copy=False)
         if not allow_nan:
             check_finite(matrix, names, origin, start, "row")

@@ -28,8 +28,9 @@ def _masked_ints(decided: Any) -> Any:
     return int_array(np.ma.getdata(decided), np.ma.getmaskarray(decided))
 
 
-def prediction_columns(model: Model, outputs: dict[str, np.ndarray], *, top_k: int | None = None,
-                       numeric: bool = False) -> dict[str, Any]:
+def prediction_columns(
+    model: Model, outputs: dict[str, np.ndarray], *, top_k: int | None = None, numeric: bool = False
+) -> dict[str, Any]:
     """Output columns for a batch.
 
     * binary classifier: ``probability`` and ``label``;
@@ -69,7 +70,8 @@ def prediction_columns(model: Model, outputs: dict[str, np.ndarray], *, top_k: i
                 indices = np.ma.MaskedArray(order[:, rank], mask=undecided)
                 columns[f"label{suffix}"] = label_column(indices)
                 columns[f"probability{suffix}"] = np.take_along_axis(
-                    flat, order[:, rank:rank + 1], axis=1)[:, 0]
+                    flat, order[:, rank : rank + 1], axis=1
+                )[:, 0]
             return columns
         names = schema.labels or tuple(str(i) for i in range(flat.shape[1]))
         for index, label in enumerate(names[: flat.shape[1]]):
@@ -121,13 +123,19 @@ def check_clash(kept: Mapping[str, str], produced: Sequence[str]) -> None:
     if clashes:
         sources = [s for s, t in kept.items() if t in clashes]
         hint = ", ".join(f"{s}={s}_input" for s in sources)
-        raise InputError(f"kept columns {sources}: expected names unlike the output columns "
-                         f"{list(produced)} and each other, got {clashes} twice; keep them under "
-                         f"other names, e.g. {hint}")
+        raise InputError(
+            f"kept columns {sources}: expected names unlike the output columns "
+            f"{list(produced)} and each other, got {clashes} twice; keep them under "
+            f"other names, e.g. {hint}"
+        )
 
 
-def check_output(output: str | os.PathLike[str] | None,
-                 sources: Sequence[str | os.PathLike[str]], *, make_dirs: bool) -> None:
+def check_output(
+    output: str | os.PathLike[str] | None,
+    sources: Sequence[str | os.PathLike[str]],
+    *,
+    make_dirs: bool,
+) -> None:
     """Before any work: the output must not be one of the inputs, its folder must exist (or
     ``make_dirs``) and be writable."""
     if output is None or str(output) == "-":
@@ -138,20 +146,27 @@ def check_output(output: str | os.PathLike[str] | None,
             continue
         path = Path(source)
         if path.resolve() == target.resolve() or (
-                path.exists() and target.exists() and os.path.samefile(path, target)):
-            raise InputError(f"{target}: expected an output path other than the input "
-                             f"{source}, got the same file (it would be overwritten)")
+            path.exists() and target.exists() and os.path.samefile(path, target)
+        ):
+            raise InputError(
+                f"{target}: expected an output path other than the input "
+                f"{source}, got the same file (it would be overwritten)"
+            )
     if not target.parent.exists() and not make_dirs:
-        raise InputError(f"{target}: expected an existing folder to write into, got "
-                         f"{target.parent}, which does not exist (ask for it to be created)")
+        raise InputError(
+            f"{target}: expected an existing folder to write into, got "
+            f"{target.parent}, which does not exist (ask for it to be created)"
+        )
     check_writable(target)
     if target.parent.is_dir():  # os.access says yes to root everywhere; try for real
         try:
             with tempfile.TemporaryFile(dir=target.parent):
                 pass
         except OSError as exc:
-            raise InputError(f"{target}: expected a folder this process may write, got "
-                             f"{target.parent} ({os.strerror(exc.errno or 0).lower()})") from exc
+            raise InputError(
+                f"{target}: expected a folder this process may write, got "
+                f"{target.parent} ({os.strerror(exc.errno or 0).lower()})"
+            ) from exc
 
 
 def disk_full(exc: OSError, path: str | os.PathLike[str] | None) -> InputError | None:
@@ -159,6 +174,8 @@ def disk_full(exc: OSError, path: str | os.PathLike[str] | None) -> InputError |
     if exc.errno not in DISK_FULL:
         return None
     on_disk = path is not None and str(path) != "-"
-    return InputError(f"{path if on_disk else '<stdout>'}: expected room to write the "
-                      f"predictions, got {os.strerror(exc.errno).lower()}"
-                      + (" (nothing was written)" if on_disk else ""))
+    return InputError(
+        f"{path if on_disk else '<stdout>'}: expected room to write the "
+        f"predictions, got {os.strerror(exc.errno).lower()}"
+        + (" (nothing was written)" if on_disk else "")
+    )

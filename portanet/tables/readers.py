@@ -22,9 +22,19 @@ from portanet.schema import TensorSpec
 from portanet.tables import delimited, jsonl, npy, parquet, tensors
 from portanet.tables.types import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, Batch, Columns
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "csv", ".parquet": "parquet",
-           ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".npy": "npy",
-           ".npz": "npz"}
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".npy": "npy",
+    ".npz": "npz",
+}
 #: Delimiters of the delimited-text formats.
 DELIMITERS = {"csv": ",", "tsv": "\t"}
 
@@ -35,8 +45,10 @@ def input_format(path: str | os.PathLike[str], stdin_format: str = "csv") -> str
         return stdin_format
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise InputError(f"{path}: expected one of {', '.join(sorted(FORMATS))}, "
-                         f"got suffix {suffix or '(none)'!r}")
+        raise InputError(
+            f"{path}: expected one of {', '.join(sorted(FORMATS))}, "
+            f"got suffix {suffix or '(none)'!r}"
+        )
     return FORMATS[suffix]
 
 
@@ -53,18 +65,25 @@ def _readable(path: str | os.PathLike[str], batch_rows: int) -> None:
             raise InputError(f"{source}: cannot read the file (permission denied)")
 
 
-def iter_batches(path: str | os.PathLike[str], columns: Columns, *,
-                 batch_rows: int = DEFAULT_BATCH_ROWS, allow_nan: bool = False,
-                 stdin_format: str = "csv") -> Iterator[Batch]:
+def iter_batches(
+    path: str | os.PathLike[str],
+    columns: Columns,
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    allow_nan: bool = False,
+    stdin_format: str = "csv",
+) -> Iterator[Batch]:
     """Yield feature batches of about ``batch_rows`` rows from a file (or ``-`` for stdin)."""
     fmt = input_format(path, stdin_format)
     _readable(path, batch_rows)
     if fmt == "npy":
         yield from npy.npy_batches(Path(path), columns, batch_rows, allow_nan)
     elif fmt == "npz":
-        raise InputError(f"{path}: expected a table for a model with one 2-D input; an .npz "
-                         f"holds arrays by input name, for models with several or non-2-D "
-                         f"inputs")
+        raise InputError(
+            f"{path}: expected a table for a model with one 2-D input; an .npz "
+            f"holds arrays by input name, for models with several or non-2-D "
+            f"inputs"
+        )
     elif fmt in DELIMITERS:
         yield from delimited.csv_batches(path, columns, batch_rows, allow_nan, DELIMITERS[fmt])
     elif fmt == "parquet":
@@ -73,30 +92,41 @@ def iter_batches(path: str | os.PathLike[str], columns: Columns, *,
         yield from jsonl.json_batches(path, fmt, columns, batch_rows, allow_nan)
 
 
-def iter_tensor_batches(path: str | os.PathLike[str], specs: Sequence[TensorSpec], *,
-                        keep: Sequence[str] = (), batch_rows: int = DEFAULT_BATCH_ROWS,
-                        allow_nan: bool = False, stdin_format: str = "jsonl",
-                        max_bytes: int = DEFAULT_BATCH_BYTES) -> Iterator[Batch]:
+def iter_tensor_batches(
+    path: str | os.PathLike[str],
+    specs: Sequence[TensorSpec],
+    *,
+    keep: Sequence[str] = (),
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    allow_nan: bool = False,
+    stdin_format: str = "jsonl",
+    max_bytes: int = DEFAULT_BATCH_BYTES,
+) -> Iterator[Batch]:
     """Yield batches of samples for inputs of any rank (``Batch.feeds``: input name → array),
     at most ``batch_rows`` samples and about ``max_bytes`` of input per batch."""
     fmt = input_format(path, stdin_format)
     _readable(path, batch_rows)
     if fmt == "npy":
-        yield from tensors.npy_tensor_batches(Path(path), specs, keep, batch_rows, allow_nan,
-                                              max_bytes)
+        yield from tensors.npy_tensor_batches(
+            Path(path), specs, keep, batch_rows, allow_nan, max_bytes
+        )
     elif fmt == "npz":
         yield from tensors.npz_batches(Path(path), specs, keep, batch_rows, allow_nan, max_bytes)
     elif fmt == "parquet":
-        yield from tensors.parquet_tensor_batches(Path(path), specs, keep, batch_rows, allow_nan,
-                                                  max_bytes)
+        yield from tensors.parquet_tensor_batches(
+            Path(path), specs, keep, batch_rows, allow_nan, max_bytes
+        )
     elif fmt in ("json", "jsonl"):
-        yield from tensors.json_tensor_batches(path, fmt, specs, keep, batch_rows, allow_nan,
-                                               max_bytes)
+        yield from tensors.json_tensor_batches(
+            path, fmt, specs, keep, batch_rows, allow_nan, max_bytes
+        )
     else:
         shapes = [(s.name, s.shape) for s in specs]
-        raise InputError(f"{path}: a {fmt.upper()} table fits a model with one 2-D input of "
-                         f"fixed width; this model has the inputs {shapes}: expected .npy, "
-                         f".npz, .jsonl/.json or .parquet with nested lists, or images")
+        raise InputError(
+            f"{path}: a {fmt.upper()} table fits a model with one 2-D input of "
+            f"fixed width; this model has the inputs {shapes}: expected .npy, "
+            f".npz, .jsonl/.json or .parquet with nested lists, or images"
+        )
 
 
 def read_all(path: str | os.PathLike[str], columns: Columns, *, allow_nan: bool = False) -> Batch:
@@ -104,8 +134,10 @@ def read_all(path: str | os.PathLike[str], columns: Columns, *, allow_nan: bool 
     parts = list(iter_batches(path, columns, allow_nan=allow_nan))
     if not parts:
         return Batch(np.empty((0, columns.width), dtype=columns.dtype))
-    kept = {k: np.array([v for p in parts for v in _as_list(p.kept[k])], dtype=object)
-            for k in parts[0].kept}
+    kept = {
+        k: np.array([v for p in parts for v in _as_list(p.kept[k])], dtype=object)
+        for k in parts[0].kept
+    }
     return Batch(np.concatenate([p.features for p in parts]), kept, 0)
 
 

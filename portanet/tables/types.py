@@ -65,7 +65,9 @@ def duplicate_names(names: Sequence[str]) -> list[str]:
     return repeated
 
 
-def select_columns(names: Sequence[str], columns: Columns, origin: str) -> tuple[list[str], list[str]]:
+def select_columns(
+    names: Sequence[str], columns: Columns, origin: str
+) -> tuple[list[str], list[str]]:
     """Feature columns (in model order) and kept columns among a file's column ``names``.
 
     A name that occurs twice is refused (which one is meant cannot be known). For a model without
@@ -74,34 +76,51 @@ def select_columns(names: Sequence[str], columns: Columns, origin: str) -> tuple
     """
     repeated = duplicate_names(names)
     if repeated:
-        raise InputError(f"{origin}: expected each column name once, got {repeated} more than "
-                         f"once in {list(names)}")
+        raise InputError(
+            f"{origin}: expected each column name once, got {repeated} more than "
+            f"once in {list(names)}"
+        )
     keep_missing = [k for k in columns.keep if k not in names]
     if keep_missing:
-        raise InputError(f"{origin}: expected the kept columns {keep_missing} among the "
-                         f"input's columns, got {list(names)}")
+        raise InputError(
+            f"{origin}: expected the kept columns {keep_missing} among the "
+            f"input's columns, got {list(names)}"
+        )
     if columns.feature_names:
         missing = [n for n in columns.feature_names if n not in names]
         if missing:
-            raise InputError(f"{origin}: expected the feature columns "
-                             f"{list(columns.feature_names)}, got {list(names)} "
-                             f"(missing {missing})")
+            raise InputError(
+                f"{origin}: expected the feature columns "
+                f"{list(columns.feature_names)}, got {list(names)} "
+                f"(missing {missing})"
+            )
         return list(columns.feature_names), list(columns.keep)
     features = [n for n in names if n not in columns.keep]
     if not columns.positional:
-        raise InputError(f"{origin}: the model records no feature names, so its columns can only "
-                         f"be taken by position, and this input names its columns {features}; "
-                         f"expected the caller to confirm that they are in the model's order "
-                         f"(positional columns), or a model exported with feature names")
+        raise InputError(
+            f"{origin}: the model records no feature names, so its columns can only "
+            f"be taken by position, and this input names its columns {features}; "
+            f"expected the caller to confirm that they are in the model's order "
+            f"(positional columns), or a model exported with feature names"
+        )
     if len(features) != columns.width:
-        raise InputError(f"{origin}: expected {columns.width} feature columns (the model has no "
-                         f"feature names, so every column counts), got {len(features)}: "
-                         f"{features}")
+        raise InputError(
+            f"{origin}: expected {columns.width} feature columns (the model has no "
+            f"feature names, so every column counts), got {len(features)}: "
+            f"{features}"
+        )
     return features, list(columns.keep)
 
 
-def matrix_of(arrays: Sequence[Any], rows: int, dtype: np.dtype, names: Sequence[str] = (),
-              origin: str = "", first_line: int = 0, line_word: str = "line") -> np.ndarray:
+def matrix_of(
+    arrays: Sequence[Any],
+    rows: int,
+    dtype: np.dtype,
+    names: Sequence[str] = (),
+    origin: str = "",
+    first_line: int = 0,
+    line_word: str = "line",
+) -> np.ndarray:
     """Columns stacked into a rows × columns matrix of ``dtype``; a finite value that ``dtype``
     cannot hold (1e39 for float32) is refused, naming the line and column, not turned into inf."""
     out = np.empty((rows, len(arrays)), dtype=dtype)
@@ -109,8 +128,10 @@ def matrix_of(arrays: Sequence[Any], rows: int, dtype: np.dtype, names: Sequence
         found = first_out_of_range(np.asarray(array), out.dtype)
         if found is not None:
             name = names[index] if index < len(names) else f"column_{index}"
-            raise InputError(f"{origin}: {line_word} {first_line + found[0]}, column {name!r}: "
-                             f"expected a number, {range_message(found[1], out.dtype)}")
+            raise InputError(
+                f"{origin}: {line_word} {first_line + found[0]}, column {name!r}: "
+                f"expected a number, {range_message(found[1], out.dtype)}"
+            )
         out[:, index] = array
     return out
 
@@ -120,9 +141,15 @@ def slices(total: int, batch_rows: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + batch_rows, total)
 
 
-def check_finite(matrix: np.ndarray, names: Sequence[str], origin: str, first_line: int,
-                 line_word: str = "line", overflowed: Any = None,
-                 allow_nan: bool = False) -> None:
+def check_finite(
+    matrix: np.ndarray,
+    names: Sequence[str],
+    origin: str,
+    first_line: int,
+    line_word: str = "line",
+    overflowed: Any = None,
+    allow_nan: bool = False,
+) -> None:
     """Refuse NaN/Inf/empty values of a feature matrix, naming the line (or row) and column.
 
     ``overflowed(line, column)``, when given, says whether an infinite value was a finite
@@ -136,8 +163,10 @@ def check_finite(matrix: np.ndarray, names: Sequence[str], origin: str, first_li
         row, col = map(int, np.argwhere(np.isinf(matrix))[0])
         text = overflowed(first_line + row, col)
         if text:
-            raise InputError(f"{origin}: {line_word} {first_line + row}, column "
-                             f"{names[col]!r}: expected a number, got {text}")
+            raise InputError(
+                f"{origin}: {line_word} {first_line + row}, column "
+                f"{names[col]!r}: expected a number, got {text}"
+            )
         return
     found = first_nonfinite(matrix)
     if found is None:
@@ -146,8 +175,12 @@ def check_finite(matrix: np.ndarray, names: Sequence[str], origin: str, first_li
     if np.isinf(value) and overflowed is not None:
         text = overflowed(first_line + row, col)
         if text:
-            raise InputError(f"{origin}: {line_word} {first_line + row}, column "
-                             f"{names[col]!r}: expected a number, got {text}")
+            raise InputError(
+                f"{origin}: {line_word} {first_line + row}, column "
+                f"{names[col]!r}: expected a number, got {text}"
+            )
     shown = "an empty or NaN value" if np.isnan(value) else describe_value(value)
-    raise InputError(f"{origin}: {line_word} {first_line + row}, column {names[col]!r}: expected "
-                     f"a finite number, got {shown} (allow_nan passes NaN/Inf through)")
+    raise InputError(
+        f"{origin}: {line_word} {first_line + row}, column {names[col]!r}: expected "
+        f"a finite number, got {shown} (allow_nan passes NaN/Inf through)"
+    )

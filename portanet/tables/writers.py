@@ -17,8 +17,14 @@ from portanet._files import atomic_path
 from portanet.errors import InputError
 from portanet.tables.arrow import from_numpy
 
-OUTPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
-                  ".ndjson": "jsonl", ".npy": "npy"}
+OUTPUT_FORMATS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".npy": "npy",
+}
 
 
 def output_format(path: str | os.PathLike[str] | None) -> str:
@@ -27,8 +33,10 @@ def output_format(path: str | os.PathLike[str] | None) -> str:
         return "csv"
     suffix = Path(path).suffix.lower()
     if suffix not in OUTPUT_FORMATS:
-        raise InputError(f"{path}: expected an output suffix among "
-                         f"{', '.join(sorted(OUTPUT_FORMATS))}, got {suffix or '(none)'!r}")
+        raise InputError(
+            f"{path}: expected an output suffix among "
+            f"{', '.join(sorted(OUTPUT_FORMATS))}, got {suffix or '(none)'!r}"
+        )
     return OUTPUT_FORMATS[suffix]
 
 
@@ -56,8 +64,7 @@ class _Writer:
     def _write_arrow(self, columns: dict[str, np.ndarray]) -> None:
         import pyarrow as pa
 
-        table = pa.Table.from_arrays([from_numpy(v) for v in columns.values()],
-                                     names=list(columns))
+        table = pa.Table.from_arrays([from_numpy(v) for v in columns.values()], names=list(columns))
         if self._arrow is None:
             if self.fmt == "csv":
                 import pyarrow.csv as pacsv
@@ -71,14 +78,19 @@ class _Writer:
                 # Dictionary-encoding float predictions (nearly all distinct) only costs time:
                 # 1M rows wrote in 0.07 s with it, 0.024 s without.
                 encoded = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
-                self._arrow = pq.ParquetWriter(self.stream, table.schema,
-                                               use_dictionary=encoded or False)
+                self._arrow = pq.ParquetWriter(
+                    self.stream, table.schema, use_dictionary=encoded or False
+                )
         self._arrow.write_table(table)
 
     def _write_jsonl(self, columns: dict[str, np.ndarray]) -> None:
         names = list(columns)
-        lists = [columns[n].to_pylist() if hasattr(columns[n], "to_pylist")
-                 else np.asarray(columns[n]).tolist() for n in names]
+        lists = [
+            columns[n].to_pylist()
+            if hasattr(columns[n], "to_pylist")
+            else np.asarray(columns[n]).tolist()
+            for n in names
+        ]
         lines = [json.dumps(dict(zip(names, values))) for values in zip(*lists)]
         if lines:
             self.stream.write(("\n".join(lines) + "\n").encode())
@@ -143,8 +155,13 @@ def npy_header(rows: int, cols: int) -> bytes:
     """An NPY 1.0 header for a C-order float32 ``rows × cols`` array, padded with spaces to
     :data:`NPY_HEADER_BYTES` (numpy reads any header length; 64-byte multiples keep the data
     aligned), so that it can be written before the rows and filled in after them."""
-    text = repr({"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
-                 "fortran_order": False, "shape": (rows, cols)})
+    text = repr(
+        {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+            "fortran_order": False,
+            "shape": (rows, cols),
+        }
+    )
     prefix = np.lib.format.MAGIC_PREFIX + bytes([1, 0])
     size = NPY_HEADER_BYTES - len(prefix) - 2
     body = text.encode("latin1").ljust(size - 1) + b"\n"

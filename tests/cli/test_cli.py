@@ -5,14 +5,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import COMMITTED_ONNX, REPO, run_cli
 from portanet.cli import app
 from portanet.reference.data import pima_csv_path
+from tests.helpers import COMMITTED_ONNX, REPO, run_cli
 
 runner = CliRunner()
 COMMANDS = ("train", "export", "verify", "infer", "inspect", "doctor")
-PIMA_HEADER = ("pregnancies,glucose,blood_pressure,skin_thickness,insulin,bmi,"
-               "diabetes_pedigree,age")
+PIMA_HEADER = "pregnancies,glucose,blood_pressure,skin_thickness,insulin,bmi,diabetes_pedigree,age"
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -26,8 +25,9 @@ def test_every_command_has_help_and_is_in_the_readme(command):
 
 def test_infer_writes_probability_and_label(tmp_path):
     target = tmp_path / "pred.csv"
-    result = runner.invoke(app, ["infer", str(COMMITTED_ONNX), str(pima_csv_path()),
-                                 "--output", str(target)])
+    result = runner.invoke(
+        app, ["infer", str(COMMITTED_ONNX), str(pima_csv_path()), "--output", str(target)]
+    )
     assert result.exit_code == 0, result.output
     lines = target.read_text().splitlines()
     assert lines[0] == "probability,label" and len(lines) == 769
@@ -54,25 +54,56 @@ def test_inspect_shows_io_and_metadata():
     assert '"feature_names"' in result.output and '"opset": 17' in result.output
 
 
-@pytest.mark.parametrize("args, files, code, message", [
-    (["infer", "{tmp}/missing.onnx", "{csv}"], {}, 3, "missing.onnx: no such file"),
-    (["infer", "{onnx}", "{tmp}/missing.csv"], {}, 2, "missing.csv: no such file"),
-    (["export", "{tmp}/notes.h5"], {"notes.h5": "just some text\n"}, 3, "not a model file"),
-    (["infer", "{tmp}/notes.onnx", "{csv}"], {"notes.onnx": "just text"}, 3,
-     "expected an ONNX model"),
-    (["infer", "{onnx}", "{tmp}/wide.csv"], {"wide.csv": "1,2,3,4,5,6,7,8,9\n"}, 2,
-     "line 1: expected 8 columns, got 9"),
-    (["infer", "{onnx}", "{tmp}/short.csv"],
-     {"short.csv": PIMA_HEADER + "\n1,2,3,4,5,6,7,8\n1,2,3\n"}, 2,
-     "line 3: expected 8 columns like the header, got 3"),
-    (["infer", "{onnx}", "{tmp}/text.csv"],
-     {"text.csv": PIMA_HEADER + "\n1,2,3,4,5,6,7,8\n1,high,3,4,5,6,7,8\n"}, 2,
-     "line 3, column 'glucose': expected a number, got 'high'"),
-    (["infer", "{onnx}", "{tmp}/cols.csv"], {"cols.csv": "a,b,c\n1,2,3\n"}, 2,
-     "missing ['pregnancies'"),
-    (["export", "{onnx}", "--opset", "3"], {}, 3, "not a model file"),
-], ids=["missing-model", "missing-input", "text-as-h5", "text-as-onnx", "too-many-columns",
-        "short-row", "non-numeric", "wrong-names", "onnx-given-to-export"])
+@pytest.mark.parametrize(
+    "args, files, code, message",
+    [
+        (["infer", "{tmp}/missing.onnx", "{csv}"], {}, 3, "missing.onnx: no such file"),
+        (["infer", "{onnx}", "{tmp}/missing.csv"], {}, 2, "missing.csv: no such file"),
+        (["export", "{tmp}/notes.h5"], {"notes.h5": "just some text\n"}, 3, "not a model file"),
+        (
+            ["infer", "{tmp}/notes.onnx", "{csv}"],
+            {"notes.onnx": "just text"},
+            3,
+            "expected an ONNX model",
+        ),
+        (
+            ["infer", "{onnx}", "{tmp}/wide.csv"],
+            {"wide.csv": "1,2,3,4,5,6,7,8,9\n"},
+            2,
+            "line 1: expected 8 columns, got 9",
+        ),
+        (
+            ["infer", "{onnx}", "{tmp}/short.csv"],
+            {"short.csv": PIMA_HEADER + "\n1,2,3,4,5,6,7,8\n1,2,3\n"},
+            2,
+            "line 3: expected 8 columns like the header, got 3",
+        ),
+        (
+            ["infer", "{onnx}", "{tmp}/text.csv"],
+            {"text.csv": PIMA_HEADER + "\n1,2,3,4,5,6,7,8\n1,high,3,4,5,6,7,8\n"},
+            2,
+            "line 3, column 'glucose': expected a number, got 'high'",
+        ),
+        (
+            ["infer", "{onnx}", "{tmp}/cols.csv"],
+            {"cols.csv": "a,b,c\n1,2,3\n"},
+            2,
+            "missing ['pregnancies'",
+        ),
+        (["export", "{onnx}", "--opset", "3"], {}, 3, "not a model file"),
+    ],
+    ids=[
+        "missing-model",
+        "missing-input",
+        "text-as-h5",
+        "text-as-onnx",
+        "too-many-columns",
+        "short-row",
+        "non-numeric",
+        "wrong-names",
+        "onnx-given-to-export",
+    ],
+)
 def test_errors_are_one_line_with_exit_codes(tmp_path, args, files, code, message):
     for name, text in files.items():
         (tmp_path / name).write_text(text)
@@ -96,8 +127,18 @@ def test_bad_value_leaves_no_partial_output(tmp_path):
     good = "\n".join("1,2,3,4,5,6,7,8" for _ in range(3000))
     src.write_text(PIMA_HEADER + "\n" + good + "\n1,2,3,4,x,6,7,8\n")
     target = tmp_path / "out.csv"
-    result = runner.invoke(app, ["infer", str(COMMITTED_ONNX), str(src), "--output",
-                                 str(target), "--rows-per-batch", "100"])
+    result = runner.invoke(
+        app,
+        [
+            "infer",
+            str(COMMITTED_ONNX),
+            str(src),
+            "--output",
+            str(target),
+            "--rows-per-batch",
+            "100",
+        ],
+    )
     assert result.exit_code == 2
     assert not target.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
 

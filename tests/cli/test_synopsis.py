@@ -7,8 +7,13 @@ from tests.helpers import REPO
 
 
 def test_readme_synopsis_matches_the_command_line():
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "cli_synopsis.py"),
-                             "--check"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "cli_synopsis.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
 
 

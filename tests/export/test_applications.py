@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.helpers import calibrate
 from portanet.export.keras.load import quiet_tensorflow
+from tests.helpers import calibrate
 
 quiet_tensorflow()
 import keras  # noqa: E402
@@ -49,20 +49,59 @@ class App:
 
     @property
     def note(self) -> str:
-        return "" if self.size == 32 else f"built at {self.size}×{self.size}: Keras refuses " \
-                                          f"inputs under {self.size}×{self.size}"
+        return (
+            ""
+            if self.size == 32
+            else f"built at {self.size}×{self.size}: Keras refuses "
+            f"inputs under {self.size}×{self.size}"
+        )
 
 
-APPS = [App(name, MINIMUM_SIZE.get(name, 32)) for name in (
-    "ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtSmall", "ConvNeXtTiny", "ConvNeXtXLarge",
-    "DenseNet121", "DenseNet169", "DenseNet201",
-    "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3", "EfficientNetB4",
-    "EfficientNetB5", "EfficientNetB6", "EfficientNetB7",
-    "EfficientNetV2B0", "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3",
-    "EfficientNetV2L", "EfficientNetV2M", "EfficientNetV2S",
-    "InceptionResNetV2", "InceptionV3", "MobileNet", "MobileNetV2", "MobileNetV3Large",
-    "MobileNetV3Small", "NASNetLarge", "NASNetMobile", "ResNet101", "ResNet101V2", "ResNet152",
-    "ResNet152V2", "ResNet50", "ResNet50V2", "VGG16", "VGG19", "Xception")]
+APPS = [
+    App(name, MINIMUM_SIZE.get(name, 32))
+    for name in (
+        "ConvNeXtBase",
+        "ConvNeXtLarge",
+        "ConvNeXtSmall",
+        "ConvNeXtTiny",
+        "ConvNeXtXLarge",
+        "DenseNet121",
+        "DenseNet169",
+        "DenseNet201",
+        "EfficientNetB0",
+        "EfficientNetB1",
+        "EfficientNetB2",
+        "EfficientNetB3",
+        "EfficientNetB4",
+        "EfficientNetB5",
+        "EfficientNetB6",
+        "EfficientNetB7",
+        "EfficientNetV2B0",
+        "EfficientNetV2B1",
+        "EfficientNetV2B2",
+        "EfficientNetV2B3",
+        "EfficientNetV2L",
+        "EfficientNetV2M",
+        "EfficientNetV2S",
+        "InceptionResNetV2",
+        "InceptionV3",
+        "MobileNet",
+        "MobileNetV2",
+        "MobileNetV3Large",
+        "MobileNetV3Small",
+        "NASNetLarge",
+        "NASNetMobile",
+        "ResNet101",
+        "ResNet101V2",
+        "ResNet152",
+        "ResNet152V2",
+        "ResNet50",
+        "ResNet50V2",
+        "VGG16",
+        "VGG19",
+        "Xception",
+    )
+]
 
 
 def test_the_table_lists_every_application_keras_has():
@@ -80,18 +119,38 @@ def _log(row: dict) -> None:
 
 #: Run in every CI run: the smallest network of each family (ResNet50V2 for the ResNets,
 #: MobileNetV3Small for the MobileNetV3s, VGG16 and VGG19 are plain convolution stacks).
-EXPORTED = {"ConvNeXtTiny", "DenseNet121", "EfficientNetB0", "EfficientNetV2B0",
-            "InceptionResNetV2", "InceptionV3", "MobileNet", "MobileNetV2", "MobileNetV3Small",
-            "NASNetMobile", "ResNet50V2", "Xception"}
+EXPORTED = {
+    "ConvNeXtTiny",
+    "DenseNet121",
+    "EfficientNetB0",
+    "EfficientNetV2B0",
+    "InceptionResNetV2",
+    "InceptionV3",
+    "MobileNet",
+    "MobileNetV2",
+    "MobileNetV3Small",
+    "NASNetMobile",
+    "ResNet50V2",
+    "Xception",
+}
 ALL = os.environ.get("PORTANET_ALL_APPLICATIONS") == "1"
-SKIPPED = ("a larger variant of a family exported in every run (the whole table is too slow "
-           "and too large for CI): PORTANET_ALL_APPLICATIONS=1 runs it")
+SKIPPED = (
+    "a larger variant of a family exported in every run (the whole table is too slow "
+    "and too large for CI): PORTANET_ALL_APPLICATIONS=1 runs it"
+)
 
 
-@pytest.mark.parametrize("app", [pytest.param(
-    a, id=f"{a.name}-{a.size}",
-    marks=[] if a.name in EXPORTED or ALL else [pytest.mark.skip(reason=SKIPPED)])
-    for a in APPS])
+@pytest.mark.parametrize(
+    "app",
+    [
+        pytest.param(
+            a,
+            id=f"{a.name}-{a.size}",
+            marks=[] if a.name in EXPORTED or ALL else [pytest.mark.skip(reason=SKIPPED)],
+        )
+        for a in APPS
+    ],
+)
 def test_application_saved_as_h5_and_keras_loads_and_exports_with_parity(app: App, tmp_path):
     import numpy as np
 
@@ -102,8 +161,9 @@ def test_application_saved_as_h5_and_keras_loads_and_exports_with_parity(app: Ap
     from portanet.export.verify.gate import gate_report
 
     started = time.perf_counter()
-    model = getattr(keras.applications, app.name)(weights=None, classes=10,
-                                                  input_shape=(app.size, app.size, 3))
+    model = getattr(keras.applications, app.name)(
+        weights=None, classes=10, input_shape=(app.size, app.size, 3)
+    )
     calibrate(model)
     x = np.random.default_rng(0).uniform(0, 255, (2, app.size, app.size, 3)).astype(np.float32)
     expected = np.asarray(model(x, training=False))
@@ -118,15 +178,18 @@ def test_application_saved_as_h5_and_keras_loads_and_exports_with_parity(app: Ap
     for path in (h5, zipped):  # portanet reads both files back as they were written
         loaded[path.suffix] = load_keras(path)
         assert (loaded[path.suffix].loader, loaded[path.suffix].keras_version) == (
-            "keras", keras.__version__)
+            "keras",
+            keras.__version__,
+        )
         got = np.asarray(loaded[path.suffix].model(x, training=False))
         assert np.array_equal(got, expected), path.name
     target = tmp_path / f"{app.name}.onnx"
     result = export_model(loaded[".h5"], target, atol=1e-3, tolerance_mode=NOISE_FLOOR)
     exported = time.perf_counter() - started - built
     runtime = portanet.load(target)
-    zipped_report = gate_report(loaded[".keras"], runtime, runtime.schema, atol=1e-3,
-                                tolerance_mode=NOISE_FLOOR)
+    zipped_report = gate_report(
+        loaded[".keras"], runtime, runtime.schema, atol=1e-3, tolerance_mode=NOISE_FLOOR
+    )
 
     rows = []
     for fmt, report in (("h5", result.report), ("keras", zipped_report)):
@@ -135,9 +198,24 @@ def test_application_saved_as_h5_and_keras_loads_and_exports_with_parity(app: Ap
             assert output.unexplained == 0 and output.elements > 0
             bound = max(1e-3 + 1e-4, NOISE_FACTOR * (output.noise_floor or 0.0))
             assert output.max_abs <= bound, output.describe_failure(report.where)
-        rows.append({"format": fmt, "max_abs": report.max_abs,
-                     "noise_floor": max(o.noise_floor or 0.0 for o in report.outputs),
-                     "explained": sum(o.explained for o in report.outputs)})
-    _log({"id": app.name, "size": app.size, "note": app.note, "rows": rows,
-          "seconds": {"build_save": round(built, 1), "load_export_h5": round(exported, 1),
-                      "gate_keras": round(time.perf_counter() - started - built - exported, 1)}})
+        rows.append(
+            {
+                "format": fmt,
+                "max_abs": report.max_abs,
+                "noise_floor": max(o.noise_floor or 0.0 for o in report.outputs),
+                "explained": sum(o.explained for o in report.outputs),
+            }
+        )
+    _log(
+        {
+            "id": app.name,
+            "size": app.size,
+            "note": app.note,
+            "rows": rows,
+            "seconds": {
+                "build_save": round(built, 1),
+                "load_export_h5": round(exported, 1),
+                "gate_keras": round(time.perf_counter() - started - built - exported, 1),
+            },
+        }
+    )

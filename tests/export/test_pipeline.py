@@ -7,10 +7,10 @@ import pytest
 
 from portanet import load
 from portanet import schema as meta
-from portanet.reference.data import PIMA_FEATURES, load_pima
 from portanet.errors import InputError, ParityError
 from portanet.export import export_model
 from portanet.export.convert.keras_to_onnx import sanitize
+from portanet.reference.data import PIMA_FEATURES, load_pima
 
 
 def _keras_predict(path, x):
@@ -54,8 +54,11 @@ def test_gate_covers_all_768_rows_and_random_batches(exported):
 def test_trained_model_parity_per_batch_size(exported, trained, rows):
     features = load_pima().features
     rng = np.random.default_rng(rows)
-    x = features[:rows] if rows <= 768 else rng.uniform(
-        features.min(0), features.max(0), (rows, 8)).astype(np.float32)
+    x = (
+        features[:rows]
+        if rows <= 768
+        else rng.uniform(features.min(0), features.max(0), (rows, 8)).astype(np.float32)
+    )
     onnx_out = load(exported.path).predict(x)
     assert onnx_out.shape == (rows, 1)
     assert np.abs(onnx_out - _keras_predict(trained.path, x)).max() <= 1e-5
@@ -117,9 +120,16 @@ def test_feature_names_option_and_opset_range(standin_mlp, tmp_path):
         export_model(standin_mlp, tmp_path / "y.onnx", feature_names=["a", "b"])
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("dense_1_input", "dense_1_input"), ("input:0", "input"), ("my input/x", "my_input_x"),
-    ("1st", "t_1st")], ids=["plain", "tensor-suffix", "spaces-slash", "leading-digit"])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("dense_1_input", "dense_1_input"),
+        ("input:0", "input"),
+        ("my input/x", "my_input_x"),
+        ("1st", "t_1st"),
+    ],
+    ids=["plain", "tensor-suffix", "spaces-slash", "leading-digit"],
+)
 def test_sanitize(raw, expected):
     assert sanitize(raw, set()) == expected
 
@@ -133,8 +143,10 @@ def test_committed_reference_artifacts_are_consistent():
     from tests.helpers import COMMITTED_H5, COMMITTED_ONNX
 
     model = load(COMMITTED_ONNX)
-    assert model.metadata[meta.SOURCE]["sha256"] == hashlib.sha256(
-        COMMITTED_H5.read_bytes()).hexdigest()
+    assert (
+        model.metadata[meta.SOURCE]["sha256"]
+        == hashlib.sha256(COMMITTED_H5.read_bytes()).hexdigest()
+    )
     assert model.metadata[meta.PARITY]["passed"] is True
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from tests.helpers import run_cli
 
 
@@ -22,9 +23,19 @@ def _check_rows(rows: list[dict], sizes: list[int]) -> None:
 
 def test_bench_json_has_every_batch_size_with_ordered_percentiles(digits, tmp_path):
     plot = tmp_path / "bench.png"
-    result = run_cli("bench", str(digits.onnx_path), "--source", str(digits.keras_path),
-                     "--batch-sizes", "1,8,256", "--seconds", "0.4", "--json",
-                     "--plot", str(plot))
+    result = run_cli(
+        "bench",
+        str(digits.onnx_path),
+        "--source",
+        str(digits.keras_path),
+        "--batch-sizes",
+        "1,8,256",
+        "--seconds",
+        "0.4",
+        "--json",
+        "--plot",
+        str(plot),
+    )
     assert result.returncode == 0, result.stderr.decode()
     data = json.loads(result.stdout)
     _check_rows(data["onnx"], [1, 8, 256])
@@ -41,12 +52,16 @@ def test_bench_table_without_keras(digits):
     assert "p50 ms" in result.stdout.decode() and "Keras" not in result.stdout.decode()
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--batch-sizes", "1,x"], "expected comma-separated positive integers"),
-    (["--batch-sizes", "0"], "expected positive integers"),
-    (["--seconds", "0"], "expected a positive duration"),
-    (["--plot", "bench.txt"], "expected a .png, .svg or .pdf plot path"),
-], ids=["not-a-number", "zero-batch", "zero-seconds", "plot-suffix"])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--batch-sizes", "1,x"], "expected comma-separated positive integers"),
+        (["--batch-sizes", "0"], "expected positive integers"),
+        (["--seconds", "0"], "expected a positive duration"),
+        (["--plot", "bench.txt"], "expected a .png, .svg or .pdf plot path"),
+    ],
+    ids=["not-a-number", "zero-batch", "zero-seconds", "plot-suffix"],
+)
 def test_bench_bad_options_exit_2(digits, tmp_path, args, expected):
     result = run_cli("bench", str(digits.onnx_path), "--seconds", "0.05", *args, cwd=tmp_path)
     assert result.returncode == 2 and expected in result.stderr.decode(), result.stderr

@@ -3,10 +3,10 @@
 import re
 
 import pytest
-from tests.helpers import REPO
 from typer.testing import CliRunner
 
 from portanet.cli import app
+from tests.helpers import REPO
 
 
 @pytest.mark.parametrize("command", ["optimize", "bench", "report"])

@@ -8,12 +8,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from tests.helpers import run_cli
-
-from portanet.optimize.data import load_rows, split_rows
-from portanet.optimize.optimize import LINEAGE
 
 import portanet
+from portanet.optimize.data import load_rows, split_rows
+from portanet.optimize.optimize import LINEAGE
+from tests.helpers import run_cli
 
 
 def _session(path) -> ort.InferenceSession:
@@ -22,10 +21,27 @@ def _session(path) -> ort.InferenceSession:
 
 def test_int8_static_inside_the_agreement_budget_and_confirmed_independently(digits, tmp_path):
     out, report = tmp_path / "digits.int8.onnx", tmp_path / "optimize.json"
-    result = run_cli("optimize", str(digits.onnx_path), "--data", str(digits.rows_path),
-                     "--source", str(digits.keras_path), "--try", "int8-static",
-                     "--transformed-only", "--max-abs", "inf", "--min-agreement", "0.99",
-                     "--seconds", "0.3", "--output", str(out), "--report", str(report))
+    result = run_cli(
+        "optimize",
+        str(digits.onnx_path),
+        "--data",
+        str(digits.rows_path),
+        "--source",
+        str(digits.keras_path),
+        "--try",
+        "int8-static",
+        "--transformed-only",
+        "--max-abs",
+        "inf",
+        "--min-agreement",
+        "0.99",
+        "--seconds",
+        "0.3",
+        "--output",
+        str(out),
+        "--report",
+        str(report),
+    )
     assert result.returncode == 0, result.stderr.decode()
     assert "int8-static" in result.stdout.decode() and "chosen" in result.stdout.decode()
     table = json.loads(report.read_text())
@@ -68,11 +84,26 @@ def test_int8_static_inside_the_agreement_budget_and_confirmed_independently(dig
 def test_every_candidate_is_measured_and_the_fastest_inside_the_budget_wins(digits, tmp_path):
     from portanet.optimize import optimize_model
 
-    result = optimize_model(digits.onnx_path, digits.rows_path, output=tmp_path / "best.onnx",
-                            max_abs=0.05, min_agreement=0.99, seconds=0.2)
+    result = optimize_model(
+        digits.onnx_path,
+        digits.rows_path,
+        output=tmp_path / "best.onnx",
+        max_abs=0.05,
+        min_agreement=0.99,
+        seconds=0.2,
+    )
     names = [c.name for c in result.candidates]
-    assert names == ["float32", "ort", "slim", "fp16", "int8-dynamic", "int8-static",
-                     "slim+fp16", "slim+int8-dynamic", "slim+int8-static"]
+    assert names == [
+        "float32",
+        "ort",
+        "slim",
+        "fp16",
+        "int8-dynamic",
+        "int8-static",
+        "slim+fp16",
+        "slim+int8-dynamic",
+        "slim+int8-static",
+    ]
     built = [c for c in result.candidates if c.error is None]
     assert len(built) == len(names), [c.error for c in result.candidates]
     for c in built:
@@ -87,9 +118,22 @@ def test_every_candidate_is_measured_and_the_fastest_inside_the_budget_wins(digi
 
 def test_no_candidate_inside_the_budget_exits_1_and_writes_nothing(digits, tmp_path):
     out = tmp_path / "never.onnx"
-    result = run_cli("optimize", str(digits.onnx_path), "--data", str(digits.rows_path),
-                     "--source", str(digits.keras_path), "--try", "fp16,int8-static",
-                     "--max-abs", "1e-12", "--seconds", "0.1", "--output", str(out))
+    result = run_cli(
+        "optimize",
+        str(digits.onnx_path),
+        "--data",
+        str(digits.rows_path),
+        "--source",
+        str(digits.keras_path),
+        "--try",
+        "fp16,int8-static",
+        "--max-abs",
+        "1e-12",
+        "--seconds",
+        "0.1",
+        "--output",
+        str(out),
+    )
     assert result.returncode == 1, result.stderr.decode()
     assert not out.exists() and not list(tmp_path.iterdir())
     stdout, stderr = result.stdout.decode(), result.stderr.decode()
@@ -99,11 +143,15 @@ def test_no_candidate_inside_the_budget_exits_1_and_writes_nothing(digits, tmp_p
     assert "max abs vs Keras" in stdout  # each candidate's error is shown
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--try", "int4"], "expected some of ort, slim, fp16"),
-    (["--target", "tpu"], "is not one of"),
-    (["--min-agreement", "1.5"], "min agreement in [0, 1]"),
-], ids=["unknown-transform", "unknown-target", "agreement-out-of-range"])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--try", "int4"], "expected some of ort, slim, fp16"),
+        (["--target", "tpu"], "is not one of"),
+        (["--min-agreement", "1.5"], "min agreement in [0, 1]"),
+    ],
+    ids=["unknown-transform", "unknown-target", "agreement-out-of-range"],
+)
 def test_bad_options_exit_2(digits, args, expected):
     result = run_cli("optimize", str(digits.onnx_path), "--data", str(digits.rows_path), *args)
     assert result.returncode == 2 and expected in result.stderr.decode()

@@ -31,17 +31,30 @@ def test_payload_samples_real_pairs_and_histograms_every_element():
 
 
 def test_payload_keeps_the_layerwise_series_and_skips_unmatched_outputs():
-    layerwise = {"rows": [{"layer": "dense", "class": "Dense", "max_abs": 1e-7, "passed": True},
-                          {"layer": "head", "class": "Dense", "max_abs": 0.2, "passed": False}]}
-    payload = chart_payload({"a": np.zeros((4, 2)), "b": np.ones(3)}, {"a": np.zeros((4, 2))},
-                            layerwise=layerwise)
+    layerwise = {
+        "rows": [
+            {"layer": "dense", "class": "Dense", "max_abs": 1e-7, "passed": True},
+            {"layer": "head", "class": "Dense", "max_abs": 0.2, "passed": False},
+        ]
+    }
+    payload = chart_payload(
+        {"a": np.zeros((4, 2)), "b": np.ones(3)}, {"a": np.zeros((4, 2))}, layerwise=layerwise
+    )
     assert [o["name"] for o in payload["outputs"]] == ["a"]
-    assert payload["layerwise"][1] == {"layer": "head", "class": "Dense", "max_abs": 0.2,
-                                       "passed": False}
+    assert payload["layerwise"][1] == {
+        "layer": "head",
+        "class": "Dense",
+        "max_abs": 0.2,
+        "passed": False,
+    }
 
 
 def test_histogram_of_identical_outputs_and_of_nan():
-    assert error_histogram(np.zeros(5)) == {"log10_edges": [], "counts": [], "zeros": 5,
-                                            "non_finite": 0}
+    assert error_histogram(np.zeros(5)) == {
+        "log10_edges": [],
+        "counts": [],
+        "zeros": 5,
+        "non_finite": 0,
+    }
     hist = error_histogram(np.array([np.nan, 1e-3, 1e-3]))
     assert hist["non_finite"] == 1 and sum(hist["counts"]) == 2

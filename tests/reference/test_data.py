@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from portanet.reference.data import PIMA_FEATURES, load_pima, pima_csv_path, stratified_split
 from portanet.errors import InputError
+from portanet.reference.data import PIMA_FEATURES, load_pima, pima_csv_path, stratified_split
 
 
 def test_bundled_pima_is_complete():

@@ -52,10 +52,16 @@ def test_training_is_reproducible_from_the_seed(tmp_path):
     for left, right in zip(a, b):
         assert np.array_equal(left, right)
 
-@pytest.mark.parametrize("scores, labels, expected", [
-    ([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], 0.75),
-    ([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1], 0.5),
-    ([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0], 1.0)], ids=["textbook", "ties", "perfect"])
+
+@pytest.mark.parametrize(
+    "scores, labels, expected",
+    [
+        ([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], 0.75),
+        ([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1], 0.5),
+        ([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0], 1.0),
+    ],
+    ids=["textbook", "ties", "perfect"],
+)
 def test_roc_auc(scores, labels, expected):
     assert roc_auc(np.array(labels), np.array(scores)) == pytest.approx(expected)
 

@@ -8,11 +8,20 @@ import re
 from pathlib import Path
 
 import pytest
+
 from tests.helpers import REPO, run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = REPO / "test-artifacts"
 SECTIONS = {"card": 0, "parity": 3, "training": 1, "optimization": 3, "bench": 1}
 
@@ -37,19 +46,26 @@ def _need_browser() -> None:
 def full_report(trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A page with every section: the trained Pima network exported with the layerwise
     comparison, optimized, benchmarked against Keras."""
-    from portanet.reference.data import pima_csv_path
     from portanet.export import export_model
     from portanet.optimize import bench_model, optimize_model
+    from portanet.reference.data import pima_csv_path
     from portanet.report import write_report
 
     folder = tmp_path_factory.mktemp("report")
     onnx_path = folder / "pima_mlp.onnx"
     export_model(trained.path, onnx_path, layerwise=True)
-    optimized = optimize_model(onnx_path, pima_csv_path(), output=folder / "pima_mlp.opt.onnx",
-                               max_abs=0.05, min_agreement=0.97, seconds=0.3,
-                               transforms="ort,slim,int8-static")
-    bench = bench_model(optimized.output, source=trained.path, batch_sizes=[1, 32, 512],
-                        seconds=0.3)
+    optimized = optimize_model(
+        onnx_path,
+        pima_csv_path(),
+        output=folder / "pima_mlp.opt.onnx",
+        max_abs=0.05,
+        min_agreement=0.97,
+        seconds=0.3,
+        transforms="ort,slim,int8-static",
+    )
+    bench = bench_model(
+        optimized.output, source=trained.path, batch_sizes=[1, 32, 512], seconds=0.3
+    )
     bench_path = folder / "bench.json"
     bench_path.write_text(json.dumps(bench.to_dict()))
     return write_report(optimized.output, folder / "pima.report.html", bench=bench_path)
@@ -65,8 +81,14 @@ def test_report_renders_every_section_in_headless_chromium(full_report):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-                    if m.type in ("error", "warning") else None)
+            page.on(
+                "console",
+                lambda m: (
+                    problems.append(f"console {m.type}: {m.text}")
+                    if m.type in ("error", "warning")
+                    else None
+                ),
+            )
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("request", lambda r: requests.append(r.url))
             page.goto(full_report.as_uri(), wait_until="load")
@@ -81,8 +103,15 @@ def test_report_renders_every_section_in_headless_chromium(full_report):
                     assert size and size["width"] > 250 and size["height"] > 90, (section, size)
                     assert svgs.nth(i).locator("path").count() > 10  # drawn, not empty
             text = page.inner_text("body")
-            for needle in ("parity gate passed", "trained by portanet", "int8-static",
-                           "glucose", "test accuracy", "Keras p50", "base sha256"):
+            for needle in (
+                "parity gate passed",
+                "trained by portanet",
+                "int8-static",
+                "glucose",
+                "test accuracy",
+                "Keras p50",
+                "base sha256",
+            ):
                 assert needle in text, needle
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
@@ -120,9 +149,9 @@ def test_strings_from_the_model_file_are_escaped(trained, tmp_path):
 def test_bad_bench_file_exits_2(exported, tmp_path):
     bench = tmp_path / "bench.json"
     bench.write_text('{"onnx": []}')
-    result = run_cli("report", str(exported.path), "--bench", str(bench),
-                     "--output", str(tmp_path / "r.html"))
+    result = run_cli(
+        "report", str(exported.path), "--bench", str(bench), "--output", str(tmp_path / "r.html")
+    )
     assert result.returncode == 2
     assert f"{bench}: expected a bench report with an 'onnx' list" in result.stderr.decode()
     assert not (tmp_path / "r.html").exists()
-

@@ -1,7 +1,7 @@
 import json
 
-from tests.helpers import run_cli
 from portanet.runtime.doctor import environment_report
+from tests.helpers import run_cli
 
 
 def test_report_names_the_runtime_and_its_providers():

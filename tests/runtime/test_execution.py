@@ -28,7 +28,7 @@ def reference(path: Path | str, x: np.ndarray) -> np.ndarray:
     """A dynamic-batch model's output from a plain onnxruntime session, row by row."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
+    return np.concatenate([session.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])
 
 
 def rows(count: int, seed: int = 0) -> np.ndarray:
@@ -131,16 +131,22 @@ def _image_model(path: Path) -> None:
     from onnx import TensorProto, helper, numpy_helper
 
     weight = numpy_helper.from_array(
-        np.random.default_rng(0).normal(size=(8, 3, 1, 1)).astype(np.float32), "w")
-    nodes = [helper.make_node("Transpose", ["images"], ["nchw"], perm=[0, 3, 1, 2]),
-             helper.make_node("Conv", ["nchw", "w"], ["conv"]),
-             helper.make_node("Relu", ["conv"], ["relu"]),
-             helper.make_node("GlobalAveragePool", ["relu"], ["pooled"]),
-             helper.make_node("Flatten", ["pooled"], ["scores"])]
+        np.random.default_rng(0).normal(size=(8, 3, 1, 1)).astype(np.float32), "w"
+    )
+    nodes = [
+        helper.make_node("Transpose", ["images"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["nchw", "w"], ["conv"]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("GlobalAveragePool", ["relu"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["scores"]),
+    ]
     graph = helper.make_graph(
-        nodes, "images", [helper.make_tensor_value_info("images", TensorProto.FLOAT,
-                                                        ["batch", 224, 224, 3])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 8])], [weight])
+        nodes,
+        "images",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 224, 224, 3])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 8])],
+        [weight],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
@@ -162,8 +168,9 @@ def test_memory_is_bounded_by_bytes_not_rows(tmp_path):
         hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
         print(int(hwm.split()[1]) // 1024)
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          cwd=REPO, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     peak_mib = int(done.stdout.split()[-1])
     assert 616 < peak_mib < 2048, peak_mib

@@ -8,9 +8,9 @@ import onnx
 import pytest
 
 import portanet
-from tests.helpers import COMMITTED_ONNX
 from portanet.errors import ModelLoadError, UnsafeModelError
 from portanet.runtime.guard import Limits, external_locations
+from tests.helpers import COMMITTED_ONNX
 
 
 def _external_copy(folder: Path, location: str = "weights.bin") -> Path:
@@ -18,8 +18,14 @@ def _external_copy(folder: Path, location: str = "weights.bin") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     proto = onnx.load(str(COMMITTED_ONNX))
     target = folder / "model.onnx"
-    onnx.save_model(proto, str(target), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=location, size_threshold=0)
+    onnx.save_model(
+        proto,
+        str(target),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=location,
+        size_threshold=0,
+    )
     return target
 
 
@@ -81,9 +87,11 @@ def test_size_limits_are_configurable(tmp_path):
         portanet.load(path, limits=Limits(max_external_bytes=10))
 
 
-@pytest.mark.parametrize("data", [b"\x0a\xff\xff\xff\xff\x0f", b"\x08", b"\x3a\x05abc",
-                                  b"\x0f\x00"], ids=["huge-length", "truncated-varint",
-                                                     "short-payload", "group-wire-type"])
+@pytest.mark.parametrize(
+    "data",
+    [b"\x0a\xff\xff\xff\xff\x0f", b"\x08", b"\x3a\x05abc", b"\x0f\x00"],
+    ids=["huge-length", "truncated-varint", "short-payload", "group-wire-type"],
+)
 def test_malformed_protobuf_is_a_load_error(data):
     with pytest.raises(ModelLoadError, match="malformed"):
         external_locations(data)

@@ -34,16 +34,22 @@ def test_schema_and_providers(model):
     assert model.providers[-1] == "CPUExecutionProvider"
 
 
-@pytest.mark.parametrize("shape", ["array", "float64", "int", "list", "dict", "shuffled-dict",
-                                   "arrow-table", "single-row"])
+@pytest.mark.parametrize(
+    "shape",
+    ["array", "float64", "int", "list", "dict", "shuffled-dict", "arrow-table", "single-row"],
+)
 def test_every_input_form_gives_the_same_predictions(model, rows, raw, shape):
     expected = raw(rows)
     columns = {n: rows[:, i] for i, n in enumerate(PIMA_FEATURES)}
     x = {
-        "array": rows, "float64": rows.astype(np.float64), "list": rows.tolist(),
-        "int": np.round(rows).astype(np.int64), "dict": columns,
+        "array": rows,
+        "float64": rows.astype(np.float64),
+        "list": rows.tolist(),
+        "int": np.round(rows).astype(np.int64),
+        "dict": columns,
         "shuffled-dict": dict(reversed(list(columns.items()))),
-        "arrow-table": pa.table(columns), "single-row": rows[0].tolist(),
+        "arrow-table": pa.table(columns),
+        "single-row": rows[0].tolist(),
     }[shape]
     got = model.predict(x)
     if shape == "int":
@@ -69,14 +75,18 @@ def test_empty_batch_gives_empty_result(model):
     assert model.predict(np.empty((0, 8), dtype=np.float32)).shape == (0, 1)
 
 
-@pytest.mark.parametrize("x, message", [
-    (np.zeros((2, 7)), "expected size 8 on axis 1"),
-    (np.zeros((2, 8, 1)), "expected 2 dimensions"),
-    ([["a"] * 8], "expected numbers"),
-    (np.array([[1.0] * 7 + [np.nan]]), "expected finite numbers, got NaN in row 0"),
-    ({"glucose": [1.0]}, "missing"),
-    ({**{n: [1.0] for n in PIMA_FEATURES}, "outcome": [1.0]}, "unknown"),
-], ids=["width", "rank", "strings", "nan", "missing-column", "unknown-column"])
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (np.zeros((2, 7)), "expected size 8 on axis 1"),
+        (np.zeros((2, 8, 1)), "expected 2 dimensions"),
+        ([["a"] * 8], "expected numbers"),
+        (np.array([[1.0] * 7 + [np.nan]]), "expected finite numbers, got NaN in row 0"),
+        ({"glucose": [1.0]}, "missing"),
+        ({**{n: [1.0] for n in PIMA_FEATURES}, "outcome": [1.0]}, "unknown"),
+    ],
+    ids=["width", "rank", "strings", "nan", "missing-column", "unknown-column"],
+)
 def test_bad_input_is_an_input_error(model, x, message):
     with pytest.raises(InputError, match=message):
         model.predict(x)
@@ -108,16 +118,27 @@ def test_run_returns_every_output_by_name(model, rows):
     assert list(out) == ["probability"] and out["probability"].shape == (20, 1)
 
 
-@pytest.mark.parametrize("x, message", [
-    (np.array([[1, 2, 3, 4, 5, 6, 7, np.inf]]), "got inf in row 0"),
-    (np.vstack([np.ones((5, 8)), [[np.nan] * 8]]), "in row 5"),
-    (np.array([["1"] * 8], dtype=object), None),
-    (np.array([[object()] * 8], dtype=object), "expected numbers"),
-    ({"features": np.ones((2, 9))}, "expected size 8"),
-    ({n: ["x"] for n in PIMA_FEATURES}, "column 'pregnancies'"),
-    (np.ones((2, 8), dtype=np.complex64), "expected numbers"),
-], ids=["inf", "nan-later-row", "numeric-strings-in-objects", "objects", "dict-by-input-name",
-        "string-column", "complex"])
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (np.array([[1, 2, 3, 4, 5, 6, 7, np.inf]]), "got inf in row 0"),
+        (np.vstack([np.ones((5, 8)), [[np.nan] * 8]]), "in row 5"),
+        (np.array([["1"] * 8], dtype=object), None),
+        (np.array([[object()] * 8], dtype=object), "expected numbers"),
+        ({"features": np.ones((2, 9))}, "expected size 8"),
+        ({n: ["x"] for n in PIMA_FEATURES}, "column 'pregnancies'"),
+        (np.ones((2, 8), dtype=np.complex64), "expected numbers"),
+    ],
+    ids=[
+        "inf",
+        "nan-later-row",
+        "numeric-strings-in-objects",
+        "objects",
+        "dict-by-input-name",
+        "string-column",
+        "complex",
+    ],
+)
 def test_validation_table(model, x, message):
     if message is None:
         assert model.predict(x).shape == (1, 1)
@@ -164,8 +185,10 @@ def test_sixteen_threads_match_serial(chunk_rows, raw):
     model = portanet.load(COMMITTED_ONNX)
     model.chunk_rows = chunk_rows
     rng = np.random.default_rng(0)
-    batches = [rng.uniform(0, 100, size=(int(rng.integers(1, 513)), 8)).astype(np.float32)
-               for _ in range(16 * 500)]
+    batches = [
+        rng.uniform(0, 100, size=(int(rng.integers(1, 513)), 8)).astype(np.float32)
+        for _ in range(16 * 500)
+    ]
     serial = [raw(b) for b in batches]
     with ThreadPoolExecutor(16) as pool:
         parallel = list(pool.map(model.predict, batches))

@@ -6,17 +6,29 @@ from portanet.runtime.providers import resolve, usable_cpus
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 
 
-@pytest.mark.parametrize("requested, available, expected", [
-    ("auto", [CPU], [CPU]),
-    ("auto", [TRT, CUDA, CPU], [TRT, CUDA, CPU]),
-    ("auto", [CUDA, CPU], [CUDA, CPU]),
-    ("cpu", [CUDA, CPU], [CPU]),
-    ("cuda", [CPU], [CUDA, CPU]),
-    ("tensorrt", [CPU], [TRT, CPU]),
-    (["cuda", "cpu"], [CPU], [CUDA, CPU]),
-    ([CUDA], [CUDA, CPU], [CUDA, CPU]),
-], ids=["auto-cpu", "auto-trt", "auto-cuda", "cpu", "cuda-kept-to-detect", "tensorrt", "list",
-        "full-name"])
+@pytest.mark.parametrize(
+    "requested, available, expected",
+    [
+        ("auto", [CPU], [CPU]),
+        ("auto", [TRT, CUDA, CPU], [TRT, CUDA, CPU]),
+        ("auto", [CUDA, CPU], [CUDA, CPU]),
+        ("cpu", [CUDA, CPU], [CPU]),
+        ("cuda", [CPU], [CUDA, CPU]),
+        ("tensorrt", [CPU], [TRT, CPU]),
+        (["cuda", "cpu"], [CPU], [CUDA, CPU]),
+        ([CUDA], [CUDA, CPU], [CUDA, CPU]),
+    ],
+    ids=[
+        "auto-cpu",
+        "auto-trt",
+        "auto-cuda",
+        "cpu",
+        "cuda-kept-to-detect",
+        "tensorrt",
+        "list",
+        "full-name",
+    ],
+)
 def test_resolve(requested, available, expected):
     assert resolve(requested, available) == expected
 

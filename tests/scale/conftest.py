@@ -16,8 +16,16 @@ from tests.scale.ray_head import RayHead
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "models" / "pima_mlp.onnx"
-FEATURES = ["pregnancies", "glucose", "blood_pressure", "skin_thickness", "insulin", "bmi",
-            "diabetes_pedigree", "age"]
+FEATURES = [
+    "pregnancies",
+    "glucose",
+    "blood_pressure",
+    "skin_thickness",
+    "insulin",
+    "bmi",
+    "diabetes_pedigree",
+    "age",
+]
 LOW = np.array([0, 40, 20, 0, 0, 15, 0.05, 21.0])
 HIGH = np.array([15, 200, 120, 60, 600, 60, 2.5, 80.0])
 
@@ -37,12 +45,19 @@ def require_ray() -> None:
     pytest.skip("ray[data] is not installed (pip install -e '.[ray]')", allow_module_level=True)
 
 
-def run_portanet(*args: str, env: dict[str, str] | None = None,
-                 timeout: float = 300) -> subprocess.CompletedProcess:
+def run_portanet(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """``python -m portanet ARGS`` in a real subprocess (text output)."""
     full = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "portanet", *args], capture_output=True,
-                          text=True, cwd=REPO, env=full, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "portanet", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=full,
+        timeout=timeout,
+    )
 
 
 def features(rows: int, seed: int) -> np.ndarray:
@@ -86,8 +101,9 @@ def local_predictions(paths: list[Path], out: Path) -> dict[str, np.ndarray]:
     tables = []
     for path in paths:
         target = out / f"{path.stem}.parquet"
-        done = run_portanet("infer", str(MODEL), str(path), "--output", str(target),
-                            "--keep-columns", "id")
+        done = run_portanet(
+            "infer", str(MODEL), str(path), "--output", str(target), "--keep-columns", "id"
+        )
         assert done.returncode == 0, done.stderr
         tables.append(pq.read_table(target))
     return sorted_by_id(pa.concat_tables(tables))

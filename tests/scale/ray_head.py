@@ -48,26 +48,54 @@ class RayHead:
         self.log = self.temp_dir / "head.log"
         #: What a driver needs to reach this head: loopback only, and its private token (so
         #: that Ray writes no ~/.ray/auth_token).
-        self.env = {**LOOPBACK_ENV, "RAY_AUTH_MODE": "token",
-                    "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+        self.env = {
+            **LOOPBACK_ENV,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        }
         low = random.randrange(20000, 29000, 100)
-        args = [_ray_executable(), "start", "--head", "--block",
-                "--node-ip-address", "127.0.0.1", "--port", str(self.port),
-                "--num-cpus", str(num_cpus), "--temp-dir", str(self.temp_dir),
-                "--include-dashboard", "false", "--disable-usage-stats",
-                "--node-manager-port", str(free_port()),
-                "--object-manager-port", str(free_port()),
-                "--ray-client-server-port", str(free_port()),
-                "--dashboard-agent-listen-port", str(free_port()),
-                "--dashboard-agent-grpc-port", str(free_port()),
-                "--runtime-env-agent-port", str(free_port()),
-                "--metrics-export-port", str(free_port()),
-                "--min-worker-port", str(low), "--max-worker-port", str(low + 99),
-                "--object-store-memory", str(1 << 30)]
+        args = [
+            _ray_executable(),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--num-cpus",
+            str(num_cpus),
+            "--temp-dir",
+            str(self.temp_dir),
+            "--include-dashboard",
+            "false",
+            "--disable-usage-stats",
+            "--node-manager-port",
+            str(free_port()),
+            "--object-manager-port",
+            str(free_port()),
+            "--ray-client-server-port",
+            str(free_port()),
+            "--dashboard-agent-listen-port",
+            str(free_port()),
+            "--dashboard-agent-grpc-port",
+            str(free_port()),
+            "--runtime-env-agent-port",
+            str(free_port()),
+            "--metrics-export-port",
+            str(free_port()),
+            "--min-worker-port",
+            str(low),
+            "--max-worker-port",
+            str(low + 99),
+            "--object-store-memory",
+            str(1 << 30),
+        ]
         env = {**os.environ, **self.env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         self.sid = self.process.pid  # start_new_session: the session id is the leader's pid
         try:
             self._wait_ready(timeout)
@@ -79,8 +107,10 @@ class RayHead:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"ray start --head exited with {self.process.returncode}: "
-                                   f"{self.log.read_text(errors='replace')[-2000:]}")
+                raise RuntimeError(
+                    f"ray start --head exited with {self.process.returncode}: "
+                    f"{self.log.read_text(errors='replace')[-2000:]}"
+                )
             if b"Ray runtime started" in self.log.read_bytes():
                 try:
                     with socket.create_connection(("127.0.0.1", self.port), timeout=1):
@@ -88,8 +118,10 @@ class RayHead:
                 except OSError:
                     pass
             time.sleep(0.2)
-        raise RuntimeError(f"the Ray head did not start within {timeout:.0f} s: "
-                           f"{self.log.read_text(errors='replace')[-2000:]}")
+        raise RuntimeError(
+            f"the Ray head did not start within {timeout:.0f} s: "
+            f"{self.log.read_text(errors='replace')[-2000:]}"
+        )
 
     def session_pids(self) -> list[int]:
         """Processes of this head's session (the head, its daemons and its workers)."""

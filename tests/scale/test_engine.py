@@ -15,16 +15,34 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tests.scale.conftest import (FEATURES, MODEL, REPO, features, local_predictions,
-                                  read_folder, require_ray, run_portanet, write_inputs)
+from tests.scale.conftest import (
+    FEATURES,
+    MODEL,
+    REPO,
+    features,
+    local_predictions,
+    read_folder,
+    require_ray,
+    run_portanet,
+    write_inputs,
+)
 from tests.scale.ray_head import free_port
 
 require_ray()
 
 
 def _ray_infer(head, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return run_portanet("infer", str(MODEL), *args, "--engine", "ray", "--address",
-                        head.address, env=head.env, timeout=timeout)
+    return run_portanet(
+        "infer",
+        str(MODEL),
+        *args,
+        "--engine",
+        "ray",
+        "--address",
+        head.address,
+        env=head.env,
+        timeout=timeout,
+    )
 
 
 def _assert_same(ray_rows: dict, local_rows: dict) -> None:
@@ -34,11 +52,20 @@ def _assert_same(ray_rows: dict, local_rows: dict) -> None:
     np.testing.assert_array_equal(ray_rows["label"], local_rows["label"])
 
 
-def test_two_million_rows_match_the_local_engine(ray_head, big_inputs, big_reference,
-                                                 tmp_path: Path):
+def test_two_million_rows_match_the_local_engine(
+    ray_head, big_inputs, big_reference, tmp_path: Path
+):
     out = tmp_path / "predictions"
-    done = _ray_infer(ray_head, *map(str, big_inputs), "--output", str(out),
-                      "--keep-columns", "id", "--workers", "2")
+    done = _ray_infer(
+        ray_head,
+        *map(str, big_inputs),
+        "--output",
+        str(out),
+        "--keep-columns",
+        "id",
+        "--workers",
+        "2",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"wrote 2000000 predictions from {len(big_inputs)} files to {out}" in done.stderr
     assert (out / "_SUCCESS").exists()
@@ -48,16 +75,39 @@ def test_two_million_rows_match_the_local_engine(ray_head, big_inputs, big_refer
     assert len(list(out.glob("*.parquet"))) >= 2  # written by Ray Data, not gathered here
 
 
-def test_a_killed_worker_is_replaced_and_every_row_is_written_once(ray_head, big_inputs,
-                                                                    big_reference,
-                                                                    tmp_path: Path):
+def test_a_killed_worker_is_replaced_and_every_row_is_written_once(
+    ray_head, big_inputs, big_reference, tmp_path: Path
+):
     out = tmp_path / "predictions"
-    args = [sys.executable, "-m", "portanet", "infer", str(MODEL), str(big_inputs[0].parent),
-            "--output", str(out), "--keep-columns", "id", "--engine", "ray", "--address",
-            ray_head.address, "--workers", "2", "--rows-per-batch", "8192"]
+    args = [
+        sys.executable,
+        "-m",
+        "portanet",
+        "infer",
+        str(MODEL),
+        str(big_inputs[0].parent),
+        "--output",
+        str(out),
+        "--keep-columns",
+        "id",
+        "--engine",
+        "ray",
+        "--address",
+        ray_head.address,
+        "--workers",
+        "2",
+        "--rows-per-batch",
+        "8192",
+    ]
     before = set(ray_head.worker_pids("MapWorker"))
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, cwd=REPO, env={**os.environ, **ray_head.env})
+    process = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **ray_head.env},
+    )
     killed = None
     try:
         deadline = time.monotonic() + 120
@@ -86,10 +136,9 @@ def _bad_inputs(folder: Path) -> tuple[Path, Path]:
     folder.mkdir()
     values = features(200, seed=3)
     csv_columns = {"id": np.arange(200)}
-    csv_columns.update({n: values[:, j].astype(str).astype(object)
-                        for j, n in enumerate(FEATURES)})
-    csv_columns["glucose"][38] = "high"   # data row 39 = line 40 (after the header)
-    csv_columns["bmi"][88] = ""           # line 90
+    csv_columns.update({n: values[:, j].astype(str).astype(object) for j, n in enumerate(FEATURES)})
+    csv_columns["glucose"][38] = "high"  # data row 39 = line 40 (after the header)
+    csv_columns["bmi"][88] = ""  # line 90
     csv_path = folder / "visits.csv"
     pacsv.write_csv(pa.table(csv_columns), csv_path)
     parquet_values = features(200, seed=4)
@@ -101,62 +150,83 @@ def _bad_inputs(folder: Path) -> tuple[Path, Path]:
     return csv_path, parquet_path
 
 
-def test_a_bad_value_fails_naming_file_and_line_and_leaves_no_output(ray_head,
-                                                                     tmp_path: Path):
+def test_a_bad_value_fails_naming_file_and_line_and_leaves_no_output(ray_head, tmp_path: Path):
     csv_path, parquet_path = _bad_inputs(tmp_path / "in")
     out = tmp_path / "predictions"
     done = _ray_infer(ray_head, str(csv_path), "--output", str(out), "--keep-columns", "id")
     assert done.returncode == 2, done.stderr[-3000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: {csv_path}: line 40, column 'glucose': expected a number, got "
-                      f"'high'; nothing was written"]
+    assert errors == [
+        f"error: {csv_path}: line 40, column 'glucose': expected a number, got "
+        f"'high'; nothing was written"
+    ]
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # no staging folder left
 
     done = _ray_infer(ray_head, str(parquet_path), "--output", str(out))
     assert done.returncode == 2
-    assert (f"error: {parquet_path}: row 7, column 'age': expected a finite number, got nan"
-            in done.stderr)
+    assert (
+        f"error: {parquet_path}: row 7, column 'age': expected a finite number, got nan"
+        in done.stderr
+    )
     assert not out.exists()
 
 
 def test_skip_writes_bad_rows_aside_and_predicts_the_rest(ray_head, tmp_path: Path):
     csv_path, parquet_path = _bad_inputs(tmp_path / "in")
     out = tmp_path / "predictions"
-    done = _ray_infer(ray_head, str(tmp_path / "in"), "--output", str(out), "--keep-columns",
-                      "id", "--on-error", "skip", "--format", "parquet")
+    done = _ray_infer(
+        ray_head,
+        str(tmp_path / "in"),
+        "--output",
+        str(out),
+        "--keep-columns",
+        "id",
+        "--on-error",
+        "skip",
+        "--format",
+        "parquet",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     rejected_dir = tmp_path / "predictions.rejected"
     assert f"wrote 397 predictions from 2 files to {out}" in done.stderr
-    assert f"skipped 3 rows with bad values: written with their reasons to {rejected_dir}" \
+    assert (
+        f"skipped 3 rows with bad values: written with their reasons to {rejected_dir}"
         in done.stderr
+    )
     import pyarrow.dataset as pads
 
     rejected = pads.dataset(str(rejected_dir), format="parquet").to_table().sort_by("id")
     assert rejected.column("id").to_pylist() == [38, 88, 1006]
-    assert rejected.column("file").to_pylist() == [str(csv_path), str(csv_path),
-                                                   str(parquet_path)]
+    assert rejected.column("file").to_pylist() == [str(csv_path), str(csv_path), str(parquet_path)]
     assert rejected.column("row").to_pylist() == [40, 90, 7]
     assert rejected.column("reason").to_pylist() == [
         "column 'glucose': expected a number, got 'high'",
         "column 'bmi': expected a number, got an empty value",
-        "column 'age': expected a finite number, got nan"]
+        "column 'age': expected a finite number, got nan",
+    ]
     rows = read_folder(out)
     good = sorted(set(range(200)) - {38, 88}) + sorted(set(range(1000, 1200)) - {1006})
     assert rows["id"].tolist() == good
     # The good rows get exactly the local engine's answers (local run on the clean rows).
     clean = tmp_path / "clean"
     clean.mkdir()
-    table = pacsv.read_csv(csv_path, convert_options=pacsv.ConvertOptions(
-        column_types={n: pa.string() for n in FEATURES}))
+    table = pacsv.read_csv(
+        csv_path,
+        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in FEATURES}),
+    )
     keep = [i for i in range(200) if i not in (38, 88)]
     table = table.take(keep)
-    table = pa.table({"id": table.column("id"), **{
-        n: table.column(n).cast(pa.float32()) for n in FEATURES}})
+    table = pa.table(
+        {"id": table.column("id"), **{n: table.column(n).cast(pa.float32()) for n in FEATURES}}
+    )
     pq.write_table(table, clean / "visits.parquet")
-    pq.write_table(pq.read_table(parquet_path).filter(
-        pa.compute.not_equal(pq.read_table(parquet_path).column("id"), 1006)),
-        clean / "clinic.parquet")
+    pq.write_table(
+        pq.read_table(parquet_path).filter(
+            pa.compute.not_equal(pq.read_table(parquet_path).column("id"), 1006)
+        ),
+        clean / "clinic.parquet",
+    )
     reference = local_predictions(sorted(clean.glob("*.parquet")), tmp_path / "local")
     np.testing.assert_array_equal(rows["id"], reference["id"])
     np.testing.assert_array_equal(rows["probability"], reference["probability"])
@@ -167,11 +237,23 @@ def test_no_cluster_at_the_address_is_one_line_and_exit_2(tmp_path: Path):
     address = f"127.0.0.1:{free_port()}"
     csv_path = write_inputs(tmp_path / "in", 10, 1)[0]
     started = time.monotonic()
-    done = run_portanet("infer", str(MODEL), str(csv_path), "--engine", "ray", "--address",
-                        address, "--output", str(tmp_path / "out"), timeout=60)
+    done = run_portanet(
+        "infer",
+        str(MODEL),
+        str(csv_path),
+        "--engine",
+        "ray",
+        "--address",
+        address,
+        "--output",
+        str(tmp_path / "out"),
+        timeout=60,
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert lines == [f"error: no Ray cluster at {address}: expected a Ray head listening there,"
-                     f" got Connection refused"]
+    assert lines == [
+        f"error: no Ray cluster at {address}: expected a Ray head listening there,"
+        f" got Connection refused"
+    ]
     assert time.monotonic() - started < 60
     assert not (tmp_path / "out").exists()

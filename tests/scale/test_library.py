@@ -12,8 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.scale.conftest import (MODEL, REPO, local_predictions, require_ray, read_folder,
-                                  run_portanet, sorted_by_id, write_inputs)
+from tests.scale.conftest import (
+    MODEL,
+    REPO,
+    local_predictions,
+    read_folder,
+    require_ray,
+    run_portanet,
+    sorted_by_id,
+    write_inputs,
+)
 
 require_ray()
 
@@ -37,9 +45,14 @@ def test_predict_dataset_inside_a_users_pipeline(ray_head, tmp_path: Path):
     script = tmp_path / "pipeline.py"
     script.write_text(textwrap.dedent(PIPELINE))
     out = tmp_path / "predictions"
-    done = subprocess.run([sys.executable, str(script), ray_head.address, str(MODEL), str(out),
-                           *map(str, files)], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, **ray_head.env}, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(script), ray_head.address, str(MODEL), str(out), *map(str, files)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **ray_head.env},
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = read_folder(out)
     reference = local_predictions(files, tmp_path / "local")
@@ -62,9 +75,11 @@ def _session_pids(sid: int) -> list[int]:
 def test_without_address_a_local_cluster_is_started_and_stopped(tmp_path: Path):
     inputs = write_inputs(tmp_path / "in", 3_000, 2)  # one Parquet, one CSV
     jsonl = tmp_path / "in" / "more.jsonl"
-    jsonl.write_text('{"id": 5000, "pregnancies": 6, "glucose": 148, "blood_pressure": 72, '
-                     '"skin_thickness": 35, "insulin": 0, "bmi": 33.6, '
-                     '"diabetes_pedigree": 0.627, "age": 50}\n')
+    jsonl.write_text(
+        '{"id": 5000, "pregnancies": 6, "glucose": 148, "blood_pressure": 72, '
+        '"skin_thickness": 35, "insulin": 0, "bmi": 33.6, '
+        '"diabetes_pedigree": 0.627, "age": 50}\n'
+    )
     home = tmp_path / "home"
     home.mkdir()
     out = tmp_path / "predictions"
@@ -72,10 +87,29 @@ def test_without_address_a_local_cluster_is_started_and_stopped(tmp_path: Path):
     for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         env.pop(name, None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "portanet", "infer", str(MODEL), str(tmp_path / "in"),
-         "--engine", "ray", "--output", str(out), "--keep-columns", "id", "--format", "csv"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "portanet",
+            "infer",
+            str(MODEL),
+            str(tmp_path / "in"),
+            "--engine",
+            "ray",
+            "--output",
+            str(out),
+            "--keep-columns",
+            "id",
+            "--format",
+            "csv",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+    )
     try:
         _, stderr = process.communicate(timeout=300)
         deadline = time.monotonic() + 20
@@ -98,8 +132,7 @@ def test_without_address_a_local_cluster_is_started_and_stopped(tmp_path: Path):
     import pyarrow.parquet as pq
 
     pq.write_table(pajson.read_json(jsonl), tmp_path / "one" / "more.parquet")
-    reference = local_predictions([*inputs, tmp_path / "one" / "more.parquet"],
-                                  tmp_path / "local")
+    reference = local_predictions([*inputs, tmp_path / "one" / "more.parquet"], tmp_path / "local")
     np.testing.assert_array_equal(rows["id"], reference["id"])
     np.testing.assert_allclose(rows["probability"], reference["probability"], rtol=1e-6)
     np.testing.assert_array_equal(rows["label"], reference["label"])
@@ -112,12 +145,13 @@ def test_the_local_engine_never_imports_ray(tmp_path: Path):
         from portanet.cli import app
         try:
             app(["infer", {str(MODEL)!r}, {str(csv_path)!r}, "--output",
-                 {str(tmp_path / 'p.parquet')!r}], standalone_mode=False)
+                 {str(tmp_path / "p.parquet")!r}], standalone_mode=False)
         finally:
             print(sorted(m for m in sys.modules if m == "ray" or m.startswith("ray.")))
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "p.parquet").exists()
@@ -127,5 +161,6 @@ def test_ray_engine_needs_an_output_folder(tmp_path: Path):
     csv_path = write_inputs(tmp_path, 10, 1)[0]
     done = run_portanet("infer", str(MODEL), str(csv_path), "--engine", "ray")
     assert done.returncode == 2
-    assert done.stderr.strip() == ("error: --engine ray writes a folder of files: expected "
-                                   "--output FOLDER, got none")
+    assert done.stderr.strip() == (
+        "error: --engine ray writes a folder of files: expected --output FOLDER, got none"
+    )

@@ -5,8 +5,8 @@ models built with the onnx package."""
 from __future__ import annotations
 
 import http.client
-import json
 import importlib
+import json
 import os
 import re
 import signal
@@ -38,9 +38,25 @@ class Server:
     def __init__(self, model: Path, *args: str, ready_timeout: float = 60) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "portanet", "serve", str(model), "--host", "127.0.0.1",
-             "--port", "0", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env=env, cwd=REPO, start_new_session=True, text=True)
+            [
+                sys.executable,
+                "-m",
+                "portanet",
+                "serve",
+                str(model),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                *args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+            text=True,
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -49,8 +65,9 @@ class Server:
         while not self.port:
             if self.process.poll() is not None:
                 self._reader.join(5)
-                raise AssertionError(f"server exited {self.process.returncode}: "
-                                     f"{''.join(self.lines)}")
+                raise AssertionError(
+                    f"server exited {self.process.returncode}: {''.join(self.lines)}"
+                )
             if time.monotonic() > deadline:
                 self.stop()
                 raise AssertionError(f"server not up in {ready_timeout} s: {self.lines}")
@@ -66,23 +83,36 @@ class Server:
         for line in self.process.stderr:
             self.lines.append(line)
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
         """One HTTP request on a fresh connection."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             response = conn.getresponse()
-            return (response.status, {k.lower(): v for k, v in response.getheaders()},
-                    response.read())
+            return (
+                response.status,
+                {k.lower(): v for k, v in response.getheaders()},
+                response.read(),
+            )
         finally:
             conn.close()
 
-    def infer(self, model: str, doc: dict | bytes, headers: dict[str, str] | None = None
-              ) -> tuple[int, dict]:
+    def infer(
+        self, model: str, doc: dict | bytes, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict]:
         body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
-        status, _, payload = self.request("POST", f"/v2/models/{model}/infer", body,
-                                          {"Content-Type": "application/json", **(headers or {})})
+        status, _, payload = self.request(
+            "POST",
+            f"/v2/models/{model}/infer",
+            body,
+            {"Content-Type": "application/json", **(headers or {})},
+        )
         return status, json.loads(payload) if payload else {}
 
     def metric(self, name: str, **labels: str) -> float:
@@ -92,7 +122,7 @@ class Server:
         for line in text.decode().splitlines():
             if line.startswith(name):
                 head, _, value = line.rpartition(" ")
-                found = head[len(name):]
+                found = head[len(name) :]
                 parts = ",".join(sorted(found.strip("{}").split(","))) if found else ""
                 if parts == want:
                     return float(value)
@@ -175,43 +205,55 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     w = numpy_helper.from_array(rng.normal(size=(3, 4)).astype(np.float32), "w")
     multi = helper.make_graph(
-        [helper.make_node("MatMul", ["a", "w"], ["mixed"]),
-         helper.make_node("Cast", ["b"], ["b_float"], to=TensorProto.FLOAT),
-         helper.make_node("ReduceSum", ["b_float"], ["b_sum"], keepdims=1),
-         helper.make_node("Add", ["mixed", "b_sum"], ["scores"]),
-         helper.make_node("ArgMax", ["scores"], ["best"], axis=1, keepdims=0),
-         helper.make_node("Sigmoid", ["scores"], ["gate"])],
+        [
+            helper.make_node("MatMul", ["a", "w"], ["mixed"]),
+            helper.make_node("Cast", ["b"], ["b_float"], to=TensorProto.FLOAT),
+            helper.make_node("ReduceSum", ["b_float"], ["b_sum"], keepdims=1),
+            helper.make_node("Add", ["mixed", "b_sum"], ["scores"]),
+            helper.make_node("ArgMax", ["scores"], ["best"], axis=1, keepdims=0),
+            helper.make_node("Sigmoid", ["scores"], ["gate"]),
+        ],
         "multi",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", 3]),
-         helper.make_tensor_value_info("b", TensorProto.INT64, ["batch", 2])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 4]),
-         helper.make_tensor_value_info("best", TensorProto.INT64, ["batch"]),
-         helper.make_tensor_value_info("gate", TensorProto.FLOAT, ["batch", 4])],
-        [w])
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", 3]),
+            helper.make_tensor_value_info("b", TensorProto.INT64, ["batch", 2]),
+        ],
+        [
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 4]),
+            helper.make_tensor_value_info("best", TensorProto.INT64, ["batch"]),
+            helper.make_tensor_value_info("gate", TensorProto.FLOAT, ["batch", 4]),
+        ],
+        [w],
+    )
     save(multi, "multi")
 
     k1 = numpy_helper.from_array(rng.normal(size=(8, 3, 3, 3)).astype(np.float32) * 0.3, "k1")
     k2 = numpy_helper.from_array(rng.normal(size=(16, 8, 3, 3)).astype(np.float32) * 0.2, "k2")
     dense = numpy_helper.from_array(rng.normal(size=(16, 5)).astype(np.float32), "dense")
     image = helper.make_graph(
-        [helper.make_node("Transpose", ["pixels"], ["nchw"], perm=[0, 3, 1, 2]),
-         helper.make_node("Conv", ["nchw", "k1"], ["c1"], pads=[1, 1, 1, 1]),
-         helper.make_node("Relu", ["c1"], ["r1"]),
-         helper.make_node("Conv", ["r1", "k2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
-         helper.make_node("Relu", ["c2"], ["r2"]),
-         helper.make_node("GlobalAveragePool", ["r2"], ["pooled"]),
-         helper.make_node("Flatten", ["pooled"], ["flat"]),
-         helper.make_node("MatMul", ["flat", "dense"], ["logits"]),
-         helper.make_node("Softmax", ["logits"], ["classes"], axis=1)],
+        [
+            helper.make_node("Transpose", ["pixels"], ["nchw"], perm=[0, 3, 1, 2]),
+            helper.make_node("Conv", ["nchw", "k1"], ["c1"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c1"], ["r1"]),
+            helper.make_node("Conv", ["r1", "k2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+            helper.make_node("Relu", ["c2"], ["r2"]),
+            helper.make_node("GlobalAveragePool", ["r2"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "dense"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["classes"], axis=1),
+        ],
         "image",
         [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", 16, 16, 3])],
         [helper.make_tensor_value_info("classes", TensorProto.FLOAT, ["batch", 5])],
-        [k1, k2, dense])
+        [k1, k2, dense],
+    )
     save(image, "image")
 
     fixed = helper.make_graph(
-        [helper.make_node("Mul", ["x", "x"], ["squared"])], "fixed",
+        [helper.make_node("Mul", ["x", "x"], ["squared"])],
+        "fixed",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
-        [helper.make_tensor_value_info("squared", TensorProto.FLOAT, [2, 4])])
+        [helper.make_tensor_value_info("squared", TensorProto.FLOAT, [2, 4])],
+    )
     save(fixed, "fixed")
     return folder

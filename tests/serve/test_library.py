@@ -51,8 +51,13 @@ print(json.dumps({{"answers": [[s, json.loads(b)] for s, b in answers], "metrics
 
 def test_create_app_answers_in_process_and_imports_no_export_side(pima):
     rows = pima_rows(3, seed=21)
-    result = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(rows.tolist())],
-                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, json.dumps(rows.tolist())],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["heavy"] == []
@@ -69,12 +74,15 @@ def test_create_app_answers_in_process_and_imports_no_export_side(pima):
 
 
 def test_cli_help_does_not_import_the_server():
-    code = ("import sys; from portanet.cli import app; import typer.testing as t; "
-            "r = t.CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
-            "assert 'serve' in r.output; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('uvicorn', 'prometheus_client', 'orjson') or m.startswith('portanet.serve')))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=REPO, timeout=120)
+    code = (
+        "import sys; from portanet.cli import app; import typer.testing as t; "
+        "r = t.CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+        "assert 'serve' in r.output; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('uvicorn', 'prometheus_client', 'orjson') or m.startswith('portanet.serve')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -20,8 +20,9 @@ from tests.serve.conftest import PIMA, need_module, pima_rows
 httpclient = need_module("tritonclient.http")
 
 
-def _load(server, model: str, input_name: str, batches: list[np.ndarray], output: str,
-          clients: int) -> list[np.ndarray]:
+def _load(
+    server, model: str, input_name: str, batches: list[np.ndarray], output: str, clients: int
+) -> list[np.ndarray]:
     """Send every batch through the Triton client (its asyncio flavour), ``clients`` requests
     in flight at once, each client sending its next request when its answer is in."""
     aio = need_module("tritonclient.http.aio")
@@ -30,6 +31,7 @@ def _load(server, model: str, input_name: str, batches: list[np.ndarray], output
     async def main() -> None:
         client = aio.InferenceServerClient(server.url, conn_limit=clients)
         try:
+
             async def worker(start: int) -> None:
                 for index in range(start, len(batches), clients):
                     batch = batches[index]
@@ -53,8 +55,11 @@ def test_pima_under_load_equals_predict(start_server, pima, batch_size):
     total = 3000 if batch_size == "64" else 1000
     batches = [pima_rows(int(rng.integers(1, 4)), seed=i) for i in range(total)]
     answers = _load(server, "pima_mlp", "features", batches, "probability", clients=64)
-    wrong = [i for i, (b, a) in enumerate(zip(batches, answers))
-             if not np.array_equal(a, pima.predict(b))]
+    wrong = [
+        i
+        for i, (b, a) in enumerate(zip(batches, answers))
+        if not np.array_equal(a, pima.predict(b))
+    ]
     assert wrong == []
     assert server.metric("portanet_requests_total", model="pima_mlp", code="200") == total
     assert server.metric("portanet_errors_total", model="pima_mlp", code="400") == 0
@@ -92,11 +97,22 @@ def test_sigterm_during_load_loses_no_accepted_request(start_server, pima):
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
         for n in range(5000):  # bounded, and stopped by the first 503 or closed connection
             rows = pima_rows(1 + (index + n) % 3, seed=index * 10000 + n)
-            body = json.dumps({"inputs": [{"name": "features", "shape": list(rows.shape),
-                                           "datatype": "FP32", "data": rows.tolist()}]})
+            body = json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "features",
+                            "shape": list(rows.shape),
+                            "datatype": "FP32",
+                            "data": rows.tolist(),
+                        }
+                    ]
+                }
+            )
             try:
-                conn.request("POST", "/v2/models/pima_mlp/infer", body,
-                             {"Content-Type": "application/json"})
+                conn.request(
+                    "POST", "/v2/models/pima_mlp/infer", body, {"Content-Type": "application/json"}
+                )
                 response = conn.getresponse()
                 status, payload = response.status, response.read()
             except (ConnectionError, http.client.HTTPException, OSError) as exc:
@@ -128,10 +144,13 @@ def test_sigterm_during_load_loses_no_accepted_request(start_server, pima):
     assert int(drain.group(1)) > 0  # and some were in flight when SIGTERM came
     for rows, payload in ok:
         data = json.loads(payload)["outputs"][0]["data"]
-        assert np.array_equal(np.asarray(data, dtype=np.float32).reshape(-1, 1),
-                              pima.predict(rows))
-    assert set(failures) <= {"RemoteDisconnected", "ConnectionResetError", "BrokenPipeError",
-                             "ConnectionRefusedError"}
+        assert np.array_equal(np.asarray(data, dtype=np.float32).reshape(-1, 1), pima.predict(rows))
+    assert set(failures) <= {
+        "RemoteDisconnected",
+        "ConnectionResetError",
+        "BrokenPipeError",
+        "ConnectionRefusedError",
+    }
 
 
 def test_workers_share_the_port_and_drain(start_server, pima):

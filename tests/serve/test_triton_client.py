@@ -19,12 +19,16 @@ def client(pima_server):
     client.close()
 
 
-def _pima_infer(client, rows: np.ndarray, *, binary_in: bool, binary_out: bool | None,
-                request_id: str = ""):
+def _pima_infer(
+    client, rows: np.ndarray, *, binary_in: bool, binary_out: bool | None, request_id: str = ""
+):
     tensor = httpclient.InferInput("features", list(rows.shape), "FP32")
     tensor.set_data_from_numpy(rows, binary_data=binary_in)
-    outputs = None if binary_out is None else [
-        httpclient.InferRequestedOutput("probability", binary_data=binary_out)]
+    outputs = (
+        None
+        if binary_out is None
+        else [httpclient.InferRequestedOutput("probability", binary_data=binary_out)]
+    )
     return client.infer("pima_mlp", [tensor], outputs=outputs, request_id=request_id)
 
 
@@ -53,13 +57,16 @@ def test_model_metadata_comes_from_the_schema(client, pima):
 
 
 @pytest.mark.parametrize("count", [1, 7, 1000])
-@pytest.mark.parametrize("binary_in,binary_out", [(False, False), (True, True), (True, None),
-                                                  (False, True)],
-                         ids=["json", "binary", "binary-default-outputs", "json-in-binary-out"])
+@pytest.mark.parametrize(
+    "binary_in,binary_out",
+    [(False, False), (True, True), (True, None), (False, True)],
+    ids=["json", "binary", "binary-default-outputs", "json-in-binary-out"],
+)
 def test_infer_equals_predict_bit_for_bit(client, pima, count, binary_in, binary_out):
     rows = pima_rows(count, seed=count)
-    result = _pima_infer(client, rows, binary_in=binary_in, binary_out=binary_out,
-                         request_id=f"req-{count}")
+    result = _pima_infer(
+        client, rows, binary_in=binary_in, binary_out=binary_out, request_id=f"req-{count}"
+    )
     got = result.as_numpy("probability")
     expected = pima.predict(rows)
     assert got.dtype == np.float32 and got.shape == (count, 1)
@@ -77,8 +84,9 @@ def test_fp64_and_int_inputs_convert_as_predict_does(client, pima):
     ints = np.round(rows).astype(np.int32)
     tensor = httpclient.InferInput("features", [5, 8], "INT32")
     tensor.set_data_from_numpy(ints)
-    assert np.array_equal(client.infer("pima_mlp", [tensor]).as_numpy("probability"),
-                          pima.predict(ints))
+    assert np.array_equal(
+        client.infer("pima_mlp", [tensor]).as_numpy("probability"), pima.predict(ints)
+    )
 
 
 def test_feature_columns_as_inputs(client, pima):
@@ -122,19 +130,25 @@ def test_folder_serves_every_model_and_outputs_selection(multi_server, model_dir
     rng = np.random.default_rng(5)
     a = rng.normal(size=(7, 3)).astype(np.float32)
     b = rng.integers(-5, 5, size=(7, 2)).astype(np.int64)
-    inputs = [httpclient.InferInput("a", [7, 3], "FP32"), httpclient.InferInput("b", [7, 2],
-                                                                               "INT64")]
+    inputs = [
+        httpclient.InferInput("a", [7, 3], "FP32"),
+        httpclient.InferInput("b", [7, 2], "INT64"),
+    ]
     inputs[0].set_data_from_numpy(a)
     inputs[1].set_data_from_numpy(b, binary_data=False)
     expected = model.run({"a": a, "b": b})
     everything = client.infer("multi", inputs)
-    assert {o["name"] for o in everything.get_response()["outputs"]} == {"scores", "best",
-                                                                        "gate"}
+    assert {o["name"] for o in everything.get_response()["outputs"]} == {"scores", "best", "gate"}
     for name in ("scores", "best", "gate"):
         assert np.array_equal(everything.as_numpy(name), expected[name])
-    chosen = client.infer("multi", inputs, outputs=[
-        httpclient.InferRequestedOutput("best", binary_data=False),
-        httpclient.InferRequestedOutput("gate", binary_data=True)])
+    chosen = client.infer(
+        "multi",
+        inputs,
+        outputs=[
+            httpclient.InferRequestedOutput("best", binary_data=False),
+            httpclient.InferRequestedOutput("gate", binary_data=True),
+        ],
+    )
     response = chosen.get_response()
     assert [o["name"] for o in response["outputs"]] == ["best", "gate"]
     assert response["outputs"][0]["datatype"] == "INT64" and "data" in response["outputs"][0]

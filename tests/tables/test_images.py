@@ -65,8 +65,7 @@ def test_glob_file_list_and_other_formats_give_the_same_answers(digits, tmp_path
     listed = [json.loads(line) for line in (tmp_path / "list.jsonl").read_text().splitlines()]
     globbed = [json.loads(line) for line in (tmp_path / "glob.jsonl").read_text().splitlines()]
     lossless = [json.loads(line) for line in (tmp_path / "webp.jsonl").read_text().splitlines()]
-    assert [r["probability_digit 3"] for r in listed] == [r["probability_digit 3"]
-                                                          for r in globbed]
+    assert [r["probability_digit 3"] for r in listed] == [r["probability_digit 3"] for r in globbed]
     assert [r["label"] for r in lossless] == [r["label"] for r in listed[:3]]
 
 
@@ -112,8 +111,16 @@ def test_teachable_machine_shaped_model_with_labels_txt(tmp_path):
     from PIL import Image
 
     (tmp_path / "labels.txt").write_text("0 Cat\n1 Dog\n")
-    result = run_cli("export", str(STANDIN_TEACHABLE), "--output", str(tmp_path / "tm.onnx"),
-                     "--labels", str(tmp_path / "labels.txt"), "--image-range", "-1..1")
+    result = run_cli(
+        "export",
+        str(STANDIN_TEACHABLE),
+        "--output",
+        str(tmp_path / "tm.onnx"),
+        "--labels",
+        str(tmp_path / "labels.txt"),
+        "--image-range",
+        "-1..1",
+    )
     assert result.returncode == 0, result.stderr.decode()
     schema = portanet.load(tmp_path / "tm.onnx").schema
     assert schema.labels == ("Cat", "Dog") and schema.images
@@ -138,10 +145,12 @@ def test_teachable_machine_mobilenetv2_is_detected_as_minus_one_to_one():
     from portanet.export.convert.keras_to_onnx import keras_signature, trace_keras
     from portanet.export.recorded import image_specs
 
-    base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35,
-                                          include_top=False, weights=None, pooling="avg")
-    head = keras.Sequential([keras.Input((base.output_shape[-1],)),
-                             keras.layers.Dense(2, activation="softmax")])
+    base = keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None, pooling="avg"
+    )
+    head = keras.Sequential(
+        [keras.Input((base.output_shape[-1],)), keras.layers.Dense(2, activation="softmax")]
+    )
     model = keras.Sequential([keras.Input((32, 32, 3)), base, head])
     specs, _ = keras_signature(model)
     trace = trace_keras(model, specs)[1]
@@ -178,23 +187,46 @@ def test_memory_is_bounded_by_bytes_for_1024_large_images(tmp_path):
     from tests.helpers import REPO
 
     keras.utils.set_random_seed(5)
-    model = keras.Sequential([keras.Input((224, 224, 3)), keras.layers.Rescaling(1 / 255),
-                              keras.layers.AveragePooling2D(16), keras.layers.Flatten(),
-                              keras.layers.Dense(3, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((224, 224, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.AveragePooling2D(16),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     onnx_file = export(model, tmp_path / "big.onnx")
     rng = np.random.default_rng(0)
     tile = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
     for index in range(1024):
         Image.fromarray(np.roll(tile, index, axis=1)).save(tmp_path / f"{index:04d}.jpg")
-    measure = ("import resource, subprocess, sys; "
-               "status = subprocess.run(sys.argv[1:]).returncode; "
-               "print(status, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    measure = (
+        "import resource, subprocess, sys; "
+        "status = subprocess.run(sys.argv[1:]).returncode; "
+        "print(status, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
     peaks = {}
     for count, pattern in ((300, "0[0-2]*.jpg"), (1024, "*.jpg")):
         target = tmp_path / f"o{count}.parquet"
-        result = subprocess.run([sys.executable, "-c", measure, sys.executable, "-m", "portanet",
-                                 "infer", str(onnx_file), str(tmp_path / pattern), "--output",
-                                 str(target)], capture_output=True, cwd=REPO, timeout=300)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                measure,
+                sys.executable,
+                "-m",
+                "portanet",
+                "infer",
+                str(onnx_file),
+                str(tmp_path / pattern),
+                "--output",
+                str(target),
+            ],
+            capture_output=True,
+            cwd=REPO,
+            timeout=300,
+        )
         status, peak_kib = map(int, result.stdout.split())
         assert status == 0, result.stderr.decode()
         assert pq.read_table(target).num_rows == count

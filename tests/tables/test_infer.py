@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import portanet
-from tests.helpers import COMMITTED_ONNX, run_cli
-from portanet.reference.data import PIMA_FEATURES, load_pima
 from portanet.errors import InputError
+from portanet.reference.data import PIMA_FEATURES, load_pima
 from portanet.tables.infer import infer_file
+from tests.helpers import COMMITTED_ONNX, run_cli
 
 ROWS = 40
 
@@ -89,8 +89,9 @@ def test_npy_input(model, frame, tmp_path):
     features, _ = frame
     np.save(tmp_path / "x.npy", features.astype(np.float64))
     infer_file(model, tmp_path / "x.npy", tmp_path / "o.csv")
-    assert np.allclose(_read_output(tmp_path / "o.csv")["probability"],
-                       _expected(model, features), atol=1e-6)
+    assert np.allclose(
+        _read_output(tmp_path / "o.csv")["probability"], _expected(model, features), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
@@ -98,8 +99,17 @@ def test_stdin_through_the_cli(model, frame, tmp_path, fmt):
     features, table = frame
     src = tmp_path / f"in.{fmt}"
     _write_input(table, src)
-    result = run_cli("infer", str(COMMITTED_ONNX), "-", "--stdin-format", fmt,
-                     "--keep-columns", "id", stdin=src.read_bytes(), timeout=120)
+    result = run_cli(
+        "infer",
+        str(COMMITTED_ONNX),
+        "-",
+        "--stdin-format",
+        fmt,
+        "--keep-columns",
+        "id",
+        stdin=src.read_bytes(),
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.decode().splitlines()
     assert lines[0] == "id,probability,label" and len(lines) == ROWS + 1

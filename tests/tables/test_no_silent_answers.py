@@ -41,8 +41,7 @@ def _pima_table(rows: int = 6) -> pa.Table:
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
-def test_a_kept_column_named_like_an_output_is_refused_and_can_be_renamed(pima, tmp_path,
-                                                                         suffix):
+def test_a_kept_column_named_like_an_output_is_refused_and_can_be_renamed(pima, tmp_path, suffix):
     table = _pima_table()
     source = tmp_path / f"in{suffix}"
     if suffix == ".csv":
@@ -68,10 +67,13 @@ def test_a_feature_column_can_be_kept_from_a_csv(pima, tmp_path):
     assert out["glucose"] == load_pima().features[:6, 1].tolist()
 
 
-@pytest.mark.parametrize("name, text", [
-    ("csv", f"{HEADER},glucose\n" + "1,2,3,4,5,6,7,8,9\n"),
-    ("jsonl", '{"pregnancies": 1, "pregnancies": 2}\n'),
-])
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("csv", f"{HEADER},glucose\n" + "1,2,3,4,5,6,7,8,9\n"),
+        ("jsonl", '{"pregnancies": 1, "pregnancies": 2}\n'),
+    ],
+)
 def test_a_column_named_twice_is_refused(pima, tmp_path, name, text):
     (tmp_path / f"in.{name}").write_text(text)
     with pytest.raises(InputError, match=r"once.*\['(glucose|pregnancies)'\]"):
@@ -97,8 +99,7 @@ def test_positional_columns_through_the_cli(regression, tmp_path):
     (tmp_path / "in.csv").write_text("b,a,c\n2,1,3\n")
     refused = run_cli("infer", str(regression.path), str(tmp_path / "in.csv"))
     assert refused.returncode == 2 and b"positional" in refused.stderr
-    taken = run_cli("infer", str(regression.path), str(tmp_path / "in.csv"),
-                    "--positional-columns")
+    taken = run_cli("infer", str(regression.path), str(tmp_path / "in.csv"), "--positional-columns")
     assert taken.returncode == 0, taken.stderr.decode()
 
 
@@ -114,19 +115,35 @@ def test_a_nan_probability_gets_no_label(pima, tmp_path):
     assert lines[1].split(",")[1].strip('"') in ("negative", "positive")
 
 
-@pytest.mark.parametrize("suffix, text, message", [
-    (".csv", f"{HEADER}\n6,148,72,35,0,33.6,0.627,1e39\n",
-     "line 2, column 'age': expected a number, got 1e39, outside float32 range"),
-    (".jsonl", '{"pregnancies": 6, "glucose": 148, "blood_pressure": 72, "skin_thickness": 35, '
-               '"insulin": 0, "bmi": 33.6, "diabetes_pedigree": 0.627, "age": 1e39}\n',
-     "line 1, column 'age': expected a number, got 1e+39, outside float32 range"),
-    (".jsonl", '{"pregnancies": 6, "glucose": NaN, "blood_pressure": 72, "skin_thickness": 35, '
-               '"insulin": 0, "bmi": 33.6, "diabetes_pedigree": 0.627, "age": 50}\n',
-     "column 'glucose': expected a finite number, got NaN"),
-    (".jsonl", '{"pregnancies": 6, "glucose": null, "blood_pressure": 72, "skin_thickness": 35, '
-               '"insulin": 0, "bmi": 33.6, "diabetes_pedigree": 0.627, "age": 50}\n',
-     "column 'glucose': expected a finite number, got null"),
-], ids=["csv-overflow", "jsonl-overflow", "json-nan", "json-null"])
+@pytest.mark.parametrize(
+    "suffix, text, message",
+    [
+        (
+            ".csv",
+            f"{HEADER}\n6,148,72,35,0,33.6,0.627,1e39\n",
+            "line 2, column 'age': expected a number, got 1e39, outside float32 range",
+        ),
+        (
+            ".jsonl",
+            '{"pregnancies": 6, "glucose": 148, "blood_pressure": 72, "skin_thickness": 35, '
+            '"insulin": 0, "bmi": 33.6, "diabetes_pedigree": 0.627, "age": 1e39}\n',
+            "line 1, column 'age': expected a number, got 1e+39, outside float32 range",
+        ),
+        (
+            ".jsonl",
+            '{"pregnancies": 6, "glucose": NaN, "blood_pressure": 72, "skin_thickness": 35, '
+            '"insulin": 0, "bmi": 33.6, "diabetes_pedigree": 0.627, "age": 50}\n',
+            "column 'glucose': expected a finite number, got NaN",
+        ),
+        (
+            ".jsonl",
+            '{"pregnancies": 6, "glucose": null, "blood_pressure": 72, "skin_thickness": 35, '
+            '"insulin": 0, "bmi": 33.6, "diabetes_pedigree": 0.627, "age": 50}\n',
+            "column 'glucose': expected a finite number, got null",
+        ),
+    ],
+    ids=["csv-overflow", "jsonl-overflow", "json-nan", "json-null"],
+)
 def test_values_are_reported_as_what_they_are(pima, tmp_path, suffix, text, message):
     (tmp_path / f"in{suffix}").write_text(text)
     with warnings.catch_warnings():
@@ -141,8 +158,9 @@ def test_overflow_is_refused_even_with_allow_nan_and_in_predict(pima, tmp_path):
     with pytest.raises(InputError, match="outside float32 range"):
         infer_file(pima, tmp_path / "in.csv", tmp_path / "o.csv", allow_nan=True)
     np.save(tmp_path / "x.npy", np.array([[6, 148, 72, 35, 0, 33.6, 0.627, 1e39]]))
-    with pytest.raises(InputError, match="row 0: expected float32 numbers, got 1e\\+39, "
-                                         "outside float32 range"):
+    with pytest.raises(
+        InputError, match="row 0: expected float32 numbers, got 1e\\+39, outside float32 range"
+    ):
         infer_file(pima, tmp_path / "x.npy", tmp_path / "o.csv")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -152,19 +170,26 @@ def test_overflow_is_refused_even_with_allow_nan_and_in_predict(pima, tmp_path):
 
 def test_tsv_is_read_as_tab_separated(pima, tmp_path):
     features = load_pima().features[:4]
-    text = "\t".join(PIMA_FEATURES) + "\n" + "".join(
-        "\t".join(repr(float(v)) for v in row) + "\n" for row in features)
+    text = (
+        "\t".join(PIMA_FEATURES)
+        + "\n"
+        + "".join("\t".join(repr(float(v)) for v in row) + "\n" for row in features)
+    )
     (tmp_path / "in.tsv").write_text(text)
     infer_file(pima, tmp_path / "in.tsv", tmp_path / "o.csv")
     got = pacsv.read_csv(tmp_path / "o.csv").to_pydict()["probability"]
     assert np.allclose(got, pima.predict(features)[:, 0], atol=1e-6)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"top_k": 2}, "top k ranks the classes of a multiclass classifier"),
-    ({"image_range": "0..1"}, "applies to an image input"),
-    ({"channel_order": "bgr"}, "applies to an image input"),
-], ids=["top-k-on-binary", "image-range-on-table", "channel-order-on-table"])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"top_k": 2}, "top k ranks the classes of a multiclass classifier"),
+        ({"image_range": "0..1"}, "applies to an image input"),
+        ({"channel_order": "bgr"}, "applies to an image input"),
+    ],
+    ids=["top-k-on-binary", "image-range-on-table", "channel-order-on-table"],
+)
 def test_options_that_cannot_apply_are_refused_not_ignored(tmp_path, options, message):
     rows = tmp_path / "rows.csv"
     rows.write_text(",".join(PIMA_FEATURES) + "\n6,148,72,35,0,33.6,0.627,50\n")

@@ -4,8 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from portanet.errors import InputError
-from portanet.tables import iter_batches, open_writer, read_all
-from portanet.tables import Columns
+from portanet.tables import Columns, iter_batches, open_writer, read_all
 
 NAMES = ("a", "b", "c")
 COLS = Columns(NAMES, 3)
@@ -38,15 +37,28 @@ def test_csv_streams_in_batches(tmp_path):
     assert [b.first_row for b in batches][:2] == [0, 64]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("a,b,c\n1,2,3\n4,x,6\n", "line 3, column 'b': expected a number, got 'x'"),
-    ("a,b,c\n1,2,3\n4,5\n", "line 3: expected 3 columns"),
-    ("a,b\n1,2\n", "missing ['c']"),
-    ("1,2\n", "line 1: expected 3 columns, got 2"),
-    ("a,b,c\n1,,3\n", "line 2, column 'b': expected a finite number, got an empty or NaN value"),
-    ("", "empty file"),
-], ids=["non-numeric", "short-row", "missing-column", "headerless-width", "empty-cell",
-        "empty-file"])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a,b,c\n1,2,3\n4,x,6\n", "line 3, column 'b': expected a number, got 'x'"),
+        ("a,b,c\n1,2,3\n4,5\n", "line 3: expected 3 columns"),
+        ("a,b\n1,2\n", "missing ['c']"),
+        ("1,2\n", "line 1: expected 3 columns, got 2"),
+        (
+            "a,b,c\n1,,3\n",
+            "line 2, column 'b': expected a finite number, got an empty or NaN value",
+        ),
+        ("", "empty file"),
+    ],
+    ids=[
+        "non-numeric",
+        "short-row",
+        "missing-column",
+        "headerless-width",
+        "empty-cell",
+        "empty-file",
+    ],
+)
 def test_csv_errors_name_line_and_column(tmp_path, text, message):
     path = _write(tmp_path, "bad.csv", text)
     with pytest.raises(InputError, match=message.replace("[", r"\[").replace("(", r"\(")) as info:
@@ -70,7 +82,9 @@ def test_npy_is_memory_mapped_and_never_unpickled(tmp_path):
 
 
 def test_parquet_and_jsonl_and_json(tmp_path):
-    pq.write_table(pa.table({"b": [2.0, 5.0], "a": [1, 4], "c": [3.0, 6.0]}), tmp_path / "x.parquet")
+    pq.write_table(
+        pa.table({"b": [2.0, 5.0], "a": [1, 4], "c": [3.0, 6.0]}), tmp_path / "x.parquet"
+    )
     assert read_all(tmp_path / "x.parquet", COLS).features.tolist() == [[1, 2, 3], [4, 5, 6]]
     _write(tmp_path, "x.jsonl", '{"a": 1, "b": 2, "c": 3}\n[4, 5, 6]\n')
     assert read_all(tmp_path / "x.jsonl", COLS).features.tolist() == [[1, 2, 3], [4, 5, 6]]
@@ -96,8 +110,7 @@ def test_writers_round_trip(tmp_path, suffix):
 
 def test_a_failing_writer_leaves_no_file(tmp_path):
     target = tmp_path / "out.csv"
-    with pytest.raises(RuntimeError):
-        with open_writer(target) as writer:
-            writer.write({"p": np.array([1.0])})
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), open_writer(target) as writer:
+        writer.write({"p": np.array([1.0])})
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []

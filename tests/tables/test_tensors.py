@@ -23,8 +23,11 @@ ROWS = 23
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tensor_models")
-    return {"two": two_input_model(folder), "sequence": sequence_model(folder),
-            "embedding": embedding_classifier(folder)}
+    return {
+        "two": two_input_model(folder),
+        "sequence": sequence_model(folder),
+        "embedding": embedding_classifier(folder),
+    }
 
 
 def _keras(model, *arrays):
@@ -44,8 +47,13 @@ def test_npz_feeds_a_two_input_model_by_name(models, tmp_path, compressed):
     ids = np.array([f"s{i}" for i in range(ROWS)])
     save = np.savez_compressed if compressed else np.savez
     save(tmp_path / "in.npz", extra=extra, sequence=sequence, id=ids)
-    result = infer_file(portanet.load(onnx_file), tmp_path / "in.npz", tmp_path / "o.jsonl",
-                        keep_columns=["id"], batch_size=5)
+    result = infer_file(
+        portanet.load(onnx_file),
+        tmp_path / "in.npz",
+        tmp_path / "o.jsonl",
+        keep_columns=["id"],
+        batch_size=5,
+    )
     assert result.rows == ROWS
     rows = _jsonl(tmp_path / "o.jsonl")
     got = np.array([[r["prediction_0"], r["prediction_1"]] for r in rows])
@@ -67,13 +75,17 @@ def test_rank3_input_from_npy_jsonl_and_parquet(models, tmp_path):
     expected = _keras(keras_model, x.astype(np.float32))[:, 0]
     np.save(tmp_path / "x.npy", x)  # float64 on disk, memory-mapped and cast per batch
     name = model.input_names[0]
-    (tmp_path / "x.jsonl").write_text("".join(json.dumps({"key": i, name: s.tolist()}) + "\n"
-                                              for i, s in enumerate(x)))
-    pq.write_table(pa.table({"key": list(range(ROWS)), "window": [s.tolist() for s in x]}),
-                   tmp_path / "x.parquet")
+    (tmp_path / "x.jsonl").write_text(
+        "".join(json.dumps({"key": i, name: s.tolist()}) + "\n" for i, s in enumerate(x))
+    )
+    pq.write_table(
+        pa.table({"key": list(range(ROWS)), "window": [s.tolist() for s in x]}),
+        tmp_path / "x.parquet",
+    )
     for source, keep in (("x.npy", ()), ("x.jsonl", ("key",)), ("x.parquet", ("key",))):
-        infer_file(model, tmp_path / source, tmp_path / f"{source}.jsonl", keep_columns=keep,
-                   batch_size=4)
+        infer_file(
+            model, tmp_path / source, tmp_path / f"{source}.jsonl", keep_columns=keep, batch_size=4
+        )
         rows = _jsonl(tmp_path / f"{source}.jsonl")
         assert np.allclose([r["prediction"] for r in rows], expected, atol=1e-5), source
         if keep:
@@ -84,7 +96,9 @@ def test_nested_lists_of_the_wrong_shape_name_the_line(models, tmp_path):
     _, onnx_file = models["sequence"]
     good = np.zeros((6, 3)).tolist()
     (tmp_path / "x.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(good[:5]) + "\n")
-    with pytest.raises(InputError, match=r"line 2: .*expected a sample of shape \(6, 3\), got \(5, 3\)"):
+    with pytest.raises(
+        InputError, match=r"line 2: .*expected a sample of shape \(6, 3\), got \(5, 3\)"
+    ):
         infer_file(portanet.load(onnx_file), tmp_path / "x.jsonl", tmp_path / "o.csv")
 
 
@@ -120,6 +134,7 @@ def test_embedding_out_of_range_through_the_cli_is_one_line(models, tmp_path):
     assert stderr.strip().splitlines() == [
         f"error: {tmp_path / 'ids.jsonl'}: input '{portanet.load(onnx_file).input_names[0]}': "
         f"expected integer ids in [0, 50) (the vocabulary size recorded at export), got 99999 "
-        f"in row 3"]
+        f"in row 3"
+    ]
     inspect = run_cli("inspect", str(onnx_file)).stdout.decode()
     assert "50 ids (0..49)" in inspect

@@ -66,8 +66,10 @@ class ExternalWeights:
 
     def specs(self) -> list[tuple[str, tuple[int, ...], str]]:
         """(input name, shape, dtype) of each variable traced as an input."""
-        return [(n, tuple(int(d) for d in v.shape), _dtype(v))
-                for n, v in zip(self.names, self.variables)]
+        return [
+            (n, tuple(int(d) for d in v.shape), _dtype(v))
+            for n, v in zip(self.names, self.variables)
+        ]
 
     def write(self, proto: Any, onnx_path: Path) -> Path:
         """Write the data file beside ``onnx_path`` and turn the graph inputs standing for the
@@ -90,12 +92,17 @@ class ExternalWeights:
                 for chunk in _chunks(by_name[name]):  # never a second copy of a large weight
                     handle.write(memoryview(np.ascontiguousarray(chunk)).cast("B"))
                     length += chunk.nbytes
-                tensor = onnx.TensorProto(name=name, dims=list(shape),
-                                          data_type=onnx.helper.np_dtype_to_tensor_dtype(
-                                              np.dtype(dtype)),
-                                          data_location=onnx.TensorProto.EXTERNAL)
-                for key, value in (("location", target.name), ("offset", str(offset)),
-                                   ("length", str(length))):
+                tensor = onnx.TensorProto(
+                    name=name,
+                    dims=list(shape),
+                    data_type=onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype)),
+                    data_location=onnx.TensorProto.EXTERNAL,
+                )
+                for key, value in (
+                    ("location", target.name),
+                    ("offset", str(offset)),
+                    ("length", str(length)),
+                ):
                     tensor.external_data.add(key=key, value=value)
                 proto.graph.initializer.append(tensor)
                 offset += length
@@ -120,7 +127,7 @@ def _chunks(variable: Any, limit: int = CHUNK_BYTES) -> Iterator[np.ndarray]:
         return
     step = max(1, limit // max(row_bytes, 1))
     for start in range(0, shape[0], step):
-        part = value[start:start + step]
+        part = value[start : start + step]
         yield np.asarray(part.numpy() if hasattr(part, "numpy") else part)
 
 
@@ -130,8 +137,9 @@ class StagedModel:
 
     def __init__(self, proto: Any, weights: ExternalWeights, target: Path) -> None:
         self.target = Path(target)
-        self.folder = Path(tempfile.mkdtemp(prefix=".portanet-staged-",
-                                            dir=self.target.parent or Path(".")))
+        self.folder = Path(
+            tempfile.mkdtemp(prefix=".portanet-staged-", dir=self.target.parent or Path("."))
+        )
         self.path = self.folder / self.target.name
         # Removed when published, discarded, garbage-collected or at exit, whichever is first:
         # a failing gate leaves nothing behind.

@@ -51,10 +51,14 @@ def keras_signature(model: Any) -> tuple[list[TensorSpec], list[str]]:
     taken: set[str] = set()
     raw_inputs = list(getattr(model, "inputs", None) or [])
     if not raw_inputs:
-        raise ConversionError(f"model {getattr(model, 'name', '?')!r}: expected a built model "
-                              f"with known inputs, got none (build it or give it an Input)")
-    names = list(getattr(model, "input_names", None)
-                 or [_layer_name(t, f"input_{i}") for i, t in enumerate(raw_inputs)])
+        raise ConversionError(
+            f"model {getattr(model, 'name', '?')!r}: expected a built model "
+            f"with known inputs, got none (build it or give it an Input)"
+        )
+    names = list(
+        getattr(model, "input_names", None)
+        or [_layer_name(t, f"input_{i}") for i, t in enumerate(raw_inputs)]
+    )
     inputs = []
     for name, tensor in zip(names, raw_inputs):
         shape = tensor.shape
@@ -125,7 +129,8 @@ def _refuse_too_large(size: int, source: Path, what: str) -> None:
         raise ConversionError(
             f"{source}: {what} {size / 1e9:.2f} GB; a single ONNX graph holds at most 2 GB "
             f"(protobuf limit), even with its large weights in an external-data file: expected "
-            f"under {(PROTOBUF_LIMIT - GRAPH_HEADROOM) / 1e9:.2f} GB")
+            f"under {(PROTOBUF_LIMIT - GRAPH_HEADROOM) / 1e9:.2f} GB"
+        )
 
 
 def external_weights(loaded: LoadedKeras) -> Any:
@@ -141,38 +146,48 @@ def external_weights(loaded: LoadedKeras) -> Any:
         raise ConversionError(
             f"{loaded.path}: the model's weights take {total / 1e9:.2f} GB, over the 2 GB a "
             f"single ONNX graph holds; portanet writes such models with external data from "
-            f"Keras 3 models only, got one loaded with {loaded.loader}")
+            f"Keras 3 models only, got one loaded with {loaded.loader}"
+        )
     seen: set[int] = set()
     large = []
     for weight in model.weights:
-        size = int(np.prod(weight.shape)) * np.dtype(str(getattr(weight.dtype, "name",
-                                                                  weight.dtype))).itemsize
+        size = (
+            int(np.prod(weight.shape))
+            * np.dtype(str(getattr(weight.dtype, "name", weight.dtype))).itemsize
+        )
         if size >= EXTERNAL_MIN_BYTES and id(weight) not in seen:
             seen.add(id(weight))
             large.append(weight)
     external = ExternalWeights(large)
-    _refuse_too_large(total - external.nbytes, loaded.path,
-                      "the model's weights outside its large tensors take")
+    _refuse_too_large(
+        total - external.nbytes, loaded.path, "the model's weights outside its large tensors take"
+    )
     return external
 
 
-def _nchw_names(inputs: list[TensorSpec], requested: Sequence[str] | None,
-                source: Path) -> list[str]:
+def _nchw_names(
+    inputs: list[TensorSpec], requested: Sequence[str] | None, source: Path
+) -> list[str]:
     names = [n.strip() for n in requested or [] if n.strip()]
     by_name = {s.name: s for s in inputs}
     for name in names:
         spec = by_name.get(name)
         if spec is None:
-            raise InputError(f"channels-first input: expected one of the inputs "
-                             f"{list(by_name)} of {source.name}, got {name!r}")
+            raise InputError(
+                f"channels-first input: expected one of the inputs "
+                f"{list(by_name)} of {source.name}, got {name!r}"
+            )
         if spec.rank != 4:
-            raise InputError(f"channels-first input {name!r}: expected an image input of rank 4 "
-                             f"(batch, height, width, channels), got shape {spec.shape}")
+            raise InputError(
+                f"channels-first input {name!r}: expected an image input of rank 4 "
+                f"(batch, height, width, channels), got shape {spec.shape}"
+            )
     return names
 
 
-def trace_keras(model: Any, inputs: Sequence[TensorSpec], native_rnns: Any = None,
-                external: Any = None) -> tuple[Any, Any]:
+def trace_keras(
+    model: Any, inputs: Sequence[TensorSpec], native_rnns: Any = None, external: Any = None
+) -> tuple[Any, Any]:
     """Trace ``model`` on ``inputs`` into a concrete function with its
     :class:`~portanet.export.convert.layertrace.LayerTrace` (which layer made which op and
     tensor). Recurrent layers become placeholders for native ONNX operators
@@ -190,26 +205,34 @@ def trace_keras(model: Any, inputs: Sequence[TensorSpec], native_rnns: Any = Non
     # The first dimension is left open: grappler feeds placeholders of known shape with a
     # zero tensor of that shape, a second copy of every large weight. ensure_shape (an
     # Identity in ONNX) gives Keras the variable's own shape back.
-    signature += [tf.TensorSpec((None, *shape[1:]) if shape else shape, tf.as_dtype(dtype),
-                                name=name) for name, shape, dtype in extra]
+    signature += [
+        tf.TensorSpec((None, *shape[1:]) if shape else shape, tf.as_dtype(dtype), name=name)
+        for name, shape, dtype in extra
+    ]
 
     def forward(*args: Any) -> list[Any]:
-        arrays = list(args[:len(inputs)])
+        arrays = list(args[: len(inputs)])
         if not extra:
             return call_model(model, arrays)
         import keras
 
-        mapping = [(variable, tf.ensure_shape(value, variable.shape)) for variable, value
-                   in zip(external.variables, args[len(inputs):])]
+        mapping = [
+            (variable, tf.ensure_shape(value, variable.shape))
+            for variable, value in zip(external.variables, args[len(inputs) :])
+        ]
         with keras.StatelessScope(state_mapping=mapping):
             return call_model(model, arrays)
 
     return trace_model(model, forward, signature, rnns.substitute)
 
 
-def convert(loaded: LoadedKeras, *, opset: int = DEFAULT_OPSET, batch_size: int | None = None,
-            inputs_as_nchw: Sequence[str] | None = None,
-            ) -> tuple[Any, list[TensorSpec]]:
+def convert(
+    loaded: LoadedKeras,
+    *,
+    opset: int = DEFAULT_OPSET,
+    batch_size: int | None = None,
+    inputs_as_nchw: Sequence[str] | None = None,
+) -> tuple[Any, list[TensorSpec]]:
     """Convert a loaded Keras model to an ``onnx.ModelProto`` with readable I/O names.
 
     ``batch_size`` fixes the batch dimension (dynamic ``batch`` otherwise); ``inputs_as_nchw``
@@ -218,8 +241,9 @@ def convert(loaded: LoadedKeras, *, opset: int = DEFAULT_OPSET, batch_size: int 
     naming the Keras layer(s) when an op cannot be converted.
     """
     if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise InputError(f"opset: expected {MIN_OPSET}..{MAX_OPSET} (what tf2onnx writes), "
-                         f"got {opset}")
+        raise InputError(
+            f"opset: expected {MIN_OPSET}..{MAX_OPSET} (what tf2onnx writes), got {opset}"
+        )
     if batch_size is not None and batch_size < 1:
         raise InputError(f"batch size: expected a positive number of rows, got {batch_size}")
     quiet_tensorflow()
@@ -246,7 +270,8 @@ def convert(loaded: LoadedKeras, *, opset: int = DEFAULT_OPSET, batch_size: int 
             concrete, trace = trace_keras(model, inputs, rnns, external)
             loaded.trace = trace
             frozen = convert_variables_to_constants_v2(
-                concrete, lower_control_flow=False, aggressive_inlining=True)
+                concrete, lower_control_flow=False, aggressive_inlining=True
+            )
             graph_def = frozen.graph.as_graph_def()
             tf2onnx_ext.strip_xla_markers(graph_def)
             tf_inputs = [t.name for t in frozen.inputs]
@@ -255,27 +280,41 @@ def convert(loaded: LoadedKeras, *, opset: int = DEFAULT_OPSET, batch_size: int 
             renames.update(zip(tf_outputs, output_names))
             with tf2onnx_ext.captured_log() as log:
                 proto, _ = tf2onnx.convert.from_graph_def(
-                    graph_def, input_names=tf_inputs, output_names=tf_outputs, opset=opset,
+                    graph_def,
+                    input_names=tf_inputs,
+                    output_names=tf_outputs,
+                    opset=opset,
                     inputs_as_nchw=[f"{n}:0" for n in nchw] or None,
-                    tensors_to_rename=renames, custom_op_handlers=rnns.handlers())
+                    tensors_to_rename=renames,
+                    custom_op_handlers=rnns.handlers(),
+                )
     except (InputError, ConversionError):
         raise
     except Exception as exc:  # tf2onnx / TensorFlow raise many types
-        raise ConversionError(f"{loaded.path}: tf2onnx could not convert the model: "
-                              f"{first_line(exc)}") from exc
+        raise ConversionError(
+            f"{loaded.path}: tf2onnx could not convert the model: {first_line(exc)}"
+        ) from exc
     _refuse_unconvertible(proto, opset, trace, log, loaded.path)
     expected = [f"{s.name}:0" for s in inputs] + [f"{n}:0" for n in extra_names]
     got = [i.name for i in proto.graph.input if i.name not in extra_names]
     if sorted(got) != sorted(s.name for s in inputs) or sorted(tf_inputs) != sorted(expected):
-        raise ConversionError(f"{loaded.path}: expected the ONNX graph to take exactly the "
-                              f"model's inputs {[s.name for s in inputs]}, got {got}")
+        raise ConversionError(
+            f"{loaded.path}: expected the ONNX graph to take exactly the "
+            f"model's inputs {[s.name for s in inputs]}, got {got}"
+        )
     if len(tf_outputs) != len(output_names):
-        raise ConversionError(f"{loaded.path}: expected {len(output_names)} outputs "
-                              f"{output_names}, the converted graph has {len(tf_outputs)}")
+        raise ConversionError(
+            f"{loaded.path}: expected {len(output_names)} outputs "
+            f"{output_names}, the converted graph has {len(tf_outputs)}"
+        )
     _name_batch_dimension(proto, dynamic=batch_size is None)
     _refuse_too_large(proto.ByteSize(), loaded.path, "the converted ONNX model takes")
-    inputs = [TensorSpec(s.name, (s.shape[0], s.shape[3], s.shape[1], s.shape[2]), s.dtype)
-              if s.name in nchw else s for s in inputs]
+    inputs = [
+        TensorSpec(s.name, (s.shape[0], s.shape[3], s.shape[1], s.shape[2]), s.dtype)
+        if s.name in nchw
+        else s
+        for s in inputs
+    ]
     return proto, inputs
 
 
@@ -296,9 +335,13 @@ def _refuse_unconvertible(proto: Any, opset: int, trace: Any, log: Any, source: 
         shown = ", ".join(places[:4]) + (f" and {len(places) - 4} more" if len(places) > 4 else "")
         parts.append(f"TensorFlow op {op} in {shown}")
     failed = f" (tf2onnx reported failures for {log.failed_nodes[:3]})" if log.failed_nodes else ""
-    raise ConversionError(f"{source}: cannot convert to ONNX opset {opset}: expected every op "
-                          f"to have a tf2onnx conversion, got none for " + "; ".join(parts)
-                          + failed + "; nothing was written")
+    raise ConversionError(
+        f"{source}: cannot convert to ONNX opset {opset}: expected every op "
+        f"to have a tf2onnx conversion, got none for "
+        + "; ".join(parts)
+        + failed
+        + "; nothing was written"
+    )
 
 
 def _name_batch_dimension(proto: Any, *, dynamic: bool) -> None:

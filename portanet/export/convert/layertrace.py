@@ -95,8 +95,7 @@ def walk_layers(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 
 @contextlib.contextmanager
-def hooked(model: Any, on_call: CallHook,
-           substitute: Substitute | None = None) -> Iterator[None]:
+def hooked(model: Any, on_call: CallHook, substitute: Substitute | None = None) -> Iterator[None]:
     """Wrap the ``call`` of every layer of ``model`` (recursively) while the block runs; while
     a graph is traced, ``substitute`` may replace a layer's computation."""
     import tensorflow as tf
@@ -135,8 +134,12 @@ def _tensors(value: Any) -> list[Any]:
     return [t for t in tf.nest.flatten(value) if isinstance(t, tf.Tensor)]
 
 
-def trace_model(model: Any, forward: Callable[..., Any], signature: list[Any],
-                substitute: Substitute | None = None) -> tuple[Any, LayerTrace]:
+def trace_model(
+    model: Any,
+    forward: Callable[..., Any],
+    signature: list[Any],
+    substitute: Substitute | None = None,
+) -> tuple[Any, LayerTrace]:
     """Trace ``forward`` (which calls ``model``) into a concrete function, recording layers
     (``substitute``: see :func:`hooked`)."""
     import tensorflow as tf
@@ -151,8 +154,9 @@ def trace_model(model: Any, forward: Callable[..., Any], signature: list[Any],
             return  # eager, or inside a loop body: not a tensor of the traced graph
         occurrence = seen.get(path, 0)
         seen[path] = occurrence + 1
-        call = LayerCall(path, type(layer).__name__, layer, container=is_container(layer),
-                         occurrence=occurrence)
+        call = LayerCall(
+            path, type(layer).__name__, layer, container=is_container(layer), occurrence=occurrence
+        )
         call.outputs = [t.name for t in _tensors(outputs) if getattr(t, "graph", None) is graph]
         call.inputs = _tensors(args[0]) if args else []
         for op in graph.get_operations()[start:]:
@@ -168,8 +172,9 @@ def trace_model(model: Any, forward: Callable[..., Any], signature: list[Any],
     return concrete, LayerTrace(calls, op_layer)
 
 
-def record_outputs(model: Any, run: Callable[[], Any],
-                   keep: Callable[[str], bool] | None = None) -> dict[str, list[Any]]:
+def record_outputs(
+    model: Any, run: Callable[[], Any], keep: Callable[[str], bool] | None = None
+) -> dict[str, list[Any]]:
     """Run ``run()`` eagerly and return every layer call's outputs as numpy arrays, keyed like
     :attr:`LayerCall.key`. ``keep(key)`` limits which calls are stored."""
     import numpy as np

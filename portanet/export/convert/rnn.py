@@ -69,9 +69,11 @@ class RnnSpec:
     def attributes(self) -> dict[str, Any]:
         """The ONNX operator's attributes."""
         names = [a[0] for a in self.activations]
-        attrs: dict[str, Any] = {"hidden_size": self.hidden, "activations": names,
-                                 "direction": "bidirectional" if self.directions == 2
-                                 else "forward"}
+        attrs: dict[str, Any] = {
+            "hidden_size": self.hidden,
+            "activations": names,
+            "direction": "bidirectional" if self.directions == 2 else "forward",
+        }
         params = [a for a in self.activations if a[0] in _PARAMETRIC]
         if params:
             attrs["activation_alpha"] = [float(a[1]) for a in params]
@@ -98,8 +100,12 @@ def onnx_activation(function: Any) -> tuple[str, float | None, float | None] | N
     points = np.array([-1e4, -0.5, 0.0, 0.5, 1e4], dtype=np.float32)
     values = np.asarray(function(tf.constant(points)), dtype=np.float64)
     slope, offset = values[3] - values[1], values[2]
-    if not (values[0] == 0.0 and values[4] == 1.0 and 0 < slope < 2
-            and abs((values[3] - values[2]) - (values[2] - values[1])) < 1e-6):
+    if not (
+        values[0] == 0.0
+        and values[4] == 1.0
+        and 0 < slope < 2
+        and abs((values[3] - values[2]) - (values[2] - values[1])) < 1e-6
+    ):
         return None
     for known in (0.2, 1.0 / 6.0):  # tf-keras / Keras 2, Keras 3: exact, not float32-measured
         if abs(slope - known) < 1e-5:
@@ -109,7 +115,7 @@ def onnx_activation(function: Any) -> tuple[str, float | None, float | None] | N
 
 def _lstm_order(matrix: np.ndarray, hidden: int) -> np.ndarray:
     """Keras LSTM gates (i, f, c, o) along the last axis → ONNX order (i, o, f, c)."""
-    i, f, c, o = (matrix[..., k * hidden:(k + 1) * hidden] for k in range(4))
+    i, f, c, o = (matrix[..., k * hidden : (k + 1) * hidden] for k in range(4))
     return np.concatenate([i, o, f, c], axis=-1)
 
 
@@ -141,8 +147,10 @@ def _plain(layer: Any) -> bool:
     """A recurrent layer ONNX computes natively: no state carried or returned, forwards."""
     if type(layer).__name__ not in SUPPORTED:
         return False
-    return not any(bool(getattr(layer, flag, False)) for flag in (
-        "stateful", "go_backwards", "return_state", "time_major"))
+    return not any(
+        bool(getattr(layer, flag, False))
+        for flag in ("stateful", "go_backwards", "return_state", "time_major")
+    )
 
 
 def _activations(layer: Any) -> list[tuple[str, float | None, float | None]] | None:
@@ -162,16 +170,22 @@ def rnn_spec(layer: Any, name: str) -> RnnSpec | None:
     """The ONNX operator for ``layer`` (a plain recurrent layer, or a Bidirectional of two
     merged by concatenation), or ``None`` when it has none."""
     if type(layer).__name__ == "Bidirectional":
-        forward, backward = getattr(layer, "forward_layer", None), getattr(layer,
-                                                                            "backward_layer", None)
-        if getattr(layer, "merge_mode", None) != "concat" or forward is None or \
-                backward is None or not _plain(forward) or \
-                type(backward).__name__ != type(forward).__name__ or \
-                not getattr(backward, "go_backwards", False) or \
-                bool(getattr(backward, "return_state", False)) or \
-                bool(getattr(backward, "stateful", False)) or \
-                bool(getattr(forward, "return_sequences", False)) != \
-                bool(getattr(backward, "return_sequences", False)):
+        forward, backward = (
+            getattr(layer, "forward_layer", None),
+            getattr(layer, "backward_layer", None),
+        )
+        if (
+            getattr(layer, "merge_mode", None) != "concat"
+            or forward is None
+            or backward is None
+            or not _plain(forward)
+            or type(backward).__name__ != type(forward).__name__
+            or not getattr(backward, "go_backwards", False)
+            or bool(getattr(backward, "return_state", False))
+            or bool(getattr(backward, "stateful", False))
+            or bool(getattr(forward, "return_sequences", False))
+            != bool(getattr(backward, "return_sequences", False))
+        ):
             return None
         layers = [forward, backward]
     elif _plain(layer):
@@ -187,17 +201,23 @@ def rnn_spec(layer: Any, name: str) -> RnnSpec | None:
     reset_after = None
     if kind == "GRU":
         reset_after = int(bool(getattr(cell, "reset_after", False)))
-        if any(int(bool(getattr(getattr(o, "cell", o), "reset_after", False))) != reset_after
-               for o in layers):
+        if any(
+            int(bool(getattr(getattr(o, "cell", o), "reset_after", False))) != reset_after
+            for o in layers
+        ):
             return None
     return RnnSpec(
-        layer=name, op=SUPPORTED[kind], hidden=int(cell.units), directions=len(layers),
+        layer=name,
+        op=SUPPORTED[kind],
+        hidden=int(cell.units),
+        directions=len(layers),
         activations=[a for acts in activations for a in acts],  # type: ignore[union-attr]
         weights=np.stack([p[0] for p in parts]),  # type: ignore[index]
         recurrent=np.stack([p[1] for p in parts]),  # type: ignore[index]
         bias=np.stack([p[2] for p in parts]),  # type: ignore[index]
         return_sequences=bool(getattr(layers[0], "return_sequences", False)),
-        linear_before_reset=reset_after)
+        linear_before_reset=reset_after,
+    )
 
 
 def _in_stateless_scope() -> bool:
@@ -230,13 +250,20 @@ class NativeRnns:
         if _in_stateless_scope():
             self.skipped[path] = "its weights are traced as inputs (a model over 2 GB)"
             return None
-        if len(args) != 1 or kwargs.get("mask") is not None or \
-                kwargs.get("initial_state") is not None or kwargs.get("constants") is not None:
+        if (
+            len(args) != 1
+            or kwargs.get("mask") is not None
+            or kwargs.get("initial_state") is not None
+            or kwargs.get("constants") is not None
+        ):
             self.skipped[path] = "called with a mask, an initial state or constants"
             return None
         sequences = args[0]
-        if not isinstance(sequences, tf.Tensor) or sequences.shape.rank != 3 or \
-                sequences.dtype != tf.float32:
+        if (
+            not isinstance(sequences, tf.Tensor)
+            or sequences.shape.rank != 3
+            or sequences.dtype != tf.float32
+        ):
             self.skipped[path] = "its input is not one float32 (batch, time, features) tensor"
             return None
         with tf.init_scope():  # weights and activations are read eagerly, outside the trace
@@ -244,8 +271,9 @@ class NativeRnns:
         if spec is None:
             self.skipped[path] = "its configuration has no native ONNX equivalent"
             return None
-        output = tf.numpy_function(_never_run, [sequences], tf.float32, stateful=True,
-                                   name=f"{layer.name}_native")
+        output = tf.numpy_function(
+            _never_run, [sequences], tf.float32, stateful=True, name=f"{layer.name}_native"
+        )
         width = spec.hidden * spec.directions
         batch, steps = sequences.shape[0], sequences.shape[1]
         output.set_shape((batch, steps, width) if spec.return_sequences else (batch, width))
@@ -266,35 +294,48 @@ class NativeRnns:
         if spec is None:
             raise ValueError(f"PyFunc {name!r} is not one of portanet's recurrent layers")
         source = node.input[0]
-        time_major = ctx.make_node("Transpose", [source], attr={"perm": [1, 0, 2]},
-                                   op_name_scope=name)
-        constants = [ctx.make_const(utils.make_name(f"{name}_{part}"), value).output[0]
-                     for part, value in (("W", spec.weights), ("R", spec.recurrent),
-                                         ("B", spec.bias))]
-        rnn = ctx.make_node(spec.op, [time_major.output[0], *constants],
-                            attr=spec.attributes(), output_count=2, op_name_scope=name)
+        time_major = ctx.make_node(
+            "Transpose", [source], attr={"perm": [1, 0, 2]}, op_name_scope=name
+        )
+        constants = [
+            ctx.make_const(utils.make_name(f"{name}_{part}"), value).output[0]
+            for part, value in (("W", spec.weights), ("R", spec.recurrent), ("B", spec.bias))
+        ]
+        rnn = ctx.make_node(
+            spec.op,
+            [time_major.output[0], *constants],
+            attr=spec.attributes(),
+            output_count=2,
+            op_name_scope=name,
+        )
         # Shapes are moved with Squeeze, Concat, Flatten and Transpose only: no Reshape whose
         # zeros tf2onnx's transpose optimizer could move a transpose through.
         if spec.return_sequences:  # Y: (time, directions, batch, hidden)
             merged = rnn.output[0]
             if spec.directions == 2:
-                halves = ctx.make_node("Split", [merged], attr={"axis": 1}, output_count=2,
-                                       op_name_scope=name)
+                halves = ctx.make_node(
+                    "Split", [merged], attr={"axis": 1}, output_count=2, op_name_scope=name
+                )
                 if ctx.opset >= 18:
                     halves.set_attr("num_outputs", 2)
-                merged = ctx.make_node("Concat", list(halves.output), attr={"axis": 3},
-                                       op_name_scope=name).output[0]
+                merged = ctx.make_node(
+                    "Concat", list(halves.output), attr={"axis": 3}, op_name_scope=name
+                ).output[0]
             steps = self._squeeze(ctx, merged, 1, name, time_major_name(node.output[0]))
             final, inputs, attrs = "Transpose", [steps], {"perm": [1, 0, 2]}
         elif spec.directions == 2:  # Y_h: (2, batch, hidden)
-            moved = ctx.make_node("Transpose", [rnn.output[1]], attr={"perm": [1, 0, 2]},
-                                  op_name_scope=name)
+            moved = ctx.make_node(
+                "Transpose", [rnn.output[1]], attr={"perm": [1, 0, 2]}, op_name_scope=name
+            )
             final, inputs, attrs = "Flatten", [moved.output[0]], {"axis": 1}
         else:
             final, inputs, attrs = "Squeeze", [rnn.output[1]], {}
             if ctx.opset >= 13:
-                inputs.append(ctx.make_const(utils.make_name(f"{name}_axes"),
-                                             np.array([0], dtype=np.int64)).output[0])
+                inputs.append(
+                    ctx.make_const(
+                        utils.make_name(f"{name}_axes"), np.array([0], dtype=np.int64)
+                    ).output[0]
+                )
             else:
                 attrs = {"axes": [0]}
         for key in list(node.attr):
@@ -311,7 +352,9 @@ class NativeRnns:
 
         if ctx.opset >= 13:
             axes = ctx.make_const(utils.make_name(f"{name}_axes"), np.array([axis], np.int64))
-            return ctx.make_node("Squeeze", [tensor, axes.output[0]], outputs=[output],
-                                 op_name_scope=name).output[0]
-        return ctx.make_node("Squeeze", [tensor], attr={"axes": [axis]}, outputs=[output],
-                             op_name_scope=name).output[0]
+            return ctx.make_node(
+                "Squeeze", [tensor, axes.output[0]], outputs=[output], op_name_scope=name
+            ).output[0]
+        return ctx.make_node(
+            "Squeeze", [tensor], attr={"axes": [axis]}, outputs=[output], op_name_scope=name
+        ).output[0]

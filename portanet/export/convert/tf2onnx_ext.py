@@ -41,10 +41,12 @@ def _unary_rewrite(ctx: Any, node: Any, inner: str, outer: str, constant_first: 
     """Turn ``node`` (one input) into ``outer(1, inner(x))`` or ``outer(inner(x), 1)``."""
     source = node.input[0]
     dtype = ctx.get_dtype(source)
-    first = ctx.make_node(inner, [source], op_name_scope=node.name,
-                          shapes=[ctx.get_shape(source)], dtypes=[dtype])
-    one = ctx.make_const(utils.make_name(f"{node.name}_one"),
-                         np.array(1, dtype=utils.map_onnx_to_numpy_type(dtype)))
+    first = ctx.make_node(
+        inner, [source], op_name_scope=node.name, shapes=[ctx.get_shape(source)], dtypes=[dtype]
+    )
+    one = ctx.make_const(
+        utils.make_name(f"{node.name}_one"), np.array(1, dtype=utils.map_onnx_to_numpy_type(dtype))
+    )
     node.type = outer
     pair = [one.output[0], first.output[0]] if constant_first else [first.output[0], one.output[0]]
     ctx.replace_inputs(node, pair)
@@ -73,10 +75,17 @@ class Log1p:
     def version_6(cls, ctx: Any, node: Any, **kwargs: Any) -> None:
         one_plus = node.input[0]
         dtype = ctx.get_dtype(one_plus)
-        one = ctx.make_const(utils.make_name(f"{node.name}_one"),
-                             np.array(1, dtype=utils.map_onnx_to_numpy_type(dtype)))
-        added = ctx.make_node("Add", [one.output[0], one_plus], op_name_scope=node.name,
-                              shapes=[ctx.get_shape(one_plus)], dtypes=[dtype])
+        one = ctx.make_const(
+            utils.make_name(f"{node.name}_one"),
+            np.array(1, dtype=utils.map_onnx_to_numpy_type(dtype)),
+        )
+        added = ctx.make_node(
+            "Add",
+            [one.output[0], one_plus],
+            op_name_scope=node.name,
+            shapes=[ctx.get_shape(one_plus)],
+            dtypes=[dtype],
+        )
         node.type = "Log"
         ctx.replace_inputs(node, [added.output[0]])
 
@@ -139,8 +148,11 @@ class ConversionLog:
     @property
     def failed_nodes(self) -> list[str]:
         """TensorFlow nodes whose handler raised (tf2onnx goes on without them)."""
-        return [str(r.args[0]) for r in self.records
-                if r.msg.startswith("Failed to convert node") and r.args]
+        return [
+            str(r.args[0])
+            for r in self.records
+            if r.msg.startswith("Failed to convert node") and r.args
+        ]
 
 
 @contextlib.contextmanager

@@ -63,17 +63,27 @@ def _refuse(path: Path, why: str) -> UnsafeModelError:
 def _check_name(path: Path, info: zipfile.ZipInfo) -> None:
     name = info.filename
     pure = PurePosixPath(name)
-    if not name or "\\" in name or "\0" in name or pure.is_absolute() or ".." in pure.parts \
-            or (len(name) > 1 and name[1] == ":"):
+    if (
+        not name
+        or "\\" in name
+        or "\0" in name
+        or pure.is_absolute()
+        or ".." in pure.parts
+        or (len(name) > 1 and name[1] == ":")
+    ):
         raise _refuse(path, f"zip member {name!r} has a path that leaves the archive")
     if stat.S_ISLNK(info.external_attr >> 16):
         raise _refuse(path, f"zip member {name!r} is a symbolic link")
-    known = name in (CONFIG_MEMBER, METADATA_MEMBER, *WEIGHT_MEMBERS) or \
-        name.startswith(ASSETS_FOLDER)
+    known = name in (CONFIG_MEMBER, METADATA_MEMBER, *WEIGHT_MEMBERS) or name.startswith(
+        ASSETS_FOLDER
+    )
     if not known:
-        raise _refuse(path, f"zip member {name!r} is not part of a Keras archive (expected "
-                            f"{CONFIG_MEMBER}, {METADATA_MEMBER}, {' or '.join(WEIGHT_MEMBERS)} "
-                            f"and {ASSETS_FOLDER}…)")
+        raise _refuse(
+            path,
+            f"zip member {name!r} is not part of a Keras archive (expected "
+            f"{CONFIG_MEMBER}, {METADATA_MEMBER}, {' or '.join(WEIGHT_MEMBERS)} "
+            f"and {ASSETS_FOLDER}…)",
+        )
 
 
 def _duplicates(names: list[str]) -> list[str]:
@@ -89,8 +99,9 @@ def _json_member(path: Path, archive: zipfile.ZipFile, name: str) -> Any:
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{path}: expected {name} to hold JSON, got invalid text "
-                             f"({exc})") from None
+        raise ModelLoadError(
+            f"{path}: expected {name} to hold JSON, got invalid text ({exc})"
+        ) from None
 
 
 def check_npz(data: bytes, origin: str, max_bytes: int) -> None:
@@ -112,21 +123,29 @@ def check_npz(data: bytes, origin: str, max_bytes: int) -> None:
             with inner.open(name) as handle:
                 try:
                     version = np.lib.format.read_magic(handle)
-                    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                    reader = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
                         else np.lib.format.read_array_header_2_0
+                    )
                     shape, _, dtype = reader(handle)
                 except (ValueError, OSError) as exc:
-                    raise ModelLoadError(f"{origin}: member {name!r} is not a valid .npy array "
-                                         f"({exc})") from None
+                    raise ModelLoadError(
+                        f"{origin}: member {name!r} is not a valid .npy array ({exc})"
+                    ) from None
             if dtype.hasobject:
-                raise UnsafeModelError(f"{origin}: array {name!r} has dtype {dtype} (Python "
-                                       f"objects, stored as a pickle that would run code when "
-                                       f"loaded); refused")
+                raise UnsafeModelError(
+                    f"{origin}: array {name!r} has dtype {dtype} (Python "
+                    f"objects, stored as a pickle that would run code when "
+                    f"loaded); refused"
+                )
             declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
             if declared > max_bytes:
-                raise UnsafeModelError(f"{origin}: array {name!r} declares shape {shape}, "
-                                       f"{declared:,} bytes (limit {max_bytes:,}); refused as "
-                                       f"absurd")
+                raise UnsafeModelError(
+                    f"{origin}: array {name!r} declares shape {shape}, "
+                    f"{declared:,} bytes (limit {max_bytes:,}); refused as "
+                    f"absurd"
+                )
 
 
 def inspect_archive(path: Path, *, max_member_bytes: int) -> KerasArchive:
@@ -140,29 +159,37 @@ def inspect_archive(path: Path, *, max_member_bytes: int) -> KerasArchive:
         infos = archive.infolist()
         repeated = _duplicates([i.filename for i in infos])
         if repeated:
-            raise _refuse(path, f"the archive holds {[i.filename for i in infos].count(repeated[0])}"
-                                f" members named {repeated[0]!r} (a reader may take either)")
+            raise _refuse(
+                path,
+                f"the archive holds {[i.filename for i in infos].count(repeated[0])}"
+                f" members named {repeated[0]!r} (a reader may take either)",
+            )
         for info in infos:
             _check_name(path, info)
             if info.file_size > max_member_bytes:
-                raise _refuse(path, f"zip member {info.filename!r} declares {info.file_size:,} "
-                                    f"bytes (limit {max_member_bytes:,})")
+                raise _refuse(
+                    path,
+                    f"zip member {info.filename!r} declares {info.file_size:,} "
+                    f"bytes (limit {max_member_bytes:,})",
+                )
         names = {i.filename for i in infos}
         if CONFIG_MEMBER not in names:
-            raise ModelLoadError(f"{path}: expected a .keras archive with {CONFIG_MEMBER}, got "
-                                 f"members {sorted(names)[:8]}")
+            raise ModelLoadError(
+                f"{path}: expected a .keras archive with {CONFIG_MEMBER}, got "
+                f"members {sorted(names)[:8]}"
+            )
         weights = [n for n in WEIGHT_MEMBERS if n in names]
         if len(weights) > 1:
             raise _refuse(path, f"the archive holds both {weights[0]} and {weights[1]}")
         config = _json_member(path, archive, CONFIG_MEMBER)
-        metadata = _json_member(path, archive, METADATA_MEMBER) \
-            if METADATA_MEMBER in names else {}
+        metadata = _json_member(path, archive, METADATA_MEMBER) if METADATA_MEMBER in names else {}
         if weights and weights[0].endswith(".npz"):
             check_npz(archive.read(weights[0]), f"{path} [{weights[0]}]", max_member_bytes)
         elif weights:
             _probe_member(path, archive, weights[0], max_member_bytes)
-    return KerasArchive(config, metadata if isinstance(metadata, dict) else {},
-                        weights[0] if weights else None)
+    return KerasArchive(
+        config, metadata if isinstance(metadata, dict) else {}, weights[0] if weights else None
+    )
 
 
 def _probe_member(path: Path, archive: zipfile.ZipFile, name: str, max_bytes: int) -> None:

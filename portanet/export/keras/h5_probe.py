@@ -38,23 +38,39 @@ def probe(path: Path, *, max_dataset_bytes: int, timeout: float = DEFAULT_TIMEOU
     """Probe ``path`` in a child process; raise for crashes, hangs, unreadable or unsafe files."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     try:
-        done = subprocess.run([sys.executable, "-m", "portanet.export.keras.h5_probe", str(path),
-                               str(max_dataset_bytes)], capture_output=True, text=True,
-                              timeout=timeout, env=env)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "portanet.export.keras.h5_probe",
+                str(path),
+                str(max_dataset_bytes),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
-        raise ModelLoadError(f"{path}: expected a readable HDF5 file, but reading it did not "
-                             f"finish in {timeout:.0f} s (corrupt or hostile file)") from None
+        raise ModelLoadError(
+            f"{path}: expected a readable HDF5 file, but reading it did not "
+            f"finish in {timeout:.0f} s (corrupt or hostile file)"
+        ) from None
     if done.returncode < 0:
-        raise ModelLoadError(f"{path}: expected a readable HDF5 file, but the HDF5 library "
-                             f"crashed reading it (signal {-done.returncode})")
+        raise ModelLoadError(
+            f"{path}: expected a readable HDF5 file, but the HDF5 library "
+            f"crashed reading it (signal {-done.returncode})"
+        )
     try:
         report = json.loads(done.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
-        raise ModelLoadError(f"{path}: expected a readable HDF5 file, the probe failed: "
-                             f"{done.stderr.strip()[-300:]}") from None
+        raise ModelLoadError(
+            f"{path}: expected a readable HDF5 file, the probe failed: {done.stderr.strip()[-300:]}"
+        ) from None
     if report.get("error"):
-        raise ModelLoadError(f"{path}: expected a readable HDF5 model file, h5py says: "
-                             f"{report['error']}")
+        raise ModelLoadError(
+            f"{path}: expected a readable HDF5 model file, h5py says: {report['error']}"
+        )
     result = ProbeResult(report.get("attributes", {}), report.get("unsafe"))
     if result.unsafe:
         raise UnsafeModelError(f"{path}: {result.unsafe}; refused")
@@ -70,8 +86,9 @@ def _inspect(path: str, max_dataset_bytes: int) -> dict[str, Any]:
 
         def visit_link(name: str, link: Any) -> None:
             if isinstance(link, h5py.ExternalLink):
-                links.append(f"HDF5 reads other files: external link {name!r} → "
-                             f"{link.filename}:{link.path}")
+                links.append(
+                    f"HDF5 reads other files: external link {name!r} → {link.filename}:{link.path}"
+                )
 
         handle.visititems_links(visit_link)
         if links:  # never follow an external link, not even to look at datasets
@@ -87,11 +104,14 @@ def _inspect(path: str, max_dataset_bytes: int) -> dict[str, Any]:
             elif item.is_virtual:
                 problems.append(f"dataset {name!r} is a virtual dataset over other files")
             elif item.dtype.hasobject or h5py.check_dtype(ref=item.dtype) is not None:
-                problems.append(f"dataset {name!r} holds {item.dtype} values (objects or "
-                                f"references, not the numbers weights are made of)")
+                problems.append(
+                    f"dataset {name!r} holds {item.dtype} values (objects or "
+                    f"references, not the numbers weights are made of)"
+                )
             elif nbytes > max_dataset_bytes:
-                problems.append(f"dataset {name!r} declares {nbytes:,} bytes (limit "
-                                f"{max_dataset_bytes:,})")
+                problems.append(
+                    f"dataset {name!r} declares {nbytes:,} bytes (limit {max_dataset_bytes:,})"
+                )
             else:
                 np.asarray(item[()])  # decode it all: corrupt chunks fail (or hang) here
             for key in item.attrs:
@@ -107,8 +127,9 @@ def _inspect(path: str, max_dataset_bytes: int) -> dict[str, Any]:
         for key in H5_ROOT_ATTRIBUTES:
             if key in handle.attrs:
                 raw = handle.attrs[key]
-                attributes[key] = raw.decode("utf-8", "replace") if isinstance(raw, bytes) \
-                    else str(raw)
+                attributes[key] = (
+                    raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+                )
         return {"attributes": attributes}
 
 

@@ -99,20 +99,25 @@ class LoadedKeras:
         try:
             return json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise ModelLoadError(f"{self.path}: attribute {key!r} should hold JSON, got "
-                                 f"{raw[:60]!r}") from exc
+            raise ModelLoadError(
+                f"{self.path}: attribute {key!r} should hold JSON, got {raw[:60]!r}"
+            ) from exc
 
 
 def detect_format(path: Path) -> str:
     """``h5``, ``keras`` or ``savedmodel``; :class:`ModelLoadError` for anything else."""
     if not path.exists():
-        raise ModelLoadError(f"{path}: no such file or directory (expected a Keras .h5, .keras "
-                             f"or SavedModel directory)")
+        raise ModelLoadError(
+            f"{path}: no such file or directory (expected a Keras .h5, .keras "
+            f"or SavedModel directory)"
+        )
     if path.is_dir():
         if (path / "saved_model.pb").is_file():
             return "savedmodel"
-        raise ModelLoadError(f"{path}: expected a SavedModel directory with saved_model.pb, "
-                             f"got a directory without one")
+        raise ModelLoadError(
+            f"{path}: expected a SavedModel directory with saved_model.pb, "
+            f"got a directory without one"
+        )
     try:
         with open(path, "rb") as handle:
             head = handle.read(8)
@@ -122,8 +127,10 @@ def detect_format(path: Path) -> str:
         return "h5"
     if head.startswith(b"PK") and zipfile.is_zipfile(path):
         return "keras"
-    raise ModelLoadError(f"{path}: not a model file: expected a Keras .h5 (HDF5), .keras (zip) "
-                         f"or SavedModel directory, got {len(head)} leading bytes {head!r}")
+    raise ModelLoadError(
+        f"{path}: not a model file: expected a Keras .h5 (HDF5), .keras (zip) "
+        f"or SavedModel directory, got {len(head)} leading bytes {head!r}"
+    )
 
 
 def h5_keras_version(path: Path) -> str | None:
@@ -134,8 +141,10 @@ def h5_keras_version(path: Path) -> str | None:
 def _h5_attributes(path: Path, limits: KerasLimits) -> dict[str, str]:
     attributes = probe(path, max_dataset_bytes=limits.max_dataset_bytes).attributes
     if "model_config" not in attributes:
-        raise ModelLoadError(f"{path}: expected a whole Keras model (HDF5 with a model_config "
-                             f"attribute), got a file without one (weights only?)")
+        raise ModelLoadError(
+            f"{path}: expected a whole Keras model (HDF5 with a model_config "
+            f"attribute), got a file without one (weights only?)"
+        )
     return attributes
 
 
@@ -146,8 +155,12 @@ def _major(version: str | None) -> int:
         return 2
 
 
-def load_keras(path: str | os.PathLike[str], *, allow_unsafe: bool = False,
-               limits: KerasLimits = DEFAULT_KERAS_LIMITS) -> LoadedKeras:
+def load_keras(
+    path: str | os.PathLike[str],
+    *,
+    allow_unsafe: bool = False,
+    limits: KerasLimits = DEFAULT_KERAS_LIMITS,
+) -> LoadedKeras:
     """Load a Keras model from ``.h5``, ``.keras`` or a SavedModel directory, uncompiled.
 
     The file is read for what it is first, routed by the Keras version that wrote it (recorded
@@ -176,8 +189,9 @@ def load_keras(path: str | os.PathLike[str], *, allow_unsafe: bool = False,
     loader = "keras" if fmt != "savedmodel" and _major(version) >= 3 else "tf_keras"
     quiet_tensorflow()
     if allow_unsafe:
-        log.warning("%s: allow_unsafe: loading without safety checks; the file may run code",
-                    source)
+        log.warning(
+            "%s: allow_unsafe: loading without safety checks; the file may run code", source
+        )
     elif config is not None:
         known = keras_layer_classes(__import__(loader))
         if loader == "keras":
@@ -198,9 +212,11 @@ def load_keras(path: str | os.PathLike[str], *, allow_unsafe: bool = False,
     except (ModelLoadError, UnsafeModelError):
         raise
     except Exception as exc:  # Keras raises many unrelated types for bad files
-        raise ModelLoadError(f"{source}: expected a loadable Keras model ({fmt}, written by "
-                             f"Keras {version or 'of unknown version'}, loaded with {loader}), "
-                             f"loading failed: {keras_message(exc)}") from exc
+        raise ModelLoadError(
+            f"{source}: expected a loadable Keras model ({fmt}, written by "
+            f"Keras {version or 'of unknown version'}, loaded with {loader}), "
+            f"loading failed: {keras_message(exc)}"
+        ) from exc
     return LoadedKeras(model, source, fmt, loader, version, digest, attributes=attributes)
 
 
@@ -208,8 +224,12 @@ def keras_message(exc: BaseException, limit: int = 200) -> str:
     """Keras' error as one readable line: its first sentence(s), without the full object
     configuration Keras appends, cut at ``limit`` characters."""
     text = first_line(exc, 10_000)
-    text = re.split(r"\s*(?:Full object config|Received: config|config=|Config:)\s*[:=]?\s*"
-                    r"[{\[]", text, maxsplit=1)[0].rstrip(" .:,")
+    text = re.split(
+        r"\s*(?:Full object config|Received: config|config=|Config:)\s*[:=]?\s*"
+        r"[{\[]",
+        text,
+        maxsplit=1,
+    )[0].rstrip(" .:,")
     text = re.sub(r"\s+", " ", text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -222,15 +242,20 @@ def check_architecture(config: Any, origin: str, known: set[str]) -> None:
         return
     class_name = str(config.get("class_name", "?"))
     inner = config.get("config") if isinstance(config.get("config"), dict) else {}
-    if class_name in known or class_name in BUILTIN_CLASSES or isinstance(
-            inner.get("layers"), list):
+    if (
+        class_name in known
+        or class_name in BUILTIN_CLASSES
+        or isinstance(inner.get("layers"), list)
+    ):
         return
     module = config.get("module")
     where = f" (module {module!r})" if module else ""
-    raise ModelLoadError(f"{origin}: expected a model architecture (layers and how they "
-                         f"connect), got only the class name {class_name!r}{where}: a "
-                         f"subclassed model, whose layers are made by Python code the file does "
-                         f"not hold; loading it needs the code that defines {class_name!r}")
+    raise ModelLoadError(
+        f"{origin}: expected a model architecture (layers and how they "
+        f"connect), got only the class name {class_name!r}{where}: a "
+        f"subclassed model, whose layers are made by Python code the file does "
+        f"not hold; loading it needs the code that defines {class_name!r}"
+    )
 
 
 def savedmodel_keras_version(path: Path) -> str | None:
@@ -248,12 +273,17 @@ def savedmodel_keras_version(path: Path) -> str | None:
 def _check_savedmodel_files(path: Path) -> None:
     variables = path / "variables"
     if not (variables / "variables.index").is_file():
-        what = "no variables/ folder" if not variables.is_dir() else \
-            "a variables/ folder without variables.index"
-        raise ModelLoadError(f"{path}: expected a SavedModel with its weights in "
-                             f"variables/variables.index and variables.data-*, got {what}: the "
-                             f"weights are missing from the folder (copy the whole SavedModel "
-                             f"directory)")
+        what = (
+            "no variables/ folder"
+            if not variables.is_dir()
+            else "a variables/ folder without variables.index"
+        )
+        raise ModelLoadError(
+            f"{path}: expected a SavedModel with its weights in "
+            f"variables/variables.index and variables.data-*, got {what}: the "
+            f"weights are missing from the folder (copy the whole SavedModel "
+            f"directory)"
+        )
 
 
 def _load_keras3(path: Path, allow_unsafe: bool = False) -> Any:
@@ -282,13 +312,16 @@ def _load_savedmodel(path: Path) -> tuple[Any, str]:
     try:
         root = tf.saved_model.load(str(path))
     except Exception as exc:
-        raise ModelLoadError(f"{path}: expected a SavedModel, TensorFlow could not load it: "
-                             f"{keras_message(exc)}") from exc
+        raise ModelLoadError(
+            f"{path}: expected a SavedModel, TensorFlow could not load it: {keras_message(exc)}"
+        ) from exc
     signatures = getattr(root, "signatures", {})
     name = next((n for n in ("serving_default", "serve") if n in signatures), None)
     if name is None:
-        raise ModelLoadError(f"{path}: expected a Keras SavedModel or one with a "
-                             f"'serving_default' signature, got signatures {list(signatures)}")
+        raise ModelLoadError(
+            f"{path}: expected a Keras SavedModel or one with a "
+            f"'serving_default' signature, got signatures {list(signatures)}"
+        )
     return SignatureModel(root, signatures[name], path.name), "tensorflow"
 
 
@@ -329,7 +362,10 @@ def from_model(model: Any) -> LoadedKeras:
     loader = "tf_keras" if module.startswith("tf_keras") else "keras"
     version = getattr(__import__(loader), "__version__", None)
     if not getattr(model, "inputs", None):
-        raise ModelLoadError(f"model {getattr(model, 'name', '?')!r}: expected a built Keras "
-                             f"model with known inputs (give it an Input), got none")
-    return LoadedKeras(model, Path(str(getattr(model, "name", "model"))), "memory", loader,
-                       version, None)
+        raise ModelLoadError(
+            f"model {getattr(model, 'name', '?')!r}: expected a built Keras "
+            f"model with known inputs (give it an Input), got none"
+        )
+    return LoadedKeras(
+        model, Path(str(getattr(model, "name", "model"))), "memory", loader, version, None
+    )

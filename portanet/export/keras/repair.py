@@ -42,8 +42,12 @@ def operation_classes() -> dict[str, str]:
         if not name.startswith(f"{OPS_PACKAGE}.") or module is None:
             continue
         for cls_name, value in vars(module).items():
-            if isinstance(value, type) and issubclass(value, Operation) \
-                    and not issubclass(value, keras.layers.Layer) and value.__module__ == name:
+            if (
+                isinstance(value, type)
+                and issubclass(value, Operation)
+                and not issubclass(value, keras.layers.Layer)
+                and value.__module__ == name
+            ):
                 found.setdefault(cls_name, name)
     return found
 
@@ -54,11 +58,15 @@ def application_layers() -> dict[str, type]:
 
     importlib.import_module("keras.applications")
     prefix = "keras.src.applications."
-    return {name: value for module_name, module in list(sys.modules.items())
-            if module_name.startswith(prefix) and module is not None
-            for name, value in vars(module).items()
-            if isinstance(value, type) and issubclass(value, keras.layers.Layer)
-            and value.__module__ == module_name}
+    return {
+        name: value
+        for module_name, module in list(sys.modules.items())
+        if module_name.startswith(prefix) and module is not None
+        for name, value in vars(module).items()
+        if isinstance(value, type)
+        and issubclass(value, keras.layers.Layer)
+        and value.__module__ == module_name
+    }
 
 
 def repair_operations(config: Any) -> tuple[Any, list[str]]:
@@ -70,8 +78,12 @@ def repair_operations(config: Any) -> tuple[Any, list[str]]:
     for node in _layer_dicts(repaired):
         inner = node.get("config")
         class_name = str(node.get("class_name"))
-        if isinstance(inner, dict) and class_name in ops and "module" not in node \
-                and "trainable" not in inner:
+        if (
+            isinstance(inner, dict)
+            and class_name in ops
+            and "module" not in node
+            and "trainable" not in inner
+        ):
             node["module"] = ops[class_name]
             node["registered_name"] = class_name
             names.append(str(inner.get("name", "?")))
@@ -113,8 +125,10 @@ def load_keras3_h5(path: Path, config: Any, *, allow_unsafe: bool = False) -> An
     from keras.src.saving import serialization_lib
 
     repaired, _ = repair_operations(config)
-    with saving_options.keras_option_scope(use_legacy_config=True), \
-            serialization_lib.SafeModeScope(not allow_unsafe):
+    with (
+        saving_options.keras_option_scope(use_legacy_config=True),
+        serialization_lib.SafeModeScope(not allow_unsafe),
+    ):
         model = saving_utils.model_from_config(repaired, custom_objects=application_layers())
     model.load_weights(path)
     return model

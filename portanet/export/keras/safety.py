@@ -19,14 +19,39 @@ from typing import Any
 from portanet.errors import ModelLoadError, UnsafeModelError
 
 #: Layers whose configuration carries code or loads other models.
-CODE_LAYERS = {"Lambda": "runs Python code stored in the file",
-               "TFSMLayer": "loads and runs another SavedModel"}
+CODE_LAYERS = {
+    "Lambda": "runs Python code stored in the file",
+    "TFSMLayer": "loads and runs another SavedModel",
+}
 #: Container and helper classes Keras writes itself, beside the public layers.
-BUILTIN_CLASSES = {"Functional", "Sequential", "Model", "TFOpLambda", "SlicingOpLambda",
-                   "InputLayer", "__keras_tensor__", "__tensor__", "__numpy__", "__tuple__",
-                   "__typespec__", "__bytes__", "__ellipsis__", "__slice__"}
-SIZE_KEYS = ("units", "filters", "input_dim", "output_dim", "depth_multiplier", "num_heads",
-             "key_dim", "value_dim", "num_bins", "max_tokens")
+BUILTIN_CLASSES = {
+    "Functional",
+    "Sequential",
+    "Model",
+    "TFOpLambda",
+    "SlicingOpLambda",
+    "InputLayer",
+    "__keras_tensor__",
+    "__tensor__",
+    "__numpy__",
+    "__tuple__",
+    "__typespec__",
+    "__bytes__",
+    "__ellipsis__",
+    "__slice__",
+}
+SIZE_KEYS = (
+    "units",
+    "filters",
+    "input_dim",
+    "output_dim",
+    "depth_multiplier",
+    "num_heads",
+    "key_dim",
+    "value_dim",
+    "num_bins",
+    "max_tokens",
+)
 SHAPE_KEYS = ("batch_input_shape", "batch_shape", "input_shape", "target_shape", "shape")
 
 
@@ -47,8 +72,10 @@ def parse_json(text: str, path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{path}: expected a JSON model configuration, got invalid JSON "
-                             f"({exc.msg} at line {exc.lineno})") from exc
+        raise ModelLoadError(
+            f"{path}: expected a JSON model configuration, got invalid JSON "
+            f"({exc.msg} at line {exc.lineno})"
+        ) from exc
 
 
 def iter_layers(config: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -62,8 +89,9 @@ def iter_layers(config: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
     inner = config.get("config")
     inner = inner if isinstance(inner, dict) else {}
     yield str(config["class_name"]), str(inner.get("name", "?")), inner
-    layers = inner.get("layers", config.get("config") if isinstance(config.get("config"), list)
-                       else None)
+    layers = inner.get(
+        "layers", config.get("config") if isinstance(config.get("config"), list) else None
+    )
     if isinstance(layers, list):
         for item in layers:
             yield from iter_layers(item)
@@ -75,31 +103,40 @@ def iter_layers(config: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
             yield from iter_layers(item)
 
 
-def check_config(config: Any, origin: str, known_classes: set[str],
-                 limits: KerasLimits = DEFAULT_KERAS_LIMITS) -> None:
+def check_config(
+    config: Any, origin: str, known_classes: set[str], limits: KerasLimits = DEFAULT_KERAS_LIMITS
+) -> None:
     """Refuse code-carrying layers, unknown classes, custom functions and absurd sizes."""
     for class_name, name, inner in iter_layers(config):
         if class_name in CODE_LAYERS:
-            raise UnsafeModelError(f"{origin}: layer {name!r} is a {class_name}, which "
-                                   f"{CODE_LAYERS[class_name]}; refused (allow_unsafe loads it "
-                                   f"only for a file you trust)")
+            raise UnsafeModelError(
+                f"{origin}: layer {name!r} is a {class_name}, which "
+                f"{CODE_LAYERS[class_name]}; refused (allow_unsafe loads it "
+                f"only for a file you trust)"
+            )
         if class_name not in known_classes and class_name not in BUILTIN_CLASSES:
-            raise UnsafeModelError(f"{origin}: layer {name!r} has class {class_name!r}, which "
-                                   f"is not a Keras layer (a custom object whose code is not in "
-                                   f"the file); refused")
+            raise UnsafeModelError(
+                f"{origin}: layer {name!r} has class {class_name!r}, which "
+                f"is not a Keras layer (a custom object whose code is not in "
+                f"the file); refused"
+            )
         _check_sizes(inner, origin, name, limits)
     custom = _custom_function(config)
     if custom:
-        raise UnsafeModelError(f"{origin}: the configuration refers to {custom}, a custom "
-                               f"function outside Keras; refused")
+        raise UnsafeModelError(
+            f"{origin}: the configuration refers to {custom}, a custom "
+            f"function outside Keras; refused"
+        )
 
 
 def _check_sizes(inner: dict[str, Any], origin: str, layer: str, limits: KerasLimits) -> None:
     for key in SIZE_KEYS:
         value = inner.get(key)
         if isinstance(value, int) and value > limits.max_dimension:
-            raise UnsafeModelError(f"{origin}: layer {layer!r} declares {key}={value:,}, above "
-                                   f"the limit {limits.max_dimension:,}; refused as absurd")
+            raise UnsafeModelError(
+                f"{origin}: layer {layer!r} declares {key}={value:,}, above "
+                f"the limit {limits.max_dimension:,}; refused as absurd"
+            )
     for key in SHAPE_KEYS:
         shape = inner.get(key)
         if isinstance(shape, list) and all(isinstance(d, int) or d is None for d in shape):
@@ -107,8 +144,10 @@ def _check_sizes(inner: dict[str, Any], origin: str, layer: str, limits: KerasLi
             for dim in shape:
                 elements *= dim if isinstance(dim, int) and dim > 0 else 1
             if elements > limits.max_shape_elements:
-                raise UnsafeModelError(f"{origin}: layer {layer!r} declares {key}={shape}, "
-                                       f"{elements:,} elements per sample; refused as absurd")
+                raise UnsafeModelError(
+                    f"{origin}: layer {layer!r} declares {key}={shape}, "
+                    f"{elements:,} elements per sample; refused as absurd"
+                )
 
 
 def _custom_function(node: Any, depth: int = 0) -> str | None:
@@ -117,8 +156,11 @@ def _custom_function(node: Any, depth: int = 0) -> str | None:
         return "a configuration nested too deeply"
     if isinstance(node, dict):
         module = node.get("module")
-        if isinstance(module, str) and node.get("class_name") in ("function", "__lambda__") \
-                and not module.startswith(("keras", "tf_keras", "tensorflow")):
+        if (
+            isinstance(module, str)
+            and node.get("class_name") in ("function", "__lambda__")
+            and not module.startswith(("keras", "tf_keras", "tensorflow"))
+        ):
             return f"{module}.{node.get('config')}"
         if node.get("class_name") == "__lambda__":
             return "a serialized Python lambda"
@@ -149,8 +191,10 @@ def _application_layers(module: Any) -> set[str]:
     importlib.import_module(f"{module.__name__}.applications")  # imports every application
     prefix = f"{module.__name__}.src.applications."
     base = module.layers.Layer
-    return {name for module_name, loaded in list(sys.modules.items())
-            if module_name.startswith(prefix) and loaded is not None
-            for name, value in vars(loaded).items()
-            if isinstance(value, type) and issubclass(value, base)
-            and value.__module__ == module_name}
+    return {
+        name
+        for module_name, loaded in list(sys.modules.items())
+        if module_name.startswith(prefix) and loaded is not None
+        for name, value in vars(loaded).items()
+        if isinstance(value, type) and issubclass(value, base) and value.__module__ == module_name
+    }

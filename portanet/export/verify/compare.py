@@ -61,8 +61,13 @@ class Worst:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"row": self.row, "element": list(self.element), "reference": self.reference,
-                "candidate": self.candidate, "noise": self.noise}
+        return {
+            "row": self.row,
+            "element": list(self.element),
+            "reference": self.reference,
+            "candidate": self.candidate,
+            "noise": self.noise,
+        }
 
 
 @dataclass
@@ -111,53 +116,90 @@ class OutputReport:
         """The largest error over the noise floor (``None`` when no noise was measured)."""
         if self.noise_floor is None:
             return None
-        return float("inf") if self.noise_floor == 0 and self.max_abs > 0 else \
-            (0.0 if self.max_abs == 0 else self.max_abs / self.noise_floor)
+        return (
+            float("inf")
+            if self.noise_floor == 0 and self.max_abs > 0
+            else (0.0 if self.max_abs == 0 else self.max_abs / self.noise_floor)
+        )
 
     def verdict(self) -> str:
         """What the comparison says about this output, in one sentence."""
         if not self.violations:
             return "within tolerance"
-        rows = f"{self.failing_row_count} rows, worst first: " + ", ".join(
-            map(str, self.failing_rows[:10])) + (" …" if self.failing_row_count > 10 else "")
+        rows = (
+            f"{self.failing_row_count} rows, worst first: "
+            + ", ".join(map(str, self.failing_rows[:10]))
+            + (" …" if self.failing_row_count > 10 else "")
+        )
         if self.noise_floor is None:
             return f"out of tolerance (no noise floor measured) on {rows}"
         if self.unexplained == 0:
-            tail = "accepted in noise-floor mode" if self.tolerance_mode == NOISE_FLOOR else \
-                "refused in strict mode; the noise-floor tolerance mode accepts it"
-            return (f"every element out of tolerance is within {NOISE_FACTOR:g}× the noise "
-                    f"floor: the model's own float32 sensitivity, not a conversion fault, on "
-                    f"{rows}; {tail}")
-        shown = ", ".join(map(str, self.unexplained_rows[:10])) + \
-            (" …" if len(self.unexplained_rows) > 10 else "")
-        return (f"{self.unexplained} of {self.violations} elements out of tolerance are beyond "
-                f"{NOISE_FACTOR:g}× the noise floor: a conversion fault, not the model's "
-                f"sensitivity (rows {shown})")
+            tail = (
+                "accepted in noise-floor mode"
+                if self.tolerance_mode == NOISE_FLOOR
+                else "refused in strict mode; the noise-floor tolerance mode accepts it"
+            )
+            return (
+                f"every element out of tolerance is within {NOISE_FACTOR:g}× the noise "
+                f"floor: the model's own float32 sensitivity, not a conversion fault, on "
+                f"{rows}; {tail}"
+            )
+        shown = ", ".join(map(str, self.unexplained_rows[:10])) + (
+            " …" if len(self.unexplained_rows) > 10 else ""
+        )
+        return (
+            f"{self.unexplained} of {self.violations} elements out of tolerance are beyond "
+            f"{NOISE_FACTOR:g}× the noise floor: a conversion fault, not the model's "
+            f"sensitivity (rows {shown})"
+        )
 
     def describe_failure(self, where: Any = None) -> str:
         """Lines saying what was expected and what was got, and where (``where(row)`` names
         the gate input a row belongs to)."""
-        line = (f"- {self.name}: max abs {self.max_abs:.3g} (atol {self.atol:g}), "
-                f"max rel {self.max_rel:.3g} (rtol {self.rtol:g}, relative to {REL_BASIS}), "
-                f"{self.violations} of {self.elements} elements out of tolerance")
+        line = (
+            f"- {self.name}: max abs {self.max_abs:.3g} (atol {self.atol:g}), "
+            f"max rel {self.max_rel:.3g} (rtol {self.rtol:g}, relative to {REL_BASIS}), "
+            f"{self.violations} of {self.elements} elements out of tolerance"
+        )
         if self.worst is not None:
             w = self.worst
             place = f" ({where(w.row)})" if where is not None else ""
-            line += (f"; worst at row {w.row}{place}, element {list(w.element)}: reference "
-                     f"{w.reference:.6g}, candidate {w.candidate:.6g}")
+            line += (
+                f"; worst at row {w.row}{place}, element {list(w.element)}: reference "
+                f"{w.reference:.6g}, candidate {w.candidate:.6g}"
+            )
         if self.noise_floor is not None:
-            at = f" ({self.worst.noise:.3g} at that element)" if self.worst is not None and \
-                self.worst.noise is not None else ""
+            at = (
+                f" ({self.worst.noise:.3g} at that element)"
+                if self.worst is not None and self.worst.noise is not None
+                else ""
+            )
             line += f"\n  noise floor {self.noise_floor:.3g}{at}: {self.verdict()}"
         return line
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        data = {k: getattr(self, k) for k in (
-            "name", "elements", "max_abs", "mean_abs", "median_abs", "max_rel", "atol", "rtol",
-            "violations", "decisions", "flips", "noise_floor", "explained", "failing_rows",
-            "failing_row_count",
-            "tolerance_mode")}
+        data = {
+            k: getattr(self, k)
+            for k in (
+                "name",
+                "elements",
+                "max_abs",
+                "mean_abs",
+                "median_abs",
+                "max_rel",
+                "atol",
+                "rtol",
+                "violations",
+                "decisions",
+                "flips",
+                "noise_floor",
+                "explained",
+                "failing_rows",
+                "failing_row_count",
+                "tolerance_mode",
+            )
+        }
         data["rel_basis"] = REL_BASIS
         data["worst"] = self.worst.to_dict() if self.worst is not None else None
         data["noise_ratio"] = self.noise_ratio
@@ -228,23 +270,32 @@ class ParityReport:
             lines.append(self.layerwise.summary())
         if self.synthetic:
             lines.append("inputs were synthetic; real rows as gate data give a stronger proof")
-        return (f"Keras and ONNX outputs differ beyond tolerance ({self.tolerance_mode} mode):\n"
-                + "\n".join(lines))
+        return (
+            f"Keras and ONNX outputs differ beyond tolerance ({self.tolerance_mode} mode):\n"
+            + "\n".join(lines)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (also stored as the ``portanet.parity`` metadata)."""
-        data = {"passed": self.passed, "samples": self.samples, "inputs_from": self.inputs_from,
-                "synthetic": self.synthetic, "tolerance_mode": self.tolerance_mode,
-                "noise": self.noise,
-                "batches": [{"label": b[0], "start": b[1], "rows": b[2]} for b in self.batches],
-                "outputs": [o.to_dict() for o in self.outputs], **self.extra}
+        data = {
+            "passed": self.passed,
+            "samples": self.samples,
+            "inputs_from": self.inputs_from,
+            "synthetic": self.synthetic,
+            "tolerance_mode": self.tolerance_mode,
+            "noise": self.noise,
+            "batches": [{"label": b[0], "start": b[1], "rows": b[2]} for b in self.batches],
+            "outputs": [o.to_dict() for o in self.outputs],
+            **self.extra,
+        }
         if self.layerwise is not None:
             data["layerwise"] = self.layerwise.to_dict()
         return data
 
 
-def _decisions(ref: np.ndarray, cand: np.ndarray, task: str | None,
-               threshold: float) -> tuple[int | None, int | None]:
+def _decisions(
+    ref: np.ndarray, cand: np.ndarray, task: str | None, threshold: float
+) -> tuple[int | None, int | None]:
     if task == BINARY_CLASSIFIER and ref.ndim >= 1 and (ref.ndim == 1 or ref.shape[-1] == 1):
         return ref.size, int(np.count_nonzero((ref >= threshold) != (cand >= threshold)))
     if task == MULTICLASS_CLASSIFIER and ref.ndim >= 2 and ref.shape[-1] > 1:
@@ -253,11 +304,18 @@ def _decisions(ref: np.ndarray, cand: np.ndarray, task: str | None,
     return None, None
 
 
-def compare_output(name: str, reference: np.ndarray, candidate: np.ndarray, *,
-                   atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
-                   task: str | None = None, threshold: float = 0.5,
-                   noise: np.ndarray | None = None,
-                   tolerance_mode: str = STRICT) -> OutputReport:
+def compare_output(
+    name: str,
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    *,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    task: str | None = None,
+    threshold: float = 0.5,
+    noise: np.ndarray | None = None,
+    tolerance_mode: str = STRICT,
+) -> OutputReport:
     """Compare one output. Shapes must match exactly; NaNs must sit in the same places.
 
     ``noise`` (shaped like the reference) is how far the reference moved under perturbations
@@ -267,8 +325,10 @@ def compare_output(name: str, reference: np.ndarray, candidate: np.ndarray, *,
     ref = np.asarray(reference)
     cand = np.asarray(candidate)
     if ref.shape != cand.shape:
-        raise ConversionError(f"output {name!r}: expected shape {ref.shape} from the reference, "
-                              f"got {cand.shape} from the candidate")
+        raise ConversionError(
+            f"output {name!r}: expected shape {ref.shape} from the reference, "
+            f"got {cand.shape} from the candidate"
+        )
     ref64 = ref.astype(np.float64, copy=False)
     cand64 = cand.astype(np.float64, copy=False)
     diff = np.abs(ref64 - cand64)
@@ -282,10 +342,20 @@ def compare_output(name: str, reference: np.ndarray, candidate: np.ndarray, *,
     beyond = diff > atol + rtol * magnitude
     violations = int(np.count_nonzero(beyond))
     decisions, flips = _decisions(ref64, cand64, task, threshold)
-    report = OutputReport(name=name, elements=int(diff.size), max_abs=0.0, mean_abs=0.0,
-                          median_abs=0.0, max_rel=0.0, atol=atol, rtol=rtol,
-                          violations=violations, decisions=decisions, flips=flips,
-                          tolerance_mode=tolerance_mode)
+    report = OutputReport(
+        name=name,
+        elements=int(diff.size),
+        max_abs=0.0,
+        mean_abs=0.0,
+        median_abs=0.0,
+        max_rel=0.0,
+        atol=atol,
+        rtol=rtol,
+        violations=violations,
+        decisions=decisions,
+        flips=flips,
+        tolerance_mode=tolerance_mode,
+    )
     if diff.size == 0:
         return report
     report.max_abs, report.mean_abs = float(diff.max()), float(diff.mean())
@@ -294,48 +364,64 @@ def compare_output(name: str, reference: np.ndarray, candidate: np.ndarray, *,
     if noise is not None:
         noise64 = np.nan_to_num(np.abs(np.asarray(noise, dtype=np.float64)), nan=np.inf)
         if noise64.shape != diff.shape:
-            raise ConversionError(f"output {name!r}: expected noise of shape {diff.shape}, got "
-                                  f"{noise64.shape}")
+            raise ConversionError(
+                f"output {name!r}: expected noise of shape {diff.shape}, got {noise64.shape}"
+            )
         report.noise_floor = float(noise64.max())
         # An element is the model's own sensitivity when its error is within NOISE_FACTOR ×
         # the noise measured there, or when its row demonstrably is sensitive (Keras moves
         # beyond tolerance there by itself) and the error is within the output's noise floor.
-        rows_moving = (noise64 > atol + rtol * magnitude).reshape(len(diff), -1).any(axis=1) \
-            if diff.ndim else np.asarray(noise64 > atol + rtol * magnitude)
-        sensitive = rows_moving.reshape((-1,) + (1,) * (diff.ndim - 1)) if diff.ndim \
-            else rows_moving
-        explained = beyond & ((diff <= NOISE_FACTOR * noise64)
-                              | (sensitive & (diff <= report.noise_floor)))
+        rows_moving = (
+            (noise64 > atol + rtol * magnitude).reshape(len(diff), -1).any(axis=1)
+            if diff.ndim
+            else np.asarray(noise64 > atol + rtol * magnitude)
+        )
+        sensitive = (
+            rows_moving.reshape((-1,) + (1,) * (diff.ndim - 1)) if diff.ndim else rows_moving
+        )
+        explained = beyond & (
+            (diff <= NOISE_FACTOR * noise64) | (sensitive & (diff <= report.noise_floor))
+        )
         report.explained = int(np.count_nonzero(explained))
         if diff.ndim and report.explained < violations:
             open_rows = (beyond & ~explained).reshape(len(diff), -1).any(axis=1)
-            report.unexplained_rows = [int(r) for r in np.flatnonzero(open_rows)[
-                :LISTED_ROWS * 5]]
+            report.unexplained_rows = [int(r) for r in np.flatnonzero(open_rows)[: LISTED_ROWS * 5]]
     excess = diff - (atol + rtol * magnitude)  # how far each element is out of tolerance
     flat = int(np.argmax(excess if violations else diff))
     position = np.unravel_index(flat, diff.shape) if diff.ndim else ()
-    report.worst = Worst(int(position[0]) if position else 0,
-                         tuple(int(i) for i in position[1:]),
-                         float(ref64.reshape(-1)[flat]), float(cand64.reshape(-1)[flat]),
-                         None if noise64 is None else float(noise64.reshape(-1)[flat]))
+    report.worst = Worst(
+        int(position[0]) if position else 0,
+        tuple(int(i) for i in position[1:]),
+        float(ref64.reshape(-1)[flat]),
+        float(cand64.reshape(-1)[flat]),
+        None if noise64 is None else float(noise64.reshape(-1)[flat]),
+    )
     if diff.ndim and len(diff):
         per_row = diff.reshape(len(diff), -1).max(axis=1)
         order = np.argsort(-per_row, kind="stable")
         report.top_rows = [int(r) for r in order[:LISTED_ROWS]]
         failing = beyond.reshape(len(diff), -1).any(axis=1)
         row_excess = excess.reshape(len(diff), -1).max(axis=1)
-        report.failing_rows = [int(r) for r in np.argsort(-row_excess, kind="stable")
-                               if failing[r]][:LISTED_ROWS]
+        report.failing_rows = [
+            int(r) for r in np.argsort(-row_excess, kind="stable") if failing[r]
+        ][:LISTED_ROWS]
         report.failing_row_count = int(np.count_nonzero(failing))
     return report
 
 
-def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray], *,
-            atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
-            tolerances: Mapping[str, tuple[float, float]] | None = None,
-            task: str | None = None, threshold: float = 0.5,
-            inputs_from: str = "", noise: Mapping[str, np.ndarray] | None = None,
-            tolerance_mode: str = STRICT) -> ParityReport:
+def compare(
+    reference: Mapping[str, np.ndarray],
+    candidate: Mapping[str, np.ndarray],
+    *,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    tolerances: Mapping[str, tuple[float, float]] | None = None,
+    task: str | None = None,
+    threshold: float = 0.5,
+    inputs_from: str = "",
+    noise: Mapping[str, np.ndarray] | None = None,
+    tolerance_mode: str = STRICT,
+) -> ParityReport:
     """Compare every output of ``reference`` with the same-named output of ``candidate``.
 
     ``tolerances`` maps an output name to its own ``(atol, rtol)``; others use the defaults.
@@ -343,17 +429,27 @@ def compare(reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndar
     """
     missing = [n for n in reference if n not in candidate]
     if missing:
-        raise InputError(f"expected outputs {sorted(reference)} in the candidate, "
-                         f"got {sorted(candidate)} (missing {missing})")
+        raise InputError(
+            f"expected outputs {sorted(reference)} in the candidate, "
+            f"got {sorted(candidate)} (missing {missing})"
+        )
     tolerances = tolerances or {}
     reports = []
     samples = 0
     for name, ref in reference.items():
         a, r = tolerances.get(name, (atol, rtol))
-        reports.append(compare_output(name, ref, candidate[name], atol=a, rtol=r,
-                                      task=task, threshold=threshold,
-                                      noise=(noise or {}).get(name),
-                                      tolerance_mode=tolerance_mode))
+        reports.append(
+            compare_output(
+                name,
+                ref,
+                candidate[name],
+                atol=a,
+                rtol=r,
+                task=task,
+                threshold=threshold,
+                noise=(noise or {}).get(name),
+                tolerance_mode=tolerance_mode,
+            )
+        )
         samples = max(samples, int(np.shape(ref)[0]) if np.ndim(ref) else 1)
     return ParityReport(reports, samples, inputs_from, tolerance_mode=tolerance_mode)
-

@@ -38,11 +38,19 @@ def layer_trace(loaded: LoadedKeras, schema: ModelSchema) -> Any:
     return loaded.trace
 
 
-def gate_report(loaded: LoadedKeras, runtime: Model, schema: ModelSchema, *,
-                data: str | os.PathLike[str] | None = None, atol: float = DEFAULT_ATOL,
-                rtol: float = DEFAULT_RTOL, seed: int = 0,
-                onnx_model: bytes | str | os.PathLike[str] | None = None,
-                layerwise: bool = False, tolerance_mode: str = STRICT) -> ParityReport:
+def gate_report(
+    loaded: LoadedKeras,
+    runtime: Model,
+    schema: ModelSchema,
+    *,
+    data: str | os.PathLike[str] | None = None,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    seed: int = 0,
+    onnx_model: bytes | str | os.PathLike[str] | None = None,
+    layerwise: bool = False,
+    tolerance_mode: str = STRICT,
+) -> ParityReport:
     """Run the gate's inputs through Keras and ONNX, compare every output next to the measured
     noise floor (:mod:`portanet.export.verify.noise`), and raise :class:`ParityError` (with the
     report) when they differ beyond tolerance — in ``tolerance_mode`` ``"strict"`` (default) or
@@ -55,8 +63,9 @@ def gate_report(loaded: LoadedKeras, runtime: Model, schema: ModelSchema, *,
     """
     check_tolerance_mode(tolerance_mode)
     trace = layer_trace(loaded, schema)
-    inputs = gate_inputs(schema, data=data, seed=seed,
-                         hints=input_hints(trace, keras_specs(schema)))
+    inputs = gate_inputs(
+        schema, data=data, seed=seed, hints=input_hints(trace, keras_specs(schema))
+    )
     keras = KerasRunner(loaded.model)
     reference = keras.run(inputs.feeds)
     candidate = OnnxRunner(runtime, schema).run(inputs.feeds)
@@ -64,16 +73,25 @@ def gate_report(loaded: LoadedKeras, runtime: Model, schema: ModelSchema, *,
     threshold = schema.threshold if schema.threshold is not None else 0.5
 
     def compared() -> ParityReport:
-        return compare(reference, candidate, atol=atol, rtol=rtol, task=schema.task,
-                       threshold=threshold, inputs_from=inputs.description,
-                       noise=floor.per_output, tolerance_mode=tolerance_mode)
+        return compare(
+            reference,
+            candidate,
+            atol=atol,
+            rtol=rtol,
+            task=schema.task,
+            threshold=threshold,
+            inputs_from=inputs.description,
+            noise=floor.per_output,
+            tolerance_mode=tolerance_mode,
+        )
 
     report = compared()
     if any(o.violations for o in report.outputs):  # explain it: Keras against float64 too
         add_float64(floor, loaded.model, inputs.feeds, reference)
         report = compared()
-        unexplained = sorted({r for o in report.outputs if o.unexplained
-                              for r in o.unexplained_rows})
+        unexplained = sorted(
+            {r for o in report.outputs if o.unexplained for r in o.unexplained_rows}
+        )
         if unexplained:  # a closer look where the first samples did not explain the error
             refine(floor, keras.run, inputs.feeds, reference, unexplained, seed=seed)
             report = compared()
@@ -83,9 +101,18 @@ def gate_report(loaded: LoadedKeras, runtime: Model, schema: ModelSchema, *,
         from portanet.export.verify.layerwise import compare_layers, layerwise_rows
 
         rows = report.worst_rows(layerwise_rows(schema, inputs.feeds))
-        report.layerwise = compare_layers(loaded, onnx_model, schema, inputs.feeds,
-                                          atol=atol, rtol=rtol, rows=rows, where=report.where,
-                                          seed=seed, model64=floor.model64)
+        report.layerwise = compare_layers(
+            loaded,
+            onnx_model,
+            schema,
+            inputs.feeds,
+            atol=atol,
+            rtol=rtol,
+            rows=rows,
+            where=report.where,
+            seed=seed,
+            model64=floor.model64,
+        )
     # What the report's scatter and error histogram draw (a few hundred points, numpy only).
     report.extra["charts"] = chart_payload(reference, candidate, layerwise=report.layerwise)
     if not report:
@@ -93,10 +120,18 @@ def gate_report(loaded: LoadedKeras, runtime: Model, schema: ModelSchema, *,
     return report
 
 
-def verify(source: str | os.PathLike[str], onnx_path: str | os.PathLike[str], *,
-           data: str | os.PathLike[str] | None = None, atol: float = DEFAULT_ATOL,
-           rtol: float = DEFAULT_RTOL, seed: int = 0, allow_unsafe: bool = False,
-           layerwise: bool = False, tolerance_mode: str = STRICT) -> ParityReport:
+def verify(
+    source: str | os.PathLike[str],
+    onnx_path: str | os.PathLike[str],
+    *,
+    data: str | os.PathLike[str] | None = None,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    seed: int = 0,
+    allow_unsafe: bool = False,
+    layerwise: bool = False,
+    tolerance_mode: str = STRICT,
+) -> ParityReport:
     """Compare a Keras model file with an ONNX file on demand (the ``verify`` command); raises
     :class:`ParityError` like the export gate when they differ.
 
@@ -109,9 +144,20 @@ def verify(source: str | os.PathLike[str], onnx_path: str | os.PathLike[str], *,
     keras = KerasRunner(loaded.model)
     missing = [n for n in keras.input_order if n not in runtime.input_names]
     if missing or sorted(keras.output_names) != sorted(runtime.output_names):
-        raise InputError(f"{onnx_path}: expected inputs {keras.input_order} and outputs "
-                         f"{keras.output_names} like {Path(source).name}, got "
-                         f"{runtime.input_names} and {runtime.output_names}")
-    return gate_report(loaded, runtime, runtime.schema, data=data, atol=atol, rtol=rtol,
-                       seed=seed, onnx_model=onnx_path, layerwise=layerwise,
-                       tolerance_mode=tolerance_mode)
+        raise InputError(
+            f"{onnx_path}: expected inputs {keras.input_order} and outputs "
+            f"{keras.output_names} like {Path(source).name}, got "
+            f"{runtime.input_names} and {runtime.output_names}"
+        )
+    return gate_report(
+        loaded,
+        runtime,
+        runtime.schema,
+        data=data,
+        atol=atol,
+        rtol=rtol,
+        seed=seed,
+        onnx_model=onnx_path,
+        layerwise=layerwise,
+        tolerance_mode=tolerance_mode,
+    )

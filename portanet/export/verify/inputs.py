@@ -62,8 +62,11 @@ def source_input(tensor: Any) -> str | None:
 def _as_sample(value: Any, spec: TensorSpec) -> np.ndarray:
     sample = tuple(d if isinstance(d, int) else 1 for d in spec.shape[1:])
     array = np.asarray(value, dtype=np.float64)
-    return np.broadcast_to(array, (1, *sample))[0] if array.ndim > len(sample) else \
-        np.broadcast_to(array, sample)
+    return (
+        np.broadcast_to(array, (1, *sample))[0]
+        if array.ndim > len(sample)
+        else np.broadcast_to(array, sample)
+    )
 
 
 def _hint_for(layer: Any, class_name: str, spec: TensorSpec) -> InputHint | None:
@@ -83,8 +86,9 @@ def _hint_for(layer: Any, class_name: str, spec: TensorSpec) -> InputHint | None
             spread = 2.0 * np.sqrt(np.maximum(_as_sample(variance, spec), 0.0))
         except ValueError:
             return None
-        return InputHint(centre - spread, centre + spread, False,
-                         f"Normalization {layer.name!r}: mean ± 2 sd")
+        return InputHint(
+            centre - spread, centre + spread, False, f"Normalization {layer.name!r}: mean ± 2 sd"
+        )
     return None
 
 
@@ -107,8 +111,14 @@ def input_hints(trace: Any, specs: list[TensorSpec]) -> dict[str, InputHint]:
     return hints
 
 
-def random_array(spec: TensorSpec, rows: int, rng: np.random.Generator, low: Any = None,
-                 high: Any = None, hint: InputHint | None = None) -> np.ndarray:
+def random_array(
+    spec: TensorSpec,
+    rows: int,
+    rng: np.random.Generator,
+    low: Any = None,
+    high: Any = None,
+    hint: InputHint | None = None,
+) -> np.ndarray:
     """Seeded random values for ``spec``: inside ``[low, high]`` when given (the data's range),
     else inside the hint's range, else the defaults described in the module docstring."""
     shape = (rows, *[d if isinstance(d, int) else 8 for d in spec.shape[1:]])
@@ -156,9 +166,14 @@ def _bounds(real: np.ndarray, spec: TensorSpec) -> tuple[Any, Any]:
     return float(values[finite].min()), float(values[finite].max())
 
 
-def gate_inputs(schema: ModelSchema, *, data: str | os.PathLike[str] | None = None,
-                seed: int = 0, batches: tuple[int, ...] | None = None,
-                hints: dict[str, InputHint] | None = None) -> GateInputs:
+def gate_inputs(
+    schema: ModelSchema,
+    *,
+    data: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    batches: tuple[int, ...] | None = None,
+    hints: dict[str, InputHint] | None = None,
+) -> GateInputs:
     """The inputs the gate runs, in the Keras model's layout: ``data`` rows when given; the
     bundled Pima rows for a model with the Pima features; plus seeded random batches (sizes
     ``batches``; as many rows in batches of the fixed size of a graph that has one) shaped for
@@ -168,8 +183,9 @@ def gate_inputs(schema: ModelSchema, *, data: str | os.PathLike[str] | None = No
     hints = hints or {}
     rng = np.random.default_rng(seed)
     if batches is None:
-        elements = sum(int(np.prod([d if isinstance(d, int) else 8 for d in s.shape[1:]]))
-                       for s in specs)
+        elements = sum(
+            int(np.prod([d if isinstance(d, int) else 8 for d in s.shape[1:]])) for s in specs
+        )
         usual = LARGE_SAMPLE_BATCHES if elements > LARGE_SAMPLE_ELEMENTS else RANDOM_BATCHES
         size = fixed_batch(schema)
         batches = (size,) * max(2, -(-sum(usual) // size)) if size else usual
@@ -179,9 +195,12 @@ def gate_inputs(schema: ModelSchema, *, data: str | os.PathLike[str] | None = No
         real = _read_data(Path(data), schema, specs)
         described.append(f"{len(next(iter(real.values())))} rows of {Path(data).name}")
     elif schema.feature_names == PIMA_FEATURES or (
-            len(specs) == 1 and specs[0].shape[1:] == (len(PIMA_FEATURES),)
-            and schema.feature_names is None and _is_pima_sized(specs[0])
-            and specs[0].name not in hints):
+        len(specs) == 1
+        and specs[0].shape[1:] == (len(PIMA_FEATURES),)
+        and schema.feature_names is None
+        and _is_pima_sized(specs[0])
+        and specs[0].name not in hints
+    ):
         real = {specs[0].name: load_pima().features.astype(specs[0].numpy_dtype)}
         described.append(f"{len(real[specs[0].name])} rows of the bundled Pima data")
     parts: list[dict[str, np.ndarray]] = [real] if real else []
@@ -194,8 +213,11 @@ def gate_inputs(schema: ModelSchema, *, data: str | os.PathLike[str] | None = No
             batch[spec.name] = random_array(spec, rows, rng, low, high, hints.get(spec.name))
         parts.append(batch)
         labels.append(f"random batch {index + 1} of {rows} rows")
-    sizes = (f"{len(batches)} random batches of {batches[0]}" if len(set(batches)) == 1
-             and len(batches) > 2 else "random batches of " + ", ".join(map(str, batches)))
+    sizes = (
+        f"{len(batches)} random batches of {batches[0]}"
+        if len(set(batches)) == 1 and len(batches) > 2
+        else "random batches of " + ", ".join(map(str, batches))
+    )
     described.append(f"{sizes} (seed {seed})")
     ranges = sorted({h.reason for n, h in hints.items() if real is None or n not in real})
     if real is not None:
@@ -207,8 +229,10 @@ def gate_inputs(schema: ModelSchema, *, data: str | os.PathLike[str] | None = No
         described.append("real rows as gate data give a stronger proof")
     feeds = {s.name: np.concatenate([p[s.name] for p in parts]) for s in specs}
     starts = np.cumsum([0] + [len(next(iter(p.values()))) for p in parts])
-    spans = [(label, int(start), int(end - start))
-             for label, start, end in zip(labels, starts[:-1], starts[1:])]
+    spans = [
+        (label, int(start), int(end - start))
+        for label, start, end in zip(labels, starts[:-1], starts[1:])
+    ]
     return GateInputs(feeds, "; ".join(described), spans, real is None)
 
 
@@ -216,8 +240,7 @@ def _is_pima_sized(spec: TensorSpec) -> bool:
     return spec.rank == 2 and spec.numpy_dtype.kind == "f"
 
 
-def _read_data(path: Path, schema: ModelSchema,
-               specs: list[TensorSpec]) -> dict[str, np.ndarray]:
+def _read_data(path: Path, schema: ModelSchema, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
     """Rows for the gate from ``path``: NPZ (one array per input name), NPY, or a table for a
     2-D input. Arrays are in the Keras model's layout and must fit its fixed dimensions."""
     if path.suffix.lower() == ".npz":
@@ -227,31 +250,40 @@ def _read_data(path: Path, schema: ModelSchema,
             else:
                 missing = [s.name for s in specs if s.name not in archive.files]
                 if missing:
-                    raise InputError(f"{path}: expected arrays named {[s.name for s in specs]}, "
-                                     f"got {archive.files} (missing {missing})")
+                    raise InputError(
+                        f"{path}: expected arrays named {[s.name for s in specs]}, "
+                        f"got {archive.files} (missing {missing})"
+                    )
                 arrays = {s.name: archive[s.name] for s in specs}
         return {s.name: _fitted(path, s, arrays[s.name]) for s in specs}
     if len(specs) != 1:
-        raise InputError(f"{path}: a model with inputs {[s.name for s in specs]} needs its gate data "
-                         f"as an .npz holding one array per input name")
+        raise InputError(
+            f"{path}: a model with inputs {[s.name for s in specs]} needs its gate data "
+            f"as an .npz holding one array per input name"
+        )
     spec = specs[0]
     if path.suffix.lower() == ".npy" and spec.rank != 2:
         return {spec.name: _fitted(path, spec, np.load(path, allow_pickle=False))}
     if spec.rank != 2 or not isinstance(spec.shape[1], int):
-        raise InputError(f"{path}: input {spec.name!r} has shape {spec.shape}; tabular gate data "
-                         f"fits only 2-D inputs, give an .npy or .npz array instead")
+        raise InputError(
+            f"{path}: input {spec.name!r} has shape {spec.shape}; tabular gate data "
+            f"fits only 2-D inputs, give an .npy or .npz array instead"
+        )
     batch = read_all(path, Columns(schema.feature_names, spec.shape[1], (), spec.numpy_dtype))
     return {spec.name: batch.features}
 
 
 def _fitted(path: Path, spec: TensorSpec, array: np.ndarray) -> np.ndarray:
     fits = array.ndim == spec.rank and all(
-        not isinstance(want, int) or want == got for want, got in zip(spec.shape[1:],
-                                                                       array.shape[1:]))
+        not isinstance(want, int) or want == got
+        for want, got in zip(spec.shape[1:], array.shape[1:])
+    )
     if not fits or not len(array):
-        raise InputError(f"{path}: input {spec.name!r} expects arrays of shape "
-                         f"(rows, {', '.join(str(d) for d in spec.shape[1:])}) in the Keras "
-                         f"model's layout, got {array.shape}")
+        raise InputError(
+            f"{path}: input {spec.name!r} expects arrays of shape "
+            f"(rows, {', '.join(str(d) for d in spec.shape[1:])}) in the Keras "
+            f"model's layout, got {array.shape}"
+        )
     if array.dtype.kind not in "biuf":
         raise InputError(f"{path}: input {spec.name!r} expects numbers, got dtype {array.dtype}")
     return array.astype(spec.numpy_dtype)

@@ -81,15 +81,23 @@ class LayerRow:
     @property
     def beyond_noise(self) -> bool:
         """Out of tolerance *and* more than NOISE_FACTOR × this layer's noise floor."""
-        return not self.passed and (self.noise is None
-                                    or self.result.max_abs > NOISE_FACTOR * self.noise)
+        return not self.passed and (
+            self.noise is None or self.result.max_abs > NOISE_FACTOR * self.noise
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"index": self.index, "layer": self.layer, "class": self.class_name,
-                "onnx_tensor": self.tensor, "layout": self.layout, "fused": self.fused,
-                **{k: v for k, v in self.result.to_dict().items() if k != "name"},
-                "noise": self.noise, "beyond_noise": self.beyond_noise}
+        return {
+            "index": self.index,
+            "layer": self.layer,
+            "class": self.class_name,
+            "onnx_tensor": self.tensor,
+            "layout": self.layout,
+            "fused": self.fused,
+            **{k: v for k, v in self.result.to_dict().items() if k != "name"},
+            "noise": self.noise,
+            "beyond_noise": self.beyond_noise,
+        }
 
 
 @dataclass
@@ -118,8 +126,10 @@ class LayerwiseReport:
     def _on(self) -> str:
         if not self.input_rows:
             return f"on {self.samples} rows"
-        shown = ", ".join(f"{r} ({p})" if p else str(r) for r, p in zip(
-            self.input_rows[:3], self.input_places[:3] or [""] * 3))
+        shown = ", ".join(
+            f"{r} ({p})" if p else str(r)
+            for r, p in zip(self.input_rows[:3], self.input_places[:3] or [""] * 3)
+        )
         more = f" and {len(self.input_rows) - 3} more" if len(self.input_rows) > 3 else ""
         return f"on gate row{'s' if len(self.input_rows) > 1 else ''} {shown}{more}"
 
@@ -137,34 +147,48 @@ class LayerwiseReport:
         """One line: where the divergence starts, or that every layer it could compare agrees,
         and where it could not look."""
         if not self.rows:
-            return (f"layerwise: no layer output could be found in the ONNX graph "
-                    f"({self.layers} layers traced)")
+            return (
+                f"layerwise: no layer output could be found in the ONNX graph "
+                f"({self.layers} layers traced)"
+            )
         row, fault = self.first_failure, self.first_beyond_noise
         where = f"layerwise {self._on()}"
         if row is None:
-            return (f"{where}: every layer it could compare agrees within tolerance "
-                    f"({self._blind_spots()})")
+            return (
+                f"{where}: every layer it could compare agrees within tolerance "
+                f"({self._blind_spots()})"
+            )
         start = fault or row
         fused = f", with fused layers {start.fused}" if start.fused else ""
         noise = f", its noise floor {start.noise:.3g}" if start.noise is not None else ""
-        kind = ("the divergence starts at" if fault is not None else
-                "every layer out of tolerance is within its noise floor (the model's own "
-                "sensitivity); first out of tolerance:")
-        return (f"{where}: {kind} {start.layer!r} ({start.class_name}{fused}) → ONNX tensor "
-                f"{start.tensor!r}: max abs {start.result.max_abs:.3g}{noise}, "
-                f"{start.result.violations} of {start.result.elements} elements "
-                f"({self._blind_spots()})")
+        kind = (
+            "the divergence starts at"
+            if fault is not None
+            else "every layer out of tolerance is within its noise floor (the model's own "
+            "sensitivity); first out of tolerance:"
+        )
+        return (
+            f"{where}: {kind} {start.layer!r} ({start.class_name}{fused}) → ONNX tensor "
+            f"{start.tensor!r}: max abs {start.result.max_abs:.3g}{noise}, "
+            f"{start.result.violations} of {start.result.elements} elements "
+            f"({self._blind_spots()})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         first = self.first_failure
         fault = self.first_beyond_noise
-        return {"samples": self.samples, "layers": self.layers,
-                "input_rows": self.input_rows, "input_places": self.input_places,
-                "first_failure": first.layer if first else None,
-                "first_beyond_noise": fault.layer if fault else None,
-                "summary": self.summary(),
-                "rows": [r.to_dict() for r in self.rows], "unmatched": self.unmatched}
+        return {
+            "samples": self.samples,
+            "layers": self.layers,
+            "input_rows": self.input_rows,
+            "input_places": self.input_places,
+            "first_failure": first.layer if first else None,
+            "first_beyond_noise": fault.layer if fault else None,
+            "summary": self.summary(),
+            "rows": [r.to_dict() for r in self.rows],
+            "unmatched": self.unmatched,
+        }
 
 
 def _views(keras: np.ndarray, onnx_value: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -177,18 +201,24 @@ def _views(keras: np.ndarray, onnx_value: np.ndarray) -> list[tuple[str, np.ndar
             if moved == keras.shape:
                 label = "same" if perm == tuple(range(onnx_value.ndim)) else f"axes {perm}"
                 views.append((label, onnx_value.transpose(perm)))
-    if not views and onnx_value.size == keras.size and \
-            [d for d in onnx_value.shape if d != 1] == [d for d in keras.shape if d != 1]:
+    if (
+        not views
+        and onnx_value.size == keras.size
+        and [d for d in onnx_value.shape if d != 1] == [d for d in keras.shape if d != 1]
+    ):
         views.append(("reshaped", onnx_value.reshape(keras.shape)))
     return views
 
 
-def _best(name: str, keras: np.ndarray, onnx_value: np.ndarray, atol: float,
-          rtol: float) -> tuple[str, OutputReport] | None:
+def _best(
+    name: str, keras: np.ndarray, onnx_value: np.ndarray, atol: float, rtol: float
+) -> tuple[str, OutputReport] | None:
     scale = float(np.nanmax(np.abs(keras), initial=0.0)) if keras.size else 0.0
     atol = atol * max(1.0, scale if np.isfinite(scale) else 1.0)
-    scored = [(label, compare_output(name, keras, view, atol=atol, rtol=rtol))
-              for label, view in _views(keras, onnx_value)]
+    scored = [
+        (label, compare_output(name, keras, view, atol=atol, rtol=rtol))
+        for label, view in _views(keras, onnx_value)
+    ]
     if not scored:
         return None
     return min(scored, key=lambda item: (item[1].violations, item[1].max_abs))
@@ -212,12 +242,14 @@ def _probe_runtime(probe: Any, onnx_model: bytes | str | os.PathLike[str]) -> An
 
     from onnx.external_data_helper import uses_external_data
 
-    if isinstance(onnx_model, bytes) or not any(uses_external_data(t)
-                                                for t in probe.graph.initializer):
+    if isinstance(onnx_model, bytes) or not any(
+        uses_external_data(t) for t in probe.graph.initializer
+    ):
         return load(probe.SerializeToString(), providers="cpu")
     folder = Path(onnx_model).parent
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".portanet-probe-",
-                                     suffix=".onnx") as handle:
+    with tempfile.NamedTemporaryFile(
+        dir=folder, prefix=".portanet-probe-", suffix=".onnx"
+    ) as handle:
         handle.write(probe.SerializeToString())
         handle.flush()
         return load(handle.name, providers="cpu")
@@ -227,17 +259,26 @@ def _onnx_aliases(concrete: Any, output_names: list[str]) -> dict[str, str]:
     """TensorFlow tensors whose ONNX name changed: the model outputs got the Keras names."""
     aliases = {}
     for tensor, name in zip(concrete.outputs, output_names):
-        source = tensor.op.inputs[0] if tensor.op.type == "Identity" and tensor.op.inputs \
-            else tensor
+        source = (
+            tensor.op.inputs[0] if tensor.op.type == "Identity" and tensor.op.inputs else tensor
+        )
         aliases[source.name] = name
     return aliases
 
 
-def compare_layers(loaded: LoadedKeras, onnx_model: bytes | str | os.PathLike[str],
-                   schema: ModelSchema, feeds: dict[str, np.ndarray], *,
-                   atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
-                   rows: list[int] | None = None, where: Any = None,
-                   seed: int = 0, model64: Any = None) -> LayerwiseReport:
+def compare_layers(
+    loaded: LoadedKeras,
+    onnx_model: bytes | str | os.PathLike[str],
+    schema: ModelSchema,
+    feeds: dict[str, np.ndarray],
+    *,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    rows: list[int] | None = None,
+    where: Any = None,
+    seed: int = 0,
+    model64: Any = None,
+) -> LayerwiseReport:
     """Compare every Keras layer's output with its ONNX tensor on ``feeds`` (Keras layout, as
     :func:`portanet.export.verify.inputs.gate_inputs` makes them): on the given ``rows`` (the
     gate's worst), else on its first rows; ``where(row)`` names where a row comes from. Each
@@ -245,11 +286,15 @@ def compare_layers(loaded: LoadedKeras, onnx_model: bytes | str | os.PathLike[st
     one ulp (twice), and from the same layer of ``model64`` (the model in float64) if given."""
     import onnx
 
-    proto = (onnx.load_from_string(onnx_model) if isinstance(onnx_model, bytes)
-             else onnx.load(str(Path(onnx_model)), load_external_data=False))
+    proto = (
+        onnx.load_from_string(onnx_model)
+        if isinstance(onnx_model, bytes)
+        else onnx.load(str(Path(onnx_model)), load_external_data=False)
+    )
     spec_inputs, output_names = keras_signature(loaded.model)
-    concrete, trace = trace_keras(loaded.model, keras_specs(schema),
-                                  external=getattr(loaded, "external", None))
+    concrete, trace = trace_keras(
+        loaded.model, keras_specs(schema), external=getattr(loaded, "external", None)
+    )
     aliases = _onnx_aliases(concrete, output_names)
     produced = {name for node in proto.graph.node for name in node.output}
     graph_outputs = {o.name for o in proto.graph.output}
@@ -275,8 +320,9 @@ def compare_layers(loaded: LoadedKeras, onnx_model: bytes | str | os.PathLike[st
             pending = [*pending, call.key]
 
     count = layerwise_rows(schema, feeds)
-    chosen = list(rows[:count]) if rows else list(range(min(count, len(next(iter(
-        feeds.values()))))))
+    chosen = (
+        list(rows[:count]) if rows else list(range(min(count, len(next(iter(feeds.values()))))))
+    )
     subset = {k: v[chosen] for k, v in feeds.items()}
     probe = onnx.ModelProto()
     probe.CopyFrom(proto)
@@ -287,28 +333,41 @@ def compare_layers(loaded: LoadedKeras, onnx_model: bytes | str | os.PathLike[st
     order = [s.name for s in spec_inputs]
     wanted = {call.key for call, _, _ in planned}
     keras_values = record_outputs(
-        loaded.model, lambda: call_model(loaded.model, [subset[n] for n in order]),
-        keep=wanted.__contains__)
+        loaded.model,
+        lambda: call_model(loaded.model, [subset[n] for n in order]),
+        keep=wanted.__contains__,
+    )
     shifted_runs = []
     rng = np.random.default_rng(seed + 104729)
     for _ in range(NUDGED_RUNS if any(a.dtype.kind == "f" for a in subset.values()) else 0):
         moved = nudge(subset, rng)
-        shifted_runs.append(record_outputs(
-            loaded.model, lambda: call_model(loaded.model, [moved[n] for n in order]),
-            keep=wanted.__contains__))
+        shifted_runs.append(
+            record_outputs(
+                loaded.model,
+                lambda: call_model(loaded.model, [moved[n] for n in order]),
+                keep=wanted.__contains__,
+            )
+        )
     if model64 is not None:
         wide = {n: a.astype(np.float64) if a.dtype.kind == "f" else a for n, a in subset.items()}
-        shifted_runs.append(record_outputs(
-            model64, lambda: call_model(model64, [wide[n] for n in order]),
-            keep=wanted.__contains__))
+        shifted_runs.append(
+            record_outputs(
+                model64,
+                lambda: call_model(model64, [wide[n] for n in order]),
+                keep=wanted.__contains__,
+            )
+        )
 
     report_rows: list[LayerRow] = []
     unmatched = list(pending)
     for call, index, name in planned:
         values = keras_values.get(call.key, [])
         label = call.key if len(call.outputs) == 1 else f"{call.key}[{index}]"
-        best = _best(label, values[index], onnx_values[name], atol, rtol) \
-            if index < len(values) else None
+        best = (
+            _best(label, values[index], onnx_values[name], atol, rtol)
+            if index < len(values)
+            else None
+        )
         if best is None:
             unmatched.append(label)
             continue
@@ -320,8 +379,19 @@ def compare_layers(loaded: LoadedKeras, onnx_model: bytes | str | os.PathLike[st
                 delta = np.abs(np.asarray(shifted[index], np.float64) - values[index])
                 moved_by = float(np.nan_to_num(delta).max()) if delta.size else 0.0
                 noise = moved_by if noise is None else max(noise, moved_by)
-        report_rows.append(LayerRow(len(report_rows) + 1, label, call.class_name, name, layout,
-                                    result, fused_before.get((call.key, index), []), noise))
+        report_rows.append(
+            LayerRow(
+                len(report_rows) + 1,
+                label,
+                call.class_name,
+                name,
+                layout,
+                result,
+                fused_before.get((call.key, index), []),
+                noise,
+            )
+        )
     places = [where(r) for r in chosen] if where is not None and rows else []
-    return LayerwiseReport(report_rows, len(chosen), len(leaves), unmatched,
-                           chosen if rows else [], places)
+    return LayerwiseReport(
+        report_rows, len(chosen), len(leaves), unmatched, chosen if rows else [], places
+    )

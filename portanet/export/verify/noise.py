@@ -56,9 +56,14 @@ class NoiseFloor:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the parity report's ``noise``)."""
-        return {"methods": dict(self.methods), "unavailable": dict(self.unavailable),
-                "factor": NOISE_FACTOR, "ulp_runs": ULP_RUNS,
-                "refined_rows": self.refined_rows, "refine_runs": REFINE_RUNS}
+        return {
+            "methods": dict(self.methods),
+            "unavailable": dict(self.unavailable),
+            "factor": NOISE_FACTOR,
+            "ulp_runs": ULP_RUNS,
+            "refined_rows": self.refined_rows,
+            "refine_runs": REFINE_RUNS,
+        }
 
     def describe(self) -> str:
         """One line: what the floor is made of."""
@@ -80,12 +85,20 @@ def nudge(feeds: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, n
     return nudged
 
 
-def measure(run: Runner, feeds: dict[str, np.ndarray], reference: dict[str, np.ndarray], *,
-            model: Any = None, float64: bool = False, seed: int = 0) -> NoiseFloor:
+def measure(
+    run: Runner,
+    feeds: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+    *,
+    model: Any = None,
+    float64: bool = False,
+    seed: int = 0,
+) -> NoiseFloor:
     """Measure the noise floor of ``run`` (the Keras runner) around ``reference`` (its outputs
     for ``feeds``); with ``float64`` also recompute ``model`` in float64."""
-    floor = NoiseFloor({name: np.zeros(np.shape(value), dtype=np.float64)
-                        for name, value in reference.items()})
+    floor = NoiseFloor(
+        {name: np.zeros(np.shape(value), dtype=np.float64) for name, value in reference.items()}
+    )
     if any(a.dtype.kind == "f" for a in feeds.values()):
         rng = np.random.default_rng(seed + 7919)
         worst = 0.0
@@ -99,8 +112,14 @@ def measure(run: Runner, feeds: dict[str, np.ndarray], reference: dict[str, np.n
     return floor
 
 
-def refine(floor: NoiseFloor, run: Runner, feeds: dict[str, np.ndarray],
-           reference: dict[str, np.ndarray], rows: list[int], seed: int = 0) -> None:
+def refine(
+    floor: NoiseFloor,
+    run: Runner,
+    feeds: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+    rows: list[int],
+    seed: int = 0,
+) -> None:
     """Measure the noise again, :data:`REFINE_RUNS` times, on ``rows`` only: a few samples can
     miss how far a sensitive row moves; a row that does not move stays put however often it
     is nudged, so a conversion fault is never explained away by this."""
@@ -113,8 +132,9 @@ def refine(floor: NoiseFloor, run: Runner, feeds: dict[str, np.ndarray],
     for _ in range(REFINE_RUNS):
         moved = run(nudge(subset, rng))
         for name, ref in reference.items():
-            delta = np.abs(np.asarray(moved[name], np.float64) - np.asarray(ref, np.float64)[
-                chosen])
+            delta = np.abs(
+                np.asarray(moved[name], np.float64) - np.asarray(ref, np.float64)[chosen]
+            )
             delta = np.nan_to_num(delta, nan=0.0, posinf=np.inf)
             floor.per_output[name][chosen] = np.maximum(floor.per_output[name][chosen], delta)
             if delta.size:
@@ -123,8 +143,9 @@ def refine(floor: NoiseFloor, run: Runner, feeds: dict[str, np.ndarray],
     floor.refined_rows = len(chosen)
 
 
-def add_float64(floor: NoiseFloor, model: Any, feeds: dict[str, np.ndarray],
-                reference: dict[str, np.ndarray]) -> None:
+def add_float64(
+    floor: NoiseFloor, model: Any, feeds: dict[str, np.ndarray], reference: dict[str, np.ndarray]
+) -> None:
     """Add ``model`` recomputed in float64 to ``floor`` (or say why it could not be)."""
     from portanet.export.verify.runners import KerasRunner
 
@@ -137,12 +158,14 @@ def add_float64(floor: NoiseFloor, model: Any, feeds: dict[str, np.ndarray],
         floor.methods[FLOAT64] = _accumulate(floor, reference, outputs)
         floor.model64 = wide
     except Exception as exc:  # Keras raises many types for configurations it cannot rebuild
-        floor.unavailable[FLOAT64] = (f"the model cannot be rebuilt in float64 "
-                                      f"({first_line(exc, 120)})")
+        floor.unavailable[FLOAT64] = (
+            f"the model cannot be rebuilt in float64 ({first_line(exc, 120)})"
+        )
 
 
-def _accumulate(floor: NoiseFloor, reference: dict[str, np.ndarray],
-                moved: dict[str, np.ndarray]) -> float:
+def _accumulate(
+    floor: NoiseFloor, reference: dict[str, np.ndarray], moved: dict[str, np.ndarray]
+) -> float:
     worst = 0.0
     for name, ref in reference.items():
         delta = np.abs(np.asarray(moved[name], dtype=np.float64) - np.asarray(ref, np.float64))
@@ -161,12 +184,17 @@ def _as_float64(node: Any) -> Any:
         return node
     result = {}
     for key, value in node.items():
-        if key == "dtype" and isinstance(value, str) and value.startswith(("float", "mixed_",
-                                                                              "bfloat")):
+        if (
+            key == "dtype"
+            and isinstance(value, str)
+            and value.startswith(("float", "mixed_", "bfloat"))
+        ):
             result[key] = "float64"
-        elif key == "config" and node.get("class_name") in ("DTypePolicy", "Policy",
-                                                               "FloatDTypePolicy") \
-                and isinstance(value, dict):
+        elif (
+            key == "config"
+            and node.get("class_name") in ("DTypePolicy", "Policy", "FloatDTypePolicy")
+            and isinstance(value, dict)
+        ):
             result[key] = {**value, "name": "float64"}
         else:
             result[key] = _as_float64(value)
@@ -190,6 +218,7 @@ def float64_model(model: Any) -> Any:
     config = _as_float64(model.get_config())
     with lib.utils.custom_object_scope(custom):
         wide = type(model).from_config(config)
-    wide.set_weights([w.astype(np.float64) if w.dtype.kind == "f" else w
-                      for w in model.get_weights()])
+    wide.set_weights(
+        [w.astype(np.float64) if w.dtype.kind == "f" else w for w in model.get_weights()]
+    )
     return wide

@@ -30,8 +30,12 @@ def nchw_inputs(schema: ModelSchema) -> list[str]:
 def keras_specs(schema: ModelSchema) -> list[TensorSpec]:
     """The schema's inputs in the Keras model's layout (channels-last)."""
     nchw = set(nchw_inputs(schema))
-    return [TensorSpec(s.name, (s.shape[0], s.shape[2], s.shape[3], s.shape[1]), s.dtype)
-            if s.name in nchw and s.rank == 4 else s for s in schema.inputs]
+    return [
+        TensorSpec(s.name, (s.shape[0], s.shape[2], s.shape[3], s.shape[1]), s.dtype)
+        if s.name in nchw and s.rank == 4
+        else s
+        for s in schema.inputs
+    ]
 
 
 def fixed_batch(schema: ModelSchema) -> int | None:
@@ -43,12 +47,15 @@ def fixed_batch(schema: ModelSchema) -> int | None:
 def onnx_feeds(feeds: dict[str, np.ndarray], schema: ModelSchema) -> dict[str, np.ndarray]:
     """Keras-layout feeds as the ONNX graph takes them (channels-first where exported so)."""
     nchw = set(nchw_inputs(schema))
-    return {name: np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if name in nchw else a
-            for name, a in feeds.items()}
+    return {
+        name: np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if name in nchw else a
+        for name, a in feeds.items()
+    }
 
 
-def run_onnx(runtime: Model, feeds: dict[str, np.ndarray],
-             schema: ModelSchema) -> dict[str, np.ndarray]:
+def run_onnx(
+    runtime: Model, feeds: dict[str, np.ndarray], schema: ModelSchema
+) -> dict[str, np.ndarray]:
     """Run Keras-layout ``feeds`` through an ONNX model; a fixed batch runs chunk by chunk, the
     last chunk padded with its first row (padding rows are dropped from the result)."""
     converted = onnx_feeds(feeds, schema)
@@ -58,22 +65,24 @@ def run_onnx(runtime: Model, feeds: dict[str, np.ndarray],
     rows = len(next(iter(converted.values())))
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, rows, size):
-        chunk = {k: v[start:start + size] for k, v in converted.items()}
+        chunk = {k: v[start : start + size] for k, v in converted.items()}
         short = size - len(next(iter(chunk.values())))
         if short:
-            chunk = {k: np.concatenate([v, np.repeat(v[:1], short, axis=0)])
-                     for k, v in chunk.items()}
-        parts.append({k: v[:size - short] for k, v in runtime.run(chunk, allow_nan=True).items()})
+            chunk = {
+                k: np.concatenate([v, np.repeat(v[:1], short, axis=0)]) for k, v in chunk.items()
+            }
+        parts.append({k: v[: size - short] for k, v in runtime.run(chunk, allow_nan=True).items()})
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
-def keras_outputs(model: Any, feeds: dict[str, np.ndarray], input_order: list[str],
-                  output_names: list[str]) -> dict[str, np.ndarray]:
+def keras_outputs(
+    model: Any, feeds: dict[str, np.ndarray], input_order: list[str], output_names: list[str]
+) -> dict[str, np.ndarray]:
     """Run Keras in inference mode, in chunks, and return outputs by (sanitized) name."""
     rows = len(next(iter(feeds.values())))
     chunks: list[list[np.ndarray]] = []
     for start in range(0, rows, KERAS_CHUNK):
-        arrays = [feeds[n][start:start + KERAS_CHUNK] for n in input_order]
+        arrays = [feeds[n][start : start + KERAS_CHUNK] for n in input_order]
         chunks.append([np.asarray(t) for t in call_model(model, arrays)])
     return {name: np.concatenate([c[i] for c in chunks]) for i, name in enumerate(output_names)}
 

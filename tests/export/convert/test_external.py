@@ -31,9 +31,12 @@ def _ids_model(vocabulary: int, width: int, tables: int = 1):
     """Ids → ``tables`` embedding tables (summed) → mean over the sequence → Dense(3). Keras
     holds three copies of a variable while it creates it: several tables keep the peak low."""
     ids = keras.Input((6,), dtype="int32", name="ids")
-    looked_up = [keras.layers.Embedding(vocabulary, width, name=f"table_{i}",
-                                        embeddings_initializer=_uniform)(ids)
-                 for i in range(tables)]
+    looked_up = [
+        keras.layers.Embedding(
+            vocabulary, width, name=f"table_{i}", embeddings_initializer=_uniform
+        )(ids)
+        for i in range(tables)
+    ]
     x = looked_up[0] if tables == 1 else keras.layers.Add()(looked_up)
     x = keras.layers.GlobalAveragePooling1D()(x)
     return keras.Model(ids, keras.layers.Dense(3, name="score")(x), name="ids_model")
@@ -41,12 +44,13 @@ def _ids_model(vocabulary: int, width: int, tables: int = 1):
 
 def _check_written(target, model, rows=16):
     data = target.with_name(target.name + ".data")
-    assert data.is_file() and sorted(p.name for p in target.parent.iterdir()
-                                     if not p.name.startswith("source")) == sorted(
-        [target.name, data.name])
+    assert data.is_file() and sorted(
+        p.name for p in target.parent.iterdir() if not p.name.startswith("source")
+    ) == sorted([target.name, data.name])
     proto = onnx.load(str(target), load_external_data=False)
-    locations = {e.value for t in proto.graph.initializer for e in t.external_data
-                 if e.key == "location"}
+    locations = {
+        e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"
+    }
     assert locations == {data.name}  # one file, relative, inside the output folder
     runtime = portanet.load(target)
     assert runtime.metadata["portanet.parity"]["passed"] is True

@@ -18,14 +18,13 @@ from portanet.export.keras.load import from_model, quiet_tensorflow
 quiet_tensorflow()
 import keras  # noqa: E402
 
-from portanet.export.convert.keras_to_onnx import convert, keras_signature  # noqa: E402
 from portanet.export import export_model  # noqa: E402
+from portanet.export.convert.keras_to_onnx import convert, keras_signature  # noqa: E402
 
 runner = CliRunner()
 layers = keras.layers
 
 pytestmark = pytest.mark.usefixtures("seeded")
-
 
 
 @keras.saving.register_keras_serializable(package="portanet_tests")
@@ -43,9 +42,15 @@ def _probit_model() -> keras.Model:
 
 
 def _image_model() -> keras.Model:
-    return keras.Sequential([keras.Input((10, 12, 3), name="pixels"),
-                             layers.Conv2D(4, 3, activation="relu"),
-                             layers.GlobalAveragePooling2D(), layers.Dense(2)], name="img")
+    return keras.Sequential(
+        [
+            keras.Input((10, 12, 3), name="pixels"),
+            layers.Conv2D(4, 3, activation="relu"),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(2),
+        ],
+        name="img",
+    )
 
 
 def test_an_unconvertible_op_is_refused_with_its_layer(capfd):
@@ -60,8 +65,9 @@ def test_an_unconvertible_op_is_refused_with_its_layer(capfd):
 def test_cli_exits_3_naming_the_layer_and_writes_nothing(tmp_path):
     source = tmp_path / "probit.keras"
     _probit_model().save(source)
-    result = runner.invoke(app, ["export", str(source), "--output", str(tmp_path / "p.onnx"),
-                                 "--allow-unsafe"])  # a custom layer: trusted, it is ours
+    result = runner.invoke(
+        app, ["export", str(source), "--output", str(tmp_path / "p.onnx"), "--allow-unsafe"]
+    )  # a custom layer: trusted, it is ours
     assert result.exit_code == 3, result.output
     assert "layer 'probit' (Probit)" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["probit.keras"]
@@ -83,8 +89,9 @@ def test_fixed_batch_size(tmp_path):
     source = tmp_path / "img.keras"
     model = _image_model()
     model.save(source)
-    result = runner.invoke(app, ["export", str(source), "--batch-size", "4", "--report",
-                                 str(tmp_path / "r.json")])
+    result = runner.invoke(
+        app, ["export", str(source), "--batch-size", "4", "--report", str(tmp_path / "r.json")]
+    )
     assert result.exit_code == 0, result.output
     dims = onnx.load(str(tmp_path / "img.onnx")).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims] == [4, 10, 12, 3]
@@ -119,13 +126,20 @@ def test_inputs_as_nchw(tmp_path):
     assert np.abs(got - np.asarray(model(x))).max() < 1e-5
 
 
-@pytest.mark.parametrize("names, message", [
-    (["image"], "expected one of the inputs ['pixels']"),
-    (["pixels"], "expected an image input of rank 4")],
-    ids=["unknown-name", "not-an-image"])
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        (["image"], "expected one of the inputs ['pixels']"),
+        (["pixels"], "expected an image input of rank 4"),
+    ],
+    ids=["unknown-name", "not-an-image"],
+)
 def test_inputs_as_nchw_refuses_what_it_cannot_transpose(names, message, tmp_path):
-    model = _image_model() if names == ["image"] else keras.Sequential(
-        [keras.Input((5,), name="pixels"), layers.Dense(2)])
+    model = (
+        _image_model()
+        if names == ["image"]
+        else keras.Sequential([keras.Input((5,), name="pixels"), layers.Dense(2)])
+    )
     with pytest.raises(InputError) as info:
         export_model(model, tmp_path / "x.onnx", inputs_as_nchw=names)
     assert message in str(info.value)
@@ -151,9 +165,13 @@ def test_names_of_models_built_in_memory_come_from_their_layers():
 def test_dict_inputs_and_outputs_keep_their_keys(tmp_path):
     a, b = keras.Input((3,), name="left"), keras.Input((2,), name="right")
     joined = layers.Concatenate()([a, b])
-    model = keras.Model({"right": b, "left": a},
-                        {"total": layers.Dense(1, name="total")(joined),
-                         "parts": layers.Dense(2, name="parts")(joined)})
+    model = keras.Model(
+        {"right": b, "left": a},
+        {
+            "total": layers.Dense(1, name="total")(joined),
+            "parts": layers.Dense(2, name="parts")(joined),
+        },
+    )
     result = export_model(model, tmp_path / "dict.onnx")
     runtime = portanet.load(result.path)
     assert sorted(runtime.input_names) == ["left", "right"]

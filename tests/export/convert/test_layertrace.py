@@ -17,40 +17,57 @@ from portanet.export.convert.layertrace import LayerTrace, hooked, record_output
 pytestmark = pytest.mark.usefixtures("seeded")
 
 
-
 def _nested(lib):
     layers = lib.layers
-    inner = lib.Sequential([lib.Input((6,)), layers.Dense(5, activation="relu", name="a"),
-                            layers.Dropout(0.5, name="drop"), layers.Dense(4, name="b")],
-                           name="inner")
+    inner = lib.Sequential(
+        [
+            lib.Input((6,)),
+            layers.Dense(5, activation="relu", name="a"),
+            layers.Dropout(0.5, name="drop"),
+            layers.Dense(4, name="b"),
+        ],
+        name="inner",
+    )
     return lib.Sequential([lib.Input((6,)), inner, layers.Dense(2, name="head")], name="outer")
 
 
 @pytest.mark.parametrize("lib", [keras, tf_keras], ids=["keras3", "tf-keras"])
 def test_trace_records_nested_layers_in_graph_order_with_their_ops(lib):
     model = _nested(lib)
-    assert [p for p, _ in walk_layers(model)] == ["inner", "inner/a", "inner/drop", "inner/b",
-                                                  "head"]
+    assert [p for p, _ in walk_layers(model)] == [
+        "inner",
+        "inner/a",
+        "inner/drop",
+        "inner/b",
+        "head",
+    ]
     concrete, trace = trace_keras(model, keras_signature(model)[0])
     assert [c.key for c in trace.calls] == ["inner/a", "inner/drop", "inner/b", "inner", "head"]
     assert [c.key for c in trace.leaves] == ["inner/a", "inner/drop", "inner/b", "head"]
-    matmuls = {op.name: trace.layer_of(op.name).key
-               for op in concrete.graph.get_operations() if op.type == "MatMul"}
+    matmuls = {
+        op.name: trace.layer_of(op.name).key
+        for op in concrete.graph.get_operations()
+        if op.type == "MatMul"
+    }
     assert sorted(matmuls.values()) == ["head", "inner/a", "inner/b"]
     drop = next(c for c in trace.calls if c.key == "inner/drop")
     a = next(c for c in trace.calls if c.key == "inner/a")
     dropped = concrete.graph.get_tensor_by_name(drop.outputs[0])
     # Dropout at inference returns its input (Keras 3) or an Identity of it (tf-keras)
-    assert drop.outputs == a.outputs or (dropped.op.type == "Identity"
-                                         and dropped.op.inputs[0].name == a.outputs[0])
+    assert drop.outputs == a.outputs or (
+        dropped.op.type == "Identity" and dropped.op.inputs[0].name == a.outputs[0]
+    )
     assert all("call" not in vars(layer) for _, layer in walk_layers(model))
 
 
 def test_layer_of_follows_tf2onnx_and_inlined_names():
     model = _nested(keras)
     concrete, trace = trace_keras(model, keras_signature(model)[0])
-    op = next(o.name for o in concrete.graph.get_operations() if o.type == "MatMul"
-              and trace.layer_of(o.name).key == "head")
+    op = next(
+        o.name
+        for o in concrete.graph.get_operations()
+        if o.type == "MatMul" and trace.layer_of(o.name).key == "head"
+    )
     assert trace.layer_of(f"{op}__17").key == "head"
     assert trace.layer_of(f"{op}/inlined/Conv2D:0").key == "head"
     assert trace.layer_of("nowhere/op") is None
@@ -83,8 +100,7 @@ def test_a_shared_layer_is_recorded_per_call():
 
 def test_hooks_are_removed_even_when_the_call_fails():
     model = _nested(keras)
-    with pytest.raises(ValueError):
-        with hooked(model, lambda *args: None):
-            assert all("call" in vars(layer) for _, layer in walk_layers(model))
-            model(np.ones((1, 7), np.float32))
+    with pytest.raises(ValueError), hooked(model, lambda *args: None):
+        assert all("call" in vars(layer) for _, layer in walk_layers(model))
+        model(np.ones((1, 7), np.float32))
     assert all("call" not in vars(layer) for _, layer in walk_layers(model))

@@ -29,20 +29,29 @@ def _tfk(*layers, shape=(11, 3)):
 
 CASES = [
     ("k3-lstm", lambda: _k3(K.LSTM(6, return_sequences=True), K.LSTM(5)), "LSTM"),
-    ("k3-lstm-hard-sigmoid", lambda: _k3(K.LSTM(6, recurrent_activation="hard_sigmoid")),
-     "LSTM"),
+    ("k3-lstm-hard-sigmoid", lambda: _k3(K.LSTM(6, recurrent_activation="hard_sigmoid")), "LSTM"),
     ("k3-gru-reset-after", lambda: _k3(K.GRU(6, return_sequences=True), K.GRU(4)), "GRU"),
     ("k3-gru-reset-before", lambda: _k3(K.GRU(6, reset_after=False)), "GRU"),
-    ("k3-gru-hard-sigmoid-relu", lambda: _k3(K.GRU(6, recurrent_activation="hard_sigmoid",
-                                                   activation="relu")), "GRU"),
-    ("k3-simplernn", lambda: _k3(K.SimpleRNN(6, return_sequences=True), K.SimpleRNN(4)),
-     "RNN"),
+    (
+        "k3-gru-hard-sigmoid-relu",
+        lambda: _k3(K.GRU(6, recurrent_activation="hard_sigmoid", activation="relu")),
+        "GRU",
+    ),
+    ("k3-simplernn", lambda: _k3(K.SimpleRNN(6, return_sequences=True), K.SimpleRNN(4)), "RNN"),
     ("k3-simplernn-no-bias", lambda: _k3(K.SimpleRNN(6, use_bias=False)), "RNN"),
-    ("k3-bidirectional-gru", lambda: _k3(K.Bidirectional(K.GRU(5, return_sequences=True)),
-                                         K.Bidirectional(K.LSTM(3))), "GRU"),
-    ("tfk-lstm-hard-sigmoid-impl1", lambda: _tfk(T.LSTM(
-        6, recurrent_activation="hard_sigmoid", implementation=1, return_sequences=True),
-        T.LSTM(4, recurrent_activation="hard_sigmoid")), "LSTM"),
+    (
+        "k3-bidirectional-gru",
+        lambda: _k3(K.Bidirectional(K.GRU(5, return_sequences=True)), K.Bidirectional(K.LSTM(3))),
+        "GRU",
+    ),
+    (
+        "tfk-lstm-hard-sigmoid-impl1",
+        lambda: _tfk(
+            T.LSTM(6, recurrent_activation="hard_sigmoid", implementation=1, return_sequences=True),
+            T.LSTM(4, recurrent_activation="hard_sigmoid"),
+        ),
+        "LSTM",
+    ),
     ("tfk-gru-reset-before", lambda: _tfk(T.GRU(6, reset_after=False)), "GRU"),
     ("tfk-gru-reset-after", lambda: _tfk(T.GRU(6, reset_after=True)), "GRU"),
     ("tfk-simplernn", lambda: _tfk(T.SimpleRNN(6)), "RNN"),
@@ -81,8 +90,9 @@ def test_the_hard_sigmoid_slope_reaches_the_onnx_graph(tmp_path):
     export_model(_tfk(T.LSTM(4, recurrent_activation="hard_sigmoid")), tmp_path / "k2.onnx")
     slopes = []
     for name in ("k3", "k2"):
-        (lstm,) = [n for n in onnx.load(str(tmp_path / f"{name}.onnx")).graph.node
-                   if n.op_type == "LSTM"]
+        (lstm,) = [
+            n for n in onnx.load(str(tmp_path / f"{name}.onnx")).graph.node if n.op_type == "LSTM"
+        ]
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in lstm.attribute}
         assert [a.decode() for a in attrs["activations"]] == ["HardSigmoid", "Tanh", "Tanh"]
         slopes.append(attrs["activation_alpha"][0])

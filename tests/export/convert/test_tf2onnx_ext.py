@@ -12,11 +12,10 @@ from portanet.export.keras.load import quiet_tensorflow
 tf = quiet_tensorflow()
 import keras  # noqa: E402
 
-from portanet.export.convert import tf2onnx_ext  # noqa: E402
 from portanet.export import export_model  # noqa: E402
+from portanet.export.convert import tf2onnx_ext  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("seeded")
-
 
 
 class _Op(keras.layers.Layer):
@@ -30,11 +29,16 @@ class _Op(keras.layers.Layer):
         return self.function(self.low + (self.high - self.low) * tf.sigmoid(inputs))
 
 
-@pytest.mark.parametrize("function, low, high, onnx_op", [
-    (tf.math.erfc, -3.0, 3.0, "Erf"), (tf.math.expm1, -3.0, 3.0, "Exp"),
-    (tf.math.log1p, -0.5, 3.0, "Log"),
-    (lambda x: tf.nn.gelu(x, approximate=False), -4.0, 4.0, "Erf")],
-    ids=["erfc", "expm1", "log1p", "gelu-exact"])
+@pytest.mark.parametrize(
+    "function, low, high, onnx_op",
+    [
+        (tf.math.erfc, -3.0, 3.0, "Erf"),
+        (tf.math.expm1, -3.0, 3.0, "Exp"),
+        (tf.math.log1p, -0.5, 3.0, "Log"),
+        (lambda x: tf.nn.gelu(x, approximate=False), -4.0, 4.0, "Erf"),
+    ],
+    ids=["erfc", "expm1", "log1p", "gelu-exact"],
+)
 def test_handlers_convert_ops_tf2onnx_lacks(function, low, high, onnx_op, tmp_path):
     inputs = keras.Input((6,))
     hidden = keras.layers.Dense(6)(inputs)
@@ -61,12 +65,15 @@ def test_xla_markers_are_stripped_so_grouped_convolutions_inline(tmp_path):
         convert_variables_to_constants_v2,
     )
 
-    model = keras.Sequential([keras.Input((12, 12, 8)),
-                              keras.layers.Conv2D(8, 7, padding="same", groups=8)])
+    model = keras.Sequential(
+        [keras.Input((12, 12, 8)), keras.layers.Conv2D(8, 7, padding="same", groups=8)]
+    )
     concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(
-        tf.TensorSpec([None, 12, 12, 8], tf.float32))
+        tf.TensorSpec([None, 12, 12, 8], tf.float32)
+    )
     graph_def = convert_variables_to_constants_v2(
-        concrete, lower_control_flow=False, aggressive_inlining=True).graph.as_graph_def()
+        concrete, lower_control_flow=False, aggressive_inlining=True
+    ).graph.as_graph_def()
     assert tf2onnx_ext.strip_xla_markers(graph_def) >= 2
     assert tf2onnx_ext.strip_xla_markers(graph_def) == 0
     result = export_model(model, tmp_path / "grouped.onnx")
@@ -80,28 +87,38 @@ def test_captured_log_keeps_tf2onnx_quiet_and_collects_records(capfd):
     logger = logging.getLogger("tf2onnx")
     before = (logger.propagate, logger.level, list(logger.handlers))
     with tf2onnx_ext.captured_log() as log:
-        logging.getLogger("tf2onnx.tfonnx").error("Tensorflow op [%s: %s] is not supported",
-                                                  "a/b", "Lgamma")
+        logging.getLogger("tf2onnx.tfonnx").error(
+            "Tensorflow op [%s: %s] is not supported", "a/b", "Lgamma"
+        )
         logging.getLogger("tf2onnx.tfonnx").error("Failed to convert node %r", "a/c")
-    assert log.messages == ["Tensorflow op [a/b: Lgamma] is not supported",
-                            "Failed to convert node 'a/c'"]
+    assert log.messages == [
+        "Tensorflow op [a/b: Lgamma] is not supported",
+        "Failed to convert node 'a/c'",
+    ]
     assert log.failed_nodes == ["a/c"]
     assert (logger.propagate, logger.level, list(logger.handlers)) == before
     assert "not supported" not in capfd.readouterr().err
 
 
 def test_unconvertible_nodes_finds_non_onnx_ops_in_subgraphs_too():
-    inner = helper.make_graph([helper.make_node("Lgamma", ["x"], ["y"], name="body/lgamma")],
-                              "body", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT,
-                                                                          [1])])
-    nodes = [helper.make_node("Relu", ["x"], ["r"], name="ok"),
-             helper.make_node("Erfc", ["r"], ["e"], name="model/gelu/Erfc"),
-             helper.make_node("If", ["c"], ["z"], name="branch", then_branch=inner,
-                              else_branch=inner),
-             helper.make_node("Gelu", ["r"], ["g"], name="model/gelu20")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, [1])], [helper.make_tensor_value_info("e", TensorProto.FLOAT,
-                                                                       [1])])
+    inner = helper.make_graph(
+        [helper.make_node("Lgamma", ["x"], ["y"], name="body/lgamma")],
+        "body",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="ok"),
+        helper.make_node("Erfc", ["r"], ["e"], name="model/gelu/Erfc"),
+        helper.make_node("If", ["c"], ["z"], name="branch", then_branch=inner, else_branch=inner),
+        helper.make_node("Gelu", ["r"], ["g"], name="model/gelu20"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("e", TensorProto.FLOAT, [1])],
+    )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     found = tf2onnx_ext.unconvertible_nodes(proto, 17)
     assert ("model/gelu/Erfc", "Erfc") in found and ("body/lgamma", "Lgamma") in found

@@ -11,10 +11,10 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.helpers import run_cli
 from portanet.errors import ModelLoadError, UnsafeModelError
 from portanet.export.keras.archive import check_npz, inspect_archive
 from portanet.export.keras.load import load_keras, quiet_tensorflow
+from tests.helpers import run_cli
 
 quiet_tensorflow()
 import keras  # noqa: E402
@@ -98,12 +98,16 @@ def test_pickled_npz_weights_are_refused_whatever_keras_would_do(tmp_path):
     assert not sentinel.exists()
 
 
-@pytest.mark.parametrize("name, message", [
-    ("../outside.txt", "path that leaves the archive"),
-    ("/etc/cron.d/x", "path that leaves the archive"),
-    ("assets\\..\\x", "path that leaves the archive"),
-    ("loader.py", "not part of a Keras archive"),
-], ids=["dotdot", "absolute", "backslash", "unexpected"])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("../outside.txt", "path that leaves the archive"),
+        ("/etc/cron.d/x", "path that leaves the archive"),
+        ("assets\\..\\x", "path that leaves the archive"),
+        ("loader.py", "not part of a Keras archive"),
+    ],
+    ids=["dotdot", "absolute", "backslash", "unexpected"],
+)
 def test_odd_member_names_are_refused(tmp_path, name, message):
     honest = tmp_path / "honest.keras"
     _small_model().save(honest)
@@ -120,7 +124,7 @@ def test_a_symbolic_link_member_is_refused(tmp_path):
     _write_zip(path, list(_members(honest).items()))
     with zipfile.ZipFile(path, "a") as archive:
         info = zipfile.ZipInfo("assets/vocab.txt")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         archive.writestr(info, "/etc/passwd")
     with pytest.raises(UnsafeModelError, match="symbolic link"):
         inspect_archive(path, max_member_bytes=1 << 30)
@@ -133,8 +137,9 @@ def test_object_dtype_hdf5_weights_are_refused(tmp_path):
     weights = tmp_path / "weights.h5"
     weights.write_bytes(members["model.weights.h5"])
     with h5py.File(weights, "a") as handle:
-        handle.create_dataset("sneaky", data=np.array(["a", "b"], dtype=object),
-                              dtype=h5py.string_dtype())
+        handle.create_dataset(
+            "sneaky", data=np.array(["a", "b"], dtype=object), dtype=h5py.string_dtype()
+        )
     members["model.weights.h5"] = weights.read_bytes()
     path = tmp_path / "object.keras"
     _write_zip(path, list(members.items()))
@@ -149,10 +154,12 @@ def test_npz_headers_are_read_without_loading(tmp_path):
     big = io.BytesIO()
     with zipfile.ZipFile(big, "w") as archive:  # declares 8 TB, holds a few bytes
         header = io.BytesIO()
-        np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
-                                                      "shape": (1 << 40,)})
-        archive.writestr("huge.npy", np.lib.format.MAGIC_PREFIX + b"\x01\x00"
-                         + header.getvalue()[8:])
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": "<f8", "fortran_order": False, "shape": (1 << 40,)}
+        )
+        archive.writestr(
+            "huge.npy", np.lib.format.MAGIC_PREFIX + b"\x01\x00" + header.getvalue()[8:]
+        )
     with pytest.raises(UnsafeModelError, match="'huge.npy' declares shape"):
         check_npz(big.getvalue(), "bomb.npz", 1 << 20)
 
@@ -176,8 +183,9 @@ def test_the_files_own_keras_version_is_recorded(tmp_path):
     loaded = load_keras(path)
     assert (loaded.keras_version, loaded.loader) == ("3.5.0", "keras")
     export_model(loaded, tmp_path / "old.onnx")
-    assert portanet.load(tmp_path / "old.onnx").metadata["portanet.source"][
-        "keras_version"] == "3.5.0"
+    assert (
+        portanet.load(tmp_path / "old.onnx").metadata["portanet.source"]["keras_version"] == "3.5.0"
+    )
 
 
 @pytest.mark.parametrize("version", [None, "2.13.1", "2.14.0"])
@@ -212,8 +220,11 @@ def test_a_subclassed_model_says_it_holds_no_architecture(tmp_path):
     model(np.zeros((1, 3), dtype=np.float32))
     path = tmp_path / "vae.keras"
     model.save(path)
-    with pytest.raises(ModelLoadError, match=r"only the class name 'VAE'.*needs the code that "
-                                             r"defines 'VAE'"):
+    with pytest.raises(
+        ModelLoadError,
+        match=r"only the class name 'VAE'.*needs the code that "
+        r"defines 'VAE'",
+    ):
         load_keras(path)
     result = run_cli("export", str(path), timeout=180)
     assert result.returncode == 3, result.stderr
@@ -248,8 +259,11 @@ def test_a_savedmodel_records_the_keras_version_that_wrote_it(tmp_path):
     # of the same length, so the protobuf stays valid).
     older = "2.14.0"
     assert len(older) == len(tf_keras.__version__)
-    metadata.write_bytes(metadata.read_bytes().replace(
-        f'"keras_version": "{tf_keras.__version__}"'.encode(),
-        f'"keras_version": "{older}"'.encode()))
+    metadata.write_bytes(
+        metadata.read_bytes().replace(
+            f'"keras_version": "{tf_keras.__version__}"'.encode(),
+            f'"keras_version": "{older}"'.encode(),
+        )
+    )
     again = load_keras(folder)
     assert (again.loader, again.keras_version) == ("tf_keras", older)

@@ -16,10 +16,16 @@ from tests.helpers import (
 
 #: (file, its keras_version, input shape): real third-party files and their small stand-ins.
 LEGACY_FILES = [
-    pytest.param(LEGACY_MLP, "2.2.4", [None, 8], id="real-keras224-mlp",
-                 marks=pytest.mark.realworld),
-    pytest.param(LEGACY_MOBILENET, "2.4.0", [None, 224, 224, 3], id="real-keras240-teachable",
-                 marks=pytest.mark.realworld),
+    pytest.param(
+        LEGACY_MLP, "2.2.4", [None, 8], id="real-keras224-mlp", marks=pytest.mark.realworld
+    ),
+    pytest.param(
+        LEGACY_MOBILENET,
+        "2.4.0",
+        [None, 224, 224, 3],
+        id="real-keras240-teachable",
+        marks=pytest.mark.realworld,
+    ),
     pytest.param(STANDIN_MLP, "2.2.4", [None, 8], id="standin-keras224-mlp-lr"),
     pytest.param(STANDIN_DEPTHWISE, "2.4.0", [None, 16, 16, 3], id="standin-depthwise-groups"),
     pytest.param(STANDIN_TEACHABLE, "2.4.0", [None, 32, 32, 3], id="standin-teachable-nested"),
@@ -65,10 +71,11 @@ def test_keras_zip_format_loads_with_keras3(trained, tmp_path):
     assert loaded.format == "keras" and loaded.loader == "keras"
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no such file"),
-    (b"hello, I am text", "not a model file"),
-    (b"", "not a model file")], ids=["missing", "text", "empty"])
+@pytest.mark.parametrize(
+    "content, message",
+    [(None, "no such file"), (b"hello, I am text", "not a model file"), (b"", "not a model file")],
+    ids=["missing", "text", "empty"],
+)
 def test_not_a_model_is_a_model_load_error(tmp_path, content, message):
     path = tmp_path / "model.h5"
     if content is not None:
@@ -90,13 +97,20 @@ def test_hdf5_without_a_model_config_is_refused(tmp_path):
 def _tf_keras_model():
     import tf_keras
 
-    return tf_keras.Sequential([tf_keras.Input((5,)), tf_keras.layers.Dense(4, activation="relu"),
-                                tf_keras.layers.Dense(2, activation="softmax")])
+    return tf_keras.Sequential(
+        [
+            tf_keras.Input((5,)),
+            tf_keras.layers.Dense(4, activation="relu"),
+            tf_keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
 
 
-@pytest.mark.parametrize("version, loader", [("2.6.0-tf", "tf_keras"), ("2.15.0", "tf_keras"),
-                                             ("3.4.1", "keras")],
-                         ids=["tf.keras-2.6", "keras-2.15", "keras-3.4"])
+@pytest.mark.parametrize(
+    "version, loader",
+    [("2.6.0-tf", "tf_keras"), ("2.15.0", "tf_keras"), ("3.4.1", "keras")],
+    ids=["tf.keras-2.6", "keras-2.15", "keras-3.4"],
+)
 def test_h5_files_route_by_their_keras_version(tmp_path, version, loader):
     import h5py
 
@@ -128,8 +142,12 @@ def test_keras3_exported_savedmodel_loads_through_tensorflow(tmp_path):
     from portanet.export import export_model
 
     inputs = keras.Input((6,), name="features")
-    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(
-        keras.layers.Dense(5, activation="relu")(inputs)))
+    model = keras.Model(
+        inputs,
+        keras.layers.Dense(3, activation="softmax")(
+            keras.layers.Dense(5, activation="relu")(inputs)
+        ),
+    )
     model.export(tmp_path / "exported", verbose=False)
     with pytest.raises(Exception):
         keras.saving.load_model(tmp_path / "exported")
@@ -155,10 +173,13 @@ def test_a_live_model_wraps_without_a_file():
 
     from portanet.export.keras.load import from_model
 
-    loaded = from_model(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)],
-                                         name="live"))
+    loaded = from_model(keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)], name="live"))
     assert (loaded.format, loaded.loader, loaded.sha256, loaded.path.name) == (
-        "memory", "keras", None, "live")
+        "memory",
+        "keras",
+        None,
+        "live",
+    )
     assert from_model(_tf_keras_model()).loader == "tf_keras"
     with pytest.raises(ModelLoadError, match="built Keras model"):
         from_model(keras.Sequential([keras.layers.Dense(1)]))
@@ -193,14 +214,21 @@ def test_keras3_h5_with_scalar_operations_is_repaired_and_loads(tmp_path):
     assert len(names) == 2 and "merge" not in names  # the real Add layer is left alone
 
 
-@pytest.mark.parametrize("message, expected", [
-    ("Could not deserialize class 'Foo' because its parent module x cannot be imported. "
-     "Full object config: {'module': 'x', 'class_name': 'Foo', 'config': {'a': 1}}",
-     "Could not deserialize class 'Foo' because its parent module x cannot be imported"),
-    ("Unknown layer: 'Bar'.\nPlease ensure you are using a `keras.utils.custom_object_scope`",
-     "Unknown layer: 'Bar'"),
-    ("x" * 500, "x" * 199 + "…"),
-])
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        (
+            "Could not deserialize class 'Foo' because its parent module x cannot be imported. "
+            "Full object config: {'module': 'x', 'class_name': 'Foo', 'config': {'a': 1}}",
+            "Could not deserialize class 'Foo' because its parent module x cannot be imported",
+        ),
+        (
+            "Unknown layer: 'Bar'.\nPlease ensure you are using a `keras.utils.custom_object_scope`",
+            "Unknown layer: 'Bar'",
+        ),
+        ("x" * 500, "x" * 199 + "…"),
+    ],
+)
 def test_keras_errors_become_one_readable_line(message, expected):
     from portanet.export.keras.load import keras_message
 

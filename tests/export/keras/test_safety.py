@@ -6,10 +6,10 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.helpers import LEGACY_MOBILENET, STANDIN_TEACHABLE, real_file, run_cli
 from portanet.errors import UnsafeModelError
 from portanet.export.keras.load import load_keras
 from portanet.export.keras.safety import KerasLimits, check_config, iter_layers
+from tests.helpers import LEGACY_MOBILENET, STANDIN_TEACHABLE, real_file, run_cli
 
 
 def _lambda(sentinel):
@@ -33,9 +33,11 @@ def _tf_keras_lambda_model(sentinel):
     return tf_keras.Model(inputs, tf_keras.layers.Dense(1, name="y")(outputs))
 
 
-@pytest.mark.parametrize("flavour, suffix", [("keras3", ".h5"), ("tf_keras", ".h5"),
-                                             ("keras3", ".keras")],
-                         ids=["keras3-h5", "tf-keras-h5", "keras3-keras"])
+@pytest.mark.parametrize(
+    "flavour, suffix",
+    [("keras3", ".h5"), ("tf_keras", ".h5"), ("keras3", ".keras")],
+    ids=["keras3-h5", "tf-keras-h5", "keras3-keras"],
+)
 def test_lambda_files_are_refused_and_run_nothing(tmp_path, flavour, suffix):
     sentinel = tmp_path / "pwned"
     build = _keras3_lambda_model if flavour == "keras3" else _tf_keras_lambda_model
@@ -81,8 +83,18 @@ def _copy_config_into(path, config, **datasets):
     return path
 
 
-MLP_CONFIG = {"class_name": "Sequential", "config": {"name": "s", "layers": [
-    {"class_name": "Dense", "config": {"name": "d", "units": 2, "batch_input_shape": [None, 3]}}]}}
+MLP_CONFIG = {
+    "class_name": "Sequential",
+    "config": {
+        "name": "s",
+        "layers": [
+            {
+                "class_name": "Dense",
+                "config": {"name": "d", "units": 2, "batch_input_shape": [None, 3]},
+            }
+        ],
+    },
+}
 
 
 def test_hdf5_external_link_is_refused_without_being_followed(tmp_path):
@@ -113,16 +125,39 @@ def test_hdf5_external_storage_and_virtual_datasets_are_refused(tmp_path):
         load_keras(virtual)
 
 
-@pytest.mark.parametrize("layer, message", [
-    ({"class_name": "Dense", "config": {"name": "huge", "units": 10**12}}, "units="),
-    ({"class_name": "InputLayer", "config": {"name": "in", "batch_input_shape": [None, 10**6,
-                                                                                 10**6]}},
-     "elements per sample"),
-    ({"class_name": "Dense", "config": {"name": "act", "units": 2, "activation": {
-        "module": "evil_pkg", "class_name": "function", "config": "steal"}}}, "evil_pkg.steal"),
-    ({"class_name": "TFSMLayer", "config": {"name": "sm", "filepath": "/tmp/x"}},
-     "loads and runs another SavedModel"),
-], ids=["absurd-units", "absurd-shape", "custom-function", "tfsmlayer"])
+@pytest.mark.parametrize(
+    "layer, message",
+    [
+        ({"class_name": "Dense", "config": {"name": "huge", "units": 10**12}}, "units="),
+        (
+            {
+                "class_name": "InputLayer",
+                "config": {"name": "in", "batch_input_shape": [None, 10**6, 10**6]},
+            },
+            "elements per sample",
+        ),
+        (
+            {
+                "class_name": "Dense",
+                "config": {
+                    "name": "act",
+                    "units": 2,
+                    "activation": {
+                        "module": "evil_pkg",
+                        "class_name": "function",
+                        "config": "steal",
+                    },
+                },
+            },
+            "evil_pkg.steal",
+        ),
+        (
+            {"class_name": "TFSMLayer", "config": {"name": "sm", "filepath": "/tmp/x"}},
+            "loads and runs another SavedModel",
+        ),
+    ],
+    ids=["absurd-units", "absurd-shape", "custom-function", "tfsmlayer"],
+)
 def test_config_checks(layer, message):
     config = {"class_name": "Sequential", "config": {"name": "s", "layers": [layer]}}
     with pytest.raises(UnsafeModelError, match=message):
@@ -130,19 +165,30 @@ def test_config_checks(layer, message):
 
 
 def test_nested_models_and_wrappers_are_walked():
-    inner = {"class_name": "Bidirectional", "config": {"name": "bi", "layer": {
-        "class_name": "Lambda", "config": {"name": "deep"}}}}
-    config = {"class_name": "Sequential", "config": {"name": "outer", "layers": [
-        {"class_name": "Sequential", "config": {"name": "mid", "layers": [inner]}}]}}
+    inner = {
+        "class_name": "Bidirectional",
+        "config": {"name": "bi", "layer": {"class_name": "Lambda", "config": {"name": "deep"}}},
+    }
+    config = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "outer",
+            "layers": [{"class_name": "Sequential", "config": {"name": "mid", "layers": [inner]}}],
+        },
+    }
     names = [name for _, name, _ in iter_layers(config)]
     assert names == ["outer", "mid", "bi", "deep"]
     with pytest.raises(UnsafeModelError, match="'deep' is a Lambda"):
         check_config(config, "m.h5", {"Bidirectional"})
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param(LEGACY_MOBILENET, id="real-teachable", marks=pytest.mark.realworld),
-    pytest.param(STANDIN_TEACHABLE, id="standin-teachable")])
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(LEGACY_MOBILENET, id="real-teachable", marks=pytest.mark.realworld),
+        pytest.param(STANDIN_TEACHABLE, id="standin-teachable"),
+    ],
+)
 def test_legacy_files_pass_the_checks(path):
     import tf_keras
 

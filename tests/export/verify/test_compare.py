@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from portanet.export.verify.compare import compare, compare_output
 from portanet.errors import ConversionError
+from portanet.export.verify.compare import compare, compare_output
 from portanet.schema import BINARY_CLASSIFIER, MULTICLASS_CLASSIFIER
 
 

@@ -4,12 +4,11 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.helpers import run_cli
-from portanet.errors import InputError
-from portanet.errors import ParityError
+from portanet.errors import InputError, ParityError
 from portanet.export.verify.gate import verify
 from portanet.export.verify.inputs import gate_inputs
 from portanet.runtime import load
+from tests.helpers import run_cli
 
 
 def _perturb(source, target):
@@ -49,8 +48,9 @@ def test_perturbed_onnx_fails_verify_with_exit_1(exported, trained, tmp_path):
 
 def test_export_with_a_failing_gate_exits_1_and_leaves_nothing(standin_mlp, tmp_path):
     target = tmp_path / "strict.onnx"
-    result = run_cli("export", str(standin_mlp), "--output", str(target), "--atol", "0",
-                     "--rtol", "0")
+    result = run_cli(
+        "export", str(standin_mlp), "--output", str(target), "--atol", "0", "--rtol", "0"
+    )
     assert result.returncode == 1, result.stderr
     assert "differ beyond tolerance" in result.stderr.decode()
     assert list(tmp_path.iterdir()) == []
@@ -75,8 +75,15 @@ def test_data_with_the_wrong_columns_is_an_input_error(exported, tmp_path):
 def _image_model():
     import keras
 
-    return keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(3, 3),
-                             keras.layers.Flatten(), keras.layers.Dense(2)], name="tiny_cnn")
+    return keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(3, 3),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ],
+        name="tiny_cnn",
+    )
 
 
 def test_npy_data_for_an_image_model(tmp_path):
@@ -97,8 +104,9 @@ def test_npz_data_for_a_multi_input_model(tmp_path):
     from portanet.export import export_model
 
     a, b = keras.Input((3,), name="a"), keras.Input((4, 2), name="b")
-    model = keras.Model([a, b], keras.layers.Dense(1)(keras.layers.Concatenate()(
-        [a, keras.layers.Flatten()(b)])))
+    model = keras.Model(
+        [a, b], keras.layers.Dense(1)(keras.layers.Concatenate()([a, keras.layers.Flatten()(b)]))
+    )
     rng = np.random.default_rng(5)
     np.savez(tmp_path / "rows.npz", a=rng.normal(size=(11, 3)), b=rng.normal(size=(11, 4, 2)))
     result = export_model(model, tmp_path / "m.onnx", data=tmp_path / "rows.npz")
@@ -108,11 +116,15 @@ def test_npz_data_for_a_multi_input_model(tmp_path):
         export_model(model, tmp_path / "x.onnx", data=tmp_path / "short.npz")
 
 
-@pytest.mark.parametrize("array, message", [
-    (np.zeros((4, 6, 6, 3), np.float32), r"expects arrays of shape \(rows, 6, 6, 2\)"),
-    (np.zeros((4, 36, 2), np.float32), r"got \(4, 36, 2\)"),
-    (np.array([["a"] * 72] * 2).reshape(2, 6, 6, 2), "expects numbers")],
-    ids=["wrong-channels", "wrong-rank", "strings"])
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.zeros((4, 6, 6, 3), np.float32), r"expects arrays of shape \(rows, 6, 6, 2\)"),
+        (np.zeros((4, 36, 2), np.float32), r"got \(4, 36, 2\)"),
+        (np.array([["a"] * 72] * 2).reshape(2, 6, 6, 2), "expects numbers"),
+    ],
+    ids=["wrong-channels", "wrong-rank", "strings"],
+)
 def test_arrays_that_do_not_fit_the_model_are_input_errors(tmp_path, array, message):
     from portanet.export import export_model
 

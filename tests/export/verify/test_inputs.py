@@ -18,18 +18,24 @@ from portanet.schema import TensorSpec  # noqa: E402
 pytestmark = pytest.mark.usefixtures("seeded")
 
 
-
 def _hints(model):
     specs, _ = keras_signature(model)
     return specs, input_hints(trace_keras(model, specs)[1], specs)
 
 
-@pytest.mark.parametrize("lib, dtype", [(keras, "float32"), (keras, "int32"),
-                                        (tf_keras, "float32")],
-                         ids=["keras3-float-ids", "keras3-int-ids", "tf-keras-float-ids"])
+@pytest.mark.parametrize(
+    "lib, dtype",
+    [(keras, "float32"), (keras, "int32"), (tf_keras, "float32")],
+    ids=["keras3-float-ids", "keras3-int-ids", "tf-keras-float-ids"],
+)
 def test_embedding_inputs_get_ids_below_the_vocabulary(lib, dtype):
-    model = lib.Sequential([lib.Input((7,), dtype=dtype), lib.layers.Embedding(13, 4),
-                            lib.layers.GlobalAveragePooling1D()])
+    model = lib.Sequential(
+        [
+            lib.Input((7,), dtype=dtype),
+            lib.layers.Embedding(13, 4),
+            lib.layers.GlobalAveragePooling1D(),
+        ]
+    )
     specs, hints = _hints(model)
     hint = hints[specs[0].name]
     assert hint.integer and (hint.low, hint.high) == (0, 13) and "Embedding" in hint.reason
@@ -39,16 +45,18 @@ def test_embedding_inputs_get_ids_below_the_vocabulary(lib, dtype):
 
 
 def test_embedding_inside_a_nested_model_is_found():
-    inner = keras.Sequential([keras.Input((5,)), keras.layers.Embedding(9, 3),
-                              keras.layers.Flatten()], name="inner")
+    inner = keras.Sequential(
+        [keras.Input((5,)), keras.layers.Embedding(9, 3), keras.layers.Flatten()], name="inner"
+    )
     model = keras.Sequential([keras.Input((5,)), inner, keras.layers.Dense(1)])
     specs, hints = _hints(model)
     assert hints[specs[0].name].high == 9
 
 
 def test_rescaled_images_get_pixels_and_normalized_inputs_their_range():
-    pixels = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
-                               keras.layers.Conv2D(2, 3)])
+    pixels = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Conv2D(2, 3)]
+    )
     specs, hints = _hints(pixels)
     assert (hints[specs[0].name].low, hints[specs[0].name].high) == (0.0, 255.0)
 
@@ -63,18 +71,32 @@ def test_rescaled_images_get_pixels_and_normalized_inputs_their_range():
 
 
 def test_inputs_read_by_other_layers_get_no_hint():
-    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(2.0),
-                              keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Rescaling(2.0), keras.layers.Dense(2)]
+    )
     assert _hints(model)[1] == {}
 
 
-@pytest.mark.parametrize("spec, low, high, check", [
-    (TensorSpec("img", (None, 4, 4, 3)), None, None, lambda v: v.min() >= -1 and v.max() <= 1),
-    (TensorSpec("ids", (None, 5), "int64"), None, None, lambda v: v.min() >= 0 and v.max() < 10),
-    (TensorSpec("x", (None, 2)), np.array([5.0, 0.0]), np.array([6.0, 1.0]),
-     lambda v: (v[:, 0] >= 5).all() and (v[:, 1] <= 1).all()),
-    (TensorSpec("n", (None, 3)), None, None, lambda v: v.std() > 0.5 and v.min() < 0)],
-    ids=["image-default", "integer-default", "data-range", "normal-default"])
+@pytest.mark.parametrize(
+    "spec, low, high, check",
+    [
+        (TensorSpec("img", (None, 4, 4, 3)), None, None, lambda v: v.min() >= -1 and v.max() <= 1),
+        (
+            TensorSpec("ids", (None, 5), "int64"),
+            None,
+            None,
+            lambda v: v.min() >= 0 and v.max() < 10,
+        ),
+        (
+            TensorSpec("x", (None, 2)),
+            np.array([5.0, 0.0]),
+            np.array([6.0, 1.0]),
+            lambda v: (v[:, 0] >= 5).all() and (v[:, 1] <= 1).all(),
+        ),
+        (TensorSpec("n", (None, 3)), None, None, lambda v: v.std() > 0.5 and v.min() < 0),
+    ],
+    ids=["image-default", "integer-default", "data-range", "normal-default"],
+)
 def test_random_array_defaults(spec, low, high, check):
     values = random_array(spec, 300, np.random.default_rng(2), low, high)
     assert values.shape[0] == 300 and values.dtype == spec.numpy_dtype and check(values)
@@ -82,6 +104,12 @@ def test_random_array_defaults(spec, low, high, check):
 
 def test_data_range_wins_over_a_hint():
     hint = InputHint(0.0, 255.0)
-    values = random_array(TensorSpec("x", (None, 1)), 100, np.random.default_rng(3),
-                          np.array([1.0]), np.array([2.0]), hint)
+    values = random_array(
+        TensorSpec("x", (None, 1)),
+        100,
+        np.random.default_rng(3),
+        np.array([1.0]),
+        np.array([2.0]),
+        hint,
+    )
     assert values.min() >= 1.0 and values.max() <= 2.0

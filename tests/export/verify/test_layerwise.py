@@ -23,26 +23,41 @@ runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("seeded")
 
 
-
 def _cnn() -> keras.Model:
     layers = keras.layers
-    return keras.Sequential([
-        keras.Input((16, 16, 3)), layers.Conv2D(8, 3, activation="relu", name="conv_a"),
-        layers.BatchNormalization(name="bn_a"), layers.Conv2D(8, 3, name="conv_b"),
-        layers.ReLU(name="relu_b"), layers.MaxPooling2D(name="pool"),
-        layers.Flatten(name="flat"), layers.Dense(4, activation="softmax", name="out")],
-        name="probe_cnn")
+    return keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            layers.Conv2D(8, 3, activation="relu", name="conv_a"),
+            layers.BatchNormalization(name="bn_a"),
+            layers.Conv2D(8, 3, name="conv_b"),
+            layers.ReLU(name="relu_b"),
+            layers.MaxPooling2D(name="pool"),
+            layers.Flatten(name="flat"),
+            layers.Dense(4, activation="softmax", name="out"),
+        ],
+        name="probe_cnn",
+    )
 
 
 def _nested_tf_keras() -> tf_keras.Model:
     layers = tf_keras.layers
-    features = tf_keras.Sequential([tf_keras.Input((12,)), layers.Dense(10, activation="relu",
-                                                                      name="f1"),
-                                    layers.Dense(6, activation="tanh", name="f2")],
-                                   name="features")
-    head = tf_keras.Sequential([tf_keras.Input((6,)), layers.Dense(5, activation="relu",
-                                                                   name="h1"),
-                                layers.Dense(2, activation="softmax", name="h2")], name="head")
+    features = tf_keras.Sequential(
+        [
+            tf_keras.Input((12,)),
+            layers.Dense(10, activation="relu", name="f1"),
+            layers.Dense(6, activation="tanh", name="f2"),
+        ],
+        name="features",
+    )
+    head = tf_keras.Sequential(
+        [
+            tf_keras.Input((6,)),
+            layers.Dense(5, activation="relu", name="h1"),
+            layers.Dense(2, activation="softmax", name="h2"),
+        ],
+        name="head",
+    )
     return tf_keras.Sequential([tf_keras.Input((12,)), features, head], name="outer")
 
 
@@ -86,8 +101,8 @@ def test_verify_layerwise_names_the_layer_with_the_fault(cnn_export, tmp_path):
     first = rows[failing[0]]
     assert "conv_b" in _group(first), rows
     assert report["layerwise"]["first_failure"] == first["layer"]
-    assert all(row["passed"] for row in rows[:failing[0]])
-    assert any("conv_a" in _group(row) or "bn_a" in _group(row) for row in rows[:failing[0]])
+    assert all(row["passed"] for row in rows[: failing[0]])
+    assert any("conv_a" in _group(row) or "bn_a" in _group(row) for row in rows[: failing[0]])
     assert first["max_abs"] > 1e-2 and first["violations"] > 0
     assert [row["index"] for row in rows] == list(range(1, len(rows) + 1))
 
@@ -110,9 +125,11 @@ def test_a_failing_export_gate_localises_the_layer_and_writes_nothing(tmp_path, 
 
     def convert_with_a_fault(*args, **kwargs):
         proto, inputs = real_convert(*args, **kwargs)
-        perturbed.append(_perturb_node(proto, "Gemm", "h1")
-                         if any(n.op_type == "Gemm" for n in proto.graph.node)
-                         else _perturb_node(proto, "MatMul", "h1"))
+        perturbed.append(
+            _perturb_node(proto, "Gemm", "h1")
+            if any(n.op_type == "Gemm" for n in proto.graph.node)
+            else _perturb_node(proto, "MatMul", "h1")
+        )
         return proto, inputs
 
     monkeypatch.setattr(export_module, "convert", convert_with_a_fault)
@@ -121,8 +138,10 @@ def test_a_failing_export_gate_localises_the_layer_and_writes_nothing(tmp_path, 
     with pytest.raises(ParityError) as info:
         export_model(source, tmp_path / "nested.onnx")
     layerwise = info.value.report.layerwise
-    assert perturbed and "head/h1" in [layerwise.first_failure.layer,
-                                       *layerwise.first_failure.fused]
+    assert perturbed and "head/h1" in [
+        layerwise.first_failure.layer,
+        *layerwise.first_failure.fused,
+    ]
     assert [r.layer for r in layerwise.rows if r.passed][:2] == ["features/f1", "features/f2"]
     assert "the divergence starts at 'head/h1'" in str(info.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nested.h5"]
@@ -130,13 +149,19 @@ def test_a_failing_export_gate_localises_the_layer_and_writes_nothing(tmp_path, 
 
 def test_export_layerwise_prints_the_table_for_an_rnn(tmp_path):
     layers = keras.layers
-    model = keras.Sequential([keras.Input((9, 3)), layers.LSTM(6, return_sequences=True,
-                                                               name="lstm"),
-                              layers.GRU(4, name="gru"), layers.Dense(2, name="dense")])
+    model = keras.Sequential(
+        [
+            keras.Input((9, 3)),
+            layers.LSTM(6, return_sequences=True, name="lstm"),
+            layers.GRU(4, name="gru"),
+            layers.Dense(2, name="dense"),
+        ]
+    )
     model.save(tmp_path / "rnn.keras")
     report = tmp_path / "r.json"
-    result = runner.invoke(app, ["export", str(tmp_path / "rnn.keras"), "--layerwise",
-                                 "--report", str(report)])
+    result = runner.invoke(
+        app, ["export", str(tmp_path / "rnn.keras"), "--layerwise", "--report", str(report)]
+    )
     assert result.exit_code == 0, result.output
     assert "layerwise: Keras layer vs ONNX tensor" in result.output
     rows = json.loads(report.read_text())["layerwise"]["rows"]
@@ -152,17 +177,21 @@ def test_export_layerwise_needs_the_gate(tmp_path):
     assert result.exit_code == 2 and "--layerwise" in result.output
 
 
-@pytest.mark.parametrize("keras_shape, perm, expected", [
-    ((2, 4, 4, 4), (0, 3, 1, 2), "axes (0, 2, 3, 1)"),
-    ((2, 5, 6, 3), (0, 3, 1, 2), "axes (0, 2, 3, 1)"),
-    ((2, 7), None, "reshaped"),
-    ((3, 9, 2), (1, 0, 2), "axes (1, 0, 2)"),
-], ids=["nchw-square-ambiguous", "nchw", "squeezed", "time-major"])
+@pytest.mark.parametrize(
+    "keras_shape, perm, expected",
+    [
+        ((2, 4, 4, 4), (0, 3, 1, 2), "axes (0, 2, 3, 1)"),
+        ((2, 5, 6, 3), (0, 3, 1, 2), "axes (0, 2, 3, 1)"),
+        ((2, 7), None, "reshaped"),
+        ((3, 9, 2), (1, 0, 2), "axes (1, 0, 2)"),
+    ],
+    ids=["nchw-square-ambiguous", "nchw", "squeezed", "time-major"],
+)
 def test_views_find_the_layout_tf2onnx_chose(keras_shape, perm, expected):
     from portanet.export.verify.layerwise import _best
 
     keras_value = np.random.default_rng(0).standard_normal(keras_shape).astype(np.float32)
-    onnx_value = (keras_value.transpose(perm) if perm else keras_value.reshape(2, 7, 1, 1))
+    onnx_value = keras_value.transpose(perm) if perm else keras_value.reshape(2, 7, 1, 1)
     labels = [label for label, _ in _views(keras_value, onnx_value)]
     assert expected in labels
     label, report = _best("t", keras_value, onnx_value, 1e-6, 0.0)

@@ -62,8 +62,9 @@ def test_nudged_inputs_move_one_ulp_and_integers_stay():
 
 @pytest.mark.parametrize("lib", [keras, tf_keras], ids=["keras3", "tf-keras"])
 def test_the_float64_model_computes_the_same_in_float64(lib):
-    model = lib.Sequential([lib.Input((5,)), lib.layers.Dense(4, activation="tanh"),
-                            lib.layers.Dense(2)])
+    model = lib.Sequential(
+        [lib.Input((5,)), lib.layers.Dense(4, activation="tanh"), lib.layers.Dense(2)]
+    )
     wide = float64_model(model)
     x = np.random.default_rng(0).normal(size=(6, 5))
     narrow = np.asarray(model(x.astype(np.float32)))
@@ -74,14 +75,23 @@ def test_the_float64_model_computes_the_same_in_float64(lib):
 
 def _sensitive_lstm():
     """Four stacked LSTMs with large random weights: float32 rounding grows over the steps."""
+
     def init():
         return keras.initializers.RandomNormal(0.0, 0.5)
 
-    layers = [keras.layers.LSTM(24, return_sequences=i < 3, kernel_initializer=init(),
-                                recurrent_initializer=init(), name=f"lstm_{i}")
-              for i in range(4)]
-    return keras.Sequential([keras.Input((40, 1)), *layers, keras.layers.Dense(1, name="out")],
-                            name="sensitive")
+    layers = [
+        keras.layers.LSTM(
+            24,
+            return_sequences=i < 3,
+            kernel_initializer=init(),
+            recurrent_initializer=init(),
+            name=f"lstm_{i}",
+        )
+        for i in range(4)
+    ]
+    return keras.Sequential(
+        [keras.Input((40, 1)), *layers, keras.layers.Dense(1, name="out")], name="sensitive"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +102,7 @@ def sensitive_model(tmp_path_factory):
     return path
 
 
-def test_model_sensitivity_fails_strict_and_passes_the_noise_floor_mode(sensitive_model,
-                                                                        tmp_path):
+def test_model_sensitivity_fails_strict_and_passes_the_noise_floor_mode(sensitive_model, tmp_path):
     from portanet.export import export_model
 
     with pytest.raises(ParityError) as failed:
@@ -101,8 +110,10 @@ def test_model_sensitivity_fails_strict_and_passes_the_noise_floor_mode(sensitiv
     report = failed.value.report
     (out,) = report.outputs
     assert out.violations > 0 and out.unexplained == 0, out.verdict()
-    assert report.noise["methods"].keys() == {"inputs nudged by one float32 ulp",
-                                              "reference recomputed in float64"}
+    assert report.noise["methods"].keys() == {
+        "inputs nudged by one float32 ulp",
+        "reference recomputed in float64",
+    }
     message = str(failed.value)
     assert f"worst at row {out.worst.row} ({report.where(out.worst.row)})" in message
     assert "not a conversion fault" in message and "noise-floor tolerance mode" in message
@@ -112,15 +123,26 @@ def test_model_sensitivity_fails_strict_and_passes_the_noise_floor_mode(sensitiv
     assert report.layerwise.first_beyond_noise is None
     assert not (tmp_path / "strict.onnx").exists()
 
-    cli = runner.invoke(app, ["export", str(sensitive_model), "--output",
-                              str(tmp_path / "floor.onnx"), "--tolerance-mode", "noise-floor",
-                              "--report", str(tmp_path / "floor.json")])
+    cli = runner.invoke(
+        app,
+        [
+            "export",
+            str(sensitive_model),
+            "--output",
+            str(tmp_path / "floor.onnx"),
+            "--tolerance-mode",
+            "noise-floor",
+            "--report",
+            str(tmp_path / "floor.json"),
+        ],
+    )
     assert cli.exit_code == 0, cli.output
     accepted = json.loads((tmp_path / "floor.json").read_text())
     (out,) = accepted["outputs"]
     assert accepted["passed"] and accepted["tolerance_mode"] == "noise-floor"
-    assert out["violations"] == out["explained"] > 0 and "accepted in noise-floor mode" in \
-        " ".join(cli.output.split())
+    assert out["violations"] == out["explained"] > 0 and "accepted in noise-floor mode" in " ".join(
+        cli.output.split()
+    )
     assert (tmp_path / "floor.onnx").exists()
 
 
@@ -129,14 +151,26 @@ def test_the_noise_floor_mode_never_hides_a_conversion_fault(sensitive_model, tm
 
     export_model(sensitive_model, tmp_path / "good.onnx", tolerance_mode=NOISE_FLOOR)
     proto = onnx.load(str(tmp_path / "good.onnx"))
-    (kernel,) = [t for t in proto.graph.initializer  # the Dense output kernel
-                 if tuple(t.dims) == (24, 1) and t.data_type == onnx.TensorProto.FLOAT]
+    (kernel,) = [
+        t
+        for t in proto.graph.initializer  # the Dense output kernel
+        if tuple(t.dims) == (24, 1) and t.data_type == onnx.TensorProto.FLOAT
+    ]
     shifted = onnx.numpy_helper.to_array(kernel).copy()
     shifted[3] += np.float32(0.2)
     kernel.CopyFrom(onnx.numpy_helper.from_array(shifted, kernel.name))
     onnx.save(proto, str(tmp_path / "faulty.onnx"))
-    result = runner.invoke(app, ["verify", str(sensitive_model), str(tmp_path / "faulty.onnx"),
-                                 "--tolerance-mode", "noise-floor", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "verify",
+            str(sensitive_model),
+            str(tmp_path / "faulty.onnx"),
+            "--tolerance-mode",
+            "noise-floor",
+            "--json",
+        ],
+    )
     assert result.exit_code == 1, result.output
     data = json.loads(result.stdout)
     (out,) = data["outputs"]
@@ -147,8 +181,14 @@ def test_the_noise_floor_mode_never_hides_a_conversion_fault(sensitive_model, tm
 def test_gate_data_bounds_random_rows_for_inputs_of_every_rank(tmp_path):
     from portanet.export import export_model
 
-    model = keras.Sequential([keras.Input((12, 1)), keras.layers.Conv1D(2, 3),
-                              keras.layers.Flatten(), keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [
+            keras.Input((12, 1)),
+            keras.layers.Conv1D(2, 3),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1),
+        ]
+    )
     prices = 100 + np.cumsum(np.random.default_rng(3).normal(0, 1, (50, 12, 1)), axis=1)
     np.save(tmp_path / "prices.npy", prices.astype(np.float32))
     result = export_model(model, tmp_path / "m.onnx", data=tmp_path / "prices.npy")
@@ -170,7 +210,9 @@ def test_synthetic_inputs_say_so(tmp_path):
     report = export_model(model, tmp_path / "m.onnx").report
     assert report.synthetic and report.inputs_from.startswith("synthetic")
     assert "real rows as gate data give a stronger proof" in report.inputs_from
-    assert [b[0] for b in report.batches] == ["random batch 1 of 1 rows",
-                                              "random batch 2 of 7 rows",
-                                              "random batch 3 of 1024 rows"]
+    assert [b[0] for b in report.batches] == [
+        "random batch 1 of 1 rows",
+        "random batch 2 of 7 rows",
+        "random batch 3 of 1024 rows",
+    ]
     assert report.where(5) == "random batch 2 of 7 rows, its row 4"
