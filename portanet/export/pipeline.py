@@ -183,7 +183,8 @@ def export_model(
     """Convert a Keras model to ONNX, prove parity, then write it atomically.
 
     ``source`` is a model file (``.h5``, ``.keras``, SavedModel directory), a
-    :class:`~portanet.export.keras.load.LoadedKeras` or a live Keras model (then ``output`` is required).
+    :class:`~portanet.export.keras.load.LoadedKeras` or a live Keras model (then ``output`` is
+    required).
     ``output`` defaults to the source path with the suffix ``.onnx``. Unsafe source files are
     refused unless ``allow_unsafe`` (:mod:`portanet.export.keras.safety`). ``batch_size`` fixes the
     batch dimension (dynamic otherwise); ``inputs_as_nchw`` names image inputs the ONNX graph

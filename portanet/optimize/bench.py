@@ -38,7 +38,7 @@ class BenchReport:
             return []
         return [
             {"batch": o.batch, "throughput": o.rows_per_s / k.rows_per_s, "p50": k.p50_s / o.p50_s}
-            for o, k in zip(self.onnx, self.keras)
+            for o, k in zip(self.onnx, self.keras, strict=False)
         ]
 
     def to_dict(self) -> dict[str, Any]:

@@ -226,7 +226,10 @@ def _time(
     ready = [c for c in candidates if c.error is None]
     for size, attribute in ((batch, "latency"), (big, "throughput")):
         feeds = _tiled(evaluation, size)
-        calls = {c.name: (lambda m=models[c.name]: m.run(feeds, allow_nan=True)) for c in ready}
+        calls = {
+            c.name: (lambda m=models[c.name], feeds=feeds: m.run(feeds, allow_nan=True))
+            for c in ready
+        }
         share = seconds / (2 if big != batch else 1)
         for name, samples in alternating(calls, seconds=share).items():
             setattr(next(c for c in ready if c.name == name), attribute, summarize(size, samples))

@@ -8,6 +8,7 @@ failure); a ``_SUCCESS`` file marks a complete folder either way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -66,10 +67,8 @@ def _must_be_new(location: str, what: str) -> None:
 
 def _remove(location: str) -> None:
     fs, inner, _ = _filesystem(location)
-    try:
+    with contextlib.suppress(FileNotFoundError, OSError):
         fs.delete_dir(inner)
-    except (FileNotFoundError, OSError):
-        pass
 
 
 def _resolve_workers(

@@ -208,7 +208,7 @@ class Predictor:
         }
         for k in self.keep:
             columns[k] = table.column(k).take(take)
-        for name, array in zip(features, values):
+        for name, array in zip(features, values, strict=False):
             columns[name] = array.take(take)
         rejected = pa.table(columns)
         sink = pa.BufferOutputStream()

@@ -90,7 +90,9 @@ def numeric_features(table: Any, features: Sequence[str], origin: str) -> tuple[
         values, why = float_column(table.column(name), name, origin)
         columns.append(values)
         if why is not None:
-            reasons = why if reasons is None else [a or b for a, b in zip(reasons, why)]
+            reasons = (
+                why if reasons is None else [a or b for a, b in zip(reasons, why, strict=False)]
+            )
     errors = (
         pa.nulls(table.num_rows, pa.string()) if reasons is None else pa.array(reasons, pa.string())
     )

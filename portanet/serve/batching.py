@@ -11,6 +11,7 @@ where a thread hand-off would cost more than the run. The queue is bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -88,10 +89,8 @@ class Batcher:
         """Stop the loop; requests still queued are answered with 503."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         while self._pending:
             item = self._pending.popleft()

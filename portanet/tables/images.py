@@ -27,6 +27,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".
 #: Pillow modes for the channel counts an image input may have.
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 _GLOB_CHARACTERS = set("*?[")
+FLOAT32 = np.dtype(np.float32)
 
 
 def pillow() -> Any:
@@ -139,7 +140,7 @@ def image_input(
     return spec, image
 
 
-def decode(path: Path, image: ImageSpec, dtype: np.dtype = np.dtype(np.float32)) -> np.ndarray:
+def decode(path: Path, image: ImageSpec, dtype: np.dtype = FLOAT32) -> np.ndarray:
     """One image file as a sample of the model's input (height × width × channels, or
     channels first for an ``nchw`` layout), prepared as :class:`ImageSpec` says."""
     Image = pillow()

@@ -32,7 +32,8 @@ def numbered_records(path: Any, fmt: str, origin: str) -> tuple[Iterator[tuple[i
     if fmt == "json":
         text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
         return enumerate(json_records(text, origin), start=1), "record"
-    stream = sys.stdin if str(path) == "-" else open(path, encoding="utf-8")
+    # the caller's generator owns (and closes) the stream as it reads it
+    stream = sys.stdin if str(path) == "-" else open(path, encoding="utf-8")  # noqa: SIM115
     return jsonl_records(stream, origin), "line"
 
 

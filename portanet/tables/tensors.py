@@ -335,7 +335,8 @@ def _sample(value: Any, spec: TensorSpec, origin: str, word: str, number: int) -
             f"rectangular nested list of numbers, got {shown}"
         ) from None
     if array.ndim != spec.rank - 1 or any(
-        isinstance(want, int) and want != got for want, got in zip(spec.shape[1:], array.shape)
+        isinstance(want, int) and want != got
+        for want, got in zip(spec.shape[1:], array.shape, strict=False)
     ):
         raise InputError(
             f"{origin}: {word} {number}: input {spec.name!r}: expected a sample of "

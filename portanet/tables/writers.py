@@ -91,7 +91,10 @@ class _Writer:
             else np.asarray(columns[n]).tolist()
             for n in names
         ]
-        lines = [json.dumps(dict(zip(names, values))) for values in zip(*lists)]
+        lines = [
+            json.dumps(dict(zip(names, values, strict=False)))
+            for values in zip(*lists, strict=False)
+        ]
         if lines:
             self.stream.write(("\n".join(lines) + "\n").encode())
 
