@@ -105,7 +105,7 @@ def build_schema(
     if labels is not None:
         units = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].rank else None
         classes = 2 if task == BINARY_CLASSIFIER else units if isinstance(units, int) else None
-        class_names = read_labels(labels, classes)
+        class_names = read_labels(Path(labels), classes)
         if task is None and classes and classes > 1:
             task = MULTICLASS_CLASSIFIER  # named classes of a model that ends without softmax
     probe = ModelSchema(tuple(inputs), outputs, extra={NCHW_KEY: list(nchw)} if nchw else {})
@@ -328,4 +328,4 @@ def _checked_bytes(proto: Any, source: Path) -> bytes:
         raise ConversionError(
             f"{source}: the converted ONNX model is invalid (onnx.checker): {first_line(exc)}"
         ) from exc
-    return data
+    return bytes(data)

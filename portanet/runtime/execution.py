@@ -93,7 +93,7 @@ def _bound_slot(
             return None
         run(binding)
         if only is not None:
-            return only.copy()
+            return np.array(only, copy=True)
         return {name: out.copy() for name, out in outputs.items()}
 
     return slot
@@ -227,7 +227,7 @@ class Executor:
     def run_plain(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """One ``InferenceSession.run``; onnxruntime's errors become one :class:`InputError`."""
         try:
-            return self.session.run(self.output_names, feeds)
+            return list(self.session.run(self.output_names, feeds))
         except Exception as exc:  # onnxruntime's own untyped errors (e.g. a bad dynamic dim)
             raise self._error(feeds, exc) from exc
 

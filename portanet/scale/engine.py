@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from portanet.errors import InputError, PortanetError
 from portanet.runtime import load
@@ -173,7 +173,7 @@ def infer_ray(
     model_bytes = Path(model).read_bytes()
     spec = specs[0]
     columns = Columns(
-        checked.feature_names, int(spec.shape[1]), tuple(keep_columns), spec.numpy_dtype
+        checked.feature_names, cast(int, spec.shape[1]), tuple(keep_columns), spec.numpy_dtype
     )
     files = list_inputs(inputs)
     output = str(output)
@@ -192,7 +192,7 @@ def infer_ray(
         pool = _resolve_workers(
             workers, cpus_per_worker, float(ray.cluster_resources().get("CPU", 1))
         )
-        ledger = ray.remote(num_cpus=0)(Ledger).remote()
+        ledger: Any = ray.remote(num_cpus=0)(Ledger).remote()
         if on_error == "skip":
             fs, inner, _ = _filesystem(rejected_dir)
             fs.create_dir(inner, recursive=True)
@@ -221,7 +221,7 @@ def infer_ray(
             if on_error == "skip":
                 _remove(rejected_dir)
             recorded = ray.get(ledger.failure.remote())
-            cause = rebuild(recorded) if recorded else _portanet_cause(exc)
+            cause = rebuild(tuple(recorded)) if recorded else _portanet_cause(exc)
             if cause is not None:
                 raise type(cause)(f"{cause}; nothing was written") from None
             raise

@@ -73,7 +73,7 @@ def float_column(array: Any, name: str, origin: str) -> tuple[Any, list[str | No
                 bad[index] = True
         values = pa.array(parsed, pa.float32())
     reasons: list[str | None] = [None] * len(array)
-    for index in np.flatnonzero(bad):
+    for index in np.flatnonzero(bad).tolist():
         cell = array[int(index)].as_py()
         reasons[int(index)] = f"column {name!r}: expected a number, got {cell[:40]!r}"
     return values, reasons

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -41,8 +42,8 @@ class QueueFullError(ProtocolError):
 class _Item:
     feeds: dict[str, np.ndarray]
     rows: int
-    signature: tuple
-    future: asyncio.Future
+    signature: tuple[Any, ...]
+    future: asyncio.Future[dict[str, np.ndarray]]
     arrived: float
 
 
@@ -65,9 +66,9 @@ class Batcher:
         self.batching = served.batchable and self.max_batch_size > 1
         self._pending: deque[_Item] = deque()
         self._pending_rows = 0
-        self._waiter: asyncio.Future | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self._waiter_rows = 0
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"portanet-{served.name}")
         self._run_seconds = float("inf")  # moving average; infinite until measured
         name = served.name

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -117,8 +117,8 @@ def image_input(
                 f"dimensions and no image size recorded at export"
             )
         recorded = ImageSpec(
-            (int(dims[0]), int(dims[1])),
-            int(channels),
+            (cast(int, dims[0]), cast(int, dims[1])),  # checked just above
+            cast(int, channels),
             layout=layout,
             source="shape of the ONNX input",
         )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -52,7 +51,7 @@ def in_groups(items: Iterator[Any], size: int) -> Iterator[tuple[int, list[Any]]
         yield first, group
 
 
-def jsonl_records(stream: io.TextIOBase, origin: str) -> Iterator[tuple[int, Any]]:
+def jsonl_records(stream: IO[str], origin: str) -> Iterator[tuple[int, Any]]:
     with stream:
         for number, text in enumerate(stream, start=1):
             if not text.strip():

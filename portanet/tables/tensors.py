@@ -410,7 +410,7 @@ def parquet_tensor_batches(
 def _is_list(kind: Any) -> bool:
     import pyarrow as pa
 
-    return (
+    return bool(
         pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
     )
 
@@ -422,7 +422,7 @@ def _nested(column: Any, origin: str, name: str, first_row: int) -> np.ndarray:
     from portanet.tables.arrow import to_numpy
 
     rows = len(column)
-    values, dims = column, []
+    values, dims = column, list[int]()
     while _is_list(values.type):
         if values.null_count:
             raise InputError(

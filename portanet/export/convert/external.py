@@ -90,7 +90,7 @@ class ExternalWeights:
                 offset += padding
                 length = 0
                 for chunk in _chunks(by_name[name]):  # never a second copy of a large weight
-                    handle.write(memoryview(np.ascontiguousarray(chunk)).cast("B"))
+                    handle.write(np.ascontiguousarray(chunk).data.cast("B"))
                     length += chunk.nbytes
                 tensor = onnx.TensorProto(
                     name=name,

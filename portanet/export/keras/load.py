@@ -242,7 +242,8 @@ def check_architecture(config: Any, origin: str, known: set[str]) -> None:
     if not isinstance(config, dict):
         return
     class_name = str(config.get("class_name", "?"))
-    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+    inner = config.get("config")
+    inner = inner if isinstance(inner, dict) else {}
     if (
         class_name in known
         or class_name in BUILTIN_CLASSES

@@ -52,7 +52,7 @@ def source_input(tensor: Any) -> str | None:
         if op is None:
             return None
         if op.type == "Placeholder":
-            return op.name
+            return str(op.name)
         if op.type not in _PASS_THROUGH or not op.inputs:
             return None
         op = op.inputs[0].op
@@ -107,7 +107,7 @@ def input_hints(trace: Any, specs: list[TensorSpec]) -> dict[str, InputHint]:
             if spec is None:
                 continue
             hint = _hint_for(call.layer, call.class_name, spec)
-            if hint is not None and (name not in hints or hint.integer):
+            if name is not None and hint is not None and (name not in hints or hint.integer):
                 hints[name] = hint
     return hints
 

@@ -28,6 +28,7 @@ that grows layer by layer within the noise is the model's own sensitivity.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from dataclasses import dataclass, field
@@ -345,7 +346,7 @@ def compare_layers(
         shifted_runs.append(
             record_outputs(
                 loaded.model,
-                lambda moved=moved: call_model(loaded.model, [moved[n] for n in order]),
+                functools.partial(call_model, loaded.model, [moved[n] for n in order]),
                 keep=wanted.__contains__,
             )
         )
