@@ -250,6 +250,9 @@ def convert(
         raise InputError(f"batch size: expected a positive number of rows, got {batch_size}")
     quiet_tensorflow()
     import tf2onnx
+
+    # TensorFlow internal: TF2 has no public graph freezing (tf2onnx's own loader uses this
+    # function); pinned by pyproject's tensorflow bound, checked by tests/export/test_internals.py
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )

@@ -222,6 +222,8 @@ def rnn_spec(layer: Any, name: str) -> RnnSpec | None:
 
 def _in_stateless_scope() -> bool:
     try:
+        # Keras internal (no public query; keras.StatelessScope only enters one); pinned by
+        # pyproject's keras bound and checked by tests/export/test_internals.py
         from keras.src.backend.common.stateless_scope import in_stateless_scope
     except ImportError:
         return False
