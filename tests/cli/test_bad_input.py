@@ -204,5 +204,6 @@ def test_pickle_payload_is_never_executed(tmp_path):
     result = run_cli("infer", str(COMMITTED_ONNX), str(path), timeout=120)
     assert result.returncode == 2 and not sentinel.exists()
     # The payload is live: unpickling the same file does run it, so the check above can fail.
-    np.load(path, allow_pickle=True)
+    opened = np.load(path, allow_pickle=True)
+    opened[0].close()  # the payload's file object
     assert sentinel.exists()
