@@ -17,7 +17,7 @@ REALWORLD_FIXTURES = {"legacy_mlp", "legacy_mobilenet"}
 #: What keeps a test out of the fast subset (``-m "not slow"``): training or converting through
 #: TensorFlow, a server process, a Ray cluster, a browser. CI runs them all.
 SLOW_FIXTURES = {"trained", "exported", "keras224_mlp", "standin_mlp"} | REALWORLD_FIXTURES
-SLOW_FOLDERS = {"export", "reference", "serve", "scale", "optimize", "report"}
+SLOW_FOLDERS = {"export", "reference", "serve", "scale", "optimize"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
