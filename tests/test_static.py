@@ -37,6 +37,7 @@ def test_mypy_is_clean():
     assert "Success: no issues found" in result.stdout
 
 
+@pytest.mark.slow  # a second whole mypy run; the configuration changes rarely
 def test_mypy_is_strict_on_the_runtime_side(tmp_path):
     """The strict flags reach runtime/, tables/ and serve/ (an unannotated function fails there)
     and only there (the same function passes in report/)."""
