@@ -87,6 +87,8 @@ PROBES = [
     ("runtime-side", "serve/app.py", "import tensorflow", "tensorflow"),
     ("runtime-side", "scale/ledger.py", "import portanet.export.recorded", "portanet.export"),
     ("runtime-side", "runtime/guard.py", "import h5py", "h5py"),
+    ("runtime-side", "tables/writers.py", "import matplotlib", "matplotlib"),
+    ("runtime-side", "runtime/providers.py", "import onnxslim", "onnxslim"),
     ("tensorflow-only-in-export", "report/charts.py", "import tensorflow", "tensorflow"),
     ("tensorflow-only-in-export", "optimize/evaluate.py", "import keras", "keras"),
     ("tensorflow-only-in-export", "cli/infer.py", "import tf2onnx", "tf2onnx"),
