@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from portanet.cli import app
 from tests.helpers import REPO
 
-COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+COMMANDS = sorted(typer.main.get_command(app).commands)
 
 
 def test_the_cli_reference_matches_the_command_line():
@@ -35,7 +35,7 @@ def test_every_command_is_checked():
 def test_every_command_has_help_a_readme_line_and_a_reference_section(command):
     result = CliRunner().invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
-    assert typer.main.get_command(app).commands[command].help, command  # type: ignore[attr-defined]
+    assert typer.main.get_command(app).commands[command].help, command
     readme = (REPO / "README.md").read_text()
     assert re.search(rf"portanet {command}\b", readme), f"README lacks `portanet {command}`"
     reference = (REPO / "docs" / "reference" / "cli.md").read_text()
