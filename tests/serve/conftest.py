@@ -146,6 +146,9 @@ class Server:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
+        self._reader.join(5)
+        if not self._reader.is_alive() and self.process.stderr is not None:
+            self.process.stderr.close()  # else an unclosed-pipe ResourceWarning (an error here)
 
 
 @pytest.fixture
