@@ -79,7 +79,7 @@ def main() -> None:
     rows = folder / "patches.npy"
     np.save(rows, photo_patches(args.patches))
     runs = []
-    for run in range(args.runs):
+    for _ in range(args.runs):
         try:
             result = optimize_model(
                 onnx_path,

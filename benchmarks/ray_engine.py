@@ -40,7 +40,7 @@ def make_inputs(folder: Path, rows: int, files: int) -> tuple[Path, Path, Path]:
     parts = folder / "parts"
     parts.mkdir(parents=True)
     cuts = np.linspace(0, rows, files + 1, dtype=np.int64)
-    for index, (start, stop) in enumerate(zip(cuts[:-1], cuts[1:])):
+    for index, (start, stop) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
         pq.write_table(
             pa.table({n: values[start:stop, j] for j, n in enumerate(FEATURES)}),
             parts / f"part-{index}.parquet",

@@ -182,10 +182,10 @@ def show(runs: list[Table]) -> None:
             )
         )
     widths = [max(len(r[i]) for r in [headers, *lines]) for i in range(6)]
-    text = " | ".join(h.ljust(w) for h, w in zip(headers, widths))
+    text = " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     print("\n" + text + "\n" + "-" * len(text))
     for line in lines:
-        print(" | ".join(c.ljust(w) for c, w in zip(line, widths)))
+        print(" | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
 
 
 # -- the measures ------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def main() -> None:
     rows = load_pima().features[:5]
     probabilities = model.predict(rows)[:, 0]
     labels = model.labels_for(model.predict(rows))
-    for probability, label in zip(probabilities, labels):
+    for probability, label in zip(probabilities, labels, strict=False):
         print(f"probability {probability:.3f} → label {label}")
     named = {name: rows[:, i] for i, name in enumerate(model.feature_names)}
     assert (model.predict(named)[:, 0] == probabilities).all()

@@ -1,7 +1,8 @@
 """portanet: Keras → ONNX with a parity gate, and a TensorFlow-free ONNX runtime.
 
 The deployment side (this module, :func:`load`, :class:`Model`) imports only numpy, onnxruntime
-and pyarrow. The export side (``portanet.export``, ``portanet.reference``) imports TensorFlow lazily.
+and pyarrow. The export side (``portanet.export``, ``portanet.reference``) imports TensorFlow
+lazily.
 """
 
 from portanet.errors import (

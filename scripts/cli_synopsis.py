@@ -1,21 +1,25 @@
-"""Write the README's command synopsis from the real command line (typer/click parameters).
+"""Write the CLI reference page of the docs from the real command line: a synopsis built from
+the typer/click parameters, then every command's ``--help`` as the command prints it.
 
-    .venv/bin/python scripts/cli_synopsis.py           # rewrite README.md between the markers
-    .venv/bin/python scripts/cli_synopsis.py --check   # exit 1 if README.md has drifted
+    .venv/bin/python scripts/cli_synopsis.py           # rewrite docs/reference/cli.md
+    .venv/bin/python scripts/cli_synopsis.py --check   # exit 1 if the page has drifted
 
-tests/cli/test_synopsis.py runs the check, so the README cannot drift from ``--help``.
+tests/cli/test_synopsis.py runs the check, so the reference cannot drift from ``--help``.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-README = REPO / "README.md"
-BEGIN, END = "<!-- synopsis:begin (scripts/cli_synopsis.py) -->", "<!-- synopsis:end -->"
+PAGE = REPO / "docs" / "reference" / "cli.md"
 WIDTH = 98
+#: --help is rendered at a fixed width, without colour, whatever the terminal
+HELP_ENV = {"TERMINAL_WIDTH": "100", "COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"}
 
 
 def _type_name(param: object, ctx: object) -> str:
@@ -78,29 +82,68 @@ def synopsis() -> str:
     return "```\n" + "\n".join(lines) + "\n```"
 
 
-def rewritten(text: str) -> str:
-    """README text with the block between the markers replaced by the current synopsis."""
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{synopsis()}\n{END}{tail}"
+def command_names() -> list[str]:
+    """The commands in ``--help`` order."""
+    sys.path.insert(0, str(REPO))
+    import typer
+
+    from portanet.cli import app
+
+    group = typer.main.get_command(app)
+    ctx = group.make_context("portanet", ["--help"], resilient_parsing=True)
+    return list(group.list_commands(ctx))
+
+
+def help_text(*words: str) -> str:
+    """What ``portanet WORDS --help`` prints, trailing spaces removed."""
+    env = {**os.environ, **HELP_ENV, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "portanet", *words, "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=True,
+    )
+    return "\n".join(line.rstrip() for line in done.stdout.strip("\n").splitlines())
+
+
+def reference() -> str:
+    """The whole page: synopsis, then one section per command."""
+    parts = [
+        "# CLI reference",
+        "",
+        "Generated from the real command line by `scripts/cli_synopsis.py`; "
+        "`tests/cli/test_synopsis.py` fails when this page and `--help` differ.",
+        "",
+        "## Synopsis",
+        "",
+        synopsis(),
+        "",
+        "## portanet",
+        "",
+        "```",
+        help_text(),
+        "```",
+    ]
+    for name in command_names():
+        parts += ["", f"## portanet {name}", "", "```", help_text(name), "```"]
+    return "\n".join(parts) + "\n"
 
 
 def main() -> int:
-    text = README.read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        print(f"error: {README} has no synopsis markers", file=sys.stderr)
-        return 1
-    new = rewritten(text)
+    new = reference()
     if "--check" in sys.argv[1:]:
-        if new != text:
+        old = PAGE.read_text(encoding="utf-8") if PAGE.exists() else ""
+        if new != old:
             print(
-                "error: README.md's command synopsis differs from --help; run "
-                "scripts/cli_synopsis.py",
+                f"error: {PAGE.relative_to(REPO)} differs from --help; run scripts/cli_synopsis.py",
                 file=sys.stderr,
             )
             return 1
         return 0
-    README.write_text(new, encoding="utf-8")
+    PAGE.parent.mkdir(parents=True, exist_ok=True)
+    PAGE.write_text(new, encoding="utf-8")
     return 0
 
 

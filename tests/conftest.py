@@ -14,12 +14,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 #: Fixtures that hand out a real third-party file; tests using them are marked ``realworld``.
 REALWORLD_FIXTURES = {"legacy_mlp", "legacy_mobilenet"}
+#: What keeps a test out of the fast subset (``-m "not slow"``): training or converting through
+#: TensorFlow, a server process, a Ray cluster, a browser. CI runs them all.
+SLOW_FIXTURES = {"trained", "exported", "keras224_mlp", "standin_mlp"} | REALWORLD_FIXTURES
+SLOW_FOLDERS = {"export", "reference", "serve", "scale", "optimize"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if REALWORLD_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if REALWORLD_FIXTURES & fixtures:
             item.add_marker(pytest.mark.realworld)
+        folder = Path(str(item.path)).relative_to(Path(__file__).parent).parts[0]
+        if SLOW_FIXTURES & fixtures or folder in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -89,7 +89,7 @@ def calibrate(model, rows: int = 128, seed: int = 0) -> None:
     for layer in norms:
         layer.momentum = 0.0
     model(x, training=True)
-    for layer, momentum in zip(norms, momenta):
+    for layer, momentum in zip(norms, momenta, strict=True):
         layer.momentum = momentum
     for _, layer in walk_layers(model):
         if type(layer).__name__ == "LayerScale":

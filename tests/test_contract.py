@@ -1,9 +1,13 @@
 """The house's rules: the deployment path never imports the export side; no import cycles."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import COMMITTED_ONNX, REPO
 
@@ -64,6 +68,64 @@ def test_import_contract_holds():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
+
+
+# Each rule broken on purpose in a copy of the tree: (contract id, module to edit, line to add,
+# the import lint-imports must name). A rule that cannot fail guards nothing.
+PROBES = [
+    ("layers", "runtime/inspect.py", "import portanet.serve.app", "portanet.serve.app"),
+    ("layers", "serve/metrics.py", "import portanet.scale.engine", "portanet.scale.engine"),
+    ("layers", "scale/values.py", "import portanet.serve.app", "portanet.serve.app"),
+    ("layers", "tables/readers.py", "import portanet.report.build", "portanet.report.build"),
+    ("layers", "export/pipeline.py", "import portanet.optimize.bench", "portanet.optimize.bench"),
+    # the export -> reference cycle stays closed beyond the one ignored import
+    ("layers", "export/pipeline.py", "import portanet.reference.train", "portanet.reference"),
+    ("layers", "schema.py", "import portanet.runtime.providers", "portanet.runtime.providers"),
+    ("layers", "errors.py", "import portanet.schema", "portanet.schema"),
+    ("layers", "images/_probe.py", "import portanet.tables.readers", "portanet.tables.readers"),
+    ("runtime-side", "tables/parquet.py", "import onnx", "onnx"),
+    ("runtime-side", "serve/app.py", "import tensorflow", "tensorflow"),
+    ("runtime-side", "scale/ledger.py", "import portanet.export.recorded", "portanet.export"),
+    ("runtime-side", "runtime/guard.py", "import h5py", "h5py"),
+    ("runtime-side", "tables/writers.py", "import matplotlib", "matplotlib"),
+    ("runtime-side", "runtime/providers.py", "import onnxslim", "onnxslim"),
+    ("tensorflow-only-in-export", "report/charts.py", "import tensorflow", "tensorflow"),
+    ("tensorflow-only-in-export", "optimize/evaluate.py", "import keras", "keras"),
+    ("tensorflow-only-in-export", "cli/infer.py", "import tf2onnx", "tf2onnx"),
+    ("no-cli", "report/payload.py", "import portanet.cli.app", "portanet.cli"),
+    ("no-cli", "_files.py", "import portanet.cli", "portanet.cli"),
+]
+
+
+@pytest.mark.parametrize(
+    ("contract", "module", "line", "named"),
+    PROBES,
+    ids=[f"{c}:{m}:{line.split()[-1]}" for c, m, line, _ in PROBES],
+)
+def test_each_contract_can_fail(tmp_path, contract, module, line, named):
+    shutil.copytree(
+        REPO / "portanet", tmp_path / "portanet", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    target = tmp_path / "portanet" / module
+    if not target.parent.exists():  # an optional layer not in this tree yet
+        target.parent.mkdir()
+        (target.parent / "__init__.py").write_text("")
+    text = target.read_text() if target.exists() else ""
+    target.write_text(text + f"\n{line}  # probe\n")
+    lint = Path(sys.executable).with_name("lint-imports")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run(
+        [str(lint), "--no-cache", "--no-logo", "--contract", contract],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "BROKEN" in result.stdout and "1 broken" in result.stdout, result.stdout
+    assert named in result.stdout, result.stdout
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -1,9 +1,12 @@
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import REPO
 
 
+@pytest.mark.slow  # trains and exports through TensorFlow
 def test_quickstart_example_runs_end_to_end():
     result = subprocess.run(
         [sys.executable, str(REPO / "examples" / "quickstart.py")],

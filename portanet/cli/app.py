@@ -26,7 +26,35 @@ from portanet.errors import PortanetError, first_line
 # TensorFlow's C++ start-up logging would bury the one line a user needs; only errors pass.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-app = typer.Typer(
+
+class PlainUsageCommand(typer.core.TyperCommand):
+    """Usage lines in the POSIX way, ``MODEL INPUT...``: typer writes required arguments in
+    braces (``{MODEL} {INPUT...}``), which reads like a set or a template. Typer's documented
+    extension point (a command class passed as ``cls``) and click's public
+    ``collect_usage_pieces``; the same on typer 0.28 and 0.29."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [_unbraced(piece) for piece in super().collect_usage_pieces(ctx)]
+
+
+def _unbraced(piece: str) -> str:
+    """``{MODEL}`` → ``MODEL``; ``{INPUT...}`` (0.28), ``{INPUT...}...`` (0.29) → ``INPUT...``."""
+    if not piece.startswith("{"):
+        return piece
+    inner, _, rest = piece[1:].rpartition("}")
+    if rest not in ("", "...") or not inner:
+        return piece
+    return inner if inner.endswith("...") or not rest else inner + rest
+
+
+class PortanetApp(typer.Typer):
+    """The application: every command gets :class:`PlainUsageCommand` unless it names another."""
+
+    def command(self, *args: Any, cls: Any = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or PlainUsageCommand, **kwargs)
+
+
+app = PortanetApp(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -156,23 +184,6 @@ def _suppress_os_errors() -> Any:
     return contextlib.suppress(OSError, ValueError)
 
 
-def _plain_metavar(make_metavar: Callable[..., str]) -> Callable[..., str]:
-    """Usage lines in the POSIX way, ``MODEL INPUT...``: typer writes required arguments in
-    braces (``{MODEL} {INPUT...}``), which reads like a set or a template."""
-
-    @functools.wraps(make_metavar)
-    def plain(self: Any, *args: Any, **kwargs: Any) -> str:
-        text = make_metavar(self, *args, **kwargs)
-        return text[1:-1] if text.startswith("{") and text.endswith("}") else text
-
-    return plain
-
-
-typer.core.TyperArgument.make_metavar = _plain_metavar(  # type: ignore[method-assign]
-    typer.core.TyperArgument.make_metavar
-)
-
-
 def _show_version(value: bool) -> None:
     if value:
         out.print(f"portanet {__version__}", highlight=False)
@@ -219,8 +230,6 @@ def run(argv: list[str] | None = None) -> int:
     ``--debug`` is accepted anywhere before ``--``; a usage error (unknown option, bad value)
     is one ``error:`` line like every other error, with exit status 2.
     """
-    from typer._click.exceptions import ClickException
-
     args = list(sys.argv[1:] if argv is None else argv)
     cut = args.index("--") if "--" in args else len(args)
     if "--debug" in args[:cut]:
@@ -232,7 +241,7 @@ def run(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader of stdout left (| head): end quietly, like any tool
         _quiet_stdout()
         return BROKEN_PIPE
-    except ClickException as exc:
+    except typer.TyperException as exc:  # click's usage errors derive from it (typer >= 0.26)
         print_error(f"{exc.format_message()} (see 'portanet --help')")
         return exc.exit_code if exc.exit_code else USAGE_ERROR
     except typer.Abort:

@@ -188,9 +188,7 @@ def export(
             metavar="SOURCE", show_default=False, help="Keras .h5, .keras or SavedModel directory."
         ),
     ],
-    output: Annotated[
-        Path | None, typer.Option(help="ONNX path (default: SOURCE.onnx).")
-    ] = None,
+    output: Annotated[Path | None, typer.Option(help="ONNX path (default: SOURCE.onnx).")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset to write.")] = 17,
     data: GateData = None,
     atol: Atol = 1e-5,
@@ -206,9 +204,7 @@ def export(
             help="Column names of a tabular model's input (repeat or comma-separate).",
         ),
     ] = None,
-    report: Annotated[
-        Path | None, typer.Option(help="Also write the parity report JSON.")
-    ] = None,
+    report: Annotated[Path | None, typer.Option(help="Also write the parity report JSON.")] = None,
     batch_size: Annotated[
         int | None,
         typer.Option(

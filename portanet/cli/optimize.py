@@ -149,7 +149,7 @@ def optimize(
     """Write the fastest variant of MODEL that stays inside an accuracy budget (exit 1 and
     nothing written if none does)."""
     from portanet.errors import ParityError
-    from portanet.optimize import optimize_model
+    from portanet.optimize import OptimizeResult, optimize_model
 
     try:
         result = optimize_model(
@@ -169,13 +169,14 @@ def optimize(
             transformed_only=transformed_only,
         )
     except ParityError as exc:
-        if exc.report is not None:
+        if isinstance(exc.report, OptimizeResult):
             out.print(candidates_table(exc.report))
             _write_json(report, exc.report.to_dict())
         raise
     out.print(candidates_table(result))
     _write_json(report, result.to_dict())
     chosen = result.chosen
+    assert chosen is not None  # optimize_model raises when no candidate passes
     out.print(
         f"wrote {result.output} ({chosen.name}: {chosen.speedup:.2f}× at batch "
         f"{result.batch}, max abs {chosen.max_abs:.3g})",

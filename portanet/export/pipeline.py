@@ -105,7 +105,7 @@ def build_schema(
     if labels is not None:
         units = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].rank else None
         classes = 2 if task == BINARY_CLASSIFIER else units if isinstance(units, int) else None
-        class_names = read_labels(labels, classes)
+        class_names = read_labels(Path(labels), classes)
         if task is None and classes and classes > 1:
             task = MULTICLASS_CLASSIFIER  # named classes of a model that ends without softmax
     probe = ModelSchema(tuple(inputs), outputs, extra={NCHW_KEY: list(nchw)} if nchw else {})
@@ -183,7 +183,8 @@ def export_model(
     """Convert a Keras model to ONNX, prove parity, then write it atomically.
 
     ``source`` is a model file (``.h5``, ``.keras``, SavedModel directory), a
-    :class:`~portanet.export.keras.load.LoadedKeras` or a live Keras model (then ``output`` is required).
+    :class:`~portanet.export.keras.load.LoadedKeras` or a live Keras model (then ``output`` is
+    required).
     ``output`` defaults to the source path with the suffix ``.onnx``. Unsafe source files are
     refused unless ``allow_unsafe`` (:mod:`portanet.export.keras.safety`). ``batch_size`` fixes the
     batch dimension (dynamic otherwise); ``inputs_as_nchw`` names image inputs the ONNX graph
@@ -327,4 +328,4 @@ def _checked_bytes(proto: Any, source: Path) -> bytes:
         raise ConversionError(
             f"{source}: the converted ONNX model is invalid (onnx.checker): {first_line(exc)}"
         ) from exc
-    return data
+    return bytes(data)

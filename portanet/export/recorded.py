@@ -20,7 +20,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import numpy as np
 
 from portanet.errors import InputError
 from portanet.export.verify.inputs import source_input
@@ -110,7 +112,7 @@ def first_readers(trace: Any, names: Sequence[str]) -> dict[str, Any]:
             continue
         for tensor in call.inputs[:1]:
             name = source_input(tensor)
-            if name in names and name not in found:
+            if name is not None and name in names and name not in found:
                 found[name] = call
     return found
 
@@ -141,9 +143,9 @@ def vocabulary(trace: Any, specs: Sequence[TensorSpec]) -> dict[str, int]:
             sizes[name] = int(size)
     for call in getattr(trace, "calls", None) or []:  # an Embedding that is not the first reader
         if call.class_name == "Embedding" and call.inputs:
-            name = source_input(call.inputs[0])
-            if name in [s.name for s in specs] and name not in sizes:
-                sizes[name] = int(call.layer.input_dim)
+            reader = source_input(call.inputs[0])
+            if reader in [s.name for s in specs] and reader not in sizes:
+                sizes[str(reader)] = int(call.layer.input_dim)
     return sizes
 
 
@@ -182,7 +184,7 @@ def image_specs(
         call = readers.get(spec.name)
         if call is not None and call.class_name == "Rescaling":
             scale = getattr(call.layer, "scale", 1.0)
-            if abs(float(scale if not hasattr(scale, "__len__") else max(scale))) <= 0.1:
+            if abs(float(np.max(scale))) <= 0.1:
                 fields, source = {"value_range": (0.0, 255.0)}, f"Rescaling {call.path!r}"
         elif call is not None:
             found = _application(model, call.path)
@@ -200,8 +202,8 @@ def image_specs(
                 raise InputError(f"channel order: expected rgb or bgr, got {channel_order!r}")
             fields["channel_order"] = channel_order.lower()
         recorded[spec.name] = ImageSpec(
-            size=(int(size[0]), int(size[1])),
-            channels=int(spec.shape[3]),
+            size=(cast(int, size[0]), cast(int, size[1])),  # fixed: checked above
+            channels=cast(int, spec.shape[3]),
             layout="nchw" if spec.name in nchw else "nhwc",
             source=source,
             **fields,

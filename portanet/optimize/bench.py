@@ -3,12 +3,15 @@ Keras source in the same run (alternating slices, so both see the same machine).
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from portanet.errors import InputError
 from portanet.optimize import data as rows_
@@ -38,7 +41,7 @@ class BenchReport:
             return []
         return [
             {"batch": o.batch, "throughput": o.rows_per_s / k.rows_per_s, "p50": k.p50_s / o.p50_s}
-            for o, k in zip(self.onnx, self.keras)
+            for o, k in zip(self.onnx, self.keras, strict=False)
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,7 +112,7 @@ def bench_model(
     source: str | os.PathLike[str] | None = None,
     batch_sizes: str | list[int] | tuple[int, ...] = DEFAULT_BATCH_SIZES,
     seconds: float = 5.0,
-    provider: str = "cpu",
+    provider: str | list[str] = "cpu",
     threads: int | None = None,
     data: str | os.PathLike[str] | None = None,
     seed: int = 0,
@@ -139,8 +142,10 @@ def bench_model(
     keras = _keras_call(source, pool, runtime.schema, allow_unsafe) if source else None
     onnx_results, keras_results = [], []
     for size in sizes:
-        batch = rows_.take(pool, [i % rows_.rows_of(pool) for i in range(size)])
-        calls = {"onnx": lambda b=batch: runtime.run(b, allow_nan=True)}
+        batch = rows_.take(pool, np.arange(size) % rows_.rows_of(pool))
+        calls: dict[str, Callable[[], Any]] = {
+            "onnx": functools.partial(runtime.run, batch, allow_nan=True)
+        }
         if keras is not None:
             calls["keras"] = keras(batch)
         samples = alternating(calls, seconds=seconds, rounds=3 if keras else 1, warmup=3)

@@ -126,7 +126,7 @@ def labels(values: np.ndarray, schema: ModelSchema) -> np.ndarray | None:
         threshold = schema.threshold if schema.threshold is not None else 0.5
         return flat[:, 0] >= threshold
     if schema.task == MULTICLASS_CLASSIFIER and flat.shape[1] > 1:
-        return flat.argmax(axis=1)
+        return np.asarray(flat.argmax(axis=1))
     return None
 
 

@@ -11,10 +11,12 @@ written atomically with ``portanet.lineage`` metadata; when none is, nothing is 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,7 +106,7 @@ def optimize_model(
     max_abs: float = 1e-3,
     min_agreement: float = 0.99,
     target: str = "cpu",
-    transforms: str | list[str] = tf_.TRANSFORMS,
+    transforms: str | list[str] | tuple[str, ...] = tf_.TRANSFORMS,
     calibration_rows: int = 128,
     seconds: float = 1.0,
     throughput_batch: int = 64,
@@ -226,7 +228,9 @@ def _time(
     ready = [c for c in candidates if c.error is None]
     for size, attribute in ((batch, "latency"), (big, "throughput")):
         feeds = _tiled(evaluation, size)
-        calls = {c.name: (lambda m=models[c.name]: m.run(feeds, allow_nan=True)) for c in ready}
+        calls: dict[str, Callable[[], Any]] = {
+            c.name: functools.partial(models[c.name].run, feeds, allow_nan=True) for c in ready
+        }
         share = seconds / (2 if big != batch else 1)
         for name, samples in alternating(calls, seconds=share).items():
             setattr(next(c for c in ready if c.name == name), attribute, summarize(size, samples))
@@ -236,6 +240,8 @@ def _time(
             break
     base = candidates[0]
     for c in ready:
+        # the loop above timed every ready candidate, the baseline first among them
+        assert base.latency and base.throughput and c.latency and c.throughput
         c.speedup = base.latency.p50_s / c.latency.p50_s
         c.throughput_speedup = c.throughput.rows_per_s / base.throughput.rows_per_s
 

@@ -77,7 +77,7 @@ def read_bench(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{source}: expected a bench report with an 'onnx' list of rows "
             f"holding {', '.join(keys)}, got {str(data)[:80]!r}"
         )
-    return data
+    return dict(data)
 
 
 def report_context(
@@ -90,7 +90,8 @@ def report_context(
     runtime = load(path, providers="cpu")
     md = runtime.metadata
     schema = runtime.schema
-    tools = md.get(meta.TOOLS) if isinstance(md.get(meta.TOOLS), dict) else {}
+    tools = md.get(meta.TOOLS)
+    tools = tools if isinstance(tools, dict) else {}
     parity = md.get(meta.PARITY) if isinstance(md.get(meta.PARITY), dict) else None
     metrics = md.get(meta.METRICS) if isinstance(md.get(meta.METRICS), dict) else None
     lineage = _json_value(md.get(LINEAGE))

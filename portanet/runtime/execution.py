@@ -93,7 +93,7 @@ def _bound_slot(
             return None
         run(binding)
         if only is not None:
-            return only.copy()
+            return np.array(only, copy=True)
         return {name: out.copy() for name, out in outputs.items()}
 
     return slot
@@ -158,7 +158,9 @@ class Executor:
         table = self.slots.table
         if len(table) >= MAX_SLOTS_PER_THREAD:
             table.clear()
-        buffers = {name: np.empty_like(out) for name, out in zip(self.output_names, outputs)}
+        buffers = {
+            name: np.empty_like(out) for name, out in zip(self.output_names, outputs, strict=False)
+        }
         table[x.shape] = _bound_slot(
             self.session, self._single, np.empty_like(x), buffers, self._single in self.float_inputs
         )
@@ -206,7 +208,7 @@ class Executor:
                 self._check_rows(results, len(next(iter(part.values()))))
                 if out is None:
                     out = [np.empty((rows, *r.shape[1:]), dtype=r.dtype) for r in results]
-                for target, result in zip(out, results):
+                for target, result in zip(out, results, strict=False):
                     target[start:stop] = result[: stop - start]
             else:
                 self._run_into(part, [target[start:stop] for target in out])
@@ -214,7 +216,7 @@ class Executor:
         return out
 
     def _check_rows(self, results: list[np.ndarray], rows: int) -> None:
-        for name, result in zip(self.output_names, results):
+        for name, result in zip(self.output_names, results, strict=False):
             if result.ndim == 0 or result.shape[0] != rows:
                 raise InputError(
                     f"{self.origin}: expected output {name!r} to have one row per input row "
@@ -225,7 +227,7 @@ class Executor:
     def run_plain(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """One ``InferenceSession.run``; onnxruntime's errors become one :class:`InputError`."""
         try:
-            return self.session.run(self.output_names, feeds)
+            return list(self.session.run(self.output_names, feeds))
         except Exception as exc:  # onnxruntime's own untyped errors (e.g. a bad dynamic dim)
             raise self._error(feeds, exc) from exc
 
@@ -236,7 +238,7 @@ class Executor:
             binding.bind_ortvalue_input(
                 name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value))
             )
-        for name, target in zip(self.output_names, targets):
+        for name, target in zip(self.output_names, targets, strict=False):
             binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(target))
         try:
             self.session.run_with_iobinding(binding)

@@ -43,7 +43,7 @@ def coerce_array(value: Any, spec: TensorSpec, *, allow_nan: bool = False) -> np
             f"input {spec.name!r}: expected {spec.rank} dimensions "
             f"{_shape_text(spec.shape)}, got {array.ndim} {tuple(array.shape)}"
         )
-    for axis, (dim, got) in enumerate(zip(spec.shape, array.shape)):
+    for axis, (dim, got) in enumerate(zip(spec.shape, array.shape, strict=False)):
         if isinstance(dim, int) and dim != got:
             raise InputError(
                 f"input {spec.name!r}: expected size {dim} on axis {axis} "

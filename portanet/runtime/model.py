@@ -224,7 +224,7 @@ class Model:
 
     def run(self, feeds: Any, *, allow_nan: bool = False) -> dict[str, np.ndarray]:
         """Run the model and return every output by name. Large batches run in chunks."""
-        return dict(zip(self._output_names, self._outputs(feeds, allow_nan)))
+        return dict(zip(self._output_names, self._outputs(feeds, allow_nan), strict=False))
 
     def predict(self, x: Any, *, allow_nan: bool = False) -> np.ndarray | dict[str, np.ndarray]:
         """Predict: the output array of a single-output model, else a dict name → array."""
@@ -238,7 +238,7 @@ class Model:
         results = self._outputs(x, allow_nan)
         if len(results) == 1:
             return results[0]
-        return dict(zip(self._output_names, results))
+        return dict(zip(self._output_names, results, strict=False))
 
     def _outputs(self, x: Any, allow_nan: bool) -> list[np.ndarray]:
         checked = self._fast_feeds(x)
@@ -299,7 +299,7 @@ class Model:
         if names is None and self.schema.task == BINARY_CLASSIFIER:
             names = ("0", "1")
         out = np.empty(len(values), dtype=object)
-        for index, (value, masked) in enumerate(zip(values.tolist(), mask.tolist())):
+        for index, (value, masked) in enumerate(zip(values.tolist(), mask.tolist(), strict=False)):
             out[index] = (
                 None if masked else (names[value] if names and value < len(names) else str(value))
             )

@@ -8,13 +8,14 @@ failure); a ``_SUCCESS`` file marks a complete folder either way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from portanet.errors import InputError, PortanetError
 from portanet.runtime import load
@@ -66,10 +67,8 @@ def _must_be_new(location: str, what: str) -> None:
 
 def _remove(location: str) -> None:
     fs, inner, _ = _filesystem(location)
-    try:
+    with contextlib.suppress(FileNotFoundError, OSError):
         fs.delete_dir(inner)
-    except (FileNotFoundError, OSError):
-        pass
 
 
 def _resolve_workers(
@@ -174,7 +173,7 @@ def infer_ray(
     model_bytes = Path(model).read_bytes()
     spec = specs[0]
     columns = Columns(
-        checked.feature_names, int(spec.shape[1]), tuple(keep_columns), spec.numpy_dtype
+        checked.feature_names, cast(int, spec.shape[1]), tuple(keep_columns), spec.numpy_dtype
     )
     files = list_inputs(inputs)
     output = str(output)
@@ -193,7 +192,7 @@ def infer_ray(
         pool = _resolve_workers(
             workers, cpus_per_worker, float(ray.cluster_resources().get("CPU", 1))
         )
-        ledger = ray.remote(num_cpus=0)(Ledger).remote()
+        ledger: Any = ray.remote(num_cpus=0)(Ledger).remote()
         if on_error == "skip":
             fs, inner, _ = _filesystem(rejected_dir)
             fs.create_dir(inner, recursive=True)
@@ -222,7 +221,7 @@ def infer_ray(
             if on_error == "skip":
                 _remove(rejected_dir)
             recorded = ray.get(ledger.failure.remote())
-            cause = rebuild(recorded) if recorded else _portanet_cause(exc)
+            cause = rebuild(tuple(recorded)) if recorded else _portanet_cause(exc)
             if cause is not None:
                 raise type(cause)(f"{cause}; nothing was written") from None
             raise

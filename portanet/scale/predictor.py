@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -92,7 +92,7 @@ class Predictor:
         self.input_name = spec.name
         self.dtype = spec.numpy_dtype
         self.columns = Columns(
-            self.model.feature_names, int(spec.shape[1]), tuple(keep), spec.numpy_dtype
+            self.model.feature_names, cast(int, spec.shape[1]), tuple(keep), spec.numpy_dtype
         )
         self.keep = list(keep)
         self.on_error = on_error
@@ -208,7 +208,7 @@ class Predictor:
         }
         for k in self.keep:
             columns[k] = table.column(k).take(take)
-        for name, array in zip(features, values):
+        for name, array in zip(features, values, strict=False):
             columns[name] = array.take(take)
         rejected = pa.table(columns)
         sink = pa.BufferOutputStream()

@@ -304,7 +304,7 @@ def files_datasource(
                 meta = BlockMetadata(
                     num_rows=None,
                     size_bytes=source.size or None,
-                    input_files=[source.path],
+                    input_files=(source.path,),
                     exec_stats=None,
                 )
                 read = functools.partial(read_file, index, source, columns, rows_per_batch, ledger)

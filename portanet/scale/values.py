@@ -73,7 +73,7 @@ def float_column(array: Any, name: str, origin: str) -> tuple[Any, list[str | No
                 bad[index] = True
         values = pa.array(parsed, pa.float32())
     reasons: list[str | None] = [None] * len(array)
-    for index in np.flatnonzero(bad):
+    for index in np.flatnonzero(bad).tolist():
         cell = array[int(index)].as_py()
         reasons[int(index)] = f"column {name!r}: expected a number, got {cell[:40]!r}"
     return values, reasons
@@ -90,7 +90,9 @@ def numeric_features(table: Any, features: Sequence[str], origin: str) -> tuple[
         values, why = float_column(table.column(name), name, origin)
         columns.append(values)
         if why is not None:
-            reasons = why if reasons is None else [a or b for a, b in zip(reasons, why)]
+            reasons = (
+                why if reasons is None else [a or b for a, b in zip(reasons, why, strict=False)]
+            )
     errors = (
         pa.nulls(table.num_rows, pa.string()) if reasons is None else pa.array(reasons, pa.string())
     )

@@ -58,6 +58,6 @@ def serve(
         providers=providers if isinstance(providers, str) else tuple(providers),
         threads=threads,
         strict=strict,
-        options=ServeOptions(**options),
-    )  # type: ignore[arg-type]
+        options=ServeOptions(**options),  # type: ignore[arg-type]  # checked by the dataclass
+    )
     return run_server(spec, host=host, port=port, workers=workers, drain_timeout=drain_timeout)

@@ -11,11 +11,13 @@ where a thread hand-off would cost more than the run. The queue is bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,8 +42,8 @@ class QueueFullError(ProtocolError):
 class _Item:
     feeds: dict[str, np.ndarray]
     rows: int
-    signature: tuple
-    future: asyncio.Future
+    signature: tuple[Any, ...]
+    future: asyncio.Future[dict[str, np.ndarray]]
     arrived: float
 
 
@@ -64,9 +66,9 @@ class Batcher:
         self.batching = served.batchable and self.max_batch_size > 1
         self._pending: deque[_Item] = deque()
         self._pending_rows = 0
-        self._waiter: asyncio.Future | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self._waiter_rows = 0
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"portanet-{served.name}")
         self._run_seconds = float("inf")  # moving average; infinite until measured
         name = served.name
@@ -88,10 +90,8 @@ class Batcher:
         """Stop the loop; requests still queued are answered with 503."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         while self._pending:
             item = self._pending.popleft()

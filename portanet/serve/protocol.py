@@ -240,11 +240,11 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
     )
 
 
-def _plain(array: np.ndarray) -> np.ndarray | list:
+def _plain(array: np.ndarray) -> np.ndarray | list[Any]:
     """Data orjson can write (it writes C-contiguous numeric arrays itself, not float16)."""
     flat = np.ascontiguousarray(array).reshape(-1)
     if flat.dtype == np.float16 or flat.dtype.kind not in "biuf":
-        return flat.tolist()
+        return list(flat.tolist())
     return flat
 
 

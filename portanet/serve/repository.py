@@ -33,7 +33,7 @@ class ServedModel:
 
     name: str
     model: portanet.Model
-    path: Path
+    path: Path | None  # None for a model given in memory
 
     def __post_init__(self) -> None:
         specs = self.model.schema.inputs
@@ -107,7 +107,7 @@ class ServedModel:
                 f"{list(self._inputs)} or feature columns, got both: {names}"
             )
         if self._features and names[0] in self._features:
-            columns = {}
+            by_feature: dict[str, np.ndarray] = {}
             for name, array in tensors.items():
                 if array.ndim == 2 and array.shape[1] == 1:
                     array = array[:, 0]
@@ -117,8 +117,8 @@ class ServedModel:
                         f"expected shape [rows] or [rows, 1], got "
                         f"{list(array.shape)}"
                     )
-                columns[name] = array
-            tensors = columns
+                by_feature[name] = array
+            tensors = by_feature
         try:
             feeds = self.model.prepare(tensors, allow_nan=allow_nan)
         except InputError as exc:

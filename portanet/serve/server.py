@@ -9,6 +9,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -60,7 +61,8 @@ def _uvicorn_config(app: Any, host: str, port: int, drain_timeout: float) -> Any
         log_level="warning",
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=drain_timeout,
+        # uvicorn annotates int but hands it to asyncio.wait_for, which takes any seconds
+        timeout_graceful_shutdown=drain_timeout,  # type: ignore[arg-type]
         server_header=False,
         date_header=False,
     )
@@ -81,7 +83,7 @@ def _make_server(
         loop: asyncio.AbstractEventLoop | None = None
         drain_started = False
 
-        async def startup(self, sockets: list | None = None) -> None:
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             self.loop = asyncio.get_running_loop()
             await super().startup(sockets=sockets)
             if self.started and on_bound is not None:
@@ -97,9 +99,8 @@ def _make_server(
             self.drain_started = True
             inflight = app.inflight
             app.begin_drain()
-            self.loop.call_soon_threadsafe(
-                lambda: self.loop.create_task(self._drain(sig, inflight))
-            )
+            loop = self.loop
+            loop.call_soon_threadsafe(lambda: loop.create_task(self._drain(sig, inflight)))
 
         async def _drain(self, sig: int, inflight: int) -> None:
             if say:

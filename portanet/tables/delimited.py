@@ -20,8 +20,9 @@ CSV_CHUNK_BYTES = 16 << 20
 
 def _spool_stdin() -> Path:
     """Copy stdin to a temporary file (disk, not memory) so it can be streamed and rescanned."""
-    handle = tempfile.NamedTemporaryFile(prefix="portanet-stdin-", suffix=".csv", delete=False)
-    with handle:
+    with tempfile.NamedTemporaryFile(
+        prefix="portanet-stdin-", suffix=".csv", delete=False
+    ) as handle:
         shutil.copyfileobj(sys.stdin.buffer, handle, 1 << 20)
     return Path(handle.name)
 
@@ -229,7 +230,7 @@ def locate_csv_problem(path: Path, names: Sequence[str], delimiter: str = ",") -
                 return (
                     f"line {line}: expected {len(header)} columns like the header, got {len(row)}"
                 )
-            for name, value in zip(header, row):
+            for name, value in zip(header, row, strict=False):
                 if name in wanted and value.strip() not in ("",):
                     try:
                         float(value)

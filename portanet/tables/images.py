@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -27,6 +27,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".
 #: Pillow modes for the channel counts an image input may have.
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 _GLOB_CHARACTERS = set("*?[")
+FLOAT32 = np.dtype(np.float32)
 
 
 def pillow() -> Any:
@@ -116,8 +117,8 @@ def image_input(
                 f"dimensions and no image size recorded at export"
             )
         recorded = ImageSpec(
-            (int(dims[0]), int(dims[1])),
-            int(channels),
+            (cast(int, dims[0]), cast(int, dims[1])),  # checked just above
+            cast(int, channels),
             layout=layout,
             source="shape of the ONNX input",
         )
@@ -139,7 +140,7 @@ def image_input(
     return spec, image
 
 
-def decode(path: Path, image: ImageSpec, dtype: np.dtype = np.dtype(np.float32)) -> np.ndarray:
+def decode(path: Path, image: ImageSpec, dtype: np.dtype = FLOAT32) -> np.ndarray:
     """One image file as a sample of the model's input (height × width × channels, or
     channels first for an ``nchw`` layout), prepared as :class:`ImageSpec` says."""
     Image = pillow()

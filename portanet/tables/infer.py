@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -263,7 +263,7 @@ def _plan(
         spec = specs[0]
         columns = Columns(
             runtime.feature_names,
-            int(spec.shape[1]),
+            cast(int, spec.shape[1]),
             tuple(kept),
             spec.numpy_dtype,
             positional=positional,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -32,7 +31,8 @@ def numbered_records(path: Any, fmt: str, origin: str) -> tuple[Iterator[tuple[i
     if fmt == "json":
         text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
         return enumerate(json_records(text, origin), start=1), "record"
-    stream = sys.stdin if str(path) == "-" else open(path, encoding="utf-8")
+    # the caller's generator owns (and closes) the stream as it reads it
+    stream = sys.stdin if str(path) == "-" else open(path, encoding="utf-8")  # noqa: SIM115
     return jsonl_records(stream, origin), "line"
 
 
@@ -51,7 +51,7 @@ def in_groups(items: Iterator[Any], size: int) -> Iterator[tuple[int, list[Any]]
         yield first, group
 
 
-def jsonl_records(stream: io.TextIOBase, origin: str) -> Iterator[tuple[int, Any]]:
+def jsonl_records(stream: IO[str], origin: str) -> Iterator[tuple[int, Any]]:
     with stream:
         for number, text in enumerate(stream, start=1):
             if not text.strip():

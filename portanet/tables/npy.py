@@ -31,7 +31,7 @@ def open_npy(source: Path) -> np.ndarray:
         ) from exc
     except (OSError, EOFError) as exc:
         raise InputError(f"{origin}: expected a .npy file, numpy cannot read it: {exc}") from exc
-    return array
+    return np.asarray(array)
 
 
 def npy_batches(

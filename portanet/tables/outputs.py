@@ -64,6 +64,7 @@ def prediction_columns(
             return columns
         if top_k:
             order = np.argsort(-np.nan_to_num(flat, nan=-np.inf), axis=1, kind="stable")
+            assert decided is not None  # a classifier's scores always decide
             undecided = np.ma.getmaskarray(decided)
             for rank in range(min(top_k, flat.shape[1])):
                 suffix = "" if rank == 0 else f"_{rank + 1}"

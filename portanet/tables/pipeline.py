@@ -7,6 +7,7 @@ predicts and writes one batch, the next one is being parsed. Memory stays bounde
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -61,10 +62,8 @@ def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
     finally:
         stop.set()
         while worker.is_alive():  # unblock a producer waiting for room
-            try:
+            with contextlib.suppress(queue.Empty):
                 slots.get(timeout=0.05)
-            except queue.Empty:
-                pass
         worker.join()
 
 

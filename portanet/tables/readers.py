@@ -142,4 +142,4 @@ def read_all(path: str | os.PathLike[str], columns: Columns, *, allow_nan: bool 
 
 
 def _as_list(values: Any) -> list[Any]:
-    return values.to_pylist() if hasattr(values, "to_pylist") else np.asarray(values).tolist()
+    return list(values.to_pylist() if hasattr(values, "to_pylist") else np.asarray(values).tolist())

@@ -335,7 +335,8 @@ def _sample(value: Any, spec: TensorSpec, origin: str, word: str, number: int) -
             f"rectangular nested list of numbers, got {shown}"
         ) from None
     if array.ndim != spec.rank - 1 or any(
-        isinstance(want, int) and want != got for want, got in zip(spec.shape[1:], array.shape)
+        isinstance(want, int) and want != got
+        for want, got in zip(spec.shape[1:], array.shape, strict=False)
     ):
         raise InputError(
             f"{origin}: {word} {number}: input {spec.name!r}: expected a sample of "
@@ -409,7 +410,7 @@ def parquet_tensor_batches(
 def _is_list(kind: Any) -> bool:
     import pyarrow as pa
 
-    return (
+    return bool(
         pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
     )
 
@@ -421,7 +422,7 @@ def _nested(column: Any, origin: str, name: str, first_row: int) -> np.ndarray:
     from portanet.tables.arrow import to_numpy
 
     rows = len(column)
-    values, dims = column, []
+    values, dims = column, list[int]()
     while _is_list(values.type):
         if values.null_count:
             raise InputError(

@@ -86,12 +86,16 @@ class _Writer:
     def _write_jsonl(self, columns: dict[str, np.ndarray]) -> None:
         names = list(columns)
         lists = [
-            columns[n].to_pylist()
+            columns[n].to_pylist()  # type: ignore[attr-defined]  # an Arrow array here
             if hasattr(columns[n], "to_pylist")
             else np.asarray(columns[n]).tolist()
             for n in names
         ]
-        lines = [json.dumps(dict(zip(names, values))) for values in zip(*lists)]
+        lines = [
+            json.dumps(dict(zip(names, values, strict=False)))
+            for values in zip(*lists, strict=False)
+        ]
+        assert not isinstance(self.stream, str)  # a path only for the Arrow writers
         if lines:
             self.stream.write(("\n".join(lines) + "\n").encode())
 
@@ -102,7 +106,8 @@ class _Writer:
             matrix[:, index] = column
         self._npy_cols = matrix.shape[1]
         self._npy_rows += matrix.shape[0]
-        self.stream.write(memoryview(matrix).cast("B"))  # no copy
+        assert not isinstance(self.stream, str)  # a path only for the Arrow writers
+        self.stream.write(matrix.data.cast("B"))  # no copy
 
     def close(self) -> None:
         """Finish the file (Parquet footer, CSV buffers)."""

@@ -352,8 +352,10 @@ def test_architecture_exports_with_parity(arch: Arch, tmp_path):
     arrays = sample_inputs(model, 6, seed=99)
     inputs, outputs = keras_signature(model)
     expected = [np.asarray(t) for t in call_model(model, arrays)]
-    got = run_onnx(runtime, {s.name: a for s, a in zip(inputs, arrays)}, runtime.schema)
-    for name, reference in zip(outputs, expected):
+    got = run_onnx(
+        runtime, {s.name: a for s, a in zip(inputs, arrays, strict=True)}, runtime.schema
+    )
+    for name, reference in zip(outputs, expected, strict=True):
         assert float(np.ptp(reference, axis=0).max()) > 1e-3, f"{name}: degenerate outputs"
         assert np.abs(got[name] - reference).max() <= arch.max_abs
 

@@ -49,7 +49,7 @@ def test_training_is_reproducible_from_the_seed(tmp_path):
     a = keras.saving.load_model(first.path, compile=False).get_weights()
     b = keras.saving.load_model(second.path, compile=False).get_weights()
     assert len(a) == len(b) == 9  # normalize mean, variance, count + 3 × (kernel, bias)
-    for left, right in zip(a, b):
+    for left, right in zip(a, b, strict=True):
         assert np.array_equal(left, right)
 
 

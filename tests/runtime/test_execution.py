@@ -122,7 +122,7 @@ def test_threads_use_their_own_bound_buffers():
     expected = reference(COMMITTED_ONNX, np.concatenate(batches)).reshape(-1, 2, 1)
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(model.predict, batches))
-    assert all(np.allclose(g, e, rtol=1e-6, atol=1e-7) for g, e in zip(got, expected))
+    assert all(np.allclose(g, e, rtol=1e-6, atol=1e-7) for g, e in zip(got, expected, strict=True))
 
 
 def _image_model(path: Path) -> None:

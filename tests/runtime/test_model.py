@@ -192,7 +192,7 @@ def test_sixteen_threads_match_serial(chunk_rows, raw):
     serial = [raw(b) for b in batches]
     with ThreadPoolExecutor(16) as pool:
         parallel = list(pool.map(model.predict, batches))
-    assert all(np.array_equal(a, b) for a, b in zip(serial, parallel))
+    assert all(np.array_equal(a, b) for a, b in zip(serial, parallel, strict=True))
 
 
 def test_bytes_and_threads_options():

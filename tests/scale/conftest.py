@@ -77,7 +77,7 @@ def write_inputs(folder: Path, rows: int, parts: int, seed: int = 0) -> list[Pat
     values = features(rows, seed)
     cuts = np.linspace(0, rows, parts + 1, dtype=np.int64)
     paths = []
-    for index, (start, stop) in enumerate(zip(cuts[:-1], cuts[1:])):
+    for index, (start, stop) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
         columns = {"id": np.arange(start, stop, dtype=np.int64)}
         columns.update({name: values[start:stop, j] for j, name in enumerate(FEATURES)})
         if index % 2 == 0:

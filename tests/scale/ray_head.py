@@ -7,6 +7,7 @@ bytes), free ports, 2 CPUs. It is stopped by process group and session id, never
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import secrets
@@ -150,31 +151,21 @@ class RayHead:
 
     def stop(self) -> None:
         """TERM the process group, then KILL it, then KILL whatever is left in the session."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             left = [p for p in self.session_pids() if p != os.getpid()]
             if not left:
                 break
             for pid in left:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             time.sleep(0.2)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
         shutil.rmtree(self.temp_dir, ignore_errors=True)

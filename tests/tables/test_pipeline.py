@@ -51,8 +51,7 @@ def test_a_consumer_that_stops_early_stops_and_closes_the_producer(how):
 
     def source():
         try:
-            for i in range(10_000):
-                yield i
+            yield from range(10_000)
         finally:
             closed.set()  # runs in the producer's thread, before prefetch returns
 

@@ -1,11 +1,13 @@
 """Keras → ONNX conversion through tf2onnx (export side: imports TensorFlow lazily).
 
 The model is wrapped in a ``tf.function`` with an explicit input signature and traced with every
-layer hooked (:mod:`portanet.export.convert.layertrace`), so each TensorFlow op is known by the Keras layer that
-made it. The concrete function is frozen (variables *and* captured constants such as an adapted
+layer hooked (:mod:`portanet.export.convert.layertrace`), so each TensorFlow op is known by the
+Keras layer that made it. The concrete function is frozen (variables *and* captured constants
+such as an adapted
 Normalization layer's mean become graph constants; control flow is kept so LSTMs still become
 ONNX ``LSTM`` ops), nested XLA functions are made inlinable, and the ``GraphDef`` goes through
-``tf2onnx.convert.from_graph_def`` with portanet's extra op handlers (:mod:`portanet.export.convert.tf2onnx_ext`).
+``tf2onnx.convert.from_graph_def`` with portanet's extra op handlers
+(:mod:`portanet.export.convert.tf2onnx_ext`).
 Any op left unconverted is refused with the layer(s) it comes from; the graph must take exactly
 the model's inputs; inputs and outputs get the Keras names and the batch dimension is ``batch``.
 """
@@ -60,7 +62,7 @@ def keras_signature(model: Any) -> tuple[list[TensorSpec], list[str]]:
         or [_layer_name(t, f"input_{i}") for i, t in enumerate(raw_inputs)]
     )
     inputs = []
-    for name, tensor in zip(names, raw_inputs):
+    for name, tensor in zip(names, raw_inputs, strict=False):
         shape = tensor.shape
         dims = shape.as_list() if hasattr(shape, "as_list") else list(shape)
         dtype = getattr(tensor.dtype, "name", tensor.dtype)
@@ -218,7 +220,7 @@ def trace_keras(
 
         mapping = [
             (variable, tf.ensure_shape(value, variable.shape))
-            for variable, value in zip(external.variables, args[len(inputs) :])
+            for variable, value in zip(external.variables, args[len(inputs) :], strict=False)
         ]
         with keras.StatelessScope(state_mapping=mapping):
             return call_model(model, arrays)
@@ -248,6 +250,9 @@ def convert(
         raise InputError(f"batch size: expected a positive number of rows, got {batch_size}")
     quiet_tensorflow()
     import tf2onnx
+
+    # TensorFlow internal: TF2 has no public graph freezing (tf2onnx's own loader uses this
+    # function); pinned by pyproject's tensorflow bound, checked by tests/export/test_internals.py
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
@@ -276,8 +281,8 @@ def convert(
             tf2onnx_ext.strip_xla_markers(graph_def)
             tf_inputs = [t.name for t in frozen.inputs]
             tf_outputs = [t.name for t in frozen.outputs]
-            renames = dict(zip(tf_inputs, [s.name for s in inputs] + extra_names))
-            renames.update(zip(tf_outputs, output_names))
+            renames = dict(zip(tf_inputs, [s.name for s in inputs] + extra_names, strict=False))
+            renames.update(zip(tf_outputs, output_names, strict=False))
             with tf2onnx_ext.captured_log() as log:
                 proto, _ = tf2onnx.convert.from_graph_def(
                     graph_def,

@@ -114,7 +114,7 @@ def hooked(model: Any, on_call: CallHook, substitute: Substitute | None = None) 
 
         return wrapped
 
-    installed = []
+    installed: list[Any] = []
     try:
         for path, layer in walk_layers(model):
             if any(layer is done for done in installed):

@@ -76,8 +76,8 @@ class RnnSpec:
         }
         params = [a for a in self.activations if a[0] in _PARAMETRIC]
         if params:
-            attrs["activation_alpha"] = [float(a[1]) for a in params]
-            attrs["activation_beta"] = [float(a[2]) for a in params]
+            attrs["activation_alpha"] = [float(a[1] or 0.0) for a in params]  # set when parametric
+            attrs["activation_beta"] = [float(a[2] or 0.0) for a in params]
         if self.linear_before_reset is not None:
             attrs["linear_before_reset"] = self.linear_before_reset
         return attrs
@@ -222,6 +222,8 @@ def rnn_spec(layer: Any, name: str) -> RnnSpec | None:
 
 def _in_stateless_scope() -> bool:
     try:
+        # Keras internal (no public query; keras.StatelessScope only enters one); pinned by
+        # pyproject's keras bound and checked by tests/export/test_internals.py
         from keras.src.backend.common.stateless_scope import in_stateless_scope
     except ImportError:
         return False
@@ -310,6 +312,7 @@ class NativeRnns:
         )
         # Shapes are moved with Squeeze, Concat, Flatten and Transpose only: no Reshape whose
         # zeros tf2onnx's transpose optimizer could move a transpose through.
+        attrs: dict[str, Any]
         if spec.return_sequences:  # Y: (time, directions, batch, hidden)
             merged = rnn.output[0]
             if spec.directions == 2:
@@ -352,9 +355,11 @@ class NativeRnns:
 
         if ctx.opset >= 13:
             axes = ctx.make_const(utils.make_name(f"{name}_axes"), np.array([axis], np.int64))
-            return ctx.make_node(
-                "Squeeze", [tensor, axes.output[0]], outputs=[output], op_name_scope=name
-            ).output[0]
+            return str(
+                ctx.make_node(
+                    "Squeeze", [tensor, axes.output[0]], outputs=[output], op_name_scope=name
+                ).output[0]
+            )
         return ctx.make_node(
             "Squeeze", [tensor], attr={"axes": [axis]}, outputs=[output], op_name_scope=name
         ).output[0]

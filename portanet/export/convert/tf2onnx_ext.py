@@ -149,7 +149,7 @@ class ConversionLog:
     def failed_nodes(self) -> list[str]:
         """TensorFlow nodes whose handler raised (tf2onnx goes on without them)."""
         return [
-            str(r.args[0])
+            str(r.args[0] if isinstance(r.args, tuple) else r.args)
             for r in self.records
             if r.msg.startswith("Failed to convert node") and r.args
         ]

@@ -83,7 +83,8 @@ class LoadedKeras:
     loader: str  # "keras", "tf_keras" or "tensorflow"
     keras_version: str | None
     sha256: str | None
-    #: Layer trace recorded by the last conversion (:class:`portanet.export.convert.layertrace.LayerTrace`).
+    #: Layer trace recorded by the last conversion
+    #: (:class:`portanet.export.convert.layertrace.LayerTrace`).
     trace: Any = field(default=None, repr=False)
     #: Root HDF5 attributes read by the probe (``.h5`` only), e.g. ``portanet_schema``.
     attributes: dict[str, str] = field(default_factory=dict, repr=False)
@@ -241,7 +242,8 @@ def check_architecture(config: Any, origin: str, known: set[str]) -> None:
     if not isinstance(config, dict):
         return
     class_name = str(config.get("class_name", "?"))
-    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+    inner = config.get("config")
+    inner = inner if isinstance(inner, dict) else {}
     if (
         class_name in known
         or class_name in BUILTIN_CLASSES
@@ -349,7 +351,7 @@ class SignatureModel:
 
     def __call__(self, inputs: Any, training: bool = False) -> list[Any]:
         arrays = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        results = self._function(**dict(zip(self.input_names, arrays)))
+        results = self._function(**dict(zip(self.input_names, arrays, strict=False)))
         if not isinstance(results, dict):
             return [results]
         return [results[n] for n in self.output_names]

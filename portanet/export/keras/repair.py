@@ -27,14 +27,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: Keras 3 packages whose ``Operation`` classes may appear in a model configuration.
+#: Keras 3 packages whose ``Operation`` classes may appear in a model configuration: data, not
+#: API (the module names Keras itself writes into configurations).
 OPS_PACKAGE = "keras.src.ops"
 
 
 def operation_classes() -> dict[str, str]:
     """Keras 3 operation class name → the module that defines it (layers excluded)."""
     import keras
-    from keras.src.ops.operation import Operation
 
     importlib.import_module(OPS_PACKAGE)
     found: dict[str, str] = {}
@@ -44,7 +44,7 @@ def operation_classes() -> dict[str, str]:
         for cls_name, value in vars(module).items():
             if (
                 isinstance(value, type)
-                and issubclass(value, Operation)
+                and issubclass(value, keras.Operation)
                 and not issubclass(value, keras.layers.Layer)
                 and value.__module__ == name
             ):
@@ -121,6 +121,9 @@ def load_keras3_h5(path: Path, config: Any, *, allow_unsafe: bool = False) -> An
     ``config`` is the file's ``model_config``, already checked by
     :func:`portanet.export.keras.safety.check_config` unless ``allow_unsafe``.
     """
+    # Keras internals: no public API rebuilds a model from a legacy HDF5 configuration, and the
+    # public keras.config.enable_unsafe_deserialization() is process-wide and one-way, where
+    # SafeModeScope is scoped. Pinned by pyproject's keras bound; tests/export/test_internals.py
     from keras.src.legacy.saving import saving_options, saving_utils
     from keras.src.saving import serialization_lib
 

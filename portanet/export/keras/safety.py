@@ -4,8 +4,8 @@ Keras model files are programs in disguise: a ``Lambda`` layer carries Python by
 while the model is rebuilt, a custom object names code to import, ``TFSMLayer`` loads another
 SavedModel. Keras' own ``safe_mode`` covers ``.keras`` files, and ``.h5`` only since Keras 3.11.3
 (tf-keras not at all), so portanet reads the configuration itself (JSON, from the HDF5 probe of
-:mod:`portanet.export.keras.h5_probe` or the zip) and refuses before any deserialization. HDF5 links to other
-files are refused by the probe. ``allow_unsafe=True`` skips the checks here.
+:mod:`portanet.export.keras.h5_probe` or the zip) and refuses before any deserialization. HDF5
+links to other files are refused by the probe. ``allow_unsafe=True`` skips the checks here.
 """
 
 from __future__ import annotations

@@ -400,7 +400,7 @@ def compare_output(
         per_row = diff.reshape(len(diff), -1).max(axis=1)
         order = np.argsort(-per_row, kind="stable")
         report.top_rows = [int(r) for r in order[:LISTED_ROWS]]
-        failing = beyond.reshape(len(diff), -1).any(axis=1)
+        failing = np.asarray(np.asarray(beyond).reshape(len(diff), -1).any(axis=1))
         row_excess = excess.reshape(len(diff), -1).max(axis=1)
         report.failing_rows = [
             int(r) for r in np.argsort(-row_excess, kind="stable") if failing[r]

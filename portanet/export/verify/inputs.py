@@ -52,7 +52,7 @@ def source_input(tensor: Any) -> str | None:
         if op is None:
             return None
         if op.type == "Placeholder":
-            return op.name
+            return str(op.name)
         if op.type not in _PASS_THROUGH or not op.inputs:
             return None
         op = op.inputs[0].op
@@ -94,7 +94,8 @@ def _hint_for(layer: Any, class_name: str, spec: TensorSpec) -> InputHint | None
 
 def input_hints(trace: Any, specs: list[TensorSpec]) -> dict[str, InputHint]:
     """Ranges for the inputs read directly by an Embedding, Rescaling or Normalization layer
-    (from a :class:`portanet.export.convert.layertrace.LayerTrace`); Embedding wins over the others."""
+    (from a :class:`portanet.export.convert.layertrace.LayerTrace`); Embedding wins over the
+    others."""
     by_name = {s.name: s for s in specs}
     hints: dict[str, InputHint] = {}
     for call in trace.calls if trace is not None else []:
@@ -106,7 +107,7 @@ def input_hints(trace: Any, specs: list[TensorSpec]) -> dict[str, InputHint]:
             if spec is None:
                 continue
             hint = _hint_for(call.layer, call.class_name, spec)
-            if hint is not None and (name not in hints or hint.integer):
+            if name is not None and hint is not None and (name not in hints or hint.integer):
                 hints[name] = hint
     return hints
 
@@ -231,7 +232,7 @@ def gate_inputs(
     starts = np.cumsum([0] + [len(next(iter(p.values()))) for p in parts])
     spans = [
         (label, int(start), int(end - start))
-        for label, start, end in zip(labels, starts[:-1], starts[1:])
+        for label, start, end in zip(labels, starts[:-1], starts[1:], strict=False)
     ]
     return GateInputs(feeds, "; ".join(described), spans, real is None)
 
@@ -276,7 +277,7 @@ def _read_data(path: Path, schema: ModelSchema, specs: list[TensorSpec]) -> dict
 def _fitted(path: Path, spec: TensorSpec, array: np.ndarray) -> np.ndarray:
     fits = array.ndim == spec.rank and all(
         not isinstance(want, int) or want == got
-        for want, got in zip(spec.shape[1:], array.shape[1:])
+        for want, got in zip(spec.shape[1:], array.shape[1:], strict=False)
     )
     if not fits or not len(array):
         raise InputError(

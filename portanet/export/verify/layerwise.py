@@ -1,7 +1,8 @@
 """Layerwise localisation: which Keras layer is the first whose ONNX counterpart differs.
 
 Keras side: every layer's outputs, recorded eagerly through hooks on the layers' ``call``
-(:mod:`portanet.export.convert.layertrace`), nested models included. ONNX side: tf2onnx names a converted
+(:mod:`portanet.export.convert.layertrace`), nested models included.
+ONNX side: tf2onnx names a converted
 tensor after the TensorFlow tensor it came from, and the traced graph says which tensor each
 layer returned, so a layer's output is found in the ONNX graph by name; those tensors are added
 as extra graph outputs of a copy of the model and run with onnxruntime.
@@ -27,6 +28,7 @@ that grows layer by layer within the noise is the model's own sensitivity.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from dataclasses import dataclass, field
@@ -128,7 +130,7 @@ class LayerwiseReport:
             return f"on {self.samples} rows"
         shown = ", ".join(
             f"{r} ({p})" if p else str(r)
-            for r, p in zip(self.input_rows[:3], self.input_places[:3] or [""] * 3)
+            for r, p in zip(self.input_rows[:3], self.input_places[:3] or [""] * 3, strict=False)
         )
         more = f" and {len(self.input_rows) - 3} more" if len(self.input_rows) > 3 else ""
         return f"on gate row{'s' if len(self.input_rows) > 1 else ''} {shown}{more}"
@@ -258,7 +260,7 @@ def _probe_runtime(probe: Any, onnx_model: bytes | str | os.PathLike[str]) -> An
 def _onnx_aliases(concrete: Any, output_names: list[str]) -> dict[str, str]:
     """TensorFlow tensors whose ONNX name changed: the model outputs got the Keras names."""
     aliases = {}
-    for tensor, name in zip(concrete.outputs, output_names):
+    for tensor, name in zip(concrete.outputs, output_names, strict=False):
         source = (
             tensor.op.inputs[0] if tensor.op.type == "Identity" and tensor.op.inputs else tensor
         )
@@ -344,7 +346,7 @@ def compare_layers(
         shifted_runs.append(
             record_outputs(
                 loaded.model,
-                lambda: call_model(loaded.model, [moved[n] for n in order]),
+                functools.partial(call_model, loaded.model, [moved[n] for n in order]),
                 keep=wanted.__contains__,
             )
         )

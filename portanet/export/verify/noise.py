@@ -182,7 +182,7 @@ def _as_float64(node: Any) -> Any:
         return [_as_float64(item) for item in node]
     if not isinstance(node, dict):
         return node
-    result = {}
+    result: dict[str, Any] = {}
     for key, value in node.items():
         if (
             key == "dtype"

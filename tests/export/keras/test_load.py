@@ -38,7 +38,8 @@ def test_legacy_keras2_files_are_refused_by_plain_keras3_and_loaded_here(path, v
 
     path = real_file(path) if "shared" in path.parts else path
     assert h5_keras_version(path) == version
-    with pytest.raises(Exception):
+    # Keras' own loader fails with a different exception type per version: any will do
+    with pytest.raises(Exception):  # noqa: B017
         keras.saving.load_model(path)
     loaded = load_keras(path)
     assert loaded.loader == "tf_keras" and loaded.keras_version == version
@@ -149,7 +150,8 @@ def test_keras3_exported_savedmodel_loads_through_tensorflow(tmp_path):
         ),
     )
     model.export(tmp_path / "exported", verbose=False)
-    with pytest.raises(Exception):
+    # Keras' own loader fails with a different exception type per version: any will do
+    with pytest.raises(Exception):  # noqa: B017
         keras.saving.load_model(tmp_path / "exported")
     result = export_model(tmp_path / "exported", tmp_path / "exported.onnx", layerwise=True)
     assert result.loaded.loader == "tensorflow"
@@ -223,7 +225,8 @@ def test_keras3_h5_with_scalar_operations_is_repaired_and_loads(tmp_path):
             "Could not deserialize class 'Foo' because its parent module x cannot be imported",
         ),
         (
-            "Unknown layer: 'Bar'.\nPlease ensure you are using a `keras.utils.custom_object_scope`",
+            "Unknown layer: 'Bar'.\nPlease ensure you are using a "
+            "`keras.utils.custom_object_scope`",
             "Unknown layer: 'Bar'",
         ),
         ("x" * 500, "x" * 199 + "…"),
