@@ -20,7 +20,12 @@ from portanet.cli.options import (
     Atol,
     ChannelOrderOption,
     GateData,
+    ImageExifOption,
+    ImageFilterOption,
+    ImageLibraryOption,
+    ImagePreset,
     ImageRange,
+    ImageResizeOption,
     Layerwise,
     Rtol,
     choice_value,
@@ -245,6 +250,11 @@ def export(
     ] = None,
     image_range: ImageRange = None,
     channel_order: ChannelOrderOption = None,
+    image_preset: ImagePreset = None,
+    image_resize: ImageResizeOption = None,
+    image_filter: ImageFilterOption = None,
+    image_library: ImageLibraryOption = None,
+    image_exif: ImageExifOption = None,
     tolerance_mode: ToleranceOption = ToleranceMode.strict,
 ) -> None:
     """Convert a Keras model to ONNX; the file is written only if Keras and ONNX agree."""
@@ -275,6 +285,13 @@ def export(
                 image_size=size,
                 image_range=image_range,
                 channel_order=choice_value(channel_order),
+                image_steps={
+                    "preset": image_preset,
+                    "resize": choice_value(image_resize),
+                    "filter": choice_value(image_filter),
+                    "library": choice_value(image_library),
+                    "exif": None if image_exif is None else image_exif.value == "apply",
+                },
                 tolerance_mode=tolerance_mode.value,
                 on_stage=on_stage,
             )
@@ -291,6 +308,8 @@ def export(
             "[yellow]warning:[/] parity gate skipped (--no-verify): the ONNX file is not "
             "proven to match Keras"
         )
+    for name, recipe in result.recipes.items():
+        err.print(f"image input {name}: {recipe.describe()}", highlight=False, soft_wrap=True)
     beside = f" + {result.path.name}.data" if result.loaded.external is not None else ""
     out.print(
         f"wrote {result.path}{beside} (opset {result.opset}, {result.seconds:.1f} s, "

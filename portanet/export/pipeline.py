@@ -46,6 +46,8 @@ class ExportResult:
     opset: int
     seconds: float
     loaded: LoadedKeras
+    #: Image input name → the preprocessing recipe recorded (:class:`portanet.images.Recipe`).
+    recipes: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def infer_task(model: Any, output_count: int) -> tuple[str | None, float | None]:
@@ -177,6 +179,7 @@ def export_model(
     image_size: tuple[int, int] | None = None,
     image_range: str | None = None,
     channel_order: str | None = None,
+    image_steps: dict[str, Any] | None = None,
     tolerance_mode: str = "strict",
     on_stage: Callable[[str], None] | None = None,
 ) -> ExportResult:
@@ -195,12 +198,14 @@ def export_model(
     one name a line — or a comma list), and for an image input its ``image_size`` (height,
     width), ``image_range`` (``"-1..1"``, ``"0..1"``, ``"0..255"``, ``"tf"``, ``"torch"``,
     ``"caffe"``) and ``channel_order``, each detected from the model where it says so
-    (:mod:`portanet.export.recorded`). ``on_stage`` receives each stage's name as it starts.
+    (:mod:`portanet.export.recorded`), and how images are resized: ``image_steps`` (``preset``,
+    ``resize``, ``filter``, ``library``, ``exif``; :mod:`portanet.images`). ``on_stage`` receives each stage's name as it starts.
 
     ``tolerance_mode`` is ``"strict"`` or ``"noise-floor"`` (:mod:`portanet.export.verify.compare`).
     A model over 2 GB is written with its large weights in ``<output>.data`` beside it
     (:mod:`portanet.export.convert.external`).
     """
+    from portanet.export.recorded import image_recipes
     from portanet.export.verify.gate import gate_report
     from portanet.runtime import load
 
@@ -235,7 +240,18 @@ def export_model(
     )
     if nchw:
         schema = dataclasses.replace(schema, extra={**schema.extra, NCHW_KEY: nchw})
-    _set_metadata(proto, {meta.VERSION: __version__, meta.SCHEMA: schema.to_dict()})
+    recipes = image_recipes(schema.images, image_steps, range_given=bool(image_range))
+    schema = dataclasses.replace(
+        schema, images={name: recipe.image_spec() for name, recipe in recipes.items()}
+    )
+    _set_metadata(
+        proto,
+        {
+            meta.VERSION: __version__,
+            meta.SCHEMA: schema.to_dict(),
+            meta.PREPROCESSING: {n: r.to_dict() for n, r in recipes.items()} or None,
+        },
+    )
     stage("checking the ONNX model")
     staged = _staged(proto, loaded, target)  # over 2 GB: the graph and its external data
     candidate = staged.path if staged is not None else _checked_bytes(proto, loaded.path)
@@ -285,7 +301,9 @@ def export_model(
         staged.publish(proto)
     else:
         write_bytes(target, proto.SerializeToString())
-    return ExportResult(target, schema, report, opset, time.perf_counter() - started, loaded)
+    return ExportResult(
+        target, schema, report, opset, time.perf_counter() - started, loaded, recipes
+    )
 
 
 def _set_metadata(proto: Any, values: dict[str, Any]) -> None:

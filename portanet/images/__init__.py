@@ -16,12 +16,13 @@ from portanet.images.prepare import (
     scale_array,
 )
 from portanet.images.recipe import PRESETS, Recipe, preset_fields, value_fields
-from portanet.images.recorded import recipe_from_preset, recipes_of
+from portanet.images.recorded import input_recipe, recipe_from_preset, recipes_of
 
 __all__ = [
     "PRESETS",
     "Recipe",
     "check_array_range",
+    "input_recipe",
     "open_image",
     "parse_array_range",
     "prepare",

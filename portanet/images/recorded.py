@@ -3,12 +3,13 @@ name → recipe), with files from before recipes read from their schema's image 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from portanet import schema as meta
 from portanet.errors import InputError
 from portanet.images.recipe import Recipe, preset_fields
+from portanet.schema import TensorSpec
 
 
 def recipe_from_preset(
@@ -34,3 +35,53 @@ def recipes_of(
                 )
             recipes[str(name)] = Recipe.from_dict(data)
     return recipes
+
+
+def input_recipe(
+    specs: Sequence[TensorSpec],
+    recipes: Mapping[str, Recipe],
+    override: dict[str, Any] | None,
+    origin: str,
+) -> tuple[TensorSpec, Recipe]:
+    """The model's image input and its recipe: what was recorded at export
+    (:func:`portanet.images.recipes_of`), with ``override`` fields (``value_range``,
+    ``channel_order``, ``mean``, ``std``) on top. Without a recorded or given value range,
+    images are refused: guessing it would give answers that look right and are not."""
+    candidates = [s for s in specs if s.rank == 4]
+    if len(specs) != 1 or not candidates:
+        raise InputError(
+            f"{origin}: images need a model with one image input (rank 4), got "
+            f"inputs {[(s.name, s.shape) for s in specs]}"
+        )
+    spec = candidates[0]
+    recipe = recipes.get(spec.name)
+    if recipe is None:
+        layout = "nchw" if spec.shape[1] in (1, 3, 4) and spec.shape[3] not in (1, 3, 4) else "nhwc"
+        dims = spec.shape[2:4] if layout == "nchw" else spec.shape[1:3]
+        channels = spec.shape[1] if layout == "nchw" else spec.shape[3]
+        if not all(isinstance(d, int) for d in (*dims, channels)):
+            raise InputError(
+                f"{origin}: input {spec.name!r} {spec.shape}: expected a fixed "
+                f"image size and channel count to resize images to, got dynamic "
+                f"dimensions and no image size recorded at export"
+            )
+        if channels not in (1, 3, 4):
+            raise InputError(
+                f"{origin}: input {spec.name!r}: expected 1, 3 or 4 image channels, got {channels}"
+            )
+        recipe = Recipe(
+            (int(dims[0]), int(dims[1])),
+            int(channels),
+            layout=layout,
+            source="not recorded (shape of the ONNX input): Pillow bilinear stretch",
+        )
+    fields = {k: v for k, v in (override or {}).items() if v is not None}
+    if fields:
+        recipe = recipe.replace(**fields, range_source="given at inference")
+    if recipe.value_range is None:
+        raise InputError(
+            f"{origin}: input {spec.name!r}: expected the pixel value range the "
+            f"model was trained on (recorded at export, or given as an image "
+            f"range such as 0..1, -1..1 or 0..255 with --image-range), got none"
+        )
+    return spec, recipe

@@ -22,6 +22,7 @@ from portanet.runtime import Model, load
 from portanet.runtime.inputs import check_vocabulary
 from portanet.runtime.providers import usable_cpus
 from portanet.schema import MULTICLASS_CLASSIFIER, parse_value_range
+from portanet.images import recipes_of
 from portanet.tables import images as img
 from portanet.tables.outputs import (
     check_clash,
@@ -240,7 +241,8 @@ def _plan(
                 raise InputError(f"channel order: expected rgb or bgr, got {channel_order!r}")
             override["channel_order"] = channel_order.lower()
         origin = str(runtime.path or "model")
-        spec, image = img.image_input(specs, runtime.schema.images, override, origin)
+        recipes = recipes_of(runtime.metadata, runtime.schema.images)
+        spec, image = img.image_input(specs, recipes, override, origin)
         if kept:
             raise InputError(
                 f"kept columns {list(kept)}: images have no columns to keep; "

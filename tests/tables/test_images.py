@@ -72,13 +72,15 @@ def test_glob_file_list_and_other_formats_give_the_same_answers(digits, tmp_path
 def test_decoded_images_match_the_training_preprocessing(digits):
     """The 64×64 PNG resized to 16×16 with bilinear filtering is the ×2 upscaled digit the
     model was trained on (within the filter's blur at block edges)."""
+    from portanet.images import recipes_of
     from portanet.tables.images import decode
     from tests.builders import digits_images
 
     onnx_file, _, files = digits
-    image = next(iter(portanet.load(onnx_file).schema.images.values()))
+    model = portanet.load(onnx_file)
+    image = next(iter(recipes_of(model.metadata, model.schema.images).values()))
     assert image.value_range == (0.0, 255.0) and image.channels == 1
-    assert image.size == (16, 16) and "Rescaling" in image.source
+    assert image.size == (16, 16) and "Rescaling" in image.range_source
     pixels, _ = digits_images()
     path, _ = files[0]
     sample = decode(path, image)
@@ -162,7 +164,7 @@ def test_teachable_machine_mobilenetv2_is_detected_as_minus_one_to_one():
 def test_a_model_without_a_recorded_range_asks_for_one(digits, tmp_path):
     """An image model whose value range is unknown is refused, not guessed; the range can be
     given at inference."""
-    from portanet.schema import ImageSpec
+    from portanet.images import Recipe
     from portanet.tables.images import image_input
 
     onnx_file, _, _ = digits
@@ -170,7 +172,13 @@ def test_a_model_without_a_recorded_range_asks_for_one(digits, tmp_path):
     with pytest.raises(InputError, match="value range"):
         image_input(specs, {}, None, "m.onnx")
     spec, image = image_input(specs, {}, {"value_range": (0.0, 1.0)}, "m.onnx")
-    assert image == ImageSpec((16, 16), 1, (0.0, 1.0), source="given at inference")
+    assert image == Recipe(
+        (16, 16),
+        1,
+        value_range=(0.0, 1.0),
+        source="not recorded (shape of the ONNX input): Pillow bilinear stretch",
+        range_source="given at inference",
+    )
 
 
 def test_memory_is_bounded_by_bytes_for_1024_large_images(tmp_path):
