@@ -67,6 +67,8 @@ def open_image(source: ImageSource, origin: str) -> Any:
                 f"got {type(source).__name__}"
             )
         picture.load()
+        if picture.mode == "I":  # kept in info: tags do not survive exif_transpose's copy
+            picture.info["portanet.sample"] = _bits_of_int_image(picture)
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise InputError(f"{origin}: expected an image file Pillow can read, got: {exc}") from exc
     except OSError as exc:
@@ -100,7 +102,7 @@ def deep_planes(picture: Any, origin: str) -> np.ndarray | None:
     if mode in _SIXTEEN_BIT:
         return np.asarray(picture).astype(np.float32) / np.float32(257.0)
     if mode == "I":
-        bits, signed = _bits_of_int_image(picture)
+        bits, signed = picture.info.get("portanet.sample") or _bits_of_int_image(picture)
         values = np.asarray(picture).astype(np.float64)
         top = float(2 ** (bits - 1) - 1 if signed else 2**bits - 1)
         if values.size and (values.min() < 0 or values.max() > top):
