@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from portanet.errors import InputError
-from portanet.images import Recipe, input_recipe, prepare_one
+from portanet.images import Recipe, check_array_range, input_recipe, prepare_one, scale_array
 from portanet.images.decode import pillow
 from portanet.schema import TensorSpec
 from portanet.tables.arrow import string_array
@@ -106,3 +106,31 @@ def image_batches(
             array = np.stack(samples)
             names = string_array([name for _, name in chunk])
             yield Batch(array, {"file": names}, start, {spec.name: array})
+
+
+def checked_arrays(
+    batches: Iterator[Batch],
+    recipes: Mapping[str, Recipe],
+    origin: str,
+    array_range: tuple[float, float] | None = None,
+) -> Iterator[Batch]:
+    """Batches of arrays given directly (NPY, NPZ, JSON) to image inputs, checked against the
+    recorded value range (:func:`portanet.images.check_array_range`) — or, with
+    ``array_range`` (raw pixels, e.g. 0..255), scaled as image files are."""
+    for batch in batches:
+        feeds = batch.feeds
+        if feeds is None:
+            yield batch
+            continue
+        for name, recipe in recipes.items():
+            if name not in feeds:
+                continue
+            where = f"{origin}: rows {batch.first_row}..{batch.first_row + batch.rows - 1}"
+            if array_range is not None:
+                scaled = scale_array(feeds[name], recipe, array_range, feeds[name].dtype, where)
+                if feeds[name] is batch.features:
+                    batch.features = scaled
+                feeds[name] = scaled
+            else:
+                check_array_range(feeds[name], recipe, where)
+        yield batch
