@@ -360,6 +360,9 @@ def verify_command(
     from portanet.errors import ParityError
     from portanet.export.verify.gate import verify
 
+    if data is not None and data.is_dir():  # image files: the author's pipeline vs portanet's
+        _verify_pipeline(source, onnx_file, data, atol, rtol, as_json, allow_unsafe)
+        return
     try:
         report = verify(
             source,
@@ -376,6 +379,46 @@ def verify_command(
             _show(exc.report, as_json, f"{source.name} vs {onnx_file.name}")
         raise
     _show(report, as_json, f"{source.name} vs {onnx_file.name}")
+
+
+def _verify_pipeline(
+    source: Path, onnx_file: Path, data: Path, atol: float, rtol: float, as_json: bool,
+    allow_unsafe: bool,
+) -> None:
+    from portanet.errors import ParityError
+    from portanet.export.verify.pipeline_parity import pipeline_parity
+
+    try:
+        report = pipeline_parity(
+            source, onnx_file, data, atol=atol, rtol=rtol, allow_unsafe=allow_unsafe
+        )
+    except ParityError as exc:
+        if exc.report is not None:
+            _show_pipeline(exc.report, as_json)
+        raise
+    _show_pipeline(report, as_json)
+
+
+def _show_pipeline(report: Any, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title="pipeline parity: author's pipeline + Keras vs portanet + ONNX")
+    for column in ("file", "input max abs", "output max abs", "top-1", "agrees"):
+        table.add_column(column)
+    for f in report.files:
+        table.add_row(
+            Path(f.file).name, f"{f.input_max_abs:.3g}", f"{f.output_max_abs:.3g}",
+            f"{f.keras_top1} / {f.onnx_top1}", "yes" if f.agrees else "[red]NO[/]",
+        )
+    out.print(table)
+    out.print(
+        f"recipe: {report.recipe}\n{len(report.files)} files, top-1 agreement "
+        f"{report.agreement:.1%}, max abs {report.max_abs:.3g} (input {report.input_max_abs:.3g})",
+        highlight=False, soft_wrap=True,
+    )
 
 
 def _show(report: Any, as_json: bool, title: str) -> None:

@@ -176,7 +176,7 @@ class Recipe:
         if self.layout == "nchw":
             steps.append("channels first")
         head = f"preset {self.preset}: " if self.preset else ""
-        tail = f" [{self.source}]" if self.source else ""
+        tail = f"; geometry {self.source}" if self.source and not self.preset else ""
         return head + ", ".join(steps) + tail
 
 
