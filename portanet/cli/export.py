@@ -308,6 +308,8 @@ def export(
             "[yellow]warning:[/] parity gate skipped (--no-verify): the ONNX file is not "
             "proven to match Keras"
         )
+    if result.pipeline is not None:
+        _show_pipeline(result.pipeline, False)
     for name, recipe in result.recipes.items():
         err.print(f"image input {name}: {recipe.describe()}", highlight=False, soft_wrap=True)
     beside = f" + {result.path.name}.data" if result.loaded.external is not None else ""

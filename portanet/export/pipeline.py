@@ -48,6 +48,8 @@ class ExportResult:
     loaded: LoadedKeras
     #: Image input name → the preprocessing recipe recorded (:class:`portanet.images.Recipe`).
     recipes: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: With ``data`` a folder of images: the author's pipeline vs portanet's, per file.
+    pipeline: Any = None
 
 
 def infer_task(model: Any, output_count: int) -> tuple[str | None, float | None]:
@@ -207,6 +209,8 @@ def export_model(
     """
     from portanet.export.recorded import image_recipes
     from portanet.export.verify.gate import gate_report
+    from portanet.export.verify.pipeline_parity import check as check_pipeline
+    from portanet.export.verify.pipeline_parity import compare_pipelines, image_files
     from portanet.runtime import load
 
     started = time.perf_counter()
@@ -263,13 +267,14 @@ def export_model(
             f"onnxruntime: {first_line(exc)}"
         ) from exc
     report = None
+    photos = image_files(data) if data is not None and verify else []  # pipeline parity
     if verify:  # raises ParityError (carrying the report) when Keras and ONNX differ
         stage("running the parity gate")
         report = gate_report(
             loaded,
             runtime,
             schema,
-            data=data,
+            data=None if photos else data,
             atol=atol,
             rtol=rtol,
             seed=seed,
@@ -277,8 +282,15 @@ def export_model(
             layerwise=layerwise,
             tolerance_mode=tolerance_mode,
         )
+    pipeline = None
+    if photos:
+        stage("comparing the author's image pipeline with portanet's")
+        pipeline = compare_pipelines(loaded.model, runtime, photos, atol=max(atol, 1e-4))
+        check_pipeline(pipeline)
     metrics = loaded.portanet_attribute(METRICS_ATTR)
     parity = report.to_dict() if report else {"skipped": True}
+    if pipeline is not None:
+        parity["pipeline"] = {k: v for k, v in pipeline.to_dict().items() if k != "files"}
     parity.pop("layerwise", None)  # the per-layer table goes to --report, not the file
     _set_metadata(
         proto,
@@ -302,7 +314,7 @@ def export_model(
     else:
         write_bytes(target, proto.SerializeToString())
     return ExportResult(
-        target, schema, report, opset, time.perf_counter() - started, loaded, recipes
+        target, schema, report, opset, time.perf_counter() - started, loaded, recipes, pipeline
     )
 
 
