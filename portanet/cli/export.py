@@ -193,9 +193,7 @@ def export(
             metavar="SOURCE", show_default=False, help="Keras .h5, .keras or SavedModel directory."
         ),
     ],
-    output: Annotated[
-        Path | None, typer.Option(help="ONNX path (default: SOURCE.onnx).")
-    ] = None,
+    output: Annotated[Path | None, typer.Option(help="ONNX path (default: SOURCE.onnx).")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset to write.")] = 17,
     data: GateData = None,
     atol: Atol = 1e-5,
@@ -211,9 +209,7 @@ def export(
             help="Column names of a tabular model's input (repeat or comma-separate).",
         ),
     ] = None,
-    report: Annotated[
-        Path | None, typer.Option(help="Also write the parity report JSON.")
-    ] = None,
+    report: Annotated[Path | None, typer.Option(help="Also write the parity report JSON.")] = None,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -384,7 +380,12 @@ def verify_command(
 
 
 def _verify_pipeline(
-    source: Path, onnx_file: Path, data: Path, atol: float, rtol: float, as_json: bool,
+    source: Path,
+    onnx_file: Path,
+    data: Path,
+    atol: float,
+    rtol: float,
+    as_json: bool,
     allow_unsafe: bool,
 ) -> None:
     from portanet.errors import ParityError
@@ -412,14 +413,18 @@ def _show_pipeline(report: Any, as_json: bool) -> None:
         table.add_column(column)
     for f in report.files:
         table.add_row(
-            Path(f.file).name, f"{f.input_max_abs:.3g}", f"{f.output_max_abs:.3g}",
-            f"{f.keras_top1} / {f.onnx_top1}", "yes" if f.agrees else "[red]NO[/]",
+            Path(f.file).name,
+            f"{f.input_max_abs:.3g}",
+            f"{f.output_max_abs:.3g}",
+            f"{f.keras_top1} / {f.onnx_top1}",
+            "yes" if f.agrees else "[red]NO[/]",
         )
     out.print(table)
     out.print(
         f"recipe: {report.recipe}\n{len(report.files)} files, top-1 agreement "
         f"{report.agreement:.1%}, max abs {report.max_abs:.3g} (input {report.input_max_abs:.3g})",
-        highlight=False, soft_wrap=True,
+        highlight=False,
+        soft_wrap=True,
     )
 
 

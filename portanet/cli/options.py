@@ -179,5 +179,7 @@ ImageLibraryOption = Annotated[
 ]
 ImageExifOption = Annotated[
     ImageExif | None,
-    typer.Option("--image-exif", help="Apply or ignore EXIF orientation (presets: as their library)."),
+    typer.Option(
+        "--image-exif", help="Apply or ignore EXIF orientation (presets: as their library)."
+    ),
 ]

@@ -201,7 +201,10 @@ def export_model(
     width), ``image_range`` (``"-1..1"``, ``"0..1"``, ``"0..255"``, ``"tf"``, ``"torch"``,
     ``"caffe"``) and ``channel_order``, each detected from the model where it says so
     (:mod:`portanet.export.recorded`), and how images are resized: ``image_steps`` (``preset``,
-    ``resize``, ``filter``, ``library``, ``exif``; :mod:`portanet.images`). ``on_stage`` receives each stage's name as it starts.
+    ``resize``, ``filter``, ``library``, ``exif``; :mod:`portanet.images`). ``on_stage``
+    receives each stage's name as it starts. With ``data`` a folder of images, the gate runs
+    on synthetic tensors and pipeline parity on the files
+    (:mod:`portanet.export.verify.pipeline_parity`).
 
     ``tolerance_mode`` is ``"strict"`` or ``"noise-floor"`` (:mod:`portanet.export.verify.compare`).
     A model over 2 GB is written with its large weights in ``<output>.data`` beside it
@@ -288,7 +291,7 @@ def export_model(
         pipeline = compare_pipelines(loaded.model, runtime, photos, atol=max(atol, 1e-4))
         check_pipeline(pipeline)
     metrics = loaded.portanet_attribute(METRICS_ATTR)
-    parity = report.to_dict() if report else {"skipped": True}
+    parity: dict[str, Any] = report.to_dict() if report else {"skipped": True}
     if pipeline is not None:
         parity["pipeline"] = {k: v for k, v in pipeline.to_dict().items() if k != "files"}
     parity.pop("layerwise", None)  # the per-layer table goes to --report, not the file

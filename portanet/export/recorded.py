@@ -243,12 +243,20 @@ def image_recipes(
     recipes: dict[str, Any] = {}
     for name, spec in images.items():
         base = Recipe.from_image_spec(spec)
-        values = {k: fields[k] for k in ("value_range", "mean", "std", "channel_order") if k in fields}
-        detected = {"value_range": spec.value_range, "mean": spec.mean, "std": spec.std,
-                    "channel_order": spec.channel_order}
+        values: dict[str, Any] = {
+            k: fields[k] for k in ("value_range", "mean", "std", "channel_order") if k in fields
+        }
+        detected: dict[str, Any] = {
+            "value_range": spec.value_range,
+            "mean": spec.mean,
+            "std": spec.std,
+            "channel_order": spec.channel_order,
+        }
         if values and not range_given:
-            if spec.value_range is not None and spec.source and any(
-                values.get(k, detected[k]) != detected[k] for k in detected
+            if (
+                spec.value_range is not None
+                and spec.source
+                and any(values.get(k, detected[k]) != detected[k] for k in detected)
             ):
                 raise InputError(
                     f"image input {name!r}: preset {fields.get('preset')!r} takes "
@@ -259,10 +267,16 @@ def image_recipes(
         else:
             values = {}
             range_source = base.range_source
-        geometry = {k: v for k, v in fields.items() if k not in ("value_range", "mean", "std", "channel_order")}
+        geometry = {
+            k: v
+            for k, v in fields.items()
+            if k not in ("value_range", "mean", "std", "channel_order")
+        }
         source = (
-            f"preset {fields['preset']}" if "preset" in fields and not steps
-            else "given at export" if named
+            f"preset {fields['preset']}"
+            if "preset" in fields and not steps
+            else "given at export"
+            if named
             else NOT_RECORDED
         )
         recipes[name] = base.replace(**geometry, **values, source=source, range_source=range_source)

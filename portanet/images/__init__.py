@@ -1,6 +1,6 @@
 """Images as model inputs, TensorFlow-free (numpy and Pillow): the preprocessing
-:class:`Recipe` recorded at export, its presets, and :func:`prepare`, which applies it the same
-way for ``infer``, ``serve``, the Ray engine and :meth:`portanet.runtime.model.Model.predict_images`.
+:class:`Recipe` recorded at export, its presets, and :func:`prepare`, which applies it the
+same way for ``infer``, ``serve`` and :meth:`portanet.runtime.model.Model.predict_images`.
 
     >>> from portanet.images import Recipe, prepare, recipe_from_preset
     >>> recipe = recipe_from_preset("teachable-machine", size=(224, 224))

@@ -108,10 +108,14 @@ def prepare(
     if threads > 1 and len(items) > 1:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             samples = list(
-                pool.map(lambda p: prepare_one(p[0], recipe, kind, p[1]), zip(items, names))
+                pool.map(
+                    lambda p: prepare_one(p[0], recipe, kind, p[1]), zip(items, names, strict=True)
+                )
             )
     else:
-        samples = [prepare_one(item, recipe, kind, name) for item, name in zip(items, names)]
+        samples = [
+            prepare_one(item, recipe, kind, name) for item, name in zip(items, names, strict=True)
+        ]
     if not samples:
         height, width = recipe.size
         shape = (
@@ -133,8 +137,8 @@ def expected_bounds(recipe: Recipe) -> tuple[float, float]:
         return low, high
     count = len(recipe.mean)
     std = recipe.std or (1.0,) * count
-    lows = [(low - m) / s for m, s in zip(recipe.mean, std)]
-    highs = [(high - m) / s for m, s in zip(recipe.mean, std)]
+    lows = [(low - m) / s for m, s in zip(recipe.mean, std, strict=False)]
+    highs = [(high - m) / s for m, s in zip(recipe.mean, std, strict=False)]
     return min(lows), max(highs)
 
 

@@ -59,19 +59,21 @@ def input_recipe(
         layout = "nchw" if spec.shape[1] in (1, 3, 4) and spec.shape[3] not in (1, 3, 4) else "nhwc"
         dims = spec.shape[2:4] if layout == "nchw" else spec.shape[1:3]
         channels = spec.shape[1] if layout == "nchw" else spec.shape[3]
-        if not all(isinstance(d, int) for d in (*dims, channels)):
+        fixed = [d for d in (*dims, channels) if isinstance(d, int)]
+        if len(fixed) != 3:
             raise InputError(
                 f"{origin}: input {spec.name!r} {spec.shape}: expected a fixed "
                 f"image size and channel count to resize images to, got dynamic "
                 f"dimensions and no image size recorded at export"
             )
-        if channels not in (1, 3, 4):
+        height, width, count = fixed
+        if count not in (1, 3, 4):
             raise InputError(
-                f"{origin}: input {spec.name!r}: expected 1, 3 or 4 image channels, got {channels}"
+                f"{origin}: input {spec.name!r}: expected 1, 3 or 4 image channels, got {count}"
             )
         recipe = Recipe(
-            (int(dims[0]), int(dims[1])),
-            int(channels),
+            (height, width),
+            count,
             layout=layout,
             source="not recorded (shape of the ONNX input): Pillow bilinear stretch",
         )

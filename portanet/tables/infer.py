@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from portanet.errors import InputError
+from portanet.images import parse_array_range, recipes_of
 from portanet.runtime import Model, load
 from portanet.runtime.inputs import check_vocabulary
 from portanet.runtime.providers import usable_cpus
 from portanet.schema import MULTICLASS_CLASSIFIER, parse_value_range
-from portanet.images import parse_array_range, recipes_of
 from portanet.tables import images as img
 from portanet.tables.outputs import (
     check_clash,

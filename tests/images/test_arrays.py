@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import portanet
-from portanet.images import Recipe, check_array_range, scale_array
 from portanet.errors import InputError
-from tests.images.photos import sample_photos
+from portanet.images import Recipe, check_array_range, scale_array
 from tests.helpers import run_cli
+from tests.images.photos import sample_photos
 
 pytest.importorskip("PIL")
 pytest.importorskip("sklearn")
@@ -25,8 +25,14 @@ def test_the_range_check_refuses_raw_pixels_and_accepts_prepared_ones():
     check_array_range(pixels / 127.5 - 1, recipe, "x.npy")
     scaled = scale_array(pixels, recipe, (0.0, 255.0), np.float32, "x.npy")
     np.testing.assert_array_equal(scaled, pixels / np.float32(127.5) - np.float32(1))
-    caffe = Recipe((8, 8), 3, value_range=(0.0, 255.0), channel_order="bgr",
-                   mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0))
+    caffe = Recipe(
+        (8, 8),
+        3,
+        value_range=(0.0, 255.0),
+        channel_order="bgr",
+        mean=(103.939, 116.779, 123.68),
+        std=(1.0, 1.0, 1.0),
+    )
     check_array_range(scale_array(pixels, caffe, (0.0, 255.0), np.float32, "x"), caffe, "x")
 
 
@@ -60,8 +66,15 @@ def test_raw_uint8_npy_is_refused_then_scaled_with_array_range(minus_one_model, 
     refused = run_cli("infer", str(onnx_file), str(folder / "raw.npy"))
     assert refused.returncode == 2
     assert "--array-range" in refused.stderr.decode() and "raw.npy" in refused.stderr.decode()
-    scaled = run_cli("infer", str(onnx_file), str(folder / "raw.npy"), "--array-range", "0..255",
-                     "--output", str(tmp_path / "a.npy"))
+    scaled = run_cli(
+        "infer",
+        str(onnx_file),
+        str(folder / "raw.npy"),
+        "--array-range",
+        "0..255",
+        "--output",
+        str(tmp_path / "a.npy"),
+    )
     assert scaled.returncode == 0, scaled.stderr.decode()
     model = portanet.load(onnx_file)
     from_file = model.predict_images(folder / "photo.png")

@@ -70,9 +70,11 @@ def test_8_bit_modes_are_converted_as_pillow_converts_them(tmp_path, photo, mode
     path = _saved(tmp_path, f"photo_{mode}{suffix}", picture)
     colour = prepare(path, _grey(3))[0]
     assert colour.shape == (*SIZE, 3) and colour.dtype == np.float32
-    assert 0.0 <= colour.min() and colour.max() <= 1.0
+    assert colour.min() >= 0.0 and colour.max() <= 1.0
     if mode == "1":
-        assert set(np.unique(prepare(path, Recipe(SIZE, 1, filter="nearest", value_range=(0.0, 1.0))))) <= {0.0, 1.0}
+        assert set(
+            np.unique(prepare(path, Recipe(SIZE, 1, filter="nearest", value_range=(0.0, 1.0))))
+        ) <= {0.0, 1.0}
     else:  # the same photo in every mode: close to the RGB one (palette and JPEG lose a little)
         reference = prepare(_saved(tmp_path, "rgb.png", Image.fromarray(rgb)), _grey(3))[0]
         if mode in ("L", "LA"):  # grey in three channels: the photo's luminance (ITU-R 601)

@@ -95,8 +95,9 @@ def test_tf_image_resize_filters(photos, method):
     (measured: at most 0.03 on 0..255, i.e. 1.2e-4 of the range)."""
     tf = pytest.importorskip("tensorflow")
 
-    recipe = Recipe((150, 190), 3, filter=method, library="tensorflow", exif=False,
-                    value_range=(0.0, 255.0))
+    recipe = Recipe(
+        (150, 190), 3, filter=method, library="tensorflow", exif=False, value_range=(0.0, 255.0)
+    )
     worst = 0.0
     for path in photos:
         image = tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False)

@@ -69,9 +69,7 @@ def author_pixels(path: Path, recipe: Recipe) -> np.ndarray:
         return np.asarray(out, dtype=np.float32)
     from PIL import Image, ImageOps
 
-    method = getattr(
-        Image.Resampling, {"area": "BOX"}.get(recipe.filter, recipe.filter.upper())
-    )
+    method = getattr(Image.Resampling, {"area": "BOX"}.get(recipe.filter, recipe.filter.upper()))
     picture = Image.open(path)
     if recipe.exif:
         picture = ImageOps.exif_transpose(picture)
@@ -102,7 +100,9 @@ def author_values(pixels: np.ndarray, recipe: Recipe) -> np.ndarray:
     if (low, high) != (0.0, 255.0):
         values = values / np.float32(255.0 / (high - low)) + np.float32(low)
     if recipe.mean is not None:
-        values = (values - np.float32(recipe.mean)) / np.float32(recipe.std or 1.0)
+        mean = np.asarray(recipe.mean, dtype=np.float32)
+        std = np.asarray(recipe.std or (1.0,) * len(recipe.mean), dtype=np.float32)
+        values = (values - mean) / std
     return values
 
 
@@ -166,9 +166,7 @@ class PipelineReport:
             "max_abs": self.max_abs,
             "input_max_abs": self.input_max_abs,
             "top1_agreement": self.agreement,
-            "files": [
-                {**f.__dict__, "agrees": f.agrees} for f in self.files
-            ],
+            "files": [{**f.__dict__, "agrees": f.agrees} for f in self.files],
         }
 
 

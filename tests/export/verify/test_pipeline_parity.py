@@ -58,7 +58,9 @@ PRESETS = [
 
 
 @pytest.mark.parametrize("preset, image_range", PRESETS, ids=[p for p, _ in PRESETS])
-def test_every_preset_agrees_with_the_authors_pipeline(small_cnn, photos, tmp_path, preset, image_range):
+def test_every_preset_agrees_with_the_authors_pipeline(
+    small_cnn, photos, tmp_path, preset, image_range
+):
     result = export_model(
         small_cnn,
         tmp_path / "m.onnx",
@@ -74,12 +76,16 @@ def test_every_preset_agrees_with_the_authors_pipeline(small_cnn, photos, tmp_pa
     check(report)
 
 
-def test_a_16_bit_file_differs_from_the_authors_pipeline_and_says_which(small_cnn, photos, tmp_path):
+def test_a_16_bit_file_differs_from_the_authors_pipeline_and_says_which(
+    small_cnn, photos, tmp_path
+):
     """The author's `Image.open(...).convert("RGB")` clips a 16-bit PNG to white; portanet
     scales it by its bit depth. Pipeline parity names the file instead of passing it."""
     from PIL import Image
 
-    result = export_model(small_cnn, tmp_path / "m.onnx", image_steps={"preset": "teachable-machine"})
+    result = export_model(
+        small_cnn, tmp_path / "m.onnx", image_steps={"preset": "teachable-machine"}
+    )
     grey = np.asarray(Image.open(photos / "photo0_crop1.png").convert("L")).astype(np.uint16)
     Image.fromarray(grey * 257).save(tmp_path / "deep16.png")
     report = compare_pipelines(small_cnn, portanet.load(result.path), [tmp_path / "deep16.png"])
@@ -107,7 +113,9 @@ def teachable(legacy_mobilenet, tmp_path_factory):
 def test_the_real_teachable_machine_file_through_both_pipelines(teachable):
     source, result, folder = teachable
     assert result.pipeline.agreement == 1.0 and result.pipeline.max_abs <= 1e-4
-    verified = run_cli("verify", str(source), str(result.path), "--data", str(folder / "photos"), "--json")
+    verified = run_cli(
+        "verify", str(source), str(result.path), "--data", str(folder / "photos"), "--json"
+    )
     assert verified.returncode == 0, verified.stderr.decode()
     report = json.loads(verified.stdout)
     assert report["top1_agreement"] == 1.0 and report["max_abs"] <= 1e-4
