@@ -83,7 +83,7 @@ def image_input(
     return input_recipe(specs, recipes, override, origin)
 
 
-def decode(path: Path, recipe: Recipe, dtype: np.dtype = np.dtype(np.float32)) -> np.ndarray:
+def decode(path: Path, recipe: Recipe, dtype: Any = np.float32) -> np.ndarray:
     """One image file as a sample of the model's input, prepared as the recipe says."""
     return prepare_one(path, recipe, dtype, str(path))
 
