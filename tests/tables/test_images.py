@@ -93,7 +93,8 @@ def test_inspect_shows_the_recorded_preprocessing_and_labels(digits):
     onnx_file, _, _ = digits
     result = run_cli("inspect", str(onnx_file))
     text = result.stdout.decode()
-    assert "16x16 grey, 0..255 (Rescaling" in text
+    assert "16x16 grey, stretched with pillow's bilinear" in text
+    assert "values 0..255 (Rescaling" in text and "--image-preset" in text
     assert "labels: digit 0, digit 1" in text
 
 
