@@ -307,7 +307,9 @@ def export(
     if result.pipeline is not None:
         _show_pipeline(result.pipeline, False)
     for name, recipe in result.recipes.items():
-        err.print(f"image input {name}: {recipe.describe()}", highlight=False, soft_wrap=True)
+        err.print(
+            escape(f"image input {name}: {recipe.describe()}"), highlight=False, soft_wrap=True
+        )
     beside = f" + {result.path.name}.data" if result.loaded.external is not None else ""
     out.print(
         f"wrote {result.path}{beside} (opset {result.opset}, {result.seconds:.1f} s, "
@@ -413,7 +415,7 @@ def _show_pipeline(report: Any, as_json: bool) -> None:
         table.add_column(column)
     for f in report.files:
         table.add_row(
-            Path(f.file).name,
+            escape(Path(f.file).name),
             f"{f.input_max_abs:.3g}",
             f"{f.output_max_abs:.3g}",
             f"{f.keras_top1} / {f.onnx_top1}",
@@ -421,7 +423,7 @@ def _show_pipeline(report: Any, as_json: bool) -> None:
         )
     out.print(table)
     out.print(
-        f"recipe: {report.recipe}\n{len(report.files)} files, top-1 agreement "
+        f"recipe: {escape(report.recipe)}\n{len(report.files)} files, top-1 agreement "
         f"{report.agreement:.1%}, max abs {report.max_abs:.3g} (input {report.input_max_abs:.3g})",
         highlight=False,
         soft_wrap=True,

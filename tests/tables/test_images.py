@@ -243,3 +243,27 @@ def test_memory_is_bounded_by_bytes_for_1024_large_images(tmp_path):
     whole_input_mib = 1024 * 224 * 224 * 3 * 4 / 2**20
     assert peaks[1024] < 1.15 * peaks[300], peaks
     assert peaks[1024] < 0.75 * whole_input_mib, peaks
+
+
+def test_deep_pixel_formats_give_the_8_bit_answers(digits, tmp_path):
+    """The issue's bug: an MNIST-like digit saved as 16-bit PNG, 16-bit TIFF or float TIFF was
+    clipped (to white, or to black) and answered wrong with exit 0; scaled by bit depth now."""
+    from PIL import Image
+
+    onnx_file, _, files = digits
+    model = portanet.load(onnx_file)
+    paths = []
+    for path, _ in files[:5]:
+        grey = np.asarray(Image.open(path).convert("L"))
+        for suffix, picture in (
+            ("16.png", Image.fromarray(grey.astype(np.uint16) * 257)),
+            ("16.tif", Image.fromarray(grey.astype(np.uint16) * 257)),
+            ("f.tif", Image.fromarray(grey.astype(np.float32) / 255, "F")),
+        ):
+            target = tmp_path / f"{path.stem}_{suffix}"
+            picture.save(target)
+            paths.append(target)
+    deep = model.predict_images(paths)
+    eight = model.predict_images([p for p, _ in files[:5] for _ in range(3)])
+    np.testing.assert_allclose(deep, eight, atol=1e-3)
+    assert list(deep.argmax(axis=1)) == list(eight.argmax(axis=1))
