@@ -5,7 +5,6 @@ centres, float32 arithmetic as TensorFlow's kernels do it) for ``tensorflow``.""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -104,17 +103,54 @@ def _nearest_indices(in_size: int, out_size: int) -> np.ndarray:
     return np.clip(np.floor(position).astype(np.int64), 0, in_size - 1)
 
 
-def _area_weights(in_size: int, out_size: int) -> np.ndarray:
-    """``resize_area``'s box weights (out × in): the overlap of each output cell with each
-    input pixel, divided by the cell's width."""
-    scale = float(np.float32(in_size) / np.float32(out_size))
-    weights = np.zeros((out_size, in_size), dtype=np.float64)
-    for out in range(out_size):
-        start, stop = out * scale, (out + 1) * scale
-        for index in range(int(math.floor(start)), int(math.ceil(stop))):
-            overlap = min(index + 1, stop) - max(index, start)
-            weights[out, min(index, in_size - 1)] += overlap / scale
-    return weights
+def _area_spans(in_size: int, out_size: int) -> tuple[Any, ...]:
+    """``resize_area``'s cells in float32: scale, start/end of each cell, first/last pixel."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    index = np.arange(out_size)
+    low = index.astype(np.float32) * scale
+    high = (index + 1).astype(np.float32) * scale
+    first = np.floor(low).astype(np.int64)
+    stop = np.ceil(high).astype(np.int64)
+    after_first = (first + 1).astype(np.float32)
+    first_weight = np.where(after_first > high, scale, after_first - low).astype(np.float32)
+    before_last = (stop - 1).astype(np.float32)
+    last_weight = np.where(before_last < low, scale, high - before_last).astype(np.float32)
+    return scale, low, high, first, stop, first_weight, last_weight
+
+
+def _tf_area(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``resize_area`` summed in TensorFlow's order, in float32 (bit for bit when shrinking;
+    within 0.02 on 0..255 at a few columns when enlarging)."""
+    height, width = size
+    rows_in, cols_in = values.shape[0], values.shape[1]
+    row_scale, row_low, row_high, row_first, row_stop, _, _ = _area_spans(rows_in, height)
+    col_scale, _, _, col_first, col_stop, first_weight, last_weight = _area_spans(cols_in, width)
+    norm = np.float32(1.0 / float(np.float32(row_scale * col_scale)))
+    longest = int((col_stop - col_first).max())
+    first_col = np.minimum(col_first, cols_in - 1)
+    out = np.empty((height, width, values.shape[2]), np.float32)
+    zero = np.float32(0.0)
+    for y in range(height):
+        total = np.zeros((width, values.shape[2]), np.float32)
+        low, high = row_low[y], row_high[y]
+        for i in range(int(row_first[y]), int(row_stop[y])):
+            if i < low:
+                weight = row_scale if i + 1 > high else np.float32(i + 1) - low
+            else:
+                weight = high - np.float32(i) if i + 1 > high else np.float32(1.0)
+            row = values[min(i, rows_in - 1)]
+            partial = row[first_col] * first_weight[:, None]
+            for k in range(1, longest):
+                at = col_first + k
+                taken = row[np.minimum(at, cols_in - 1)]
+                last = (at == col_stop - 1)[:, None]
+                middle = (at < col_stop - 1)[:, None]
+                partial = partial + np.where(
+                    middle, taken, np.where(last, taken * last_weight[:, None], zero)
+                )
+            total = total + partial * np.float32(weight)
+        out[y] = total * norm
+    return out
 
 
 def tf_resize(pixels: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
@@ -127,10 +163,7 @@ def tf_resize(pixels: np.ndarray, size: tuple[int, int], method: str) -> np.ndar
         cols = _nearest_indices(values.shape[1], width)
         return values[rows][:, cols]
     if method == "area":
-        rows_w = _area_weights(values.shape[0], height)
-        cols_w = _area_weights(values.shape[1], width)
-        out = np.einsum("oh,hwc->owc", rows_w, values.astype(np.float64))
-        return np.einsum("pw,owc->opc", cols_w, out).astype(np.float32)
+        return _tf_area(values, size)
     y_low, y_high, y_lerp = _bilinear_weights(values.shape[0], height)
     x_low, x_high, x_lerp = _bilinear_weights(values.shape[1], width)
     x_lerp = x_lerp[np.newaxis, :, np.newaxis]
