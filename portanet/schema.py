@@ -268,9 +268,12 @@ PARITY = "portanet.parity"
 METRICS = "portanet.metrics"
 #: How an optimized file was derived from its base file (``portanet optimize``).
 LINEAGE = "portanet.lineage"
+#: How image files become samples of each image input (input name → a
+#: :class:`portanet.images.Recipe` as JSON): resize mode, filter and its library, values.
+PREPROCESSING = "portanet.preprocessing"
 
 #: Keys whose values are JSON documents.
-JSON_KEYS = (SCHEMA, SOURCE, TOOLS, PARITY, METRICS, LINEAGE)
+JSON_KEYS = (SCHEMA, SOURCE, TOOLS, PARITY, METRICS, LINEAGE, PREPROCESSING)
 ALL_KEYS = (VERSION, *JSON_KEYS)
 
 

@@ -20,7 +20,12 @@ from portanet.cli.options import (
     Atol,
     ChannelOrderOption,
     GateData,
+    ImageExifOption,
+    ImageFilterOption,
+    ImageLibraryOption,
+    ImagePreset,
     ImageRange,
+    ImageResizeOption,
     Layerwise,
     Rtol,
     choice_value,
@@ -241,6 +246,11 @@ def export(
     ] = None,
     image_range: ImageRange = None,
     channel_order: ChannelOrderOption = None,
+    image_preset: ImagePreset = None,
+    image_resize: ImageResizeOption = None,
+    image_filter: ImageFilterOption = None,
+    image_library: ImageLibraryOption = None,
+    image_exif: ImageExifOption = None,
     tolerance_mode: ToleranceOption = ToleranceMode.strict,
 ) -> None:
     """Convert a Keras model to ONNX; the file is written only if Keras and ONNX agree."""
@@ -271,6 +281,13 @@ def export(
                 image_size=size,
                 image_range=image_range,
                 channel_order=choice_value(channel_order),
+                image_steps={
+                    "preset": image_preset,
+                    "resize": choice_value(image_resize),
+                    "filter": choice_value(image_filter),
+                    "library": choice_value(image_library),
+                    "exif": None if image_exif is None else image_exif.value == "apply",
+                },
                 tolerance_mode=tolerance_mode.value,
                 on_stage=on_stage,
             )
@@ -286,6 +303,12 @@ def export(
         err.print(
             "[yellow]warning:[/] parity gate skipped (--no-verify): the ONNX file is not "
             "proven to match Keras"
+        )
+    if result.pipeline is not None:
+        _show_pipeline(result.pipeline, False)
+    for name, recipe in result.recipes.items():
+        err.print(
+            escape(f"image input {name}: {recipe.describe()}"), highlight=False, soft_wrap=True
         )
     beside = f" + {result.path.name}.data" if result.loaded.external is not None else ""
     out.print(
@@ -337,6 +360,9 @@ def verify_command(
     from portanet.errors import ParityError
     from portanet.export.verify.gate import verify
 
+    if data is not None and data.is_dir():  # image files: the author's pipeline vs portanet's
+        _verify_pipeline(source, onnx_file, data, atol, rtol, as_json, allow_unsafe)
+        return
     try:
         report = verify(
             source,
@@ -353,6 +379,55 @@ def verify_command(
             _show(exc.report, as_json, f"{source.name} vs {onnx_file.name}")
         raise
     _show(report, as_json, f"{source.name} vs {onnx_file.name}")
+
+
+def _verify_pipeline(
+    source: Path,
+    onnx_file: Path,
+    data: Path,
+    atol: float,
+    rtol: float,
+    as_json: bool,
+    allow_unsafe: bool,
+) -> None:
+    from portanet.errors import ParityError
+    from portanet.export.verify.pipeline_parity import pipeline_parity
+
+    try:
+        report = pipeline_parity(
+            source, onnx_file, data, atol=atol, rtol=rtol, allow_unsafe=allow_unsafe
+        )
+    except ParityError as exc:
+        if exc.report is not None:
+            _show_pipeline(exc.report, as_json)
+        raise
+    _show_pipeline(report, as_json)
+
+
+def _show_pipeline(report: Any, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title="pipeline parity: author's pipeline + Keras vs portanet + ONNX")
+    for column in ("file", "input max abs", "output max abs", "top-1", "agrees"):
+        table.add_column(column)
+    for f in report.files:
+        table.add_row(
+            escape(Path(f.file).name),
+            f"{f.input_max_abs:.3g}",
+            f"{f.output_max_abs:.3g}",
+            f"{f.keras_top1} / {f.onnx_top1}",
+            "yes" if f.agrees else "[red]NO[/]",
+        )
+    out.print(table)
+    out.print(
+        f"recipe: {escape(report.recipe)}\n{len(report.files)} files, top-1 agreement "
+        f"{report.agreement:.1%}, max abs {report.max_abs:.3g} (input {report.input_max_abs:.3g})",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _show(report: Any, as_json: bool, title: str) -> None:

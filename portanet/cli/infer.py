@@ -129,6 +129,16 @@ def infer(
     ] = None,
     image_range: ImageRange = None,
     channel_order: ChannelOrderOption = None,
+    array_range: Annotated[
+        str | None,
+        typer.Option(
+            "--array-range",
+            metavar="LOW..HIGH",
+            help="Arrays (NPY/NPZ/JSON) given to an image input hold raw pixels in this range, "
+            "e.g. 0..255: scale them as image files are (else values outside the model's "
+            "recorded range are refused).",
+        ),
+    ] = None,
     mkdir: Annotated[
         bool, typer.Option("--mkdir", help="Create the output's folder if it does not exist.")
     ] = False,
@@ -223,6 +233,7 @@ def infer(
             image_range=image_range,
             channel_order=choice_value(channel_order),
             make_dirs=mkdir,
+            array_range=array_range,
         )
     if as_json:
         summary = {**result.to_dict(), "model": str(model), "provider": runtime.providers[0]}

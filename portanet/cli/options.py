@@ -118,3 +118,68 @@ ChannelOrderOption = Annotated[
 def choice_value(value: Enum | None) -> str | None:
     """The string an optional enum option stands for (``None`` when not given)."""
     return None if value is None else str(value.value)
+
+
+class ImageResize(str, Enum):
+    """How an image is brought to the input's size."""
+
+    stretch = "stretch"
+    crop = "crop"
+    pad = "pad"
+
+
+class ImageFilter(str, Enum):
+    """Resampling filter."""
+
+    nearest = "nearest"
+    bilinear = "bilinear"
+    bicubic = "bicubic"
+    lanczos = "lanczos"
+    area = "area"
+
+
+class ImageLibrary(str, Enum):
+    """Whose semantics the filter and the crop follow."""
+
+    pillow = "pillow"
+    keras = "keras"
+    tensorflow = "tensorflow"
+
+
+class ImageExif(str, Enum):
+    """Whether EXIF orientation turns the picture upright first."""
+
+    apply = "apply"
+    ignore = "ignore"
+
+
+ImagePreset = Annotated[
+    str | None,
+    typer.Option(
+        "--image-preset",
+        metavar="NAME",
+        help="How the author prepared images: teachable-machine, keras-load-img[-crop|-tf|-torch|"
+        "-caffe], image-dataset-from-directory[-crop|-pad] (see docs/images.md).",
+    ),
+]
+ImageResizeOption = Annotated[
+    ImageResize | None,
+    typer.Option("--image-resize", help="stretch, centre-crop or pad images to the input size."),
+]
+ImageFilterOption = Annotated[
+    ImageFilter | None, typer.Option("--image-filter", help="Resampling filter.")
+]
+ImageLibraryOption = Annotated[
+    ImageLibrary | None,
+    typer.Option(
+        "--image-library",
+        help="Whose filter/crop semantics: pillow, keras (load_img) or tensorflow "
+        "(tf.image.resize, no antialiasing).",
+    ),
+]
+ImageExifOption = Annotated[
+    ImageExif | None,
+    typer.Option(
+        "--image-exif", help="Apply or ignore EXIF orientation (presets: as their library)."
+    ),
+]

@@ -46,6 +46,10 @@ class ExportResult:
     opset: int
     seconds: float
     loaded: LoadedKeras
+    #: Image input name → the preprocessing recipe recorded (:class:`portanet.images.Recipe`).
+    recipes: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: With ``data`` a folder of images: the author's pipeline vs portanet's, per file.
+    pipeline: Any = None
 
 
 def infer_task(model: Any, output_count: int) -> tuple[str | None, float | None]:
@@ -177,6 +181,7 @@ def export_model(
     image_size: tuple[int, int] | None = None,
     image_range: str | None = None,
     channel_order: str | None = None,
+    image_steps: dict[str, Any] | None = None,
     tolerance_mode: str = "strict",
     on_stage: Callable[[str], None] | None = None,
 ) -> ExportResult:
@@ -196,13 +201,20 @@ def export_model(
     one name a line — or a comma list), and for an image input its ``image_size`` (height,
     width), ``image_range`` (``"-1..1"``, ``"0..1"``, ``"0..255"``, ``"tf"``, ``"torch"``,
     ``"caffe"``) and ``channel_order``, each detected from the model where it says so
-    (:mod:`portanet.export.recorded`). ``on_stage`` receives each stage's name as it starts.
+    (:mod:`portanet.export.recorded`), and how images are resized: ``image_steps`` (``preset``,
+    ``resize``, ``filter``, ``library``, ``exif``; :mod:`portanet.images`). ``on_stage``
+    receives each stage's name as it starts. With ``data`` a folder of images, the gate runs
+    on synthetic tensors and pipeline parity on the files
+    (:mod:`portanet.export.verify.pipeline_parity`).
 
     ``tolerance_mode`` is ``"strict"`` or ``"noise-floor"`` (:mod:`portanet.export.verify.compare`).
     A model over 2 GB is written with its large weights in ``<output>.data`` beside it
     (:mod:`portanet.export.convert.external`).
     """
+    from portanet.export.recorded import image_recipes
     from portanet.export.verify.gate import gate_report
+    from portanet.export.verify.pipeline_parity import check as check_pipeline
+    from portanet.export.verify.pipeline_parity import compare_pipelines, image_files
     from portanet.runtime import load
 
     started = time.perf_counter()
@@ -236,7 +248,18 @@ def export_model(
     )
     if nchw:
         schema = dataclasses.replace(schema, extra={**schema.extra, NCHW_KEY: nchw})
-    _set_metadata(proto, {meta.VERSION: __version__, meta.SCHEMA: schema.to_dict()})
+    recipes = image_recipes(schema.images, image_steps, range_given=bool(image_range))
+    schema = dataclasses.replace(
+        schema, images={name: recipe.image_spec() for name, recipe in recipes.items()}
+    )
+    _set_metadata(
+        proto,
+        {
+            meta.VERSION: __version__,
+            meta.SCHEMA: schema.to_dict(),
+            meta.PREPROCESSING: {n: r.to_dict() for n, r in recipes.items()} or None,
+        },
+    )
     stage("checking the ONNX model")
     staged = _staged(proto, loaded, target)  # over 2 GB: the graph and its external data
     candidate = staged.path if staged is not None else _checked_bytes(proto, loaded.path)
@@ -248,13 +271,14 @@ def export_model(
             f"onnxruntime: {first_line(exc)}"
         ) from exc
     report = None
+    photos = image_files(data) if data is not None and verify else []  # pipeline parity
     if verify:  # raises ParityError (carrying the report) when Keras and ONNX differ
         stage("running the parity gate")
         report = gate_report(
             loaded,
             runtime,
             schema,
-            data=data,
+            data=None if photos else data,
             atol=atol,
             rtol=rtol,
             seed=seed,
@@ -262,8 +286,15 @@ def export_model(
             layerwise=layerwise,
             tolerance_mode=tolerance_mode,
         )
+    pipeline = None
+    if photos:
+        stage("comparing the author's image pipeline with portanet's")
+        pipeline = compare_pipelines(loaded.model, runtime, photos, atol=max(atol, 1e-4))
+        check_pipeline(pipeline)
     metrics = loaded.portanet_attribute(METRICS_ATTR)
-    parity = report.to_dict() if report else {"skipped": True}
+    parity: dict[str, Any] = report.to_dict() if report else {"skipped": True}
+    if pipeline is not None:
+        parity["pipeline"] = {k: v for k, v in pipeline.to_dict().items() if k != "files"}
     parity.pop("layerwise", None)  # the per-layer table goes to --report, not the file
     _set_metadata(
         proto,
@@ -286,7 +317,9 @@ def export_model(
         staged.publish(proto)
     else:
         write_bytes(target, proto.SerializeToString())
-    return ExportResult(target, schema, report, opset, time.perf_counter() - started, loaded)
+    return ExportResult(
+        target, schema, report, opset, time.perf_counter() - started, loaded, recipes, pipeline
+    )
 
 
 def _set_metadata(proto: Any, values: dict[str, Any]) -> None:

@@ -209,3 +209,77 @@ def image_specs(
             **fields,
         )
     return recorded
+
+
+#: What the source file cannot tell about an image input, and the flags that say it.
+NOT_RECORDED = (
+    "not recorded in the Keras file: Pillow bilinear stretch with EXIF applied assumed; name the "
+    "author's pipeline with --image-preset (teachable-machine, keras-load-img, "
+    "image-dataset-from-directory, …) or --image-resize/--image-filter/--image-library"
+)
+
+
+def image_recipes(
+    images: dict[str, ImageSpec],
+    steps: dict[str, Any] | None = None,
+    *,
+    range_given: bool = False,
+) -> dict[str, Any]:
+    """Input name → :class:`portanet.images.Recipe` for each image input: the recorded
+    :class:`ImageSpec` (size, layout, detected or given values) with the geometry named by
+    ``steps`` (``preset``, ``resize``, ``filter``, ``library``, ``exif``; explicit steps over the
+    preset's). A preset's value range that contradicts what the model says is refused unless
+    ``--image-range`` (``range_given``) settles it; a geometry nobody named is recorded as
+    assumed, with the flags that name it (:data:`NOT_RECORDED`)."""
+    from portanet.images import Recipe, preset_fields
+
+    steps = {k: v for k, v in (steps or {}).items() if v is not None}
+    if steps and len(images) != 1:
+        raise InputError(
+            f"image recipe: expected a model with one image input (rank 4, 1/3/4 channels), "
+            f"got {len(images)} ({', '.join(images) or 'none'})"
+        )
+    fields = preset_fields(steps.pop("preset")) if "preset" in steps else {}
+    named = bool(fields) or bool(steps)
+    fields.update(steps)
+    recipes: dict[str, Any] = {}
+    for name, spec in images.items():
+        base = Recipe.from_image_spec(spec)
+        values: dict[str, Any] = {
+            k: fields[k] for k in ("value_range", "mean", "std", "channel_order") if k in fields
+        }
+        detected: dict[str, Any] = {
+            "value_range": spec.value_range,
+            "mean": spec.mean,
+            "std": spec.std,
+            "channel_order": spec.channel_order,
+        }
+        if values and not range_given:
+            if (
+                spec.value_range is not None
+                and spec.source
+                and any(values.get(k, detected[k]) != detected[k] for k in detected)
+            ):
+                raise InputError(
+                    f"image input {name!r}: preset {fields.get('preset')!r} takes "
+                    f"{values}, but the model says {spec.describe()}; settle it with "
+                    f"--image-range (and --channel-order)"
+                )
+            range_source = base.range_source or f"preset {fields.get('preset')}"
+        else:
+            values = {}
+            range_source = base.range_source
+        geometry = {
+            k: v
+            for k, v in fields.items()
+            if k not in ("value_range", "mean", "std", "channel_order")
+        }
+        source = (
+            f"preset {fields['preset']}"
+            if "preset" in fields and not steps
+            else "given at export"
+            if named
+            else NOT_RECORDED
+        )
+        recipes[name] = base.replace(**geometry, **values, source=source, range_source=range_source)
+    return recipes

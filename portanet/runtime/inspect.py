@@ -8,6 +8,7 @@ from typing import Any
 
 from portanet import schema as meta
 from portanet._files import sha256_of
+from portanet.images import recipes_of
 from portanet.runtime.guard import opset_imports
 from portanet.runtime.load import load
 
@@ -35,7 +36,10 @@ def describe(path: str | os.PathLike[str], *, sha256: str | None = None) -> dict
         "providers": model.providers,
         "task": model.schema.task,
         "labels": list(model.schema.labels) if model.schema.labels else None,
-        "images": {name: spec.describe() for name, spec in model.schema.images.items()},
+        "images": {
+            name: recipe.describe()
+            for name, recipe in recipes_of(model.metadata, model.schema.images).items()
+        },
         "vocabulary": dict(model.schema.vocabulary),
         "metadata": model.metadata,
     }

@@ -265,6 +265,39 @@ class Model:
             for s in self.schema.outputs
         }
 
+    @property
+    def image_recipes(self) -> dict[str, Any]:
+        """Image input name → the preprocessing :class:`portanet.images.Recipe` recorded at
+        export (files from before recipes: what ``infer`` always did with them)."""
+        from portanet.images import recipes_of
+
+        return recipes_of(self.metadata, self.schema.images)
+
+    def prepare_images(
+        self, images: Any, *, image_range: str | None = None, threads: int = 1
+    ) -> np.ndarray:
+        """Image files, encoded bytes (JPEG, PNG, …) or PIL images — one or a list — as the
+        input batch of this model's image input, prepared by the recorded recipe
+        (``image_range`` — ``0..1``, ``-1..1``, ``tf``, … — overrides its value range)."""
+        from portanet.images import input_recipe, prepare, value_fields
+
+        override = value_fields(image_range) if image_range else None
+        origin = str(self.path or "model")
+        spec, recipe = input_recipe(self.schema.inputs, self.image_recipes, override, origin)
+        return prepare(images, recipe, dtype=spec.numpy_dtype, threads=threads)
+
+    def predict_images(
+        self, images: Any, *, image_range: str | None = None, threads: int = 1
+    ) -> np.ndarray | dict[str, np.ndarray]:
+        """Predict from image files, encoded bytes or PIL images (one or a list) with the
+        preprocessing recorded at export — what :meth:`predict` returns; class names follow
+        from :meth:`label_names_for`::
+
+            >>> probabilities = model.predict_images(["cat.jpg", "dog.png"])  # doctest: +SKIP
+            >>> model.label_names_for(probabilities)                          # doctest: +SKIP
+        """
+        return self.predict(self.prepare_images(images, image_range=image_range, threads=threads))
+
     def labels_for(self, probabilities: np.ndarray) -> np.ndarray | None:
         """Class decisions (class indices) for a classifier's output, or ``None`` for other
         tasks: 0/1 at the stored threshold for a binary classifier, the argmax otherwise.

@@ -18,6 +18,7 @@ from typing import Any, cast
 import numpy as np
 
 from portanet.errors import InputError
+from portanet.images import parse_array_range, recipes_of
 from portanet.runtime import Model, load
 from portanet.runtime.inputs import check_vocabulary
 from portanet.runtime.providers import usable_cpus
@@ -93,6 +94,7 @@ def infer_file(
     channel_order: str | None = None,
     make_dirs: bool = False,
     max_batch_bytes: int = DEFAULT_BATCH_BYTES,
+    array_range: str | None = None,
 ) -> InferResult:
     """Predict every row (sample, image) of ``source`` and write the predictions to ``output``
     (CSV on stdout if None).
@@ -110,7 +112,9 @@ def infer_file(
     ``"0..255"``, ``"tf"``, ``"torch"``, ``"caffe"``) and ``channel_order`` override the image
     preprocessing recorded at export. ``on_total`` receives the number of rows when it is known
     before reading (images, NPY, NPZ, Parquet), else ``None``; ``on_batch`` the row count of each
-    finished batch (for progress bars).
+    finished batch (for progress bars). Arrays given directly (NPY, NPZ, JSON) to an image
+    input are refused when clearly outside its recorded value range; ``array_range``
+    (``"0..255"``) says they hold raw pixels, scaled then as image files are.
     """
     started = time.perf_counter()
     runtime = model if isinstance(model, Model) else load(model)
@@ -137,6 +141,7 @@ def infer_file(
         )
     if image_range:
         parse_value_range(image_range)  # a typo fails before any work
+    pixels = parse_array_range(array_range) if array_range else None
     check_output(output, sources, make_dirs=make_dirs)
     batches, total, extra = _plan(
         runtime,
@@ -150,6 +155,15 @@ def infer_file(
         channel_order=channel_order,
         max_bytes=max_batch_bytes,
     )
+    recipes = recipes_of(runtime.metadata, runtime.schema.images)
+    if not extra and recipes:  # arrays given directly, not image files
+        origin_name = "<stdin>" if str(sources[0]) == "-" else str(sources[0])
+        batches = img.checked_arrays(batches, recipes, origin_name, pixels)
+    elif pixels is not None:
+        raise InputError(
+            f"--array-range: applies to arrays given to an image input, got "
+            f"{'image files' if extra else 'a model without a recorded image input'}"
+        )
     numeric = fmt_out == "npy"
     produced = list(
         prediction_columns(
@@ -240,7 +254,8 @@ def _plan(
                 raise InputError(f"channel order: expected rgb or bgr, got {channel_order!r}")
             override["channel_order"] = channel_order.lower()
         origin = str(runtime.path or "model")
-        spec, image = img.image_input(specs, runtime.schema.images, override, origin)
+        recipes = recipes_of(runtime.metadata, runtime.schema.images)
+        spec, image = img.image_input(specs, recipes, override, origin)
         if kept:
             raise InputError(
                 f"kept columns {list(kept)}: images have no columns to keep; "

@@ -32,7 +32,7 @@ def test_onnx_is_valid_with_readable_names_and_a_dynamic_batch(exported):
 def test_metadata_carries_schema_source_tools_parity_and_metrics(exported, trained):
     model = load(exported.path)
     md = model.metadata
-    assert set(meta.ALL_KEYS) - {meta.LINEAGE} <= set(md)
+    assert set(meta.ALL_KEYS) - {meta.LINEAGE, meta.PREPROCESSING} <= set(md)  # images only
     assert tuple(md[meta.SCHEMA]["feature_names"]) == PIMA_FEATURES
     assert md[meta.SCHEMA]["task"] == "binary_classifier" and md[meta.SCHEMA]["threshold"] == 0.5
     assert md[meta.SOURCE]["sha256"] == hashlib.sha256(trained.path.read_bytes()).hexdigest()

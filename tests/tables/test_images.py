@@ -72,13 +72,15 @@ def test_glob_file_list_and_other_formats_give_the_same_answers(digits, tmp_path
 def test_decoded_images_match_the_training_preprocessing(digits):
     """The 64×64 PNG resized to 16×16 with bilinear filtering is the ×2 upscaled digit the
     model was trained on (within the filter's blur at block edges)."""
+    from portanet.images import recipes_of
     from portanet.tables.images import decode
     from tests.builders import digits_images
 
     onnx_file, _, files = digits
-    image = next(iter(portanet.load(onnx_file).schema.images.values()))
+    model = portanet.load(onnx_file)
+    image = next(iter(recipes_of(model.metadata, model.schema.images).values()))
     assert image.value_range == (0.0, 255.0) and image.channels == 1
-    assert image.size == (16, 16) and "Rescaling" in image.source
+    assert image.size == (16, 16) and "Rescaling" in image.range_source
     pixels, _ = digits_images()
     path, _ = files[0]
     sample = decode(path, image)
@@ -91,7 +93,8 @@ def test_inspect_shows_the_recorded_preprocessing_and_labels(digits):
     onnx_file, _, _ = digits
     result = run_cli("inspect", str(onnx_file))
     text = result.stdout.decode()
-    assert "16x16 grey, 0..255 (Rescaling" in text
+    assert "16x16 grey, stretched with pillow's bilinear" in text
+    assert "values 0..255 (Rescaling" in text and "--image-preset" in text
     assert "labels: digit 0, digit 1" in text
 
 
@@ -162,7 +165,7 @@ def test_teachable_machine_mobilenetv2_is_detected_as_minus_one_to_one():
 def test_a_model_without_a_recorded_range_asks_for_one(digits, tmp_path):
     """An image model whose value range is unknown is refused, not guessed; the range can be
     given at inference."""
-    from portanet.schema import ImageSpec
+    from portanet.images import Recipe
     from portanet.tables.images import image_input
 
     onnx_file, _, _ = digits
@@ -170,7 +173,13 @@ def test_a_model_without_a_recorded_range_asks_for_one(digits, tmp_path):
     with pytest.raises(InputError, match="value range"):
         image_input(specs, {}, None, "m.onnx")
     spec, image = image_input(specs, {}, {"value_range": (0.0, 1.0)}, "m.onnx")
-    assert image == ImageSpec((16, 16), 1, (0.0, 1.0), source="given at inference")
+    assert image == Recipe(
+        (16, 16),
+        1,
+        value_range=(0.0, 1.0),
+        source="not recorded (shape of the ONNX input): Pillow bilinear stretch",
+        range_source="given at inference",
+    )
 
 
 def test_memory_is_bounded_by_bytes_for_1024_large_images(tmp_path):
@@ -234,3 +243,27 @@ def test_memory_is_bounded_by_bytes_for_1024_large_images(tmp_path):
     whole_input_mib = 1024 * 224 * 224 * 3 * 4 / 2**20
     assert peaks[1024] < 1.15 * peaks[300], peaks
     assert peaks[1024] < 0.75 * whole_input_mib, peaks
+
+
+def test_deep_pixel_formats_give_the_8_bit_answers(digits, tmp_path):
+    """The issue's bug: an MNIST-like digit saved as 16-bit PNG, 16-bit TIFF or float TIFF was
+    clipped (to white, or to black) and answered wrong with exit 0; scaled by bit depth now."""
+    from PIL import Image
+
+    onnx_file, _, files = digits
+    model = portanet.load(onnx_file)
+    paths = []
+    for path, _ in files[:5]:
+        grey = np.asarray(Image.open(path).convert("L"))
+        for suffix, picture in (
+            ("16.png", Image.fromarray(grey.astype(np.uint16) * 257)),
+            ("16.tif", Image.fromarray(grey.astype(np.uint16) * 257)),
+            ("f.tif", Image.fromarray(grey.astype(np.float32) / 255, "F")),
+        ):
+            target = tmp_path / f"{path.stem}_{suffix}"
+            picture.save(target)
+            paths.append(target)
+    deep = model.predict_images(paths)
+    eight = model.predict_images([p for p, _ in files[:5] for _ in range(3)])
+    np.testing.assert_allclose(deep, eight, atol=1e-3)
+    assert list(deep.argmax(axis=1)) == list(eight.argmax(axis=1))
