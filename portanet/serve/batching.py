@@ -11,6 +11,7 @@ where a thread hand-off would cost more than the run. The queue is bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -67,6 +68,8 @@ class Batcher:
         self._waiter: asyncio.Future | None = None
         self._waiter_rows = 0
         self._task: asyncio.Task | None = None
+        self._cut: str | None = None
+        self._running: list[_Item] = []
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"portanet-{served.name}")
         self._run_seconds = float("inf")  # moving average; infinite until measured
         name = served.name
@@ -88,10 +91,8 @@ class Batcher:
         """Stop the loop; requests still queued are answered with 503."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         while self._pending:
             item = self._pending.popleft()
@@ -103,8 +104,21 @@ class Batcher:
                 )
         self._executor.shutdown(wait=True)
 
+    def cut(self, reason: str) -> None:
+        """Answer every queued or running request 503 with ``reason``; refuse new ones."""
+        self._cut = reason
+        for item in [*self._pending, *self._running]:
+            if not item.future.done():
+                item.future.set_exception(
+                    QueueFullError(
+                        f"model {self.served.name!r}: {reason}; retry on another replica"
+                    )
+                )
+
     async def submit(self, feeds: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
         """Queue validated feeds; return the model's outputs for exactly these rows."""
+        if self._cut is not None:
+            raise QueueFullError(f"model {self.served.name!r}: {self._cut}; retry elsewhere")
         if len(self._pending) >= self.max_queue:
             raise QueueFullError(
                 f"model {self.served.name!r}: expected at most "
@@ -155,6 +169,7 @@ class Batcher:
                 if deadline > loop.time():
                     await self._wait(self.max_batch_size, deadline)
             batch = self._take()
+            self._running = batch
             try:
                 await self._run(batch)
             except Exception as exc:  # never let the loop die; each request gets an answer
@@ -162,6 +177,8 @@ class Batcher:
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(exc)
+            finally:
+                self._running = []
 
     def _take(self) -> list[_Item]:
         first = self._pending.popleft()

@@ -31,6 +31,10 @@ DATATYPES: dict[str, np.dtype] = {
     "FP32": np.dtype("<f4"),
     "FP64": np.dtype("<f8"),
 }
+#: The highest tensor rank accepted.
+MAX_RANK = 32
+#: orjson's nesting limit: deeper documents are refused with 400.
+MAX_DEPTH = 1024
 _BY_KIND = {(dt.kind, dt.itemsize): name for name, dt in DATATYPES.items()}
 
 
@@ -76,9 +80,18 @@ def loads(data: bytes | memoryview) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        if "recursion" in str(exc).lower() or "depth" in str(exc).lower():
+            raise ProtocolError(
+                f"expected JSON nested at most {MAX_DEPTH} deep, got deeper ({exc})"
+            ) from None
+        raw = bytes(data)
+        if b"NaN" not in raw and b"Infinity" not in raw:
+            raise ProtocolError(
+                f"expected a JSON request body, got malformed JSON ({exc})"
+            ) from None
         try:
-            return json.loads(bytes(data))
-        except (ValueError, UnicodeDecodeError):
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ProtocolError(
                 f"expected a JSON request body, got malformed JSON ({exc})"
             ) from None
@@ -92,8 +105,28 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _from_json(data: Any, dtype: np.dtype, shape: tuple[int, ...], where: str) -> np.ndarray:
+def _holds_bool(data: Any) -> bool:
+    """Whether nested JSON data holds a true/false (numpy would take it as 1/0)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if type(item) is bool:
+            return True
+        if isinstance(item, list):
+            if item and not isinstance(item[0], list) and type(item[0]) is not bool:
+                if not any(type(v) is bool for v in item):
+                    continue
+                return True
+            stack.extend(item)
+    return False
+
+
+def _from_json(
+    data: Any, dtype: np.dtype, shape: tuple[int, ...], where: str, has_bools: bool = True
+) -> np.ndarray:
     """Tensor data from JSON (flat or nested), checked against the declared datatype."""
+    if len(shape) > MAX_RANK:
+        raise ProtocolError(f"{where}: expected a shape of rank <= {MAX_RANK}, got {len(shape)}")
     if not isinstance(data, list):
         data = [data]
     try:
@@ -130,6 +163,21 @@ def _from_json(data: Any, dtype: np.dtype, shape: tuple[int, ...], where: str) -
         raise ProtocolError(
             f"{where}: expected true/false for datatype BOOL, got {array.reshape(-1)[0]!r}"
         )
+    if dtype.kind != "b" and (kind == "b" or (has_bools and _holds_bool(data))):
+        raise ProtocolError(
+            f"{where}: expected numbers for datatype {datatype_of(dtype)}, got true/false"
+        )
+    if dtype.kind == "f" and kind == "f" and array.size and dtype.itemsize < array.dtype.itemsize:
+        finite = np.abs(array[np.isfinite(array)]) if array.size else array
+        limit = float(np.finfo(dtype).max)
+        if finite.size and finite.max() > limit:
+            flat = array.reshape(-1)
+            index = int(np.flatnonzero(np.isfinite(flat) & (np.abs(flat) > limit))[0])
+            raise ProtocolError(
+                f"{where}: expected values inside {np.dtype(dtype).name} range (|x| <= "
+                f"{limit:.6g}) for datatype {datatype_of(dtype)}, got {flat[index]:g} at flat "
+                f"index {index}: outside {np.dtype(dtype).name} range"
+            )
     if dtype.kind in "iu" and array.size:
         info = np.iinfo(dtype)
         low, high = array.min(), array.max()
@@ -156,6 +204,7 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
         binary = view[header_length:]
         view = view[:header_length]
     doc = loads(view)
+    has_bools = b"true" in body or b"false" in body
     if not isinstance(doc, dict):
         raise ProtocolError(f"expected a JSON object with 'inputs', got {type(doc).__name__}")
     raw_inputs = doc.get("inputs")
@@ -199,7 +248,7 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
             array = np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(shape)
             offset += size
         elif "data" in tensor:
-            array = _from_json(tensor["data"], dtype, shape, where)
+            array = _from_json(tensor["data"], dtype, shape, where, has_bools)
         else:
             raise ProtocolError(
                 f"{where}: expected 'data' or parameters.binary_data_size, got neither"
@@ -225,19 +274,37 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
                     f"expected each of 'outputs' as an object with a string "
                     f"'name', got {item!r:.60}"
                 )
+            if any(o.name == item["name"] for o in outputs):
+                raise ProtocolError(
+                    f"output {item['name']!r}: expected each requested output once, got it twice"
+                )
             params = item.get("parameters") or {}
+            if isinstance(params, dict) and params.get("classification") is not None:
+                raise ProtocolError(
+                    f"output {item['name']!r}: expected no 'classification' parameter "
+                    f"(class_count: the classification extension is not supported; ask for the raw output and "
+                    f"rank it client-side), got {params['classification']!r:.20}"
+                )
             binary_flag = (
                 bool(params.get("binary_data", False)) if isinstance(params, dict) else False
             )
             outputs.append(RequestedOutput(item["name"], binary_flag))
-    request_id = doc.get("id")
     return InferRequest(
         inputs,
         outputs,
         bool(parameters.get("binary_data_output", False)),
-        str(request_id) if request_id is not None else None,
+        _request_id(doc.get("id")),
         parameters,
     )
+
+
+def _request_id(value: Any) -> str | None:
+    """The request's ``id`` as the string the spec makes it (numbers as their JSON text)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return orjson.dumps(value).decode()
+    raise ProtocolError(f"expected 'id' as a string, got {type(value).__name__} {value!r:.40}")
 
 
 def _plain(array: np.ndarray) -> np.ndarray | list:

@@ -1,0 +1,146 @@
+"""``--workers N``: worker processes sharing one listening socket, restarted when they die.
+
+uvicorn 0.55's own supervisor (``uvicorn.supervisors.Multiprocess``) also restarts dead workers,
+but it builds a plain ``uvicorn.Server`` in each worker from an import string, so the bounded
+drain (503 for new requests, protocol error bodies for the ones the deadline cuts, the watchdog)
+could not run there without patching uvicorn; gunicorn would add a dependency and its own
+signal semantics for the same loop. This loop is that small part: start N, restart any that
+dies (a log line and ``portanet_worker_restarts_total``), pass SIGTERM on, bound the drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from portanet.serve.app import ServeApp
+    from portanet.serve.server import ServerSpec
+
+log = logging.getLogger("portanet.serve")
+#: Exit status when a worker could not start (its log lines say why).
+START_FAILED = 3
+
+
+def prepare_metrics_dir() -> str:
+    """The folder prometheus-client's multiprocess mode shares, set before any metric exists."""
+    folder = tempfile.mkdtemp(prefix="portanet-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    return folder
+
+
+def _worker_main(spec: ServerSpec, sock: socket.socket, ready: Any) -> None:
+    from portanet.serve.server import configure_logging, make_server, uvicorn_config
+
+    options = spec.options
+    configure_logging(options.debug)
+    app = spec.build()
+    config = uvicorn_config(app, options, options.drain_timeout)
+    server = make_server(config, app, options, lambda _: ready.put(os.getpid()))
+    server.run(sockets=[sock])
+
+
+def run_workers(spec: ServerSpec, app: ServeApp, sock: socket.socket, line: str) -> int:
+    """Run ``spec.options.workers`` workers on ``sock`` until SIGTERM/SIGINT; restart the dead."""
+    from prometheus_client import Counter
+
+    options = spec.options
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    restarts = Counter(
+        "portanet_worker_restarts", "Worker processes restarted after they died.", registry=None
+    )
+    context = multiprocessing.get_context("spawn")
+    ready = context.Queue()
+    processes: list[Any] = []
+    stopping: list[int] = []
+
+    def start(index: int) -> Any:
+        process = context.Process(
+            target=_worker_main, name=f"portanet-serve-{index}", args=(spec, sock, ready)
+        )
+        process.start()
+        return process
+
+    def kill_all_and_exit() -> None:
+        for process in processes:
+            if process.is_alive() and process.pid:
+                os.kill(process.pid, signal.SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)
+        from portanet.serve.server import FORCED_EXIT, _exit_now
+
+        _exit_now(FORCED_EXIT)
+
+    def on_signal(sig: int, frame: Any) -> None:
+        stopping.append(sig)
+        if len(stopping) > 1:
+            kill_all_and_exit()
+        for process in processes:
+            if process.is_alive() and process.pid:
+                os.kill(process.pid, signal.SIGTERM)
+        watchdog = threading.Timer(options.drain_timeout + 0.5, kill_all_and_exit)
+        watchdog.daemon = True
+        watchdog.start()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    status = 0
+    try:
+        processes.extend(start(i) for i in range(options.workers))
+        started = 0
+        while started < options.workers and not stopping:
+            if any(p.exitcode is not None for p in processes):
+                log.error(
+                    "portanet serve: error: a worker exited with %s before it was ready",
+                    [p.exitcode for p in processes],
+                )
+                status = START_FAILED
+                on_signal(signal.SIGTERM, None)
+                break
+            try:
+                ready.get(timeout=0.2)
+                started += 1
+            except queue.Empty:
+                pass
+        if started == options.workers:
+            log.info(line.replace("; 0 workers;", f"; {options.workers} workers;"))
+        while not stopping and status == 0:
+            time.sleep(0.2)
+            for index, process in enumerate(processes):
+                if process.exitcode is None or stopping:
+                    continue
+                log.warning(
+                    "portanet serve: worker %d (pid %s) died with exit status %s; restarting it",
+                    index,
+                    process.pid,
+                    process.exitcode,
+                )
+                _mark_dead(process.pid)
+                processes[index] = start(index)
+                restarts.inc()
+        for process in processes:
+            process.join()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    codes = [p.exitcode for p in processes]
+    log.info("portanet serve: %d workers exited with %s", len(processes), codes)
+    if status:
+        return status
+    return 0 if all(code == 0 for code in codes) else 1
+
+
+def _mark_dead(pid: int | None) -> None:
+    from prometheus_client import multiprocess
+
+    if pid is not None:
+        multiprocess.mark_process_dead(pid)
