@@ -105,7 +105,7 @@ def serve_command(
         host=host,
         port=port,
         name=name,
-        providers=providers_arg(provider),
+        providers=chosen if isinstance(chosen := providers_arg(provider), str) else tuple(chosen),
         strict=require_provider,
         threads=threads,
         max_batch_size=max_batch_size,

@@ -36,7 +36,7 @@ def create_app(
     """
     options = dataclasses.replace(options or ServeOptions(), **changes)
     if isinstance(models, Mapping):
-        served = [ServedModel(key, model, model.path) for key, model in models.items()]
+        served = [ServedModel(key, model, Path(model.path or key)) for key, model in models.items()]
     else:
         served = load_models(
             sources_of(models),

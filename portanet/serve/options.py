@@ -38,7 +38,8 @@ class ServeOptions:
     #: Largest request body in MiB, before and after decompression; larger ones get 413.
     max_body_mb: float = 64.0
     #: Most tensor elements one request may declare (all inputs together); more get 413.
-    max_elements: int = 16_000_000
+    #: A JSON value costs ~32 bytes of Python objects while parsed: 4M keeps that near 128 MB.
+    max_elements: int = 4_000_000
     #: Let NaN/Inf inputs through instead of answering 400.
     allow_nan: bool = False
     #: Server processes sharing the port (each loads the models; dead ones are restarted).

@@ -262,7 +262,7 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
     parameters = doc.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise ProtocolError(f"expected 'parameters' as an object, got {parameters!r:.60}")
-    outputs = None
+    outputs: list[RequestedOutput] | None = None
     if "outputs" in doc:
         raw_outputs = doc["outputs"]
         if not isinstance(raw_outputs, list):
@@ -282,8 +282,8 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
             if isinstance(params, dict) and params.get("classification") is not None:
                 raise ProtocolError(
                     f"output {item['name']!r}: expected no 'classification' parameter "
-                    f"(class_count: the classification extension is not supported; ask for the raw output and "
-                    f"rank it client-side), got {params['classification']!r:.20}"
+                    f"(class_count: the classification extension is not supported; ask for "
+                    f"the raw output and rank it client-side), got {params['classification']!r:.20}"
                 )
             binary_flag = (
                 bool(params.get("binary_data", False)) if isinstance(params, dict) else False

@@ -93,12 +93,12 @@ class ServedModel:
         names = list(tensors)
         unknown = [n for n in names if n not in self._inputs and n not in self._features]
         if unknown:
-            columns = (
+            per_column = (
                 f" (or one per feature column: {sorted(self._features)})" if self._features else ""
             )
             raise ProtocolError(
                 f"model {self.name!r}: unknown input {unknown[0]!r}; expected "
-                f"the inputs {list(self._inputs)}{columns}"
+                f"the inputs {list(self._inputs)}{per_column}"
             )
         mixed = any(n in self._inputs for n in names) and any(n in self._features for n in names)
         if mixed:
@@ -107,7 +107,7 @@ class ServedModel:
                 f"{list(self._inputs)} or feature columns, got both: {names}"
             )
         if self._features and names[0] in self._features:
-            columns = {}
+            columns: dict[str, np.ndarray] = {}
             for name, array in tensors.items():
                 if array.ndim == 2 and array.shape[1] == 1:
                     array = array[:, 0]

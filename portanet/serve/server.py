@@ -209,7 +209,8 @@ def make_server(config: Any, app: ServeApp, options: ServeOptions, on_bound: Cal
                 )
             finally:
                 left = total - (time.monotonic() - began)
-                self.config.timeout_graceful_shutdown = max(0.0, left - margin / 2)
+                # uvicorn hands this to asyncio.timeout, which takes fractions of a second
+                self.config.timeout_graceful_shutdown = max(0.0, left - margin / 2)  # type: ignore[assignment]
                 self.should_exit = True
 
     return DrainingServer(config)

@@ -10,6 +10,7 @@ dies (a log line and ``portanet_worker_restarts_total``), pass SIGTERM on, bound
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -19,7 +20,6 @@ import signal
 import socket
 import tempfile
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ def _worker_main(spec: ServerSpec, sock: socket.socket, ready: Any) -> None:
     from portanet.serve.server import configure_logging, make_server, uvicorn_config
 
     options = spec.options
+    # Stopped before it serves: nothing to drain (uvicorn installs the draining handler later).
+    signal.signal(signal.SIGTERM, lambda sig, frame: os._exit(0))
     configure_logging(options.debug)
     app = spec.build()
     config = uvicorn_config(app, options, options.drain_timeout)
@@ -68,6 +70,7 @@ def run_workers(spec: ServerSpec, app: ServeApp, sock: socket.socket, line: str)
             target=_worker_main, name=f"portanet-serve-{index}", args=(spec, sock, ready)
         )
         process.start()
+        log.info("portanet serve: worker %d started (pid %s)", index, process.pid)
         return process
 
     def kill_all_and_exit() -> None:
@@ -105,14 +108,15 @@ def run_workers(spec: ServerSpec, app: ServeApp, sock: socket.socket, line: str)
                 on_signal(signal.SIGTERM, None)
                 break
             try:
-                ready.get(timeout=0.2)
+                log.info("portanet serve: worker pid %s ready", ready.get(timeout=0.2))
                 started += 1
             except queue.Empty:
                 pass
         if started == options.workers:
             log.info(line.replace("; 0 workers;", f"; {options.workers} workers;"))
         while not stopping and status == 0:
-            time.sleep(0.2)
+            with contextlib.suppress(queue.Empty):
+                log.info("portanet serve: worker pid %s ready", ready.get(timeout=0.2))
             for index, process in enumerate(processes):
                 if process.exitcode is None or stopping:
                     continue

@@ -4,6 +4,7 @@ models built with the onnx package."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import importlib
 import json
@@ -142,10 +143,8 @@ class Server:
     def stop(self) -> None:
         """Kill what is left of the server's process group."""
         if self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.process.wait(10)
 
 

@@ -224,7 +224,9 @@ def test_queue_full_503_and_the_queued_request_still_answers(start_server):
     server = start_server(PIMA, "--max-queue", "1", "--max-queue-delay-ms", "1500")
     first: dict = {}
     thread = threading.Thread(
-        target=lambda: first.update(zip(("status", "body"), server.infer("pima_mlp", GOOD)))
+        target=lambda: first.update(
+            zip(("status", "body"), server.infer("pima_mlp", GOOD), strict=True)
+        )
     )
     thread.start()
     deadline = time.monotonic() + 10

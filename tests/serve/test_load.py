@@ -57,7 +57,7 @@ def test_pima_under_load_equals_predict(start_server, pima, batch_size):
     answers = _load(server, "pima_mlp", "features", batches, "probability", clients=64)
     wrong = [
         i
-        for i, (b, a) in enumerate(zip(batches, answers))
+        for i, (b, a) in enumerate(zip(batches, answers, strict=True))
         if not np.array_equal(a, pima.predict(b))
     ]
     assert wrong == []
@@ -81,7 +81,7 @@ def test_image_model_batching_on_and_off_give_predict(start_server, model_dir, b
     rng = np.random.default_rng(11)
     batches = [rng.random((1, 16, 16, 3), dtype=np.float32) for _ in range(400)]
     answers = _load(server, "image", "pixels", batches, "classes", clients=16)
-    assert all(np.array_equal(a, model.predict(b)) for b, a in zip(batches, answers))
+    assert all(np.array_equal(a, model.predict(b)) for b, a in zip(batches, answers, strict=True))
     runs = server.metric("portanet_batch_requests_count", model="image")
     assert runs == 400 if batch_size == "1" else runs < 200
 
@@ -157,7 +157,7 @@ def test_workers_share_the_port_and_drain(start_server, pima):
     server = start_server(PIMA, "--workers", "2")
     rows = [pima_rows(2, seed=i) for i in range(200)]
     answers = _load(server, "pima_mlp", "features", rows, "probability", clients=16)
-    assert all(np.array_equal(a, pima.predict(r)) for r, a in zip(rows, answers))
+    assert all(np.array_equal(a, pima.predict(r)) for r, a in zip(rows, answers, strict=True))
     assert server.metric("portanet_requests_total", model="pima_mlp", code="200") == 200
     assert server.terminate() == 0
     assert "2 workers exited with [0, 0]" in "".join(server.lines)
