@@ -58,6 +58,14 @@ def serve_command(
     provider: Provider = None,
     require_provider: RequireProvider = False,
     threads: Threads = None,
+    sessions: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="onnxruntime sessions per model running batches side by side "
+            "(default: one single-threaded session per CPU, unless --threads is given).",
+        ),
+    ] = _D.sessions,
     max_body_mb: Annotated[
         float,
         typer.Option(
@@ -108,6 +116,7 @@ def serve_command(
         providers=chosen if isinstance(chosen := providers_arg(provider), str) else tuple(chosen),
         strict=require_provider,
         threads=threads,
+        sessions=sessions,
         max_batch_size=max_batch_size,
         max_queue_delay_ms=max_queue_delay_ms,
         max_queue=max_queue,

@@ -284,10 +284,12 @@ class ServeApp:
                             f"model {served.name!r}: unknown output {item.name!r}; "
                             f"expected one of {served.output_names}"
                         )
-            feeds, rows = served.prepare(request.inputs, allow_nan=allow_nan)
+            feeds, rows = served.prepare(
+                request.inputs, allow_nan=allow_nan, max_elements=max_elements
+            )
             return request, feeds, rows
 
-        if len(body) < OFFLOAD_BYTES and not encoding:
+        if len(body) < OFFLOAD_BYTES and not encoding and b'"BYTES"' not in body[:4096]:
             return decode()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._decoder, decode)

@@ -37,7 +37,7 @@ class QueueFullError(ProtocolError):
         super().__init__(message, status=503)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Item:
     feeds: dict[str, np.ndarray]
     rows: int
@@ -69,8 +69,14 @@ class Batcher:
         self._waiter_rows = 0
         self._task: asyncio.Task | None = None
         self._cut: str | None = None
-        self._running: list[_Item] = []
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"portanet-{served.name}")
+        self._running: set[_Item] = set()
+        self._tasks: set[asyncio.Task] = set()
+        #: Sessions not running a batch (indexes into ``served.sessions``).
+        self._free = list(range(len(served.sessions)))
+        self._freed: asyncio.Future | None = None
+        self._executor = ThreadPoolExecutor(
+            len(served.sessions), thread_name_prefix=f"portanet-{served.name}"
+        )
         self._run_seconds = float("inf")  # moving average; infinite until measured
         name = served.name
         self._rows_metric = metrics.batch_rows.labels(name)
@@ -102,7 +108,7 @@ class Batcher:
                         f"model {self.served.name!r}: the server stopped before this request ran"
                     )
                 )
-        self._executor.shutdown(wait=True)
+        self._executor.shutdown(wait=False)
 
     def cut(self, reason: str) -> None:
         """Answer every queued or running request 503 with ``reason``; refuse new ones."""
@@ -163,22 +169,38 @@ class Batcher:
             if not self._pending:
                 await self._wait(0, None)
                 continue
+            if not self._free:
+                self._freed = loop.create_future()
+                await self._freed
+                continue
             first = self._pending[0]
             if self.batching and self._pending_rows < self.max_batch_size:
                 deadline = first.arrived + self.max_delay_s
                 if deadline > loop.time():
                     await self._wait(self.max_batch_size, deadline)
             batch = self._take()
-            self._running = batch
-            try:
-                await self._run(batch)
-            except Exception as exc:  # never let the loop die; each request gets an answer
-                log.exception("model %s: batch failed", self.served.name)
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-            finally:
-                self._running = []
+            session = self._free.pop()
+            self._running.update(batch)
+            if self._run_seconds < INLINE_SECONDS:
+                await self._run_and_release(batch, session)
+            else:  # runs on a session thread while the loop gathers the next batch
+                task = loop.create_task(self._run_and_release(batch, session))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _run_and_release(self, batch: list[_Item], session: int) -> None:
+        try:
+            await self._run(batch, session)
+        except Exception as exc:  # never lose a request; each gets an answer
+            log.exception("model %s: batch failed", self.served.name)
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+        finally:
+            self._running.difference_update(batch)
+            self._free.append(session)
+            if self._freed is not None and not self._freed.done():
+                self._freed.set_result(None)
 
     def _take(self) -> list[_Item]:
         first = self._pending.popleft()
@@ -194,12 +216,15 @@ class Batcher:
         self._depth_metric.set(len(self._pending))
         return batch
 
-    def _infer(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
+    def _infer(
+        self, feeds: dict[str, np.ndarray], session: int
+    ) -> tuple[dict[str, np.ndarray], float]:
         start = time.perf_counter()
-        outputs = self.served.model.run(feeds, allow_nan=True)  # checked before queueing
+        # checked before queueing
+        outputs = self.served.sessions[session].run(feeds, allow_nan=True)
         return outputs, time.perf_counter() - start
 
-    async def _run(self, batch: list[_Item]) -> None:
+    async def _run(self, batch: list[_Item], session: int) -> None:
         rows = sum(item.rows for item in batch)
         if len(batch) == 1:
             feeds = batch[0].feeds
@@ -210,14 +235,16 @@ class Batcher:
             }
         try:
             if self._run_seconds < INLINE_SECONDS:
-                outputs, seconds = self._infer(feeds)
+                outputs, seconds = self._infer(feeds, session)
             else:
                 loop = asyncio.get_running_loop()
-                outputs, seconds = await loop.run_in_executor(self._executor, self._infer, feeds)
+                outputs, seconds = await loop.run_in_executor(
+                    self._executor, self._infer, feeds, session
+                )
         except Exception as exc:
             if len(batch) > 1:  # a run-time failure: find the request it belongs to
                 for item in batch:
-                    await self._run([item])
+                    await self._run([item], session)
                 return
             if not batch[0].future.done():
                 batch[0].future.set_exception(exc)
@@ -235,7 +262,7 @@ class Batcher:
             return
         if any(v.ndim == 0 or v.shape[0] != rows for v in outputs.values()):
             for item in batch:  # outputs that do not follow the batch: run one by one
-                await self._run([item])
+                await self._run([item], session)
             return
         offset = 0
         for item in batch:

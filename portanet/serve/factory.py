@@ -38,11 +38,15 @@ def create_app(
     if isinstance(models, Mapping):
         served = [ServedModel(key, model, Path(model.path or key)) for key, model in models.items()]
     else:
+        from portanet.runtime.providers import usable_cpus
+
+        sessions, threads = options.session_layout(usable_cpus())
         served = load_models(
             sources_of(models),
             name=options.name,
             providers=options.providers,
-            threads=options.threads,
+            threads=threads,
             strict=options.strict,
+            sessions=sessions,
         )
     return ServeApp(served, options)

@@ -29,6 +29,9 @@ class ServeOptions:
     strict: bool = False
     #: onnxruntime intra-op threads per session (None: portanet's default).
     threads: int | None = None
+    #: onnxruntime sessions per model per worker, running batches side by side (None: one
+    #: single-threaded session per CPU the worker may use, unless ``threads`` is given).
+    sessions: int | None = None
     #: Most rows per onnxruntime run when coalescing requests (1: no batching).
     max_batch_size: int = 64
     #: Longest a request waits for others to batch with, in milliseconds.
@@ -83,10 +86,20 @@ class ServeOptions:
             "workers": self.workers,
             "max-connections": 1 if self.max_connections is None else self.max_connections,
             "threads": 1 if self.threads is None else self.threads,
+            "sessions": 1 if self.sessions is None else self.sessions,
         }
         for flag, count in at_least_one.items():
             if not isinstance(count, int) or count < 1:
                 refuse(flag, "an integer of at least 1", count)
+
+    def session_layout(self, cpus: int) -> tuple[int, int | None]:
+        """(sessions per model, threads per session) for a worker given ``cpus`` CPUs."""
+        share = max(1, cpus // self.workers)
+        if self.sessions is not None:
+            return self.sessions, self.threads or max(1, share // self.sessions)
+        if self.threads is not None:
+            return 1, self.threads
+        return share, 1
 
     @property
     def max_body_bytes(self) -> int:

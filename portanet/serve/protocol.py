@@ -225,14 +225,24 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
             raise ProtocolError(f"{where}: expected each input once, got it twice")
         shape = _shape(tensor.get("shape"), where)
         datatype = tensor.get("datatype")
+        params = tensor.get("parameters") or {}
+        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        if datatype == "BYTES":
+            if type(size) is not int or size < 0 or offset + size > len(binary):
+                raise ProtocolError(
+                    f"{where}: expected BYTES (encoded images) as binary data (parameters."
+                    f"binary_data_size within the body, binary_data=True in the client), got "
+                    f"{'JSON data' if size is None else f'binary_data_size {size!r}'}"
+                )
+            inputs[name] = split_bytes(binary[offset : offset + size], shape, where)
+            offset += size
+            continue
         dtype = DATATYPES.get(datatype) if isinstance(datatype, str) else None
         if dtype is None:
             raise ProtocolError(
                 f"{where}: expected a numeric datatype "
-                f"({', '.join(DATATYPES)}), got {datatype!r:.40}"
+                f"({', '.join(DATATYPES)}) or BYTES, got {datatype!r:.40}"
             )
-        params = tensor.get("parameters") or {}
-        size = params.get("binary_data_size") if isinstance(params, dict) else None
         if size is not None:
             need = math.prod(shape) * dtype.itemsize
             if type(size) is not int or size != need:
@@ -305,6 +315,36 @@ def _request_id(value: Any) -> str | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return orjson.dumps(value).decode()
     raise ProtocolError(f"expected 'id' as a string, got {type(value).__name__} {value!r:.40}")
+
+
+def split_bytes(data: memoryview, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """BYTES elements of the binary extension (each a 4-byte little-endian length, then the
+    bytes) as an object array of ``bytes`` in ``shape``."""
+    count = math.prod(shape)
+    items: list[bytes] = []
+    position = 0
+    raw = data.tobytes() if count else b""
+    for index in range(count):
+        if position + 4 > len(raw):
+            raise ProtocolError(
+                f"{where}: expected {count} length-prefixed BYTES elements, got {index}"
+            )
+        length = int.from_bytes(raw[position : position + 4], "little")
+        position += 4
+        if position + length > len(raw):
+            raise ProtocolError(
+                f"{where}: BYTES element {index}: expected {length} bytes, got "
+                f"{len(raw) - position}"
+            )
+        items.append(raw[position : position + length])
+        position += length
+    if position != len(data):
+        raise ProtocolError(
+            f"{where}: expected {position} bytes for {count} BYTES elements, got {len(data)}"
+        )
+    array = np.empty(count, dtype=object)
+    array[:] = items
+    return array.reshape(shape)
 
 
 def _plain(array: np.ndarray) -> np.ndarray | list:

@@ -219,7 +219,8 @@ def make_server(config: Any, app: ServeApp, options: ServeOptions, on_bound: Cal
 def describe(app: ServeApp, url: str, workers: int) -> str:
     """The startup line: what is served where, and how."""
     models = "; ".join(
-        f"{m.name} from {m.path} on {m.model.providers[0]} (POST {url}/v2/models/{m.name}/infer)"
+        f"{m.name} from {m.path} on {m.model.providers[0]} x{len(m.sessions)} sessions "
+        f"(POST {url}/v2/models/{m.name}/infer)"
         for m in app.models.values()
     )
     o = app.options

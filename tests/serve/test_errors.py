@@ -42,9 +42,15 @@ CASES = [
     ),
     (
         "wrong-datatype",
-        _with(datatype="BYTES"),
+        _with(datatype="BF16"),
         400,
         "input 'features': expected a numeric datatype (BOOL, UINT8",
+    ),
+    (
+        "bytes-as-json",
+        _with(datatype="BYTES", data=["abc"]),
+        400,
+        "expected BYTES (encoded images) as binary data",
     ),
     (
         "datatype-vs-data",
