@@ -91,6 +91,12 @@ def serve_command(
         float,
         typer.Option(help="Seconds a client may take to send headers, or between body chunks."),
     ] = _D.read_timeout,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0, max=65535, help="Also serve the KServe V2 gRPC protocol on this port (0: any)."
+        ),
+    ] = _D.grpc_port,
     max_connections: Annotated[
         int | None,
         typer.Option(
@@ -127,6 +133,7 @@ def serve_command(
         drain_timeout=drain_timeout,
         read_timeout=read_timeout,
         max_connections=max_connections,
+        grpc_port=grpc_port,
         debug=bool(state["debug"]),
     )
     status = serve(model, options)

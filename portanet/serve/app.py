@@ -261,6 +261,27 @@ class ServeApp:
         await send({"type": "http.response.body", "body": payload})
         self.metrics.observe_request(model, status, time.perf_counter() - start)
 
+    async def run_prepared(
+        self, served: ServedModel, feeds: dict[str, Any], rows: int
+    ) -> dict[str, Any]:
+        """Run checked feeds through the model's batcher (the gRPC service's way in)."""
+        if self.draining:
+            raise ProtocolError(
+                "expected a running server, got one shutting down; retry on another replica", 503
+            )
+        self._start()
+        self.inflight += 1
+        try:
+            self.accepted += 1
+            if rows == 0:
+                results = served.model.run(feeds, allow_nan=True)
+            else:
+                results = await self._batchers[served.name].submit(feeds, rows)
+            self.completed += 1
+            return results
+        finally:
+            self.inflight -= 1
+
     async def _decode(
         self, served: ServedModel, scope: Scope, receive: Receive
     ) -> tuple[InferRequest, dict[str, Any], int]:

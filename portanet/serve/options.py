@@ -45,6 +45,8 @@ class ServeOptions:
     max_elements: int = 4_000_000
     #: Let NaN/Inf inputs through instead of answering 400.
     allow_nan: bool = False
+    #: Port of the KServe V2 gRPC service (None: no gRPC; 0: any free port).
+    grpc_port: int | None = None
     #: Server processes sharing the port (each loads the models; dead ones are restarted).
     workers: int = 1
     #: Seconds SIGTERM may take in total: draining in-flight requests, then exiting.
@@ -67,6 +69,12 @@ class ServeOptions:
 
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             refuse("port", "a port from 1 to 65535 (or 0 for any free port)", self.port)
+        if self.grpc_port is not None and (
+            not isinstance(self.grpc_port, int) or not 0 <= self.grpc_port <= 65535
+        ):
+            refuse("grpc-port", "a port from 1 to 65535 (or 0 for any free port)", self.grpc_port)
+        if self.grpc_port is not None and self.workers > 1:
+            refuse("grpc-port", "--workers 1 (gRPC is served by a single process)", self.grpc_port)
         positive = {
             "max-body-mb": self.max_body_mb,
             "drain-timeout": self.drain_timeout + 1,  # 0 allowed: exit at once

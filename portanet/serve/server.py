@@ -157,8 +157,15 @@ def _exit_now(status: int) -> None:
     os._exit(status)
 
 
-def make_server(config: Any, app: ServeApp, options: ServeOptions, on_bound: Callable) -> Any:
-    """A uvicorn server whose SIGTERM/SIGINT starts the bounded drain."""
+def make_server(
+    config: Any,
+    app: ServeApp,
+    options: ServeOptions,
+    on_bound: Callable,
+    on_drained: Callable[[float], None] | None = None,
+) -> Any:
+    """A uvicorn server whose SIGTERM/SIGINT starts the bounded drain; ``on_drained(left)`` is
+    called with the seconds left once the drain is over (to stop other listeners)."""
     import uvicorn
 
     total = options.drain_timeout
@@ -209,6 +216,8 @@ def make_server(config: Any, app: ServeApp, options: ServeOptions, on_bound: Cal
                 )
             finally:
                 left = total - (time.monotonic() - began)
+                if on_drained is not None:
+                    on_drained(max(0.0, left - margin))
                 # uvicorn hands this to asyncio.timeout, which takes fractions of a second
                 self.config.timeout_graceful_shutdown = max(0.0, left - margin / 2)  # type: ignore[assignment]
                 self.should_exit = True
@@ -257,10 +266,22 @@ def run_server(spec: ServerSpec) -> int:
         port = sock.getsockname()[1]
         if options.workers > 1:
             return run_workers(spec, app, sock, describe(app, url_of(options.host, port), 0))
+        grpc = None
+        if options.grpc_port is not None:
+            from portanet.serve.grpc_service import GrpcServer
+
+            grpc = GrpcServer(app, options.host, options.grpc_port)
+        line = describe(app, url_of(options.host, port), 1)
+        if grpc is not None:
+            line += f"; gRPC at {options.host}:{grpc.port}"
+
+        def bound(server: Any) -> None:
+            if grpc is not None:
+                grpc.start(server.loop)
+            _say(line)
+
         config = uvicorn_config(app, options, options.drain_timeout)
-        server = make_server(
-            config, app, options, lambda _: _say(describe(app, url_of(options.host, port), 1))
-        )
+        server = make_server(config, app, options, bound, grpc.stop if grpc is not None else None)
         server.run(sockets=[sock])
         return 0 if server.started else 1
     finally:
