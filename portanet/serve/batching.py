@@ -203,12 +203,14 @@ class Batcher:
                 self._freed.set_result(None)
 
     def _take(self) -> list[_Item]:
+        # With several idle sessions the queue is shared out between them, not all given to one.
+        limit = min(self.max_batch_size, -(-self._pending_rows // max(1, len(self._free))))
         first = self._pending.popleft()
         batch, rows = [first], first.rows
         if self.batching:
             while self._pending:
                 item = self._pending[0]
-                if item.signature != first.signature or rows + item.rows > self.max_batch_size:
+                if item.signature != first.signature or rows + item.rows > limit:
                     break
                 batch.append(self._pending.popleft())
                 rows += item.rows

@@ -45,6 +45,9 @@ class ProtocolError(Exception):
         super().__init__(message)
         self.status = status
 
+    def __reduce__(self) -> tuple[Any, tuple[str, int]]:  # keeps the status across processes
+        return (type(self), (str(self), self.status))
+
 
 def datatype_of(dtype: np.dtype | str) -> str:
     """The V2 datatype name of a numpy dtype (``BYTES`` for strings and objects)."""
@@ -103,6 +106,30 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
             f"{where}: expected 'shape' as a list of non-negative integers, got {value!r:.80}"
         )
     return tuple(value)
+
+
+def _count_bools(node: Any, skip_data: bool) -> int:
+    """true/false values in a parsed document (tensor ``data`` skipped when asked)."""
+    if type(node) is bool:
+        return 1
+    if isinstance(node, dict):
+        return sum(
+            _count_bools(v, skip_data) for k, v in node.items() if not (skip_data and k == "data")
+        )
+    if isinstance(node, list) and not skip_data:
+        return sum(_count_bools(v, skip_data) for v in node)
+    if isinstance(node, list):
+        return sum(_count_bools(v, skip_data) for v in node if isinstance(v, dict))
+    return 0
+
+
+def _bools_in_data(text: memoryview, doc: Any) -> bool:
+    """Whether tensor data may hold true/false: more ``true``/``false`` tokens in the text than
+    the document holds outside its ``data`` (a cheap memchr count instead of a Python walk of
+    every value; a false alarm only costs that walk)."""
+    raw = text.obj if isinstance(text.obj, bytes) and len(text) == len(text.obj) else bytes(text)
+    tokens = raw.count(b"true") + raw.count(b"false")
+    return tokens > 0 and tokens > _count_bools(doc, skip_data=True)
 
 
 def _holds_bool(data: Any) -> bool:
@@ -204,10 +231,10 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
         binary = view[header_length:]
         view = view[:header_length]
     doc = loads(view)
-    has_bools = b"true" in body or b"false" in body
     if not isinstance(doc, dict):
         raise ProtocolError(f"expected a JSON object with 'inputs', got {type(doc).__name__}")
     raw_inputs = doc.get("inputs")
+    has_bools = _bools_in_data(view, doc)
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise ProtocolError(
             f"expected 'inputs' as a non-empty list of tensors, got {raw_inputs!r:.80}"
