@@ -358,7 +358,7 @@ def main() -> None:
 
     # --- Pima MLP: 1-row JSON requests, 64 clients --------------------------------------
     csv = np.loadtxt(
-        REPO / "portanet" / "datasets" / "pima-indians-diabetes.csv",
+        REPO / "portanet" / "reference" / "pima-indians-diabetes.csv",
         delimiter=",",
         skiprows=1,
         dtype=np.float64,

@@ -203,8 +203,13 @@ class Batcher:
                 self._freed.set_result(None)
 
     def _take(self) -> list[_Item]:
-        # With several idle sessions the queue is shared out between them, not all given to one.
-        limit = min(self.max_batch_size, -(-self._pending_rows // max(1, len(self._free))))
+        # The queue is shared out so that every session has a batch now and one waiting: all
+        # rows in one batch would leave the other sessions idle, and the sessions idle again
+        # while the answered clients send their next requests.
+        # (Runs fast enough to happen on the event loop never overlap: no sharing then.)
+        parallel = len(self.served.sessions) > 1 and self._run_seconds >= INLINE_SECONDS
+        share = 2 * len(self.served.sessions) if parallel else 1
+        limit = min(self.max_batch_size, -(-self._pending_rows // share))
         first = self._pending.popleft()
         batch, rows = [first], first.rows
         if self.batching:
