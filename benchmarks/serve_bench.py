@@ -105,7 +105,7 @@ class Server:
         env: dict[str, str] | None = None,
     ) -> None:
         self.label, self.port = label, port
-        self.log = open(log, "wb")
+        self.log = open(log, "wb")  # noqa: SIM115 (closed by stop())
         self.process = subprocess.Popen(
             command,
             cwd=cwd,

@@ -78,6 +78,9 @@ class Batcher:
             len(served.sessions), thread_name_prefix=f"portanet-{served.name}"
         )
         self._run_seconds = float("inf")  # moving average; infinite until measured
+        #: Moving averages of seconds per row: one-row runs, stacked runs (0 until measured).
+        self._per_row = [0.0, 0.0]
+        self._batches = 0
         name = served.name
         self._rows_metric = metrics.batch_rows.labels(name)
         self._requests_metric = metrics.batch_requests.labels(name)
@@ -174,7 +177,10 @@ class Batcher:
                 await self._freed
                 continue
             first = self._pending[0]
-            if self.batching and self._pending_rows < self.max_batch_size:
+            # Several sessions running in threads: an idle session takes what is queued now
+            # (waiting would idle it; the queue fills while the others run). One session, or
+            # runs on the event loop: wait up to the delay for company.
+            if self.batching and not self._parallel and self._pending_rows < self.max_batch_size:
                 deadline = first.arrived + self.max_delay_s
                 if deadline > loop.time():
                     await self._wait(self.max_batch_size, deadline)
@@ -202,14 +208,26 @@ class Batcher:
             if self._freed is not None and not self._freed.done():
                 self._freed.set_result(None)
 
+    def _single_is_faster(self) -> bool:
+        """Whether one-row runs have cost less per row than stacked ones (measured as the
+        server runs; stacked runs are still tried one batch in 32 to follow changes)."""
+        single, stacked = self._per_row
+        self._batches += 1
+        return single < stacked and self._batches % 32 != 0
+
+    @property
+    def _parallel(self) -> bool:
+        """Whether batches run side by side (several sessions, runs too slow to inline)."""
+        return len(self.served.sessions) > 1 and self._run_seconds >= INLINE_SECONDS
+
     def _take(self) -> list[_Item]:
         # The queue is shared out so that every session has a batch now and one waiting: all
         # rows in one batch would leave the other sessions idle, and the sessions idle again
         # while the answered clients send their next requests.
-        # (Runs fast enough to happen on the event loop never overlap: no sharing then.)
-        parallel = len(self.served.sessions) > 1 and self._run_seconds >= INLINE_SECONDS
-        share = 2 * len(self.served.sessions) if parallel else 1
+        share = 2 * len(self.served.sessions) if self._parallel else 1
         limit = min(self.max_batch_size, -(-self._pending_rows // share))
+        if self._parallel and self._single_is_faster():
+            limit = 1
         first = self._pending.popleft()
         batch, rows = [first], first.rows
         if self.batching:
@@ -256,6 +274,10 @@ class Batcher:
             if not batch[0].future.done():
                 batch[0].future.set_exception(exc)
             return
+        which = 0 if rows == 1 else 1
+        per_row = seconds / max(1, rows)
+        old = self._per_row[which]
+        self._per_row[which] = per_row if old == 0.0 else 0.8 * old + 0.2 * per_row
         self._run_seconds = (
             seconds
             if self._run_seconds == float("inf")

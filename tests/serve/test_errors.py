@@ -226,8 +226,11 @@ def test_body_cap_413(start_server):
 
 
 def test_queue_full_503_and_the_queued_request_still_answers(start_server):
-    # One slot, and a batcher that waits 1.5 s for company: the second request finds it full.
-    server = start_server(PIMA, "--max-queue", "1", "--max-queue-delay-ms", "1500")
+    # One slot, and a batcher that waits 1.5 s for company (one session: with several, an idle
+    # session takes a request at once): the second request finds it full.
+    server = start_server(
+        PIMA, "--max-queue", "1", "--max-queue-delay-ms", "1500", "--sessions", "1"
+    )
     first: dict = {}
     thread = threading.Thread(
         target=lambda: first.update(
