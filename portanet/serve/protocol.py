@@ -31,6 +31,8 @@ DATATYPES: dict[str, np.dtype] = {
     "FP32": np.dtype("<f4"),
     "FP64": np.dtype("<f8"),
 }
+#: The largest finite value of float16/float32 (what a JSON number must fit in).
+_FLOAT_MAX = {2: float(np.finfo(np.float16).max), 4: float(np.finfo(np.float32).max)}
 #: The highest tensor rank accepted.
 MAX_RANK = 32
 #: orjson's nesting limit: deeper documents are refused with 400.
@@ -195,11 +197,11 @@ def _from_json(
             f"{where}: expected numbers for datatype {datatype_of(dtype)}, got true/false"
         )
     if dtype.kind == "f" and kind == "f" and array.size and dtype.itemsize < array.dtype.itemsize:
-        finite = np.abs(array[np.isfinite(array)]) if array.size else array
-        limit = float(np.finfo(dtype).max)
-        if finite.size and finite.max() > limit:
-            flat = array.reshape(-1)
-            index = int(np.flatnonzero(np.isfinite(flat) & (np.abs(flat) > limit))[0])
+        limit = _FLOAT_MAX[dtype.itemsize]
+        flat = array.reshape(-1)
+        outside = np.flatnonzero(np.isfinite(flat) & (np.abs(flat) > limit))
+        if (array.max() > limit or array.min() < -limit) and outside.size:  # inf is not
+            index = int(outside[0])
             raise ProtocolError(
                 f"{where}: expected values inside {np.dtype(dtype).name} range (|x| <= "
                 f"{limit:.6g}) for datatype {datatype_of(dtype)}, got {flat[index]:g} at flat "

@@ -69,7 +69,7 @@ class ServedModel:
 
         decoded = dict(tensors)
         for name, array in tensors.items():
-            if array.dtype == object:
+            if array.dtype.kind == "O":
                 spec, image = self.image_input()
                 if name != spec.name:
                     raise ProtocolError(
@@ -144,7 +144,7 @@ class ServedModel:
                 f"model {self.name!r}: expected either the input "
                 f"{list(self._inputs)} or feature columns, got both: {names}"
             )
-        if any(a.dtype == object for a in tensors.values()):
+        if any(a.dtype.kind == "O" for a in tensors.values()):
             tensors = self._decode_images(tensors, max_elements)
         if self._features and names[0] in self._features:
             columns: dict[str, np.ndarray] = {}

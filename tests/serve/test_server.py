@@ -226,3 +226,14 @@ def test_start_up_errors_are_one_line_with_their_exit_code(start_server, tmp_pat
     result = _serve(str(missing), "--workers", "2", "--port", "0", env={"TMPDIR": str(tmp_path)})
     assert result.returncode == 3, result.stderr
     assert not list(tmp_path.glob("portanet-metrics-*"))  # no folder left behind
+
+
+def test_slow_body_gets_408_after_the_read_timeout(start_server):
+    server = start_server(PIMA, "--read-timeout", "1")
+    sock, reader, answer = _slow_body(server)
+    reader.join(10)
+    raw = answer["raw"]
+    assert raw.startswith(b"HTTP/1.1 408"), raw
+    assert b"within the read timeout (1 s between chunks)" in raw
+    sock.close()
+    assert _good_answers(server, 2) == [200, 200]
