@@ -105,7 +105,7 @@ class Server:
         env: dict[str, str] | None = None,
     ) -> None:
         self.label, self.port = label, port
-        self.log = open(log, "wb")  # noqa: SIM115 (closed in stop())
+        self.log = open(log, "wb")  # noqa: SIM115 (closed by stop())
         self.process = subprocess.Popen(
             command,
             cwd=cwd,
@@ -358,7 +358,7 @@ def main() -> None:
 
     # --- Pima MLP: 1-row JSON requests, 64 clients --------------------------------------
     csv = np.loadtxt(
-        REPO / "portanet" / "datasets" / "pima-indians-diabetes.csv",
+        REPO / "portanet" / "reference" / "pima-indians-diabetes.csv",
         delimiter=",",
         skiprows=1,
         dtype=np.float64,

@@ -82,7 +82,7 @@ PROBES = [
     ("layers", "export/pipeline.py", "import portanet.reference.train", "portanet.reference"),
     ("layers", "schema.py", "import portanet.runtime.providers", "portanet.runtime.providers"),
     ("layers", "errors.py", "import portanet.schema", "portanet.schema"),
-    ("layers", "images/_probe.py", "import portanet.tables.readers", "portanet.tables.readers"),
+    ("layers", "images/_probe.py", "import portanet.runtime.model", "portanet.runtime.model"),
     ("runtime-side", "tables/parquet.py", "import onnx", "onnx"),
     ("runtime-side", "serve/app.py", "import tensorflow", "tensorflow"),
     ("runtime-side", "scale/ledger.py", "import portanet.export.recorded", "portanet.export"),

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import time
-import zlib
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -21,13 +22,10 @@ import orjson
 import portanet
 from portanet.errors import PortanetError
 from portanet.serve.batching import Batcher
+from portanet.serve.body import decode_request, too_large
 from portanet.serve.metrics import Metrics
-from portanet.serve.protocol import (
-    ProtocolError,
-    build_infer_response,
-    error_body,
-    parse_infer_request,
-)
+from portanet.serve.options import ServeOptions
+from portanet.serve.protocol import InferRequest, ProtocolError, build_infer_response, error_body
 from portanet.serve.repository import VERSION, ServedModel
 
 log = logging.getLogger("portanet.serve")
@@ -36,17 +34,9 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _JSON = b"application/json"
 _CLOSE = ((b"connection", b"close"),)
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """How the server batches, bounds and checks requests (the ``portanet serve`` options)."""
-
-    max_batch_size: int = 64
-    max_queue_delay_ms: float = 2.0
-    max_queue: int = 1024
-    max_body_mb: float = 64.0
-    allow_nan: bool = False
+#: Bodies at least this large (or compressed) are decoded in a thread, off the event loop.
+OFFLOAD_BYTES = 32 * 1024
+_GET = b"GET, HEAD"
 
 
 class ServeApp:
@@ -56,7 +46,11 @@ class ServeApp:
         self.options = options
         self.models = {m.name: m for m in models}
         self.metrics = Metrics(options.max_batch_size)
-        self.max_body = int(options.max_body_mb * 1024 * 1024)
+        self.max_body = options.max_body_bytes
+        self._decoder = ThreadPoolExecutor(
+            min(4, os.cpu_count() or 1), thread_name_prefix="portanet-decode"
+        )
+        self._cut: str | None = None
         self._batchers: dict[str, Batcher] = {
             m.name: Batcher(
                 m,
@@ -85,11 +79,18 @@ class ServeApp:
         """Stop the batching loops (queued requests get 503)."""
         for batcher in self._batchers.values():
             await batcher.stop()
+        self._decoder.shutdown(wait=False, cancel_futures=True)
         self._started = False
 
     def begin_drain(self) -> None:
         """Refuse new infer requests with 503 and report not ready; in-flight ones complete."""
         self.draining = True
+
+    def cut(self, reason: str) -> None:
+        """Answer every request still waiting 503 with ``reason`` (the drain's time is up)."""
+        self._cut = reason
+        for batcher in self._batchers.values():
+            batcher.cut(reason)
 
     async def wait_drained(self, timeout: float) -> bool:
         """Wait until no request is in flight (at most ``timeout`` seconds); True if drained."""
@@ -126,6 +127,7 @@ class ServeApp:
             path = path[len(root) :]
         parts = path.strip("/").split("/")
         method = scope["method"]
+        head = method == "HEAD"
         if parts[0] == "v2" and len(parts) >= 3 and parts[1] == "models":
             model = parts[2]
             rest = parts[3:]
@@ -133,38 +135,42 @@ class ServeApp:
                 if rest[1] != VERSION or model not in self.models:
                     return await self._error(send, 404, self._unknown(model, rest[1]))
                 rest = rest[2:]
-            if rest == ["infer"] and method == "POST":
-                return await self._infer(model, scope, receive, send)
-            if method != "GET" or len(rest) > 1 or (rest and rest[0] not in ("ready",)):
+            if rest == ["infer"]:
+                if method == "POST":
+                    return await self._infer(model, scope, receive, send)
+                return await self._not_allowed(send, method, path, b"POST")
+            if len(rest) > 1 or (rest and rest[0] != "ready"):
                 return await self._no_route(send, method, path)
+            if method not in ("GET", "HEAD"):
+                return await self._not_allowed(send, method, path, _GET)
             served = self.models.get(model)
             if served is None:
                 return await self._error(send, 404, self._unknown(model))
             if rest:
-                return await _respond(send, 200, b"")
-            return await _respond(send, 200, orjson.dumps(served.metadata()))
-        if method != "GET":
-            return await self._no_route(send, method, path)
+                ready = not self.draining
+                doc = {"name": model, "ready": ready}
+                return await _respond(send, 200 if ready else 503, orjson.dumps(doc), head=head)
+            return await _respond(send, 200, orjson.dumps(served.metadata()), head=head)
         if parts == ["v2", "health", "live"]:
-            return await _respond(send, 200, b"")
-        if parts == ["v2", "health", "ready"]:
-            return await _respond(send, 503 if self.draining else 200, b"")
-        if parts == ["v2"]:
-            return await _respond(
-                send,
-                200,
-                orjson.dumps(
-                    {
-                        "name": "portanet",
-                        "version": portanet.__version__,
-                        "extensions": ["binary_tensor_data"],
-                    }
-                ),
-            )
-        if parts == ["metrics"]:
+            answer: tuple[int, bytes, bytes] = (200, orjson.dumps({"live": True}), _JSON)
+        elif parts == ["v2", "health", "ready"]:
+            ready = not self.draining
+            answer = (200 if ready else 503, orjson.dumps({"ready": ready}), _JSON)
+        elif parts == ["v2"]:
+            doc = {
+                "name": "portanet",
+                "version": portanet.__version__,
+                "extensions": ["binary_tensor_data"],
+            }
+            answer = (200, orjson.dumps(doc), _JSON)
+        elif parts == ["metrics"]:
             body, content_type = self.metrics.exposition()
-            return await _respond(send, 200, body, content_type.encode())
-        return await self._no_route(send, method, path)
+            answer = (200, body, content_type.encode())
+        else:
+            return await self._no_route(send, method, path)
+        if method not in ("GET", "HEAD"):
+            return await self._not_allowed(send, method, path, _GET)
+        await _respond(send, answer[0], answer[1], answer[2], head=head)
 
     def _unknown(self, model: str, version: str | None = None) -> str:
         if model in self.models and version is not None:
@@ -178,6 +184,14 @@ class ServeApp:
             f"expected a V2 route (GET /v2, /v2/health/live|ready, "
             f"/v2/models/NAME[/ready], /metrics; POST /v2/models/NAME/infer), "
             f"got {method} {path}",
+        )
+
+    async def _not_allowed(self, send: Send, method: str, path: str, allow: bytes) -> None:
+        await self._error(
+            send,
+            405,
+            f"expected {allow.decode()} for {path}, got {method}",
+            ((b"allow", allow),),
         )
 
     async def _error(
@@ -203,17 +217,9 @@ class ServeApp:
         self._start()
         self.inflight += 1
         extra: Sequence[tuple[bytes, bytes]] = ()
+        headers: tuple[tuple[bytes, bytes], ...] = ((b"content-type", _JSON),)
         try:
-            body, header_length = await self._read(scope, receive)
-            request = parse_infer_request(body, header_length)
-            feeds, rows = served.prepare(request.inputs, allow_nan=self.options.allow_nan)
-            if request.outputs is not None:
-                for item in request.outputs:
-                    if item.name not in served.output_names:
-                        raise ProtocolError(
-                            f"model {model!r}: unknown output {item.name!r}; "
-                            f"expected one of {served.output_names}"
-                        )
+            request, feeds, rows = await self._decode(served, scope, receive)
             self.accepted += 1
             if rows == 0:
                 results = served.model.run(feeds, allow_nan=True)
@@ -222,27 +228,28 @@ class ServeApp:
             payload, json_length = build_infer_response(model, VERSION, request, results)
             self.completed += 1
             status = 200
-            if json_length is None:
-                headers: tuple[tuple[bytes, bytes], ...] = ((b"content-type", _JSON),)
-            else:
+            if json_length is not None:
                 headers = (
                     (b"content-type", b"application/octet-stream"),
                     (b"inference-header-content-length", str(json_length).encode()),
                 )
         except ProtocolError as exc:
             status, payload = exc.status, error_body(str(exc))
-            headers = ((b"content-type", _JSON),)
-            extra = _CLOSE if status == 413 else ()
+            extra = _CLOSE if status in (408, 413) or self.draining else ()
         except PortanetError as exc:  # e.g. onnxruntime refusing a shape at run time
             status, payload = 400, error_body(f"model {model!r}: {exc}")
-            headers = ((b"content-type", _JSON),)
+        except asyncio.CancelledError:  # the drain's time ran out while this request waited
+            status, extra = 503, _CLOSE
+            payload = error_body(
+                f"model {model!r}: {self._cut or 'the server stopped'} before this request "
+                f"was answered; retry on another replica"
+            )
         except Exception:  # never a traceback to the client; the server log has it
             log.exception("model %s: internal error answering an infer request", model)
             status = 500
             payload = error_body(
                 f"model {model!r}: internal server error (the server log has the details)"
             )
-            headers = ((b"content-type", _JSON),)
         finally:
             self.inflight -= 1
         await send(
@@ -255,8 +262,64 @@ class ServeApp:
         await send({"type": "http.response.body", "body": payload})
         self.metrics.observe_request(model, status, time.perf_counter() - start)
 
-    async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, int | None]:
-        """The whole request body (within the cap, decompressed) and the binary header length."""
+    async def run_prepared(
+        self, served: ServedModel, feeds: dict[str, Any], rows: int
+    ) -> dict[str, Any]:
+        """Run checked feeds through the model's batcher (the gRPC service's way in)."""
+        if self.draining:
+            raise ProtocolError(
+                "expected a running server, got one shutting down; retry on another replica", 503
+            )
+        self._start()
+        self.inflight += 1
+        try:
+            self.accepted += 1
+            if rows == 0:
+                results = served.model.run(feeds, allow_nan=True)
+            else:
+                results = await self._batchers[served.name].submit(feeds, rows)
+            self.completed += 1
+            return results
+        finally:
+            self.inflight -= 1
+
+    async def _decode(
+        self, served: ServedModel, scope: Scope, receive: Receive
+    ) -> tuple[InferRequest, dict[str, Any], int]:
+        """Read, decompress, parse and check a request: in a thread when the body is large."""
+        body, encoding, header_length = await self._read(scope, receive)
+        allow_nan = self.options.allow_nan
+        max_elements = self.options.max_elements
+
+        def decode() -> tuple[InferRequest, dict[str, Any], int]:
+            request = decode_request(
+                body,
+                encoding,
+                header_length,
+                max_bytes=self.max_body,
+                max_elements=max_elements,
+            )
+            if request.outputs is not None:
+                for item in request.outputs:
+                    if item.name not in served.output_names:
+                        raise ProtocolError(
+                            f"model {served.name!r}: unknown output {item.name!r}; "
+                            f"expected one of {served.output_names}"
+                        )
+            feeds, rows = served.prepare(
+                request.inputs, allow_nan=allow_nan, max_elements=max_elements
+            )
+            return request, feeds, rows
+
+        if len(body) < OFFLOAD_BYTES and not encoding and b'"BYTES"' not in body[:4096]:
+            return decode()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._decoder, decode)
+
+    async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, str | None, int | None]:
+        """The whole request body (within the cap), its encoding and the binary header length.
+
+        Each body chunk must arrive within the read timeout (408 otherwise)."""
         length = header_length = encoding = None
         for key, value in scope["headers"]:
             if key == b"content-length":
@@ -267,24 +330,7 @@ class ServeApp:
                 encoding = value.decode("latin-1").strip().lower()
         cap = self.max_body
         if length is not None and int(length) > cap:
-            raise _too_large(int(length), cap)
-        message = await receive()
-        body = message.get("body", b"")
-        if message.get("more_body"):
-            chunks = [body]
-            size = len(body)
-            while message.get("more_body"):
-                message = await receive()
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > cap:
-                    raise _too_large(size, cap, at_least=True)
-                chunks.append(chunk)
-            body = b"".join(chunks)
-        if len(body) > cap:
-            raise _too_large(len(body), cap)
-        if encoding and encoding != "identity":
-            body = _decompress(body, encoding, cap)
+            raise too_large("a request body in bytes", cap, f"{int(length):,}", "--max-body-mb")
         parsed = None
         if header_length is not None:
             try:
@@ -294,33 +340,52 @@ class ServeApp:
                     f"expected Inference-Header-Content-Length as an integer, "
                     f"got {header_length.decode('latin-1')!r:.40}"
                 ) from None
-        return body, parsed
+        timeout = self.options.read_timeout
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        expired: list[bool] = []
 
+        def expire() -> None:  # a plain timer: asyncio.timeout costs more per request
+            expired.append(True)
+            if task is not None:
+                task.cancel()
 
-def _too_large(size: int, cap: int, at_least: bool = False) -> ProtocolError:
-    got = f"more than {cap:,}" if at_least else f"{size:,}"
-    return ProtocolError(
-        f"expected a request body of at most {cap:,} bytes (the server's body cap), got {got}",
-        status=413,
-    )
-
-
-def _decompress(body: bytes, encoding: str, cap: int) -> bytes:
-    """gzip/deflate request bodies (the Triton client can send them), bounded by the cap."""
-    if encoding not in ("gzip", "deflate"):
-        raise ProtocolError(
-            f"expected Content-Encoding gzip, deflate or identity, got {encoding!r:.40}", status=415
-        )
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, cap + 1)
-    except zlib.error as exc:
-        raise ProtocolError(
-            f"expected a valid {encoding} body, got one zlib cannot read ({exc})"
-        ) from None
-    if len(out) > cap:
-        raise _too_large(len(out), cap, at_least=True)
-    return out
+        timer = loop.call_later(timeout, expire)
+        try:
+            message = await receive()
+            body = message.get("body", b"")
+            if message.get("more_body"):
+                chunks = [body]
+                size = len(body)
+                while message.get("more_body"):
+                    timer.cancel()
+                    timer = loop.call_later(timeout, expire)
+                    message = await receive()
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > cap:
+                        raise too_large("a request body in bytes", cap, "more", "--max-body-mb")
+                    chunks.append(chunk)
+                body = b"".join(chunks)
+        except asyncio.CancelledError:
+            if not expired or task is None:
+                raise
+            if sys.version_info >= (3, 11):  # 3.10 keeps no cancellation count to undo
+                task.uncancel()
+            raise ProtocolError(
+                f"expected the request body within the read timeout ({timeout:g} s between "
+                f"chunks), got a client too slow (raise --read-timeout)",
+                status=408,
+            ) from None
+        finally:
+            timer.cancel()
+        if message.get("type") == "http.disconnect":
+            raise ProtocolError("expected a whole request body, got a client that went away")
+        if len(body) > cap:
+            raise too_large("a request body in bytes", cap, f"{len(body):,}", "--max-body-mb")
+        if encoding == "identity":
+            encoding = None
+        return body, encoding, parsed
 
 
 async def _respond(
@@ -329,6 +394,7 @@ async def _respond(
     body: bytes,
     content_type: bytes = _JSON,
     extra: Sequence[tuple[bytes, bytes]] = (),
+    head: bool = False,
 ) -> None:
     await send(
         {
@@ -341,4 +407,4 @@ async def _respond(
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": b"" if head else body})

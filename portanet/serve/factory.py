@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import portanet
-from portanet.serve.app import ServeApp, ServeOptions
+from portanet.serve.app import ServeApp
+from portanet.serve.options import ServeOptions
 from portanet.serve.repository import ServedModel, load_models
 
 PathLike = str | os.PathLike[str]
@@ -22,37 +25,28 @@ def sources_of(model: PathLike | Sequence[PathLike]) -> tuple[str, ...]:
 
 def create_app(
     models: PathLike | Sequence[PathLike] | Mapping[str, portanet.Model],
-    *,
-    name: str | None = None,
-    providers: str | Sequence[str] = "auto",
-    threads: int | None = None,
-    strict: bool = False,
-    max_batch_size: int = 64,
-    max_queue_delay_ms: float = 2.0,
-    max_queue: int = 1024,
-    max_body_mb: float = 64.0,
-    allow_nan: bool = False,
+    options: ServeOptions | None = None,
+    **changes: Any,
 ) -> ServeApp:
-    """Return the ASGI app serving ``models``.
+    """Return the ASGI app serving ``models`` with ``options`` (:class:`ServeOptions`).
 
     ``models``: an ``.onnx`` file, a folder (every ``.onnx`` in it, named by file stem), a list
-    of those, or a mapping name → already loaded :class:`portanet.Model`. ``name`` renames a
-    single model. ``max_batch_size`` rows at most per onnxruntime run (1 turns batching off),
-    waiting at most ``max_queue_delay_ms`` for company; at most ``max_queue`` requests wait per
-    model (503 beyond); bodies over ``max_body_mb`` MiB get 413; NaN/Inf inputs get 400 unless
-    ``allow_nan``.
+    of those, or a mapping name → already loaded :class:`portanet.Model`. ``changes`` are
+    :class:`ServeOptions` fields overriding ``options`` (``create_app(path, max_batch_size=8)``).
     """
-    options = ServeOptions(
-        max_batch_size=max_batch_size,
-        max_queue_delay_ms=max_queue_delay_ms,
-        max_queue=max_queue,
-        max_body_mb=max_body_mb,
-        allow_nan=allow_nan,
-    )
+    options = dataclasses.replace(options or ServeOptions(), **changes)
     if isinstance(models, Mapping):
-        served = [ServedModel(key, model, model.path) for key, model in models.items()]
+        served = [ServedModel(key, model, Path(model.path or key)) for key, model in models.items()]
     else:
+        from portanet.runtime.providers import usable_cpus
+
+        sessions, threads = options.session_layout(usable_cpus())
         served = load_models(
-            sources_of(models), name=name, providers=providers, threads=threads, strict=strict
+            sources_of(models),
+            name=options.name,
+            providers=options.providers,
+            threads=threads,
+            strict=options.strict,
+            sessions=sessions,
         )
     return ServeApp(served, options)

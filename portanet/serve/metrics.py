@@ -41,10 +41,18 @@ class Metrics:
     """Requests and errors by model and code, latency, batch sizes and queue depth."""
 
     def __init__(self, max_batch_size: int) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            Histogram,
+            ProcessCollector,
+        )
 
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry()
+        #: This process's RSS, CPU seconds, open files (process_* series).
+        self.process = ProcessCollector(registry=self.registry)
         registry = None if self.multiprocess else self.registry
         kw: dict[str, Any] = {"registry": registry}
         self.requests = Counter(
@@ -116,6 +124,7 @@ class Metrics:
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped upstream
+            registry.register(self.process)  # the answering worker's own
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -31,6 +31,12 @@ DATATYPES: dict[str, np.dtype] = {
     "FP32": np.dtype("<f4"),
     "FP64": np.dtype("<f8"),
 }
+#: The largest finite value of float16/float32 (what a JSON number must fit in).
+_FLOAT_MAX = {2: float(np.finfo(np.float16).max), 4: float(np.finfo(np.float32).max)}
+#: The highest tensor rank accepted.
+MAX_RANK = 32
+#: orjson's nesting limit: deeper documents are refused with 400.
+MAX_DEPTH = 1024
 _BY_KIND = {(dt.kind, dt.itemsize): name for name, dt in DATATYPES.items()}
 
 
@@ -40,6 +46,9 @@ class ProtocolError(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+    def __reduce__(self) -> tuple[Any, tuple[str, int]]:  # keeps the status across processes
+        return (type(self), (str(self), self.status))
 
 
 def datatype_of(dtype: np.dtype | str) -> str:
@@ -76,9 +85,18 @@ def loads(data: bytes | memoryview) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        if "recursion" in str(exc).lower() or "depth" in str(exc).lower():
+            raise ProtocolError(
+                f"expected JSON nested at most {MAX_DEPTH} deep, got deeper ({exc})"
+            ) from None
+        raw = bytes(data)
+        if b"NaN" not in raw and b"Infinity" not in raw:
+            raise ProtocolError(
+                f"expected a JSON request body, got malformed JSON ({exc})"
+            ) from None
         try:
-            return json.loads(bytes(data))
-        except (ValueError, UnicodeDecodeError):
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise ProtocolError(
                 f"expected a JSON request body, got malformed JSON ({exc})"
             ) from None
@@ -92,8 +110,52 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _from_json(data: Any, dtype: np.dtype, shape: tuple[int, ...], where: str) -> np.ndarray:
+def _count_bools(node: Any, skip_data: bool) -> int:
+    """true/false values in a parsed document (tensor ``data`` skipped when asked)."""
+    if type(node) is bool:
+        return 1
+    if isinstance(node, dict):
+        return sum(
+            _count_bools(v, skip_data) for k, v in node.items() if not (skip_data and k == "data")
+        )
+    if isinstance(node, list) and not skip_data:
+        return sum(_count_bools(v, skip_data) for v in node)
+    if isinstance(node, list):
+        return sum(_count_bools(v, skip_data) for v in node if isinstance(v, dict))
+    return 0
+
+
+def _bools_in_data(text: memoryview, doc: Any) -> bool:
+    """Whether tensor data may hold true/false: more ``true``/``false`` tokens in the text than
+    the document holds outside its ``data`` (a cheap memchr count instead of a Python walk of
+    every value; a false alarm only costs that walk)."""
+    raw = text.obj if isinstance(text.obj, bytes) and len(text) == len(text.obj) else bytes(text)
+    tokens = raw.count(b"true") + raw.count(b"false")
+    return tokens > 0 and tokens > _count_bools(doc, skip_data=True)
+
+
+def _holds_bool(data: Any) -> bool:
+    """Whether nested JSON data holds a true/false (numpy would take it as 1/0)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if type(item) is bool:
+            return True
+        if isinstance(item, list):
+            if item and not isinstance(item[0], list) and type(item[0]) is not bool:
+                if not any(type(v) is bool for v in item):
+                    continue
+                return True
+            stack.extend(item)
+    return False
+
+
+def _from_json(
+    data: Any, dtype: np.dtype, shape: tuple[int, ...], where: str, has_bools: bool = True
+) -> np.ndarray:
     """Tensor data from JSON (flat or nested), checked against the declared datatype."""
+    if len(shape) > MAX_RANK:
+        raise ProtocolError(f"{where}: expected a shape of rank <= {MAX_RANK}, got {len(shape)}")
     if not isinstance(data, list):
         data = [data]
     try:
@@ -130,6 +192,21 @@ def _from_json(data: Any, dtype: np.dtype, shape: tuple[int, ...], where: str) -
         raise ProtocolError(
             f"{where}: expected true/false for datatype BOOL, got {array.reshape(-1)[0]!r}"
         )
+    if dtype.kind != "b" and (kind == "b" or (has_bools and _holds_bool(data))):
+        raise ProtocolError(
+            f"{where}: expected numbers for datatype {datatype_of(dtype)}, got true/false"
+        )
+    if dtype.kind == "f" and kind == "f" and array.size and dtype.itemsize < array.dtype.itemsize:
+        limit = _FLOAT_MAX[dtype.itemsize]
+        flat = array.reshape(-1)
+        outside = np.flatnonzero(np.isfinite(flat) & (np.abs(flat) > limit))
+        if (array.max() > limit or array.min() < -limit) and outside.size:  # inf is not
+            index = int(outside[0])
+            raise ProtocolError(
+                f"{where}: expected values inside {np.dtype(dtype).name} range (|x| <= "
+                f"{limit:.6g}) for datatype {datatype_of(dtype)}, got {flat[index]:g} at flat "
+                f"index {index}: outside {np.dtype(dtype).name} range"
+            )
     if dtype.kind in "iu" and array.size:
         info = np.iinfo(dtype)
         low, high = array.min(), array.max()
@@ -159,6 +236,7 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
     if not isinstance(doc, dict):
         raise ProtocolError(f"expected a JSON object with 'inputs', got {type(doc).__name__}")
     raw_inputs = doc.get("inputs")
+    has_bools = _bools_in_data(view, doc)
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise ProtocolError(
             f"expected 'inputs' as a non-empty list of tensors, got {raw_inputs!r:.80}"
@@ -176,14 +254,24 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
             raise ProtocolError(f"{where}: expected each input once, got it twice")
         shape = _shape(tensor.get("shape"), where)
         datatype = tensor.get("datatype")
+        params = tensor.get("parameters") or {}
+        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        if datatype == "BYTES":
+            if type(size) is not int or size < 0 or offset + size > len(binary):
+                raise ProtocolError(
+                    f"{where}: expected BYTES (encoded images) as binary data (parameters."
+                    f"binary_data_size within the body, binary_data=True in the client), got "
+                    f"{'JSON data' if size is None else f'binary_data_size {size!r}'}"
+                )
+            inputs[name] = split_bytes(binary[offset : offset + size], shape, where)
+            offset += size
+            continue
         dtype = DATATYPES.get(datatype) if isinstance(datatype, str) else None
         if dtype is None:
             raise ProtocolError(
                 f"{where}: expected a numeric datatype "
-                f"({', '.join(DATATYPES)}), got {datatype!r:.40}"
+                f"({', '.join(DATATYPES)}) or BYTES, got {datatype!r:.40}"
             )
-        params = tensor.get("parameters") or {}
-        size = params.get("binary_data_size") if isinstance(params, dict) else None
         if size is not None:
             need = math.prod(shape) * dtype.itemsize
             if type(size) is not int or size != need:
@@ -199,7 +287,7 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
             array = np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(shape)
             offset += size
         elif "data" in tensor:
-            array = _from_json(tensor["data"], dtype, shape, where)
+            array = _from_json(tensor["data"], dtype, shape, where, has_bools)
         else:
             raise ProtocolError(
                 f"{where}: expected 'data' or parameters.binary_data_size, got neither"
@@ -213,7 +301,7 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
     parameters = doc.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise ProtocolError(f"expected 'parameters' as an object, got {parameters!r:.60}")
-    outputs = None
+    outputs: list[RequestedOutput] | None = None
     if "outputs" in doc:
         raw_outputs = doc["outputs"]
         if not isinstance(raw_outputs, list):
@@ -225,26 +313,74 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
                     f"expected each of 'outputs' as an object with a string "
                     f"'name', got {item!r:.60}"
                 )
+            if any(o.name == item["name"] for o in outputs):
+                raise ProtocolError(
+                    f"output {item['name']!r}: expected each requested output once, got it twice"
+                )
             params = item.get("parameters") or {}
+            if isinstance(params, dict) and params.get("classification") is not None:
+                raise ProtocolError(
+                    f"output {item['name']!r}: expected no 'classification' parameter "
+                    f"(class_count: the classification extension is not supported; ask for "
+                    f"the raw output and rank it client-side), got {params['classification']!r:.20}"
+                )
             binary_flag = (
                 bool(params.get("binary_data", False)) if isinstance(params, dict) else False
             )
             outputs.append(RequestedOutput(item["name"], binary_flag))
-    request_id = doc.get("id")
     return InferRequest(
         inputs,
         outputs,
         bool(parameters.get("binary_data_output", False)),
-        str(request_id) if request_id is not None else None,
+        _request_id(doc.get("id")),
         parameters,
     )
+
+
+def _request_id(value: Any) -> str | None:
+    """The request's ``id`` as the string the spec makes it (numbers as their JSON text)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return orjson.dumps(value).decode()
+    raise ProtocolError(f"expected 'id' as a string, got {type(value).__name__} {value!r:.40}")
+
+
+def split_bytes(data: memoryview, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """BYTES elements of the binary extension (each a 4-byte little-endian length, then the
+    bytes) as an object array of ``bytes`` in ``shape``."""
+    count = math.prod(shape)
+    items: list[bytes] = []
+    position = 0
+    raw = data.tobytes() if count else b""
+    for index in range(count):
+        if position + 4 > len(raw):
+            raise ProtocolError(
+                f"{where}: expected {count} length-prefixed BYTES elements, got {index}"
+            )
+        length = int.from_bytes(raw[position : position + 4], "little")
+        position += 4
+        if position + length > len(raw):
+            raise ProtocolError(
+                f"{where}: BYTES element {index}: expected {length} bytes, got "
+                f"{len(raw) - position}"
+            )
+        items.append(raw[position : position + length])
+        position += length
+    if position != len(data):
+        raise ProtocolError(
+            f"{where}: expected {position} bytes for {count} BYTES elements, got {len(data)}"
+        )
+    array = np.empty(count, dtype=object)
+    array[:] = items
+    return array.reshape(shape)
 
 
 def _plain(array: np.ndarray) -> np.ndarray | list[Any]:
     """Data orjson can write (it writes C-contiguous numeric arrays itself, not float16)."""
     flat = np.ascontiguousarray(array).reshape(-1)
     if flat.dtype == np.float16 or flat.dtype.kind not in "biuf":
-        return list(flat.tolist())
+        return cast(list[Any], flat.tolist())
     return flat
 
 

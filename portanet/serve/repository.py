@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,13 @@ class ServedModel:
 
     name: str
     model: portanet.Model
-    path: Path | None  # None for a model given in memory
+    path: Path
+    #: The sessions batches run on, each by one thread at a time (``model`` first).
+    sessions: list[portanet.Model] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if not self.sessions:
+            self.sessions = [self.model]
         specs = self.model.schema.inputs
         #: Requests can be stacked along axis 0 when every input has a dynamic first dimension.
         self.batchable = all(s.rank >= 1 and not isinstance(s.shape[0], int) for s in specs)
@@ -43,6 +47,43 @@ class ServedModel:
         features = self.model.feature_names
         self._features = set(features) if features and len(specs) == 1 else set()
         self.output_names = self.model.output_names
+        self._image: tuple[TensorSpec, Any] | None = None
+
+    def image_input(self) -> tuple[TensorSpec, Any]:
+        """The image input and its preparation recorded at export (for ``BYTES`` requests)."""
+        if self._image is None:
+            from portanet.images import input_recipe
+
+            try:
+                self._image = input_recipe(
+                    self.model.schema.inputs,
+                    self.model.image_recipes,
+                    None,
+                    f"model {self.name!r}",
+                )
+            except InputError as exc:
+                raise ProtocolError(f"encoded images (BYTES): {exc}") from None
+        return self._image
+
+    def _decode_images(
+        self, tensors: dict[str, np.ndarray], max_elements: int
+    ) -> dict[str, np.ndarray]:
+        from portanet.serve.images import decode_images
+
+        decoded = dict(tensors)
+        for name, array in tensors.items():
+            if array.dtype.kind == "O":
+                spec, image = self.image_input()
+                if name != spec.name:
+                    raise ProtocolError(
+                        f"model {self.name!r}: input {name!r}: expected BYTES (encoded images) "
+                        f"only for the image input {spec.name!r}"
+                    )
+                where = f"model {self.name!r}: input {name!r}"
+                decoded[name] = decode_images(
+                    array, spec, image, max_elements=max_elements, where=where
+                )
+        return decoded
 
     def metadata(self) -> dict[str, Any]:
         """The V2 model metadata document (portanet's own metadata under ``parameters``)."""
@@ -81,7 +122,7 @@ class ServedModel:
         }
 
     def prepare(
-        self, tensors: dict[str, np.ndarray], *, allow_nan: bool
+        self, tensors: dict[str, np.ndarray], *, allow_nan: bool, max_elements: int = 4_000_000
     ) -> tuple[dict[str, np.ndarray], int]:
         """Check a request's tensors and return the feeds and their row count.
 
@@ -93,12 +134,12 @@ class ServedModel:
         names = list(tensors)
         unknown = [n for n in names if n not in self._inputs and n not in self._features]
         if unknown:
-            columns = (
+            per_column = (
                 f" (or one per feature column: {sorted(self._features)})" if self._features else ""
             )
             raise ProtocolError(
                 f"model {self.name!r}: unknown input {unknown[0]!r}; expected "
-                f"the inputs {list(self._inputs)}{columns}"
+                f"the inputs {list(self._inputs)}{per_column}"
             )
         mixed = any(n in self._inputs for n in names) and any(n in self._features for n in names)
         if mixed:
@@ -106,8 +147,10 @@ class ServedModel:
                 f"model {self.name!r}: expected either the input "
                 f"{list(self._inputs)} or feature columns, got both: {names}"
             )
+        if any(a.dtype.kind == "O" for a in tensors.values()):
+            tensors = self._decode_images(tensors, max_elements)
         if self._features and names[0] in self._features:
-            by_feature: dict[str, np.ndarray] = {}
+            columns: dict[str, np.ndarray] = {}
             for name, array in tensors.items():
                 if array.ndim == 2 and array.shape[1] == 1:
                     array = array[:, 0]
@@ -117,8 +160,8 @@ class ServedModel:
                         f"expected shape [rows] or [rows, 1], got "
                         f"{list(array.shape)}"
                     )
-                by_feature[name] = array
-            tensors = by_feature
+                columns[name] = array
+            tensors = columns
         try:
             feeds = self.model.prepare(tensors, allow_nan=allow_nan)
         except InputError as exc:
@@ -150,9 +193,11 @@ def load_models(
     providers: str | Sequence[str] = "auto",
     threads: int | None = None,
     strict: bool = False,
+    sessions: int = 1,
 ) -> list[ServedModel]:
     """Load every model to serve: each ``.onnx`` file given, and every ``.onnx`` in each folder
-    given. A model is named by its file stem, or ``name`` when exactly one model is served."""
+    given. A model is named by its file stem, or ``name`` when exactly one model is served.
+    Each model is opened ``sessions`` times (batches run on them side by side)."""
     files = [f for source in sources for f in _model_files(Path(source))]
     if name is not None and len(files) != 1:
         raise InputError(
@@ -174,6 +219,9 @@ def load_models(
                 f"{seen[model_name]}; expected unique file stems"
             )
         seen[model_name] = path
-        model = portanet.load(path, providers=providers, strict=strict, threads=threads)
-        served.append(ServedModel(model_name, model, path))
+        opened = [
+            portanet.load(path, providers=providers, strict=strict, threads=threads)
+            for _ in range(max(1, sessions))
+        ]
+        served.append(ServedModel(model_name, opened[0], path, opened))
     return served

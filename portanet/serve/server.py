@@ -1,31 +1,54 @@
-"""Running the app: uvicorn (uvloop + httptools when installed), graceful drain on SIGTERM,
-and an optional pool of worker processes sharing one listening socket."""
+"""Running the app: uvicorn (uvloop + httptools), a bounded graceful drain on SIGTERM, and an
+optional supervised pool of worker processes sharing one listening socket.
+
+The drain is bounded in total by ``drain_timeout``: new requests get 503 at once, in-flight
+ones may finish until shortly before the deadline, then those still waiting are answered 503
+with a protocol error body, uvicorn gets what is left to close, and a watchdog thread ends the
+process at the deadline whatever the event loop is doing. A second signal exits at once.
+Nothing on the exit path depends on stderr being writable.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
+import logging
 import os
-import queue
-import shutil
+import resource
 import signal
 import socket
-import sys
-import tempfile
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from portanet.errors import InputError
-from portanet.serve.app import ServeApp, ServeOptions
+from portanet.serve.app import ServeApp
+from portanet.serve.exits import FORCED_EXIT, SafeStream, exit_now
 from portanet.serve.factory import create_app
+from portanet.serve.options import ServeOptions
 
+log = logging.getLogger("portanet.serve")
 Say = Callable[[str], None]
 
 
-def _stderr(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
+def configure_logging(debug: bool) -> None:
+    """Timestamped lines on stderr for portanet's and uvicorn's loggers, never raising."""
+    logging.raiseExceptions = False
+    handler = logging.StreamHandler(SafeStream())
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
+    for name in ("portanet.serve", "uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    logging.getLogger("uvicorn.error").setLevel(logging.INFO if debug else logging.WARNING)
+
+
+def _say(line: str) -> None:
+    log.warning(line) if line.startswith("portanet serve: error") else log.info(line)
 
 
 @dataclass(frozen=True)
@@ -33,96 +56,145 @@ class ServerSpec:
     """Everything needed to build the app again in a worker process (picklable)."""
 
     sources: tuple[str, ...]
-    name: str | None = None
-    providers: str | tuple[str, ...] = "auto"
-    threads: int | None = None
-    strict: bool = False
     options: ServeOptions = field(default_factory=ServeOptions)
 
     def build(self) -> ServeApp:
         """Load the models and return the ASGI app."""
-        return create_app(
-            list(self.sources),
-            name=self.name,
-            providers=self.providers,
-            threads=self.threads,
-            strict=self.strict,
-            **asdict(self.options),
-        )
+        return create_app(list(self.sources), self.options)
 
 
-def _uvicorn_config(app: Any, host: str, port: int, drain_timeout: float) -> Any:
+def _raise_file_limit() -> int:
+    """Raise the soft open-files limit to the hard one; return the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return int(soft if soft != resource.RLIM_INFINITY else 65536)
+
+
+def max_connections(options: ServeOptions) -> int:
+    """Connections served at once per worker; beyond it uvicorn answers 503."""
+    if options.max_connections is not None:
+        return options.max_connections
+    return max(16, _raise_file_limit() - 128)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, or one portanet error naming the port and the flag."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise InputError(
+            f"--host {host} --port {port}: expected an address this machine can listen on, "
+            f"got {reason!r} (another server on that port? choose another --port, or "
+            f"--port 0 for any free one)"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_config(app: Any, options: ServeOptions, drain_left: float) -> Any:
     import uvicorn
+
+    from portanet.serve.http import timed_protocol
 
     return uvicorn.Config(
         app,
-        host=host,
-        port=port,
-        log_level="warning",
+        log_config=None,
         access_log=False,
         lifespan="on",
-        # uvicorn annotates int but hands it to asyncio.wait_for, which takes any seconds
-        timeout_graceful_shutdown=drain_timeout,  # type: ignore[arg-type]
+        http=timed_protocol(options.read_timeout),
+        timeout_keep_alive=max(1, round(options.keep_alive_timeout)),
+        timeout_graceful_shutdown=max(0, int(drain_left)),
+        limit_concurrency=max_connections(options),
         server_header=False,
         date_header=False,
     )
 
 
-def _make_server(
+def make_server(
     config: Any,
     app: ServeApp,
-    drain_timeout: float,
-    say: Say | None,
-    on_bound: Callable[[Any], None] | None,
+    options: ServeOptions,
+    on_bound: Callable[..., Any],
+    on_drained: Callable[[float], None] | None = None,
 ) -> Any:
+    """A uvicorn server whose SIGTERM/SIGINT starts the bounded drain; ``on_drained(left)`` is
+    called with the seconds left once the drain is over (to stop other listeners)."""
     import uvicorn
 
+    total = options.drain_timeout
+    margin = min(1.0, total * 0.2)
+
     class DrainingServer(uvicorn.Server):
-        """On SIGTERM/SIGINT: answer new requests 503, finish in-flight ones, then exit 0."""
+        """On SIGTERM/SIGINT: 503 for new requests, drain, cut at the deadline, exit."""
 
         loop: asyncio.AbstractEventLoop | None = None
         drain_started = False
 
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        async def startup(self, sockets: list[Any] | None = None) -> None:
             self.loop = asyncio.get_running_loop()
             await super().startup(sockets=sockets)
-            if self.started and on_bound is not None:
+            if self.started:
                 on_bound(self)
 
         def handle_exit(self, sig: int, frame: Any) -> None:
-            # Not recorded as a captured signal: a drained server exits with status 0.
             if self.drain_started or self.loop is None:
-                if self.should_exit and sig == signal.SIGINT:
-                    self.force_exit = True
-                self.should_exit = True
+                self.force_exit = self.should_exit = True
+                if self.drain_started:  # a second signal: exit now
+                    exit_now(FORCED_EXIT)
                 return
             self.drain_started = True
+            began = time.monotonic()
+            watchdog = threading.Timer(total, exit_now, (FORCED_EXIT,))
+            watchdog.daemon = True
+            watchdog.start()
             inflight = app.inflight
             app.begin_drain()
-            loop = self.loop
-            loop.call_soon_threadsafe(lambda: loop.create_task(self._drain(sig, inflight)))
+            self.loop.call_soon_threadsafe(
+                lambda: self.loop.create_task(self._drain(sig, inflight, began))  # type: ignore[union-attr]
+            )
 
-        async def _drain(self, sig: int, inflight: int) -> None:
-            if say:
-                say(
-                    f"portanet serve: {signal.Signals(sig).name}: draining ({inflight} "
-                    f"requests in flight); new requests get 503"
+        async def _drain(self, sig: int, inflight: int, began: float) -> None:
+            try:
+                _say(
+                    f"portanet serve: {signal.Signals(sig).name}: draining ({inflight} requests "
+                    f"in flight); new requests get 503; exiting within {total:g} s"
                 )
-            drained = await app.wait_drained(drain_timeout)
-            if say:
-                state = "drained" if drained else f"drain timed out after {drain_timeout:g} s"
-                say(
+                drained = await app.wait_drained(max(0.0, total - margin))
+                if not drained:
+                    app.cut(f"the server's drain timeout ({total:g} s) ran out")
+                state = "drained" if drained else f"drain timed out after {total - margin:g} s"
+                _say(
                     f"portanet serve: {state}; {app.accepted} infer requests accepted, "
                     f"{app.completed} answered; exiting"
                 )
-            self.should_exit = True
+            finally:
+                left = total - (time.monotonic() - began)
+                if on_drained is not None:
+                    on_drained(max(0.0, left - margin))
+                # uvicorn hands this to asyncio.timeout, which takes fractions of a second
+                self.config.timeout_graceful_shutdown = max(0.0, left - margin / 2)  # type: ignore[assignment]
+                self.should_exit = True
 
     return DrainingServer(config)
 
 
-def _describe(app: ServeApp, url: str, workers: int) -> str:
+def describe(app: ServeApp, url: str, workers: int) -> str:
+    """The startup line: what is served where, and how."""
     models = "; ".join(
-        f"{m.name} from {m.path} on {m.model.providers[0]} (POST {url}/v2/models/{m.name}/infer)"
+        f"{m.name} from {m.path} on {m.model.providers[0]} x{len(m.sessions)} sessions "
+        f"(POST {url}/v2/models/{m.name}/infer)"
         for m in app.models.values()
     )
     o = app.options
@@ -137,101 +209,64 @@ def _describe(app: ServeApp, url: str, workers: int) -> str:
     )
 
 
-def _url(host: str, port: int) -> str:
+def url_of(host: str, port: int) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
-def run_server(
-    spec: ServerSpec,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    workers: int = 1,
-    drain_timeout: float = 30.0,
-    say: Say | None = _stderr,
-) -> int:
-    """Serve until SIGTERM/SIGINT, then drain and return the exit status (0 when drained).
-
-    ``port=0`` lets the system choose a free port; the startup line (through ``say``) names
-    the one really bound.
-    """
-    if workers < 1:
-        raise InputError(f"workers: expected at least 1, got {workers}")
-    app = spec.build()  # load in this process first: a bad model fails before anything runs
-    if workers == 1:
-        config = _uvicorn_config(app, host, port, drain_timeout)
-
-        def bound(server: Any) -> None:
-            sockname = server.servers[0].sockets[0].getsockname()
-            if say:
-                say(_describe(app, _url(host, sockname[1]), 1))
-
-        server = _make_server(config, app, drain_timeout, say, bound)
-        server.run()
-        return 0 if server.started else 1
-    return _run_workers(spec, app, host, port, workers, drain_timeout, say)
-
-
-def _worker_main(spec: ServerSpec, sock: Any, host: str, drain_timeout: float, ready: Any) -> None:
+def worker_main(spec: ServerSpec, sock: socket.socket, ready: Any) -> None:
+    """One worker process of ``--workers N``: serve ``spec``'s app on the shared socket."""
+    options = spec.options
+    # Stopped before it serves: nothing to drain (uvicorn installs the draining handler later).
+    signal.signal(signal.SIGTERM, lambda sig, frame: os._exit(0))
+    configure_logging(options.debug)
     app = spec.build()
-    config = _uvicorn_config(app, host, sock.getsockname()[1], drain_timeout)
-    server = _make_server(config, app, drain_timeout, None, lambda _: ready.put(os.getpid()))
+    config = uvicorn_config(app, options, options.drain_timeout)
+    server = make_server(config, app, options, lambda _: ready.put(os.getpid()))
     server.run(sockets=[sock])
 
 
-def _run_workers(
-    spec: ServerSpec,
-    app: ServeApp,
-    host: str,
-    port: int,
-    workers: int,
-    drain_timeout: float,
-    say: Say | None,
-) -> int:
-    """Worker processes sharing one socket; SIGTERM is passed on and each worker drains."""
-    metrics_dir = tempfile.mkdtemp(prefix="portanet-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before any worker starts
-    config = _uvicorn_config(None, host, port, drain_timeout)
-    sock = config.bind_socket()
-    context = multiprocessing.get_context("spawn")
-    ready = context.Queue()
-    processes = [
-        context.Process(
-            target=_worker_main,
-            name=f"portanet-serve-{i}",
-            args=(spec, sock, host, drain_timeout, ready),
-        )
-        for i in range(workers)
-    ]
-    stopping: list[int] = []
+def run_server(spec: ServerSpec) -> int:
+    """Serve until SIGTERM/SIGINT, then drain and return the exit status (0 when drained).
 
-    def forward(sig: int, frame: Any) -> None:
-        stopping.append(sig)
-        for process in processes:
-            if process.is_alive() and process.pid:
-                os.kill(process.pid, signal.SIGTERM if len(stopping) == 1 else signal.SIGKILL)
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    ``port=0`` lets the system choose a free port; the startup line names the one bound.
+    """
+    options = spec.options
+    configure_logging(options.debug)
+    sock = bind(options.host, options.port)  # a taken port fails before any model loads
+    folder = None
     try:
-        for process in processes:
-            process.start()
-        started = 0
-        while started < workers and not stopping and all(p.is_alive() for p in processes):
-            try:
-                ready.get(timeout=0.2)
-                started += 1
-            except queue.Empty:
-                pass
-        if say and started == workers:
-            say(_describe(app, _url(host, sock.getsockname()[1]), workers))
-        for process in processes:
-            process.join()
+        if options.workers > 1:
+            from portanet.serve.supervisor import prepare_metrics_dir, run_workers
+
+            folder = prepare_metrics_dir()  # before prometheus-client is first imported
+        app = spec.build()  # load here first: a bad model fails before any worker starts
+        port = sock.getsockname()[1]
+        if options.workers > 1:
+            return run_workers(
+                spec, app, sock, describe(app, url_of(options.host, port), 0), worker_main
+            )
+        grpc = None
+        if options.grpc_port is not None:
+            from portanet.serve.grpc_service import GrpcServer
+
+            grpc = GrpcServer(app, options.host, options.grpc_port)
+        line = describe(app, url_of(options.host, port), 1)
+        if grpc is not None:
+            line += f"; gRPC at {options.host}:{grpc.port}"
+
+        def bound(server: Any) -> None:
+            if grpc is not None:
+                grpc.start(server.loop)
+            _say(line)
+
+        config = uvicorn_config(app, options, options.drain_timeout)
+        server = make_server(config, app, options, bound, grpc.stop if grpc is not None else None)
+        server.run(sockets=[sock])
+        return 0 if server.started else 1
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
         sock.close()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    if say:
-        say(f"portanet serve: {workers} workers exited with {[p.exitcode for p in processes]}")
-    return 0 if all(p.exitcode == 0 for p in processes) else 1
+        if folder is not None:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)

@@ -19,6 +19,7 @@ import numpy as np
 
 from portanet.errors import InputError
 from portanet.images import parse_array_range, recipes_of
+from portanet.images.decode import pillow
 from portanet.runtime import Model, load
 from portanet.runtime.inputs import check_vocabulary
 from portanet.runtime.providers import usable_cpus
@@ -261,7 +262,7 @@ def _plan(
                 f"kept columns {list(kept)}: images have no columns to keep; "
                 f"each output row carries the image's file name as 'file'"
             )
-        img.pillow()
+        pillow()
         files = img.image_paths(sources)
         sample = [d for d in spec.shape[1:] if isinstance(d, int)]
         step = rows_for_bytes(sample, spec.numpy_dtype.itemsize, batch_size, max_bytes)

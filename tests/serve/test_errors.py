@@ -42,9 +42,15 @@ CASES = [
     ),
     (
         "wrong-datatype",
-        _with(datatype="BYTES"),
+        _with(datatype="BF16"),
         400,
         "input 'features': expected a numeric datatype (BOOL, UINT8",
+    ),
+    (
+        "bytes-as-json",
+        _with(datatype="BYTES", data=["abc"]),
+        400,
+        "expected BYTES (encoded images) as binary data",
     ),
     (
         "datatype-vs-data",
@@ -80,11 +86,42 @@ CASES = [
         "input 'features': expected finite numbers, got NaN in row 1",
     ),
     (
-        "infinity",
+        "fp32-overflow",
         _with(data=[1, 2, 3, 4, 5, 6, 7, 1e39]),
+        400,
+        "got 1e+39 at flat index 7: outside float32 range",
+    ),
+    (
+        "infinity",
+        b'{"inputs": [{"name": "features", "shape": [1, 8], "datatype": "FP32", '
+        b'"data": [1, 2, 3, 4, 5, 6, 7, Infinity]}]}',
         400,
         "input 'features': expected finite numbers, got inf in row 0",
     ),
+    ("true-as-fp32", _with(data=[1, 2, 3, 4, 5, 6, 7, True]), 400, "got true/false"),
+    (
+        "deep-json",
+        b'{"inputs": [{"name": "features", "shape": [1, 8], "datatype": "FP32", "data": '
+        + b"[" * 2000
+        + b"1"
+        + b"]" * 2000
+        + b"}]}",
+        400,
+        "expected JSON nested at most 1024 deep",
+    ),
+    (
+        "duplicate-output",
+        {**GOOD, "outputs": [{"name": "probability"}, {"name": "probability"}]},
+        400,
+        "expected each requested output once, got it twice",
+    ),
+    (
+        "class-count",
+        {**GOOD, "outputs": [{"name": "probability", "parameters": {"classification": 2}}]},
+        400,
+        "the classification extension is not supported",
+    ),
+    ("object-id", {**GOOD, "id": {"a": 1}}, 400, "expected 'id' as a string, got dict"),
     (
         "unknown-output",
         {**GOOD, "outputs": [{"name": "label"}]},
@@ -172,7 +209,8 @@ def test_body_cap_413(start_server):
     status, headers, body = server.request("POST", "/v2/models/pima_mlp/infer", big)
     assert status == 413 and headers.get("connection") == "close"
     assert json.loads(body)["error"] == (
-        f"expected a request body of at most 10,485 bytes (the server's body cap), got {len(big):,}"
+        f"expected a request body in bytes of at most 10,485, got {len(big):,} "
+        f"(raise --max-body-mb)"
     )
     bomb = gzip.compress(b" " * 200_000 + json.dumps(GOOD).encode())  # small on the wire
     status, _, body = server.request(
@@ -180,7 +218,7 @@ def test_body_cap_413(start_server):
     )
     assert (
         status == 413
-        and "at most 10,485 bytes (the server's body cap), got more than 10,485"
+        and "expected a decompressed body in bytes of at most 10,485, got more"
         in json.loads(body)["error"]
     )
     status, answer = server.infer("pima_mlp", GOOD)
@@ -188,12 +226,15 @@ def test_body_cap_413(start_server):
 
 
 def test_queue_full_503_and_the_queued_request_still_answers(start_server):
-    # One slot, and a batcher that waits 1.5 s for company: the second request finds it full.
-    server = start_server(PIMA, "--max-queue", "1", "--max-queue-delay-ms", "1500")
+    # One slot, and a batcher that waits 1.5 s for company (one session: with several, an idle
+    # session takes a request at once): the second request finds it full.
+    server = start_server(
+        PIMA, "--max-queue", "1", "--max-queue-delay-ms", "1500", "--sessions", "1"
+    )
     first: dict = {}
     thread = threading.Thread(
         target=lambda: first.update(
-            zip(("status", "body"), server.infer("pima_mlp", GOOD), strict=False)
+            zip(("status", "body"), server.infer("pima_mlp", GOOD), strict=True)
         )
     )
     thread.start()

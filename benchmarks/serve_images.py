@@ -1,0 +1,282 @@
+"""Image requests through `portanet serve` against a bare onnxruntime loop, in one run.
+
+The real Teachable Machine MobileNet (exported once with ``python -m portanet export`` into a
+work folder), 16 closed-loop clients on keep-alive connections (benchmarks/serve_load.py), one
+image per request:
+
+* **bare onnxruntime**: the best of two arrangements on the same cores, no server: one
+  single-threaded session per CPU each looping batch-1 runs in its own thread, and one session
+  with a thread per CPU; images/s.
+* **server, binary tensors** (float32 [1, 224, 224, 3], the binary tensor extension), batching
+  on (the defaults) and off (``--max-batch-size 1``).
+* **server, JSON** (the same tensor as JSON numbers).
+* **server, encoded JPEG** (``BYTES``, decoded server-side with the recorded preparation).
+
+Prints images/s, p50/p99 and each server row's ratio to the bare loop. Every answer is checked
+against local ``predict`` (close to 1e-5: batching may reorder float sums). The machine's cores
+may be shared with other work: each row is run ``--runs`` times alternating order, and the
+spread is printed. Usage::
+
+    python benchmarks/serve_images.py [--seconds 10] [--runs 2] [--workdir /tmp/serve-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve_bench import Server, free_port, span  # noqa: E402
+from serve_load import http_request, run_load  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TEACHABLE = Path("/work/shared/data/legacy-h5/keras240_teachable_mobilenet.h5")
+CLIENTS = 16
+
+
+def export(workdir: Path, source: Path) -> Path:
+    target = workdir / "teachable.onnx"
+    if not target.exists():
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        subprocess.run(
+            [sys.executable, "-m", "portanet", "export", str(source), "--output", str(target)],
+            check=True,
+            env=env,
+            cwd=REPO,
+        )
+    return target
+
+
+def jpegs(count: int) -> list[bytes]:
+    """Smooth colour fields with a little noise (photo-like sizes), 224×224 JPEG quality 90."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:224, 0:224] / 224.0
+    out = []
+    for _ in range(count):
+        a, b, c = rng.random(3)
+        base = np.stack([a + x * b, b + y * c, c + (x + y) * a / 2], axis=-1) % 1.0
+        noise = rng.normal(0, 0.03, size=base.shape)
+        pixels = (np.clip(base + noise, 0, 1) * 255).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+        out.append(buffer.getvalue())
+    return out
+
+
+def prepared(blobs: list[bytes], model) -> np.ndarray:
+    from portanet.tables.images import decode
+
+    (spec,) = model.schema.inputs
+    image = model.schema.images[spec.name]
+    return np.stack([decode(io.BytesIO(b), image) for b in blobs])  # type: ignore[arg-type]
+
+
+def bare_loop(path: Path, images: np.ndarray, seconds: float, sessions: int, threads: int) -> float:
+    """Images/s of ``sessions`` sessions (``threads`` intra-op threads each), each looping
+    batch-1 runs in its own Python thread for ``seconds``."""
+    import onnxruntime as ort
+
+    def session() -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    opened = [session() for _ in range(sessions)]
+    name = opened[0].get_inputs()[0].name
+    counts = [0] * sessions
+    deadline = time.perf_counter() + seconds
+
+    def loop(index: int) -> None:
+        s = opened[index]
+        i = index
+        while time.perf_counter() < deadline:
+            s.run(None, {name: images[i % len(images)][None]})
+            counts[index] += 1
+            i += sessions
+
+    for s in opened:  # warm up
+        s.run(None, {name: images[0][None]})
+    started = time.perf_counter()
+    deadline = started + seconds
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(sessions)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sum(counts) / (time.perf_counter() - started)
+
+
+def bodies(kind: str, model_name: str, input_name: str, output: str, images, blobs) -> list[bytes]:
+    out = []
+    for index in range(len(blobs)):
+        outputs = [{"name": output, "parameters": {"binary_data": True}}]
+        if kind == "binary":
+            blob = np.ascontiguousarray(images[index][None], dtype="<f4").tobytes()
+            tensor = {"datatype": "FP32", "shape": [1, *images.shape[1:]]}
+        elif kind == "jpeg":
+            blob = len(blobs[index]).to_bytes(4, "little") + blobs[index]
+            tensor = {"datatype": "BYTES", "shape": [1]}
+        else:
+            doc = {
+                "inputs": [
+                    {
+                        "name": input_name,
+                        "shape": [1, *images.shape[1:]],
+                        "datatype": "FP32",
+                        "data": images[index].reshape(-1).tolist(),
+                    }
+                ],
+                "outputs": outputs,
+            }
+            out.append(http_request(f"/v2/models/{model_name}/infer", orjson.dumps(doc)))
+            continue
+        head = orjson.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": input_name,
+                        **tensor,
+                        "parameters": {"binary_data_size": len(blob)},
+                    }
+                ],
+                "outputs": outputs,
+            }
+        )
+        out.append(
+            http_request(
+                f"/v2/models/{model_name}/infer",
+                head + blob,
+                headers={"Inference-Header-Content-Length": str(len(head))},
+            )
+        )
+    return out
+
+
+def checker(expected: np.ndarray):
+    def check(index: int, status: int, body: bytes) -> bool:
+        length = int(re.search(rb'"binary_data_size":(\d+)', body).group(1))
+        got = np.frombuffer(body[-length:], dtype="<f4")
+        return np.allclose(got, expected[index].reshape(-1), atol=1e-5)
+
+    return check
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--model", type=Path, default=TEACHABLE)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--only", nargs="*", help="server rows to run (default: all)")
+    args = parser.parse_args()
+    if not args.model.exists():
+        sys.exit(f"{args.model}: not found (the Teachable Machine MobileNet .h5 or an .onnx)")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="portanet-serve-images-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = args.model if args.model.suffix == ".onnx" else export(workdir, args.model)
+
+    import portanet
+
+    model = portanet.load(path)
+    blobs = jpegs(args.images)
+    images = prepared(blobs, model)
+    expected = np.stack([model.predict(images[i][None])[0] for i in range(len(images))])
+    input_name = model.schema.inputs[0].name
+    output = model.output_names[0]
+    cpus = len(os.sched_getaffinity(0))
+    print(
+        f"{path.name}: {len(blobs)} JPEGs ({np.mean([len(b) for b in blobs]) / 1024:.0f} KB "
+        f"mean), {CLIENTS} clients, {args.seconds:g} s runs x {args.runs}, {cpus} CPUs"
+    )
+
+    rows = {
+        "binary, batching on": ("binary", ()),
+        "binary, batching off": ("binary", ("--max-batch-size", "1")),
+        "JSON, batching on": ("json", ()),
+        "JSON, 2 workers": ("json", ("--workers", "2")),
+        "encoded JPEG, batching on": ("jpeg", ()),
+    }
+    if args.only:
+        rows = {k: v for k, v in rows.items() if any(o in k for o in args.only)}
+    bare: list[float] = []
+    served: dict[str, list[dict]] = {k: [] for k in rows}
+    check = checker(expected)
+    for run in range(args.runs):
+        per_core = bare_loop(path, images, min(args.seconds, 5.0), cpus, 1)
+        one = bare_loop(path, images, min(args.seconds, 5.0), 1, cpus)
+        bare.append(max(per_core, one))
+        print(
+            f"  run {run + 1} bare onnxruntime: {cpus} x 1-thread sessions {per_core:6.1f} "
+            f"img/s, 1 x {cpus}-thread session {one:6.1f} img/s",
+            flush=True,
+        )
+        order = list(rows.items()) if run % 2 == 0 else list(rows.items())[::-1]
+        for label, (kind, flags) in order:
+            port = free_port()
+            server = Server(
+                label,
+                [
+                    sys.executable,
+                    "-m",
+                    "portanet",
+                    "serve",
+                    str(path),
+                    "--port",
+                    str(port),
+                    "--name",
+                    "teachable",
+                    *flags,
+                ],
+                port,
+                REPO,
+                workdir / f"{kind}-{len(flags)}.log",
+            )
+            try:
+                payload = bodies(kind, "teachable", input_name, output, images, blobs)
+                run_load("127.0.0.1", port, payload, check, clients=CLIENTS, seconds=1.0)
+                result = run_load(
+                    "127.0.0.1", port, payload, check, clients=CLIENTS, seconds=args.seconds
+                )
+            finally:
+                server.stop()
+            summary = result.summary()
+            served[label].append(summary)
+            print(
+                f"  run {run + 1} {label:<28} {summary['req_s']:7.1f} img/s  p50 "
+                f"{summary['p50_ms']:7.1f} ms  p99 {summary['p99_ms']:7.1f} ms  errors "
+                f"{summary['errors']} wrong {summary['wrong']} {result.first_error[:80]}",
+                flush=True,
+            )
+    print()
+    print(f"| {'setting':<28} | {'images/s':>14} | {'p99 ms':>14} | vs bare onnxruntime |")
+    print(f"|{'-' * 30}|{'-' * 16}|{'-' * 16}|{'-' * 21}|")
+    print(
+        f"| {'bare onnxruntime (best)':<28} | {span(bare, '.1f'):>14} | {'':>14} | {'1.00':>19} |"
+    )
+    for label, results in served.items():
+        rates = [r["req_s"] for r in results]
+        ratios = [r / b for r, b in zip(rates, bare, strict=True)]
+        print(
+            f"| {label:<28} | {span(rates, '.1f'):>14} | "
+            f"{span([r['p99_ms'] for r in results], '.0f'):>14} | {span(ratios, '.2f'):>19} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
