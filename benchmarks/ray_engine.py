@@ -73,14 +73,15 @@ def per_core(whole: Path, rows: int) -> dict[str, float]:
     """Rows/s on one thread: predicting ready batches, and reading + converting Parquet."""
     import pyarrow as pa
 
-    from portanet.scale.predictor import DEFAULT_ROWS_PER_BATCH, Predictor
+    from portanet.scale.predictor import Predictor
     from portanet.scale.sources import list_inputs, read_file
+    from portanet.tables.options import RAY_ROWS_PER_BATCH
     from portanet.tables.types import Columns
 
     columns = Columns(tuple(FEATURES), 8, (), np.dtype(np.float32))
     source = list_inputs([str(whole)])[0]
     start = time.perf_counter()
-    blocks = list(read_file(0, source, columns, DEFAULT_ROWS_PER_BATCH))
+    blocks = list(read_file(0, source, columns, RAY_ROWS_PER_BATCH))
     read_s = time.perf_counter() - start
     predictor = Predictor(MODEL.read_bytes(), threads=1, files=[(str(whole), "row")])
     predictor(blocks[0])

@@ -15,8 +15,8 @@ from portanet.errors import InputError
 from portanet.scale.engine import _resolve_workers
 from portanet.scale.predictor import Workers
 from portanet.scale.sources import list_inputs, read_file
-from portanet.scale.values import ERROR_COLUMN, ROW_COLUMN, float_column
 from portanet.tables.types import Columns
+from portanet.tables.values import ERROR_COLUMN, ROW_COLUMN, float_column
 from tests.scale.conftest import FEATURES, write_inputs
 
 
@@ -43,27 +43,30 @@ def test_folders_are_searched_for_known_suffixes_skipping_hidden_and_marker_file
     "name, message",
     [
         ("missing.csv", "no such file or folder"),
-        ("rows.txt", "expected a .parquet, .csv or .jsonl file, got suffix '.txt'"),
-        ("*.jsonl", "expected the pattern to match .parquet, .csv or .jsonl files, got no match"),
+        ("rows.dat", "expected a file with one of the suffixes .csv .json .*, got suffix '.dat'"),
+        (
+            "*.jsonl",
+            "expected the pattern to match files with one of the suffixes .*, got no match",
+        ),
     ],
 )
 def test_inputs_that_name_nothing_readable_are_refused(tmp_path: Path, name: str, message: str):
-    (tmp_path / "rows.txt").write_text("1,2\n")
+    (tmp_path / "rows.dat").write_text("1,2\n")
     with pytest.raises(InputError, match=message):
         list_inputs([str(tmp_path / name)])
 
 
-def test_text_cells_become_float32_with_a_reason_for_each_non_number():
+def test_text_cells_become_float64_with_a_reason_for_each_non_number():
     values, reasons = float_column(
         pa.array(["1.5", " 2", "abc", None, "nan", "-1e3"]), "x", "f.csv"
     )
-    assert values.type == pa.float32()
+    assert values.type == pa.float64()  # float64: 1e39 is seen as what it is, not inf
     assert values.to_pylist()[:2] == [1.5, 2.0]
     assert values[2].as_py() is None and values[3].as_py() is None
     assert np.isnan(values[4].as_py()) and values[5].as_py() == -1000.0
     assert reasons == [None, None, "column 'x': expected a number, got 'abc'", None, None, None]
     clean, none = float_column(pa.array([1, 2], pa.int64()), "x", "f.csv")
-    assert clean.type == pa.float32() and none is None
+    assert clean.type == pa.float64() and none is None
     with pytest.raises(InputError, match="column 'x': expected numbers, got timestamp"):
         float_column(pa.array([0], pa.timestamp("s")), "x", "f.parquet")
 

@@ -75,7 +75,7 @@ def test_round_trip_every_format_with_shuffled_columns(model, frame, tmp_path, s
     src, dst = tmp_path / f"in{source}", tmp_path / f"out{target}"
     _write_input(table, src)
     keep = () if target == ".npy" else ("id",)
-    result = infer_file(model, src, dst, batch_size=16, keep_columns=keep)
+    result = infer_file(model, src, dst, rows_per_batch=16, keep_columns=keep)
     assert result.rows == ROWS
     out = _read_output(dst)
     assert np.allclose(out["probability"], _expected(model, features), atol=1e-6)
@@ -125,7 +125,7 @@ def test_300k_rows_streamed_in_small_batches_equal_one_predict(model, tmp_path):
     src = tmp_path / "big.csv"
     pacsv.write_csv(pa.table({n: x[:, i] for i, n in enumerate(PIMA_FEATURES)}), src)
     seen = []
-    result = infer_file(model, src, tmp_path / "big.npy", batch_size=4096, on_batch=seen.append)
+    result = infer_file(model, src, tmp_path / "big.npy", rows_per_batch=4096, on_batch=seen.append)
     assert result.rows == 300_000 and max(seen) <= 4096 and len(seen) >= 300_000 // 4096
     streamed = np.load(tmp_path / "big.npy")[:, 0]
     assert np.array_equal(streamed, _raw(x)[:, 0])  # x was written with 3 decimals: exact
