@@ -92,7 +92,8 @@ def list_inputs(inputs: Sequence[str]) -> list[InputFile]:
 
     Folders contribute the files with a known suffix (names starting with ``.`` or ``_``
     skipped: hidden files, ``._*`` resource forks, ``_SUCCESS`` markers); a file named directly
-    must have a known suffix. The same file named twice is read once; files come sorted.
+    must have a known suffix. The same file named twice is read once; files come in the order given, a folder's or a
+    glob's sorted by path.
     Raises :class:`InputError` when an
     input does not exist or nothing is found.
     """
@@ -149,14 +150,14 @@ def list_inputs(inputs: Sequence[str]) -> list[InputFile]:
                     )
                 matched = [info]
                 direct = given
-        for item in matched:
+        for item in sorted(matched, key=lambda i: i.path):
             key = prefix + item.path
             path = direct or key
             if key not in found:
                 found[key] = InputFile(
                     path, _format_of(item.path, direct=bool(direct)) or "", int(item.size or 0)
                 )
-    return [found[k] for k in sorted(found)]
+    return list(found.values())
 
 
 def _hidden(path: str, root: str) -> bool:
