@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from portanet.cli.app import app, err, guarded
+from portanet.cli.app import app, err, guarded, print_error
 from portanet.cli.options import (
     AllowNan,
     ChannelOrderOption,
@@ -266,8 +267,18 @@ def _infer_on_ray(
             "local engine for stdin"
         )
     from portanet.scale import infer_ray
+    from portanet.scale.cluster import Interrupted
 
-    result = infer_ray(model, inputs, str(output), options)
+    try:
+        result = infer_ray(model, inputs, str(output), options)
+    except Interrupted as exc:
+        # Ray's native threads may abort the interpreter's teardown after a signal (seen:
+        # SIGABRT when SIGTERM lands while ray.init connects): say why, then leave at once.
+        with contextlib.suppress(Exception):
+            print_error(str(exc))
+            sys.stderr.flush()
+            sys.stdout.flush()
+        os._exit(exc.exit_code)
     rate = result.rows / result.seconds if result.seconds else 0.0
     pool = result.workers
     size = (

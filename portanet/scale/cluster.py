@@ -241,20 +241,26 @@ def _connected(address: str | None, num_cpus: int | None) -> Iterator[bool]:
 
     temp_dir = None
     try:
-        if address is None:
-            from portanet.runtime.providers import usable_cpus
+        with _sigterm_during_init():
+            if address is None:
+                from portanet.runtime.providers import usable_cpus
 
-            temp_dir = tempfile.mkdtemp(prefix="pnr-", dir="/tmp")
-            ray.init(
-                address="local",
-                num_cpus=num_cpus or usable_cpus(),
-                include_dashboard=False,
-                _temp_dir=temp_dir,
-                log_to_driver=False,
-                configure_logging=False,
-            )
-        else:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
+                temp_dir = tempfile.mkdtemp(prefix="pnr-", dir="/tmp")
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus or usable_cpus(),
+                    include_dashboard=False,
+                    _temp_dir=temp_dir,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+            else:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except Interrupted:
+        ray.shutdown()
+        if temp_dir:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
@@ -268,6 +274,20 @@ def _connected(address: str | None, num_cpus: int | None) -> Iterator[bool]:
         ray.shutdown()
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _sigterm_during_init() -> Iterator[None]:
+    """``ray.init`` installs a SIGTERM handler that calls ``sys.exit(15)``: a SIGTERM that
+    arrives while it connects becomes :class:`Interrupted` like any other."""
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code == signal.SIGTERM:
+            error = Interrupted("stopped by SIGTERM; nothing was written")
+            error.exit_code = 128 + signal.SIGTERM
+            raise error from None
+        raise
 
 
 def _restore_python_signals() -> None:

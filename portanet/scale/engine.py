@@ -8,6 +8,7 @@ failure); a ``_SUCCESS`` file marks a complete folder either way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -18,7 +19,7 @@ from typing import Any
 
 from portanet.errors import InputError, PortanetError
 from portanet.runtime import load
-from portanet.scale.cluster import ray_session
+from portanet.scale.cluster import Interrupted, ray_session
 from portanet.scale.ledger import Ledger, rebuild
 from portanet.scale.predictor import Workers, predict_dataset
 from portanet.scale.sources import files_datasource, list_inputs
@@ -68,10 +69,8 @@ def _must_be_new(location: str, what: str) -> None:
 
 def _remove(location: str) -> None:
     fs, inner, _ = filesystem(location)
-    try:
+    with contextlib.suppress(OSError):  # FileNotFoundError included
         fs.delete_dir(inner)
-    except (FileNotFoundError, OSError):
-        pass
 
 
 def _resolve_workers(
@@ -239,6 +238,8 @@ def infer_ray(
             _remove(staging)
             if on_error == "skip":
                 _remove(rejected_dir)
+            if isinstance(exc, Interrupted):
+                raise
             recorded = _recorded_failure(ledger)
             cause = rebuild(recorded) if recorded else _portanet_cause(exc)
             if cause is not None:
