@@ -204,10 +204,14 @@ def infer_ray(
     with ray_session(options.address, debug=options.debug) as _:
         import ray
 
-        pool = _resolve_workers(
-            options.workers,
-            options.cpus_per_worker,
-            float(ray.cluster_resources().get("CPU", 1)),
+        cluster_cpus = float(ray.cluster_resources().get("CPU", 1))
+        # No pool asked for: predict in tasks that Ray Data fuses with reading and writing
+        # (one per CPU); --workers / --cpus-per-worker ask for an actor pool.
+        fused = options.workers is None and options.cpus_per_worker is None
+        pool = (
+            Workers(max(1, int(cluster_cpus)), max(1, int(cluster_cpus)), 1.0)
+            if fused
+            else _resolve_workers(options.workers, options.cpus_per_worker, cluster_cpus)
         )
         ledger = ray.remote(num_cpus=0)(Ledger).remote()
         if on_error == "skip":
@@ -231,6 +235,7 @@ def infer_ray(
                 files=[(f.path, f.row_word) for f in files],
                 ledger=ledger,
                 positional=options.positional,
+                fused=fused,
             )
             _write(predicted, staging, fmt)
             rows, rejected = ray.get(ledger.totals.remote())
