@@ -92,9 +92,8 @@ def list_inputs(inputs: Sequence[str]) -> list[InputFile]:
 
     Folders contribute the files with a known suffix (names starting with ``.`` or ``_``
     skipped: hidden files, ``._*`` resource forks, ``_SUCCESS`` markers); a file named directly
-    must have a known suffix. The same file named twice is read once; files come in the order given, a folder's or a
-    glob's sorted by path.
-    Raises :class:`InputError` when an
+    must have a known suffix. The same file named twice is read once; files come in the order
+    given, a folder's or a glob's sorted by path. Raises :class:`InputError` when an
     input does not exist or nothing is found.
     """
     import pyarrow.fs as pafs
