@@ -14,7 +14,7 @@ from portanet.errors import InputError
 from portanet.tables import Columns, iter_batches
 from portanet.tables.files import list_inputs
 from portanet.tables.readers import file_rows
-from portanet.tables.values import Rows, ValuePolicy, apply, screen
+from portanet.tables.values import Rows, ValuePolicy, apply, float_column, screen
 
 NAMES = ["a", "b", "c"]
 COLS = Columns(tuple(NAMES), 3)
@@ -105,3 +105,18 @@ def test_local_reader_and_ray_entry_point_agree_for_every_format(tmp_path, bad, 
         assert reasons is not None and reasons[1] is not None and reasons[1].startswith(reason)
         assert reasons[0] is None and reasons[2] is None
         assert rejected[0].number == int(ray_rows[0].numbers[1])
+
+
+def test_text_cells_become_float64_with_a_reason_for_each_non_number():
+    values, reasons = float_column(
+        pa.array(["1.5", " 2", "abc", None, "nan", "-1e3"]), "x", "f.csv"
+    )
+    assert values.type == pa.float64()  # float64: 1e39 is seen as what it is, not inf
+    assert values.to_pylist()[:2] == [1.5, 2.0]
+    assert values[2].as_py() is None and values[3].as_py() is None
+    assert np.isnan(values[4].as_py()) and values[5].as_py() == -1000.0
+    assert reasons == [None, None, "column 'x': expected a number, got 'abc'", None, None, None]
+    clean, none = float_column(pa.array([1, 2], pa.int64()), "x", "f.csv")
+    assert clean.type == pa.float64() and none is None
+    with pytest.raises(InputError, match="column 'x': expected numbers, got timestamp"):
+        float_column(pa.array([0], pa.timestamp("s")), "x", "f.parquet")
