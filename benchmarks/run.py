@@ -276,7 +276,8 @@ def bench_predict(table: Table, rows: int, provider: str, with_litert: bool) -> 
         assert np.allclose(litert(one), expected, atol=1e-5)
         sides["litert"] = lambda: litert(one)
     best = alternate(sides, 30, 2000)
-    table.add(Row("predict, batch 1 vs raw session.run", best["portanet"], best["raw"], "us", 0.80))
+    # Issue 20's targets: batch 1 <= 0.9x one raw run, 1M rows <= 1.0x, in one process.
+    table.add(Row("predict, batch 1 vs raw session.run", best["portanet"], best["raw"], "us", 0.90))
     table.add(
         Row(
             "predict, batch 1 vs onnxruntime IOBinding, reused buffers",
@@ -307,7 +308,7 @@ def bench_predict(table: Table, rows: int, provider: str, with_litert: bool) -> 
             best["portanet"],
             best["raw"],
             "ms",
-            0.85,
+            1.0,
         )
     )
     if litert is not None:

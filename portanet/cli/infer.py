@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from portanet.cli.app import app, err, guarded
+from portanet.cli.app import app, err, guarded, print_error
 from portanet.cli.options import (
     AllowNan,
     ChannelOrderOption,
@@ -32,10 +33,7 @@ from portanet.cli.options import (
     split_names,
 )
 from portanet.errors import InputError
-
-#: Rows read, predicted and written at a time when --rows-per-batch is not given.
-LOCAL_ROWS_PER_BATCH = 65536
-RAY_ROWS_PER_BATCH = 262144
+from portanet.tables.options import LOCAL_ROWS_PER_BATCH, RAY_ROWS_PER_BATCH, InferOptions
 
 
 class Engine(str, Enum):
@@ -46,7 +44,7 @@ class Engine(str, Enum):
 
 
 class OnError(str, Enum):
-    """What the Ray engine does with a row holding a bad value."""
+    """What infer does with a row holding a bad value."""
 
     fail = "fail"
     skip = "skip"
@@ -175,7 +173,10 @@ def infer(
     ] = None,
     on_error: Annotated[
         OnError,
-        typer.Option(help="Ray: fail on a bad value, or skip bad rows into OUTPUT.rejected/."),
+        typer.Option(
+            help="fail on a bad value, or skip bad rows (and undecodable images), listed with "
+            "their reasons in OUTPUT_STEM.rejected.csv (--engine ray: OUTPUT.rejected/).",
+        ),
     ] = OnError.fail,
     output_format: Annotated[
         OutputFormat,
@@ -183,24 +184,33 @@ def infer(
     ] = OutputFormat.parquet,
 ) -> None:
     """Run an ONNX model over files of rows, arrays or images and write predictions."""
-    keep = split_names(keep_columns)
+    from portanet.cli.app import state
+
+    providers = providers_arg(provider)
+    options = InferOptions(
+        engine=engine.value,
+        rows_per_batch=rows_per_batch,
+        keep_columns=tuple(split_names(keep_columns)),
+        allow_nan=allow_nan,
+        on_error=on_error.value,
+        stdin_format=stdin_format.value,
+        positional=positional_columns,
+        top_k=top_k,
+        image_range=image_range,
+        array_range=array_range,
+        channel_order=choice_value(channel_order),
+        make_dirs=mkdir,
+        address=address,
+        workers=parse_workers(workers),
+        cpus_per_worker=cpus_per_worker,
+        output_format=output_format.value,
+        providers="cpu" if providers == "auto" else providers,
+        threads=threads,
+        sha256=sha256,
+        debug=bool(state["debug"]),
+    )
     if engine is Engine.ray:
-        _infer_on_ray(
-            model,
-            inputs,
-            output,
-            keep,
-            provider,
-            threads,
-            allow_nan,
-            sha256,
-            address,
-            workers,
-            cpus_per_worker,
-            rows_per_batch or RAY_ROWS_PER_BATCH,
-            on_error,
-            output_format,
-        )
+        _infer_on_ray(model, inputs, output, options)
         return
     from portanet.runtime import load
     from portanet.tables.infer import infer_file
@@ -211,57 +221,47 @@ def infer(
             "the summary), got none"
         )
     runtime = load(
-        model,
-        providers=providers_arg(provider),
-        strict=require_provider,
-        threads=threads,
-        sha256=sha256,
+        model, providers=providers, strict=require_provider, threads=threads, sha256=sha256
     )
     with _row_progress() as (on_total, on_batch):
         result = infer_file(
             runtime,
             inputs if len(inputs) > 1 else inputs[0],
             output,
-            batch_size=rows_per_batch or LOCAL_ROWS_PER_BATCH,
-            keep_columns=keep,
-            allow_nan=allow_nan,
-            stdin_format=stdin_format.value,
+            options,
             on_batch=on_batch,
             on_total=on_total,
-            positional=positional_columns,
-            top_k=top_k,
-            image_range=image_range,
-            channel_order=choice_value(channel_order),
-            make_dirs=mkdir,
-            array_range=array_range,
         )
     if as_json:
         summary = {**result.to_dict(), "model": str(model), "provider": runtime.providers[0]}
         sys.stdout.write(json.dumps(summary) + "\n")
-    elif output is not None:
+        return
+    if output is not None:
         rate = result.rows / result.seconds if result.seconds else 0.0
+        files = f" from {result.files} files" if result.files > 1 else ""
         err.print(
-            f"wrote {result.rows} predictions to {output} ({result.seconds:.2f} s, "
+            f"wrote {result.rows} predictions{files} to {output} ({result.seconds:.2f} s, "
             f"{rate:,.0f} rows/s, {runtime.providers[0]})",
             highlight=False,
+            soft_wrap=True,
+        )
+    if result.rejected:
+        err.print(
+            f"skipped {result.rejected} bad rows or files: listed with their reasons in "
+            f"{result.rejected_file}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if result.skipped_files:
+        err.print(
+            f"skipped {result.skipped_files} files that are not images",
+            highlight=False,
+            soft_wrap=True,
         )
 
 
 def _infer_on_ray(
-    model: Path,
-    inputs: list[str],
-    output: Path | None,
-    keep: list[str],
-    provider: list[str] | None,
-    threads: int | None,
-    allow_nan: bool,
-    sha256: str | None,
-    address: str | None,
-    workers: str | None,
-    cpus_per_worker: float | None,
-    rows_per_batch: int,
-    on_error: OnError,
-    output_format: OutputFormat,
+    model: Path, inputs: list[str], output: Path | None, options: InferOptions
 ) -> None:
     if importlib.util.find_spec("ray") is None:
         raise InputError(
@@ -278,24 +278,18 @@ def _infer_on_ray(
             "local engine for stdin"
         )
     from portanet.scale import infer_ray
+    from portanet.scale.cluster import Interrupted
 
-    providers = providers_arg(provider)
-    result = infer_ray(
-        model,
-        inputs,
-        str(output),
-        address=address,
-        fmt=output_format.value,
-        keep_columns=keep,
-        workers=parse_workers(workers),
-        cpus_per_worker=cpus_per_worker,
-        rows_per_batch=rows_per_batch,
-        on_error=on_error.value,
-        allow_nan=allow_nan,
-        providers="cpu" if providers == "auto" else providers,
-        threads=threads,
-        sha256=sha256,
-    )
+    try:
+        result = infer_ray(model, inputs, str(output), options)
+    except Interrupted as exc:
+        # Ray's native threads may abort the interpreter's teardown after a signal (seen:
+        # SIGABRT when SIGTERM lands while ray.init connects): say why, then leave at once.
+        with contextlib.suppress(Exception):
+            print_error(str(exc))
+            sys.stderr.flush()
+            sys.stdout.flush()
+        os._exit(exc.exit_code)
     rate = result.rows / result.seconds if result.seconds else 0.0
     pool = result.workers
     size = (

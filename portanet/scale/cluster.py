@@ -1,8 +1,16 @@
 """Connect to a Ray cluster, or start a private local one, and always leave it as found.
 
-Nothing here hangs on a wrong address: ``HOST:PORT`` and ``ray://HOST:PORT`` are probed with a
-short TCP connect before Ray is asked, and Ray's own connection errors become
-:class:`~portanet.errors.InputError`.
+Nothing here hangs on a wrong address: ``HOST:PORT`` is probed with a short TCP connect and then
+one gRPC call to Ray's GCS (``GetClusterId``, 3 s deadline) before Ray is asked, so a listener
+that is not a Ray head is refused in seconds; ``ray://`` (Ray Client, which Ray Data's
+streaming execution does not run under) is refused with the address to use instead; Ray's own
+connection errors become :class:`~portanet.errors.InputError`.
+
+Ray's own log lines (its C++ core worker writes to the process's stderr, Ray Data logs and
+progress bars) are kept out of the terminal unless ``debug``: stderr is pointed at a log file in
+the session's temp dir for the session's duration, so portanet's own message is the only line a
+user sees. SIGTERM inside a session is turned into :class:`Interrupted` (a clean unwind:
+the cluster is stopped, nothing partial is left) instead of Ray's native stack dump.
 """
 
 from __future__ import annotations
@@ -12,12 +20,14 @@ import ipaddress
 import os
 import secrets
 import shutil
+import signal
 import socket
 import sys
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
-from portanet.errors import InputError
+from portanet.errors import InputError, PortanetError
 
 #: Seconds to wait for a TCP connection to the cluster's address before giving up.
 CONNECT_TIMEOUT_S = 3.0
@@ -58,10 +68,29 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class Interrupted(PortanetError):
+    """The run was stopped by a signal (SIGTERM or SIGINT); nothing was written."""
+
+    exit_code = 130
+
+
+def _refuse_client(address: str) -> None:
+    if address.startswith("ray://"):
+        target = _host_port(address)
+        host = target[0] if target else "HOST"
+        raise InputError(
+            f"Ray address {address}: ray:// is Ray Client, under which Ray Data cannot run "
+            f"portanet's streaming job (Ray fails with \"'Worker' object has no attribute "
+            f"'core_worker'\"); expected the head's GCS address instead, e.g. --address "
+            f"{host}:6379 (reachable from this machine), or run portanet on a node of the "
+            f"cluster with --address auto"
+        )
+
+
 def _probe(address: str) -> None:
     target = _host_port(address)
     if target is None:
-        raise InputError(f"Ray address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+        raise InputError(f"Ray address {address!r}: expected auto or HOST:PORT")
     try:
         with socket.create_connection(target, timeout=CONNECT_TIMEOUT_S):
             pass
@@ -74,17 +103,57 @@ def _probe(address: str) -> None:
         raise InputError(
             f"no Ray cluster at {address}: expected a Ray head listening there, got {why}"
         ) from exc
+    _probe_gcs(address, target)
+
+
+def _probe_gcs(address: str, target: tuple[str, int]) -> None:
+    """One gRPC call to the GCS with a deadline: any gRPC answer (even "unauthenticated")
+    shows a Ray head; silence, a closed connection or "unimplemented" shows something else."""
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    host, port = target
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        try:
+            request = gcs_service_pb2.GetClusterIdRequest()  # type: ignore[attr-defined]
+            stub.GetClusterId(request, timeout=CONNECT_TIMEOUT_S)
+            return
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code not in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                grpc.StatusCode.UNIMPLEMENTED,
+                grpc.StatusCode.INTERNAL,
+                grpc.StatusCode.UNKNOWN,
+            ):
+                return  # a gRPC server that knows the GCS service answered (e.g. auth)
+            why = (
+                f"no gRPC answer within {CONNECT_TIMEOUT_S:.0f} s"
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED
+                else f"{code.name.lower()}: {(exc.details() or '').splitlines()[0][:120]}"
+            )
+    raise InputError(
+        f"no Ray cluster at {address}: something listens there but is not a Ray head's GCS "
+        f"({why}); expected the address printed by `ray start --head` (default port 6379)"
+    )
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> Iterator[bool]:
+def ray_session(
+    address: str | None = None, *, num_cpus: int | None = None, debug: bool = False
+) -> Iterator[bool]:
     """A connected Ray session for the duration of the block.
 
     ``address=None`` starts a private local cluster (its own short temp dir, loopback only,
     ``num_cpus`` CPUs, default all this process may use) and stops it at the end. Otherwise
-    connects to ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT`` and disconnects at the end. A
-    session already open in this process is used as it is. Yields whether it started a cluster.
+    connects to ``auto`` or ``HOST:PORT`` and disconnects at the end (``ray://`` is refused).
+    A session already open in this process is used as it is. Yields whether it started a
+    cluster. Without ``debug``, Ray's own output goes to a log file, not to stderr.
     """
+    if address:
+        _refuse_client(address)
     target = _host_port(address) if address and address != "auto" else None
     if address is None or (target is not None and _is_loopback(target[0])):
         # Loopback only: otherwise Ray may advertise another local address for this node.
@@ -100,7 +169,71 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
             return
         if address is not None and address != "auto":
             _probe(address)
-        yield from _connected(address, num_cpus)
+        if not debug:
+            _quiet_ray_data()
+        with _signals_unwind(), contextlib.ExitStack() as quiet:
+            if not debug:
+                quiet.enter_context(_stderr_to_log())
+            yield from _connected(address, num_cpus)
+
+
+def _quiet_ray_data() -> None:
+    """No progress bars or per-operator log lines from Ray Data (``--debug`` shows them)."""
+    import logging
+
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    context.enable_progress_bars = False
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def _stderr_to_log() -> Iterator[None]:
+    """Point file descriptor 2 at a log file for the block (Ray's C++ logging writes to the
+    descriptor, not to ``sys.stderr``); restored afterwards, the log removed."""
+    sys.stderr.flush()
+    handle, name = tempfile.mkstemp(prefix="portanet-ray-", suffix=".log")
+    saved = os.dup(2)
+    try:
+        os.dup2(handle, 2)
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(handle)
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
+@contextlib.contextmanager
+def _signals_unwind() -> Iterator[None]:
+    """SIGTERM (and SIGINT) raise :class:`Interrupted` in the main thread for the block, so
+    the session unwinds (cluster stopped, staging removed) and exits with one line."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        error = Interrupted(f"stopped by {name}; nothing was written")
+        error.exit_code = 128 + signum
+        raise error
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for sig in previous:
+            signal.signal(sig, stop)
+        yield
+    finally:
+        for sig, handler in previous.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(sig, handler)
 
 
 def _connected(address: str | None, num_cpus: int | None) -> Iterator[bool]:
@@ -108,29 +241,63 @@ def _connected(address: str | None, num_cpus: int | None) -> Iterator[bool]:
 
     temp_dir = None
     try:
-        if address is None:
-            from portanet.runtime.providers import usable_cpus
+        with _sigterm_during_init():
+            if address is None:
+                from portanet.runtime.providers import usable_cpus
 
-            temp_dir = tempfile.mkdtemp(prefix="pnr-", dir="/tmp")
-            ray.init(
-                address="local",
-                num_cpus=num_cpus or usable_cpus(),
-                include_dashboard=False,
-                _temp_dir=temp_dir,
-                log_to_driver=False,
-                configure_logging=False,
-            )
-        else:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
+                temp_dir = tempfile.mkdtemp(prefix="pnr-", dir="/tmp")
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus or usable_cpus(),
+                    include_dashboard=False,
+                    _temp_dir=temp_dir,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+            else:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except Interrupted:
+        ray.shutdown()
+        if temp_dir:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         where = f"at {address}" if address else "on this machine"
         raise InputError(f"no Ray cluster {where}: {first[:300]}") from exc
+    _restore_python_signals()
     try:
         yield address is None
     finally:
         ray.shutdown()
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _sigterm_during_init() -> Iterator[None]:
+    """``ray.init`` installs a SIGTERM handler that calls ``sys.exit(15)``: a SIGTERM that
+    arrives while it connects becomes :class:`Interrupted` like any other."""
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code == signal.SIGTERM:
+            error = Interrupted("stopped by SIGTERM; nothing was written")
+            error.exit_code = 128 + signal.SIGTERM
+            raise error from None
+        raise
+
+
+def _restore_python_signals() -> None:
+    """``ray.init`` may install its own SIGTERM handler; put portanet's back."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    current = signal.getsignal(signal.SIGTERM)
+    if not callable(current) or getattr(current, "__name__", "") != "stop":
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler) and getattr(handler, "__name__", "") == "stop":
+            signal.signal(signal.SIGTERM, handler)

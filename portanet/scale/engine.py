@@ -19,13 +19,15 @@ from typing import Any, cast
 
 from portanet.errors import InputError, PortanetError
 from portanet.runtime import load
-from portanet.scale.cluster import ray_session
+from portanet.scale.cluster import Interrupted, ray_session
 from portanet.scale.ledger import Ledger, rebuild
-from portanet.scale.predictor import DEFAULT_ROWS_PER_BATCH, ON_ERROR, Workers, predict_dataset
-from portanet.scale.sources import _filesystem, files_datasource, list_inputs
+from portanet.scale.predictor import Workers, predict_dataset
+from portanet.scale.sources import files_datasource, list_inputs
+from portanet.tables.files import filesystem
+from portanet.tables.options import InferOptions
+from portanet.tables.readers import file_rows
 from portanet.tables.types import Columns
 
-OUTPUT_FORMATS = ("parquet", "csv", "jsonl")
 SUCCESS_MARKER = "_SUCCESS"
 
 
@@ -53,7 +55,7 @@ def _local_path(location: str) -> Path:
 def _must_be_new(location: str, what: str) -> None:
     import pyarrow.fs as pafs
 
-    fs, inner, _ = _filesystem(location)
+    fs, inner, _ = filesystem(location)
     info = fs.get_file_info(inner)
     if info.type == pafs.FileType.File:
         raise InputError(f"{location}: expected a folder for the {what}, got a file")
@@ -66,8 +68,8 @@ def _must_be_new(location: str, what: str) -> None:
 
 
 def _remove(location: str) -> None:
-    fs, inner, _ = _filesystem(location)
-    with contextlib.suppress(FileNotFoundError, OSError):
+    fs, inner, _ = filesystem(location)
+    with contextlib.suppress(OSError):  # FileNotFoundError included
         fs.delete_dir(inner)
 
 
@@ -119,86 +121,105 @@ def _portanet_cause(error: BaseException) -> PortanetError | None:
 
 
 def _write(dataset: Any, location: str, fmt: str) -> None:
+    from ray.data.datasource import FilenameProvider
+
     if fmt == "parquet":
         dataset.write_parquet(location)
     elif fmt == "csv":
         dataset.write_csv(location)
-    else:
-        dataset.write_json(location)
+    else:  # Ray writes JSON Lines: name the files for what they hold (.jsonl, not .json)
+        dataset.write_json(location, filename_provider=FilenameProvider(file_format="jsonl"))
+
+
+def check_inputs(files: Sequence[Any], columns: Columns) -> None:
+    """Read the head of the first input file here, before any cluster starts: a missing
+    feature or kept column (``--keep-columns nosuch``) or an unreadable format is refused in
+    a second, not after the cluster has started."""
+    if files:
+        names: list[str] = []
+        next(iter(file_rows(files[0], columns, 1, names)), None)
 
 
 def infer_ray(
     model: str | os.PathLike[str],
     inputs: Sequence[str],
     output: str,
-    *,
-    address: str | None = None,
-    fmt: str = "parquet",
-    keep_columns: Sequence[str] = (),
-    workers: Workers | int | tuple[int, int] | None = None,
-    cpus_per_worker: float | None = None,
-    rows_per_batch: int = DEFAULT_ROWS_PER_BATCH,
-    on_error: str = "fail",
-    allow_nan: bool = False,
-    providers: str | list[str] = "cpu",
-    threads: int | None = None,
-    sha256: str | None = None,
-    rejected_dir: str | None = None,
+    options: InferOptions | None = None,
+    **changes: Any,
 ) -> RayInferResult:
     """Predict every row of ``inputs`` on a Ray cluster into the folder ``output``.
 
-    ``inputs``: Parquet, CSV or JSONL files, folders or globs, local or any pyarrow URI.
-    ``address``: ``None`` starts a local cluster for this call; else ``auto``, ``HOST:PORT`` or
-    ``ray://HOST:PORT``. ``fmt``: ``parquet``, ``csv`` or ``jsonl`` files in ``output``.
-    ``workers``: an actor count, ``(min, max)`` for an autoscaling pool, or a :class:`Workers`.
-    ``on_error="skip"`` writes bad rows with their reasons to ``rejected_dir`` (default
-    ``<output>.rejected``) instead of failing. Raises :class:`InputError` for a bad value (with
-    ``on_error="fail"``, naming the file and line), a missing input or an unreachable cluster,
-    leaving no output folder behind.
+    ``inputs``: CSV/TSV, Parquet, JSONL or JSON files, folders or globs, local or any pyarrow
+    URI (the local engine's inputs, less .npy/.npz). ``options`` (:class:`InferOptions`, with
+    ``changes`` applied): ``address`` ``None`` starts a private local cluster for this call,
+    else ``auto`` or ``HOST:PORT``; ``output_format`` ``parquet``, ``csv`` or ``jsonl``;
+    ``workers`` an actor count or ``(min, max)``; ``on_error="skip"`` writes bad rows with
+    their reasons to ``rejected_dir`` (default ``<output>.rejected``) instead of failing. Bad
+    values are judged by the local engine's policy (:mod:`portanet.tables.values`). Raises
+    :class:`InputError` for a bad value (naming the file and line), a missing input or an
+    unreachable cluster, leaving no output folder behind; every check that needs no cluster
+    runs before one is started or reached.
     """
     started = time.perf_counter()
-    if fmt not in OUTPUT_FORMATS:
-        raise InputError(f"output format: expected one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
-    if on_error not in ON_ERROR:
-        raise InputError(f"on_error: expected one of {', '.join(ON_ERROR)}, got {on_error!r}")
-    if rows_per_batch < 1:
-        raise InputError(f"rows per batch: expected a positive number, got {rows_per_batch}")
-    checked = load(model, sha256=sha256, threads=1)
+    options = (options or InferOptions(engine="ray")).but(engine="ray", **changes)
+    on_error, fmt = options.on_error, options.output_format
+    rows_per_batch = options.batch_rows
+    checked = load(model, sha256=options.sha256, threads=1)
     specs = checked.schema.inputs
     if len(specs) != 1 or specs[0].rank != 2 or not isinstance(specs[0].shape[1], int):
         raise InputError(
             f"{model}: the Ray engine expects one 2-D input of fixed width, got "
             f"inputs {[(s.name, s.shape) for s in specs]}"
         )
+    keep_columns = list(options.keep_columns)
+    if isinstance(options.keep_columns, dict) or any("=" in k for k in keep_columns):
+        raise InputError(
+            f"--keep-columns {keep_columns}: the Ray engine copies columns under their own "
+            f"names; expected NAME without =NEW"
+        )
     model_bytes = Path(model).read_bytes()
     spec = specs[0]
     columns = Columns(
-        checked.feature_names, cast(int, spec.shape[1]), tuple(keep_columns), spec.numpy_dtype
+        checked.feature_names,
+        cast(int, spec.shape[1]),  # a table model: checked fixed
+        tuple(keep_columns),
+        spec.numpy_dtype,
+        positional=options.positional,
     )
     files = list_inputs(inputs)
+    check_inputs(files, columns)
     output = str(output)
-    rejected_dir = str(rejected_dir or output.rstrip("/") + ".rejected")
+    rejected_dir = str(options.rejected_dir or output.rstrip("/") + ".rejected")
     _must_be_new(output, "predictions")
     if on_error == "skip":
         _must_be_new(rejected_dir, "rejected rows")
+    if isinstance(options.workers, tuple | int) or options.cpus_per_worker:
+        # a pool that cannot exist is refused before the cluster starts
+        _resolve_workers(options.workers, options.cpus_per_worker, float("inf"))
     staging = output
     if _is_local(output):
         target = _local_path(output).absolute()
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = str(target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:12]}")
-    with ray_session(address) as _:
+    with ray_session(options.address, debug=options.debug) as _:
         import ray
 
-        pool = _resolve_workers(
-            workers, cpus_per_worker, float(ray.cluster_resources().get("CPU", 1))
+        cluster_cpus = float(ray.cluster_resources().get("CPU", 1))
+        # No pool asked for: predict in tasks that Ray Data fuses with reading and writing
+        # (one per CPU); --workers / --cpus-per-worker ask for an actor pool.
+        fused = options.workers is None and options.cpus_per_worker is None
+        pool = (
+            Workers(max(1, int(cluster_cpus)), max(1, int(cluster_cpus)), 1.0)
+            if fused
+            else _resolve_workers(options.workers, options.cpus_per_worker, cluster_cpus)
         )
-        ledger: Any = ray.remote(num_cpus=0)(Ledger).remote()
+        ledger = ray.remote(num_cpus=0)(Ledger).remote()
         if on_error == "skip":
-            fs, inner, _ = _filesystem(rejected_dir)
+            fs, inner, _ = filesystem(rejected_dir)
             fs.create_dir(inner, recursive=True)
         try:
             dataset = ray.data.read_datasource(
-                files_datasource(files, columns, rows_per_batch, ledger)
+                files_datasource(files, columns, rows_per_batch, ledger, options.allow_nan)
             )
             predicted = predict_dataset(
                 dataset,
@@ -207,21 +228,25 @@ def infer_ray(
                 workers=pool,
                 rows_per_batch=rows_per_batch,
                 on_error=on_error,
-                allow_nan=allow_nan,
-                providers=providers,
-                threads=threads,
+                allow_nan=options.allow_nan,
+                providers=options.providers,
+                threads=options.threads,
                 rejected_dir=rejected_dir if on_error == "skip" else None,
                 files=[(f.path, f.row_word) for f in files],
                 ledger=ledger,
+                positional=options.positional,
+                fused=fused,
             )
             _write(predicted, staging, fmt)
-            rows, rejected = ray.get(ledger.totals.remote())
+            rows, rejected = ray.get(cast(Any, ledger).totals.remote())
         except BaseException as exc:
             _remove(staging)
             if on_error == "skip":
                 _remove(rejected_dir)
-            recorded = ray.get(ledger.failure.remote())
-            cause = rebuild(tuple(recorded)) if recorded else _portanet_cause(exc)
+            if isinstance(exc, Interrupted):
+                raise
+            recorded = _recorded_failure(ledger)
+            cause = rebuild(recorded) if recorded else _portanet_cause(exc)
             if cause is not None:
                 raise type(cause)(f"{cause}; nothing was written") from None
             raise
@@ -239,9 +264,20 @@ def infer_ray(
     )
 
 
+def _recorded_failure(ledger: Any) -> Any:
+    """The first PortanetError the read tasks or actors recorded, if the ledger still
+    answers (an interrupted run may have lost it)."""
+    import ray
+
+    try:
+        return ray.get(ledger.failure.remote(), timeout=10)
+    except Exception:  # the cluster is going away: the exception in hand is the story
+        return None
+
+
 def _commit(staging: str, output: str) -> None:
     """Mark the folder complete and, for a local one, move it into place."""
-    fs, inner, _ = _filesystem(staging)
+    fs, inner, _ = filesystem(staging)
     fs.create_dir(inner, recursive=True)  # zero rows still give an (empty) folder
     with fs.open_output_stream(f"{inner.rstrip('/')}/{SUCCESS_MARKER}") as marker:
         marker.write(b"")

@@ -18,23 +18,18 @@ import numpy as np
 from portanet.errors import InputError, PortanetError
 from portanet.runtime import load
 from portanet.scale.ledger import report
-from portanet.scale.values import (
+from portanet.tables.files import filesystem
+from portanet.tables.options import RAY_ROWS_PER_BATCH
+from portanet.tables.outputs import prediction_columns
+from portanet.tables.types import ON_ERROR, Columns, select_columns
+from portanet.tables.values import (
     ERROR_COLUMN,
     FILE_COLUMN,
     INTERNAL_COLUMNS,
     ROW_COLUMN,
-    feature_matrix,
-    numeric_features,
-    row_reason,
+    screen,
+    table_rows,
 )
-from portanet.tables.infer import prediction_columns
-from portanet.tables.types import Columns, select_columns
-
-ON_ERROR = ("fail", "skip")
-#: Rows per predictor call: larger than the local engine's chunks, because every Ray Data
-#: batch also pays for scheduling and object-store transfers (262,144 measured ~20% faster
-#: than 65,536 on 8M rows; benchmarks/ray_engine.py).
-DEFAULT_ROWS_PER_BATCH = 262144
 
 
 @dataclass(frozen=True)
@@ -80,6 +75,7 @@ class Predictor:
         files: Sequence[tuple[str, str]] = (),
         rejected_dir: str | None = None,
         ledger: Any = None,
+        positional: bool = False,
     ) -> None:
         import ray
 
@@ -92,7 +88,11 @@ class Predictor:
         self.input_name = spec.name
         self.dtype = spec.numpy_dtype
         self.columns = Columns(
-            self.model.feature_names, cast(int, spec.shape[1]), tuple(keep), spec.numpy_dtype
+            self.model.feature_names,
+            cast(int, spec.shape[1]),  # a table model: checked fixed
+            tuple(keep),
+            spec.numpy_dtype,
+            positional=positional,
         )
         self.keep = list(keep)
         self.on_error = on_error
@@ -115,29 +115,32 @@ class Predictor:
         names = [n for n in table.column_names if n not in INTERNAL_COLUMNS]
         origin = self._origin(table)
         features, keep = select_columns(names, self.columns, origin)
-        values, errors = numeric_features(table, features, origin)
+        numbers = (
+            np.asarray(table.column(ROW_COLUMN).to_numpy())
+            if ROW_COLUMN in table.column_names
+            else np.arange(1, table.num_rows + 1)
+        )
+        rows = table_rows(table, features, keep, origin, numbers, 0, "row")
         if (
             ERROR_COLUMN in table.column_names
             and table.column(ERROR_COLUMN).null_count != table.num_rows
         ):
-            errors = table.column(ERROR_COLUMN).combine_chunks()
-        matrix = feature_matrix(values, self.dtype)
-        bad = (
-            np.asarray(errors.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-            if errors.null_count != len(errors)
-            else np.zeros(table.num_rows, dtype=bool)
-        )
-        if not self.allow_nan and not np.isfinite(np.add.reduce(matrix, axis=None)):
-            bad |= ~np.isfinite(matrix).all(axis=1)
+            found = table.column(ERROR_COLUMN).to_pylist()
+            rows.reasons = (
+                found
+                if rows.reasons is None
+                else [a or b for a, b in zip(found, rows.reasons, strict=True)]
+            )
+        matrix, reasons = screen(rows, features, self.dtype, self.allow_nan)
         rejected = 0
-        if bad.any():
-            rows = np.flatnonzero(bad)
+        if reasons is not None and any(r is not None for r in reasons):
+            bad = np.array([r is not None for r in reasons], dtype=bool)
             if self.on_error == "fail":
-                first = int(rows[0])
-                reason = row_reason(values, matrix, first, features, errors[first].as_py())
-                raise InputError(f"{self._where(table, first)}, {reason}")
-            rejected = len(rows)
-            self._reject(table, rows, values, matrix, features, errors)
+                first = int(np.argmax(bad))
+                raise InputError(f"{self._where(table, first)}, {reasons[first]}")
+            picked = np.flatnonzero(bad)
+            rejected = len(picked)
+            self._reject(table, picked, features, reasons)
             good = ~bad
             matrix = np.ascontiguousarray(matrix[good])
             table = table.filter(pa.array(good))
@@ -173,19 +176,11 @@ class Predictor:
         return origin, f"row {row + 1} of a batch of {table.num_rows}"
 
     def _reject(
-        self,
-        table: Any,
-        rows: np.ndarray,
-        values: Sequence[Any],
-        matrix: np.ndarray,
-        features: Sequence[str],
-        errors: Any,
+        self, table: Any, rows: np.ndarray, features: Sequence[str], reasons: Sequence[Any]
     ) -> None:
         """Write the bad rows and their reasons to one Parquet file named by its content."""
         import pyarrow as pa
         import pyarrow.parquet as pq
-
-        from portanet.scale.sources import _filesystem
 
         if self.rejected_dir is None:
             return
@@ -198,24 +193,18 @@ class Predictor:
                 if ROW_COLUMN in names
                 else pa.nulls(len(rows), pa.int64())
             ),
-            "reason": pa.array(
-                [
-                    row_reason(values, matrix, int(r), features, errors[int(r)].as_py())
-                    for r in rows
-                ],
-                pa.string(),
-            ),
+            "reason": pa.array([reasons[int(r)] for r in rows], pa.string()),
         }
         for k in self.keep:
             columns[k] = table.column(k).take(take)
-        for name, array in zip(features, values, strict=False):
-            columns[name] = array.take(take)
+        for name in features:
+            columns[name] = table.column(name).take(take)
         rejected = pa.table(columns)
         sink = pa.BufferOutputStream()
         pq.write_table(rejected, sink)
         data = sink.getvalue()
         digest = hashlib.sha256(data.to_pybytes()).hexdigest()[:32]
-        fs, inner, _ = _filesystem(self.rejected_dir)
+        fs, inner, _ = filesystem(self.rejected_dir)
         final = f"{inner.rstrip('/')}/rejected-{digest}.parquet"
         partial = f"{final}.partial"
         with fs.open_output_stream(partial) as out:
@@ -241,7 +230,7 @@ def predict_dataset(
     *,
     keep_columns: Sequence[str] = (),
     workers: Workers | None = None,
-    rows_per_batch: int = DEFAULT_ROWS_PER_BATCH,
+    rows_per_batch: int = RAY_ROWS_PER_BATCH,
     on_error: str = "fail",
     allow_nan: bool = False,
     providers: str | list[str] = "cpu",
@@ -249,6 +238,8 @@ def predict_dataset(
     rejected_dir: str | None = None,
     files: Sequence[tuple[str, str]] = (),
     ledger: Any = None,
+    positional: bool = False,
+    fused: bool = False,
 ) -> Any:
     """A ``ray.data.Dataset`` of predictions for ``dataset``: the ``keep_columns`` beside the
     local engine's prediction columns (``probability``/``label`` for a binary classifier, ...).
@@ -256,7 +247,10 @@ def predict_dataset(
     ``model``: ONNX bytes, a path readable here, or an ``ObjectRef`` to the bytes (each actor
     loads it once). Feature columns are found by the model's feature names; numbers of any
     type and numeric text are accepted. ``workers``: a fixed or autoscaling actor pool and the
-    CPUs each reserves (default: one actor, one CPU). ``on_error``: ``"fail"`` or ``"skip"``
+    CPUs each reserves (default: one actor, one CPU). ``fused=True`` predicts in Ray tasks of
+    one CPU instead of actors (each worker process keeps the loaded model), which Ray Data fuses
+    with the read and write tasks: no actor start-up and no object-store hop between reading and
+    predicting (the Ray engine's default). ``on_error``: ``"fail"`` or ``"skip"``
     (bad rows written to ``rejected_dir``, which must exist). Call it inside a connected Ray
     session; nothing runs until the dataset is consumed.
     """
@@ -290,7 +284,17 @@ def predict_dataset(
         "files": tuple(files),
         "rejected_dir": rejected_dir,
         "ledger": ledger,
+        "positional": positional,
     }
+    if fused:
+        kwargs["threads"] = threads or 1
+        return dataset.map_batches(
+            predict_in_task,
+            batch_size=rows_per_batch,
+            batch_format="pyarrow",
+            num_cpus=1,
+            fn_kwargs={"model": (model,), "settings": kwargs},
+        )
     return dataset.map_batches(
         Predictor,
         batch_size=rows_per_batch,
@@ -302,3 +306,25 @@ def predict_dataset(
         fn_constructor_args=((model,),),
         fn_constructor_kwargs=kwargs,
     )
+
+
+#: Predictors loaded in this worker process, by model and settings (fused task mode).
+_LOADED: dict[tuple[str, str], Predictor] = {}
+
+
+def predict_in_task(table: Any, *, model: tuple[Any, ...], settings: dict[str, Any]) -> Any:
+    """``map_batches`` function of the fused mode: the process's :class:`Predictor` for this
+    model (loaded on its first batch, kept for the next ones) applied to ``table``."""
+    import ray
+
+    ref = model[0]
+    key = (
+        ref.hex() if isinstance(ref, ray.ObjectRef) else hashlib.sha256(ref).hexdigest(),
+        repr(sorted((k, v) for k, v in settings.items() if k != "ledger")),
+    )
+    predictor = _LOADED.get(key)
+    if predictor is None:
+        if len(_LOADED) >= 4:
+            _LOADED.clear()
+        predictor = _LOADED[key] = Predictor(model, **settings)
+    return predictor(table)

@@ -1,24 +1,35 @@
 """Files in, predictions out: streaming table readers and writers (pyarrow), and ``infer_file``.
 
 Runtime side: imports numpy, pyarrow and :mod:`portanet.runtime`, never the export side.
-Readers yield :class:`~portanet.tables.types.Batch` objects (a matrix of the model's features
-plus any columns kept for the output) so files of any size stream with flat memory.
+One module per format (:mod:`.delimited`, :mod:`.parquet`, :mod:`.jsonl`, :mod:`.npy`,
+:mod:`.npz`) with table, tensor and Ray entry points, one value policy (:mod:`.values`) and one
+options object (:class:`InferOptions`). Readers yield :class:`~portanet.tables.types.Batch`
+objects so files of any size stream with flat memory. The names below are imported on first
+use, so that ``portanet.tables.options`` stays cheap to import for the CLI.
 """
 
-from portanet.tables.infer import InferResult, infer_file
-from portanet.tables.outputs import prediction_columns
-from portanet.tables.readers import iter_batches, iter_tensor_batches, read_all
-from portanet.tables.types import Batch, Columns
-from portanet.tables.writers import open_writer
+from __future__ import annotations
 
-__all__ = [
-    "Batch",
-    "Columns",
-    "InferResult",
-    "infer_file",
-    "iter_batches",
-    "iter_tensor_batches",
-    "open_writer",
-    "prediction_columns",
-    "read_all",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Batch": "portanet.tables.types",
+    "Columns": "portanet.tables.types",
+    "InferOptions": "portanet.tables.options",
+    "InferResult": "portanet.tables.infer",
+    "infer_file": "portanet.tables.infer",
+    "iter_batches": "portanet.tables.readers",
+    "iter_tensor_batches": "portanet.tables.readers",
+    "open_writer": "portanet.tables.writers",
+    "prediction_columns": "portanet.tables.outputs",
+    "read_all": "portanet.tables.readers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'portanet.tables' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

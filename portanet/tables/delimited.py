@@ -1,4 +1,10 @@
-"""CSV and TSV (tab-separated) in line-aligned pieces parsed by ``pyarrow.csv``."""
+"""CSV and TSV (tab-separated) in line-aligned pieces parsed by ``pyarrow.csv``.
+
+Entry points: :func:`table_batches` (the local engine's feature batches) and :func:`read_rows`
+(rows on any pyarrow filesystem, for the Ray engine's read tasks); both judge values with
+:mod:`portanet.tables.values`. CSV is a table format only: arrays of any rank need .npy, .npz,
+JSON or Parquet.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from portanet.errors import InputError
-from portanet.tables.arrow import to_numpy
-from portanet.tables.types import Batch, Columns, check_finite, matrix_of, select_columns, slices
+from portanet.tables.types import Batch, Columns, select_columns, slices
+from portanet.tables.values import Rows, ValuePolicy, apply, table_rows
 
 #: Bytes of CSV parsed per pyarrow.csv.read_csv call (multi-threaded within each piece).
 CSV_CHUNK_BYTES = 16 << 20
@@ -27,114 +35,166 @@ def _spool_stdin() -> Path:
     return Path(handle.name)
 
 
-def csv_batches(
-    path: Any, columns: Columns, batch_rows: int, allow_nan: bool, delimiter: str = ","
+def local_file(path: Any) -> tuple[Any, str]:
+    """(pyarrow local filesystem, absolute path) for a path on this machine."""
+    import pyarrow.fs as pafs
+
+    return pafs.LocalFileSystem(), str(Path(path).absolute())
+
+
+def table_batches(
+    path: Any, columns: Columns, batch_rows: int, policy: ValuePolicy, delimiter: str = ","
 ) -> Iterator[Batch]:
-    """Stream a CSV (``delimiter`` ``"\t"`` for TSV) with ``pyarrow.csv``; a header is detected
-    (non-numeric cells)."""
+    """Table entry point: stream a CSV (``delimiter`` ``"\t"`` for TSV; ``-`` for stdin) as
+    feature batches judged by ``policy``; a header is detected (non-numeric cells)."""
     if str(path) == "-":
         spooled = _spool_stdin()
         try:
-            yield from _csv_file(spooled, "<stdin>", columns, batch_rows, allow_nan, delimiter)
+            yield from _judged(
+                *local_file(spooled), "<stdin>", columns, batch_rows, policy, delimiter
+            )
         finally:
             spooled.unlink(missing_ok=True)
     else:
-        yield from _csv_file(Path(path), str(path), columns, batch_rows, allow_nan, delimiter)
+        yield from _judged(*local_file(path), str(path), columns, batch_rows, policy, delimiter)
 
 
-def _csv_file(
-    source: Path, origin: str, columns: Columns, batch_rows: int, allow_nan: bool, delimiter: str
+def _judged(
+    fs: Any,
+    inner: str,
+    origin: str,
+    columns: Columns,
+    batch_rows: int,
+    policy: ValuePolicy,
+    delimiter: str,
 ) -> Iterator[Batch]:
+    features: list[str] = []
+    for rows in read_rows(fs, inner, origin, columns, batch_rows, delimiter, names_out=features):
+        yield apply(rows, features, columns.dtype, policy, origin)
+
+
+def read_rows(
+    fs: Any,
+    inner: str,
+    origin: str,
+    columns: Columns,
+    batch_rows: int,
+    delimiter: str = ",",
+    names_out: list[str] | None = None,
+) -> Iterator[Rows]:
+    """Ray (and table) entry point: the rows of a CSV on any pyarrow filesystem, parsed by
+    ``pyarrow.csv`` in line-aligned pieces (every core within a piece), numbered by line.
+
+    Features are parsed as float64 (a number too large for float32 stays what it is); a piece
+    holding a cell that is not a number is parsed again as text, so that the cell costs its row
+    a reason, not the file. ``names_out`` receives the feature names in model order.
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    with open(source, "rb") as handle:
+    with fs.open_input_file(inner) as handle:
         head = handle.read(4096)
-        handle.seek(0)
-        first = handle.readline()
     if b"\0" in head:
         line = head[: head.index(b"\0")].count(b"\n") + 1
         raise InputError(f"{origin}: expected a text CSV file, got binary data on line {line}")
+    first = head.split(b"\n", 1)[0] if b"\n" in head else _first_line(fs, inner)
     has_header, names, columns = read_header(first, origin, columns, delimiter)
     features, keep = select_columns(names, columns, origin)
+    if names_out is not None:
+        names_out[:] = features
     read_options = pacsv.ReadOptions(column_names=names)
     parse = pacsv.ParseOptions(delimiter=delimiter)
     # Only an empty cell is missing; "nan"/"inf" parse as the float values they name.
-    convert = pacsv.ConvertOptions(
-        column_types={n: pa.float32() for n in features},
-        include_columns=list(dict.fromkeys(features + keep)),
+    include = list(dict.fromkeys(features + keep))
+    fast = pacsv.ConvertOptions(
+        column_types={n: pa.float64() for n in features},
+        include_columns=include,
         null_values=[""],
         strings_can_be_null=False,
+    )
+    slow = pacsv.ConvertOptions(
+        column_types={n: pa.string() for n in features},
+        include_columns=include,
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
     )
     chunk_bytes = max(CSV_CHUNK_BYTES, int(len(first) * batch_rows * 1.2))
     line = 2 if has_header else 1
     row = 0
-    try:
-        for text in _line_aligned_chunks(source, chunk_bytes, skip_first_line=has_header):
-            table = pacsv.read_csv(
-                pa.BufferReader(text),
-                read_options=read_options,
-                parse_options=parse,
-                convert_options=convert,
-            ).combine_chunks()
+    with fs.open_input_file(inner) as handle:
+        for text in _line_aligned_chunks(handle, chunk_bytes, skip_first_line=has_header):
+            try:
+                table = pacsv.read_csv(
+                    pa.BufferReader(text),
+                    read_options=read_options,
+                    parse_options=parse,
+                    convert_options=fast,
+                )
+            except pa.ArrowInvalid:
+                try:
+                    table = pacsv.read_csv(
+                        pa.BufferReader(text),
+                        read_options=read_options,
+                        parse_options=parse,
+                        convert_options=slow,
+                    )
+                except pa.ArrowInvalid as exc:
+                    where = _structure_problem(text, names, line, delimiter)
+                    raise InputError(f"{origin}: {where or str(exc).splitlines()[0]}") from exc
             del text
-            for record in table.to_batches():
+            for record in table.combine_chunks().to_batches():
                 for start, stop in slices(record.num_rows, batch_rows):
                     part = record.slice(start, stop - start)
-                    matrix = matrix_of(
-                        [to_numpy(part.column(n)) for n in features], part.num_rows, columns.dtype
-                    )
-                    check_finite(
-                        matrix,
-                        features,
-                        origin,
-                        line,
-                        allow_nan=allow_nan,
-                        overflowed=lambda at, col: _overflowed(
-                            source, at, names.index(features[col]), delimiter, columns.dtype
-                        ),
-                    )
-                    yield Batch(matrix, {k: part.column(k) for k in keep}, row)
-                    line += part.num_rows
-                    row += part.num_rows
-    except pa.ArrowInvalid as exc:
-        where = locate_csv_problem(source, features, delimiter)
-        detail = where or str(exc).splitlines()[0]
-        raise InputError(f"{origin}: {detail}") from exc
+                    count = part.num_rows
+                    numbers = np.arange(line, line + count, dtype=np.int64)
+                    rows = table_rows(part, features, keep, origin, numbers, row, "line")
+                    rows.null_text = "an empty value"
+                    yield rows
+                    line += count
+                    row += count
 
 
-def _line_aligned_chunks(source: Path, size: int, *, skip_first_line: bool) -> Iterator[Any]:
+def _first_line(fs: Any, inner: str) -> bytes:
+    with fs.open_input_stream(inner) as stream:
+        head = b""
+        while b"\n" not in head and len(head) < (1 << 22):
+            piece = stream.read(1 << 16)
+            if not piece:
+                break
+            head += piece
+    return head.split(b"\n", 1)[0]
+
+
+def _line_aligned_chunks(handle: Any, size: int, *, skip_first_line: bool) -> Iterator[Any]:
     """The file as Arrow buffers of about ``size`` bytes that end on a line break.
 
     Each piece is parsed by ``pyarrow.csv.read_csv``, which uses every core; pieces keep memory
-    bounded. The pieces are Arrow-native buffers read with ``pyarrow.OSFile``: a Python file
+    bounded. The pieces are Arrow-native buffers read from a pyarrow file: a Python file
     object handed to the threaded reader is released on an Arrow thread, which needs the GIL
     and aborts the process when that happens during interpreter shutdown (seen here).
     (pyarrow refuses line breaks inside quoted values by default, so cutting at line breaks
     changes nothing it would accept.)
     """
-    import pyarrow as pa
-
-    with pa.OSFile(str(source), "rb") as handle:
-        total = handle.size()
-        position = 0
-        if skip_first_line:
-            position = _next_line_start(handle, 0, total)
-        while position < total:
-            handle.seek(position)
-            piece = handle.read_buffer(min(size, total - position))
-            length = piece.size
-            if position + length < total:
-                cut = _last_line_break(piece)
-                if cut < 0:  # one line longer than the piece: take up to its end
-                    length = _next_line_start(handle, position, total) - position
-                    handle.seek(position)
-                    piece = handle.read_buffer(length)
-                else:
-                    length = cut + 1
-                    piece = piece.slice(0, length)
-            yield piece
-            position += length
+    total = handle.size()
+    position = 0
+    if skip_first_line:
+        position = _next_line_start(handle, 0, total)
+    while position < total:
+        handle.seek(position)
+        piece = handle.read_buffer(min(size, total - position))
+        length = piece.size
+        if position + length < total:
+            cut = _last_line_break(piece)
+            if cut < 0:  # one line longer than the piece: take up to its end
+                length = _next_line_start(handle, position, total) - position
+                handle.seek(position)
+                piece = handle.read_buffer(length)
+            else:
+                length = cut + 1
+                piece = piece.slice(0, length)
+        yield piece
+        position += length
 
 
 def _last_line_break(buffer: Any) -> int:
@@ -160,25 +220,6 @@ def _next_line_start(handle: Any, position: int, total: int) -> int:
             return position + found + 1
         position += step
     return total
-
-
-def _overflowed(source: Path, line: int, column: int, delimiter: str, dtype: Any) -> str | None:
-    """``got 1e39, outside float32 range`` when the cell at ``line`` (1-based) that parsed as
-    ±inf holds a finite number too large for ``dtype``; ``None`` when it says inf itself."""
-    import numpy as np
-
-    with open(source, newline="", encoding="utf-8", errors="replace") as handle:
-        for number, row in enumerate(csv.reader(handle, delimiter=delimiter), start=1):
-            if number == line:
-                text = row[column].strip() if column < len(row) else ""
-                try:
-                    value = float(text)
-                except ValueError:
-                    return None
-                if np.isfinite(value):
-                    return f"{text}, outside {np.dtype(dtype).name} range"
-                return None
-    return None
 
 
 def read_header(
@@ -217,25 +258,15 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def locate_csv_problem(path: Path, names: Sequence[str], delimiter: str = ",") -> str | None:
-    """Scan a CSV with the csv module to name the first line/column that pyarrow refused."""
-    wanted = set(names)
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
-        header = next(reader, None)
-        if header is None:
-            return None
-        for line, row in enumerate(reader, start=2):
-            if len(row) != len(header):
-                return (
-                    f"line {line}: expected {len(header)} columns like the header, got {len(row)}"
-                )
-            for name, value in zip(header, row, strict=False):
-                if name in wanted and value.strip() not in ("",):
-                    try:
-                        float(value)
-                    except ValueError:
-                        return (
-                            f"line {line}, column {name!r}: expected a number, got {value[:40]!r}"
-                        )
+def _structure_problem(
+    text: Any, names: Sequence[str], first_line: int, delimiter: str
+) -> str | None:
+    """Name the first line of a piece whose number of cells differs from the header's."""
+    lines = bytes(memoryview(text)).decode("utf-8", errors="replace").splitlines()
+    for offset, row in enumerate(csv.reader(lines, delimiter=delimiter)):
+        if row and len(row) != len(names):
+            return (
+                f"line {first_line + offset}: expected {len(names)} columns like the "
+                f"header, got {len(row)}"
+            )
     return None

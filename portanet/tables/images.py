@@ -20,7 +20,7 @@ from portanet.images import Recipe, check_array_range, input_recipe, prepare_one
 from portanet.images.decode import pillow
 from portanet.schema import TensorSpec
 from portanet.tables.arrow import string_array
-from portanet.tables.types import Batch, slices
+from portanet.tables.types import Batch, Rejected, slices
 
 #: Suffixes read as images (what Pillow decodes; the issue's JPEG/PNG/WebP and a few more).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
@@ -46,14 +46,28 @@ def image_paths(sources: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, s
     """Every image file named by ``sources`` with the name written in the output: a folder's
     images (recursively, sorted; names relative to the folder), a glob's matches (sorted) and
     files as given. A source that names nothing is an error."""
+    return image_listing(sources)[0]
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    """A dotfile, a macOS ``._*`` resource fork, or anything inside a hidden folder."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def image_listing(
+    sources: Sequence[str | os.PathLike[str]],
+) -> tuple[list[tuple[Path, str]], int]:
+    """:func:`image_paths`, and how many other (non-image, not hidden) files the folders held,
+    which are skipped. Hidden files and folders (``.*``, ``._*``) are skipped silently."""
     found: list[tuple[Path, str]] = []
+    others = 0
     for source in sources:
         text = str(source)
         path = Path(text)
         if path.is_dir():
-            files = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
+            present = [p for p in path.rglob("*") if p.is_file() and not _hidden(p, path)]
+            files = sorted(p for p in present if p.suffix.lower() in IMAGE_SUFFIXES)
+            others += len(present) - len(files)
             if not files:
                 kinds = ", ".join(sorted(IMAGE_SUFFIXES))
                 raise InputError(f"{path}: expected image files ({kinds}) in the folder, got none")
@@ -71,7 +85,7 @@ def image_paths(sources: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, s
             if not path.is_file():
                 raise InputError(f"{path}: no such file")
             found.append((path, text))
-    return found
+    return found, others
 
 
 def image_input(
@@ -95,18 +109,41 @@ def image_batches(
     recipe: Recipe,
     batch_rows: int,
     threads: int = 4,
+    skip: bool = False,
 ) -> Iterator[Batch]:
     """Batches of decoded images for ``spec`` with a ``file`` column (the names of
-    :func:`image_paths`); images are decoded by ``threads`` threads (Pillow releases the GIL)."""
+    :func:`image_paths`); images are decoded by ``threads`` threads (Pillow releases the GIL).
+    With ``skip``, a file that cannot be decoded is left out and listed in ``Batch.rejected``
+    with the reason, instead of failing the run."""
     pillow()
     dtype = spec.numpy_dtype
+
+    def attempt(item: tuple[Path, str]) -> np.ndarray | InputError:
+        try:
+            return decode(item[0], recipe, dtype)
+        except InputError as exc:
+            if not skip:
+                raise
+            return exc
+
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         for start, stop in slices(len(files), batch_rows):
             chunk = files[start:stop]
-            samples = list(pool.map(lambda item: decode(item[0], recipe, dtype), chunk))
-            array = np.stack(samples)
-            names = string_array([name for _, name in chunk])
-            yield Batch(array, {"file": names}, start, {spec.name: array})
+            results = list(pool.map(attempt, chunk))
+            rejected = [
+                Rejected(str(path), "file", 0, str(result).removeprefix(f"{path}: "))
+                for (path, _), result in zip(chunk, results, strict=True)
+                if isinstance(result, InputError)
+            ]
+            good = [
+                (name, result)
+                for (_, name), result in zip(chunk, results, strict=True)
+                if not isinstance(result, InputError)
+            ]
+            shape = (0, *[d if isinstance(d, int) else 1 for d in spec.shape[1:]])
+            array = np.stack([r for _, r in good]) if good else np.empty(shape, dtype=dtype)
+            names = string_array([name for name, _ in good])
+            yield Batch(array, {"file": names}, start, {spec.name: array}, rejected)
 
 
 def checked_arrays(

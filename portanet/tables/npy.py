@@ -1,15 +1,22 @@
-"""Rows of a memory-mapped ``.npy`` array (never unpickled)."""
+"""``.npy`` arrays, memory-mapped and never unpickled.
+
+Entry points: :func:`table_batches` (rows of a table model, judged by
+:mod:`portanet.tables.values`) and :func:`tensor_batches` (samples of any rank). The Ray engine
+does not read .npy (a memory map needs a local file): convert to Parquet for a cluster.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from portanet.errors import InputError
-from portanet.runtime.inputs import first_out_of_range, range_message
-from portanet.tables.types import Batch, Columns, check_finite, slices
+from portanet.schema import TensorSpec
+from portanet.tables.tensors import array_batches
+from portanet.tables.types import Batch, Columns, slices
+from portanet.tables.values import Rows, ValuePolicy, apply
 
 
 def open_npy(source: Path) -> np.ndarray:
@@ -34,10 +41,11 @@ def open_npy(source: Path) -> np.ndarray:
     return np.asarray(array)
 
 
-def npy_batches(
-    source: Path, columns: Columns, batch_rows: int, allow_nan: bool
+def table_batches(
+    source: Path, columns: Columns, batch_rows: int, policy: ValuePolicy
 ) -> Iterator[Batch]:
-    """Rows of a memory-mapped ``.npy`` array (never unpickled)."""
+    """Table entry point: rows of a memory-mapped ``(rows, width)`` array, numbered from 0,
+    judged by ``policy``."""
     origin = str(source)
     if columns.keep:
         raise InputError(f"{origin}: kept columns need named columns; .npy arrays have none")
@@ -50,16 +58,30 @@ def npy_batches(
         )
     if array.dtype.kind not in "biuf":
         raise InputError(f"{origin}: expected a numeric array, got dtype {array.dtype}")
-    names = columns.feature_names or [f"column_{i}" for i in range(columns.width)]
+    names = list(columns.feature_names or [f"column_{i}" for i in range(columns.width)])
     for start, stop in slices(array.shape[0], batch_rows):
-        part = np.asarray(array[start:stop])
-        found = first_out_of_range(part, np.dtype(columns.dtype))
-        if found is not None:
-            raise InputError(
-                f"{origin}: row {start + found[0]}: expected {columns.dtype} "
-                f"numbers, {range_message(found[1], columns.dtype)}"
-            )
-        matrix = part.astype(columns.dtype, copy=False)
-        if not allow_nan:
-            check_finite(matrix, names, origin, start, "row")
-        yield Batch(matrix, {}, start)
+        rows = Rows(np.asarray(array[start:stop]), np.arange(start, stop), start, word="row")
+        yield apply(rows, names, columns.dtype, policy, origin)
+
+
+def tensor_batches(
+    source: Path,
+    specs: Sequence[TensorSpec],
+    keep: Sequence[str],
+    batch_rows: int,
+    allow_nan: bool,
+    max_bytes: int,
+) -> Iterator[Batch]:
+    """Samples of a memory-mapped ``.npy`` array for a model with one input (never unpickled)."""
+    origin = str(source)
+    if len(specs) != 1:
+        raise InputError(
+            f"{origin}: a model with the inputs {[s.name for s in specs]} needs "
+            f"one array per input, expected an .npz holding arrays by those names"
+        )
+    if keep:
+        raise InputError(f"{origin}: kept columns need named columns; .npy arrays have none")
+    array = open_npy(source)
+    yield from array_batches(
+        {specs[0].name: array}, specs, {}, origin, batch_rows, allow_nan, max_bytes
+    )

@@ -1,11 +1,11 @@
-"""Streaming readers: one entry point over the format modules of this package.
+"""Streaming readers: one dispatch over the format modules of this package.
 
-Tables for a model with one fixed-width 2-D input (:func:`iter_batches`): CSV/TSV and Parquet
-through pyarrow (:mod:`.delimited`, :mod:`.parquet`), JSONL/JSON (:mod:`.jsonl`), NPY
-memory-mapped (:mod:`.npy`); every reader selects the model's feature columns by name (extra
-columns are ignored unless kept) and reports bad values with the file, the line or row, and the
-column. Tensors of any rank and several inputs by name (:func:`iter_tensor_batches`): NPY, NPZ,
-JSONL/JSON and Parquet with nested lists (:mod:`.tensors`); images (:mod:`.images`).
+Each format module (:mod:`.delimited` for CSV/TSV, :mod:`.parquet`, :mod:`.jsonl` for JSON
+Lines and JSON, :mod:`.npy`, :mod:`.npz`) has the entry points it can serve: ``table_batches``
+for a model with one fixed-width 2-D input (:func:`iter_batches`), ``tensor_batches`` for
+inputs of any rank and several inputs by name (:func:`iter_tensor_batches`), and ``read_rows``
+on any pyarrow filesystem for the Ray engine (:func:`file_rows`). Every value is judged by one
+policy, :mod:`portanet.tables.values`. Images live in :mod:`.images`.
 """
 
 from __future__ import annotations
@@ -19,24 +19,18 @@ import numpy as np
 
 from portanet.errors import InputError
 from portanet.schema import TensorSpec
-from portanet.tables import delimited, jsonl, npy, parquet, tensors
-from portanet.tables.types import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, Batch, Columns
+from portanet.tables import delimited, jsonl, npy, npz, parquet
+from portanet.tables.files import FORMATS, InputFile, filesystem
+from portanet.tables.options import DEFAULT_BATCH_BYTES, LOCAL_ROWS_PER_BATCH
+from portanet.tables.types import Batch, Columns
+from portanet.tables.values import Rows, ValuePolicy
 
-FORMATS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".txt": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "json",
-    ".npy": "npy",
-    ".npz": "npz",
-}
 #: Delimiters of the delimited-text formats.
 DELIMITERS = {"csv": ",", "tsv": "\t"}
+#: Formats the Ray engine reads (any pyarrow filesystem; .npy/.npz need a local memory map).
+RAY_FORMATS = ("csv", "tsv", "parquet", "jsonl", "json")
+
+__all__ = ["FORMATS", "file_rows", "input_format", "iter_batches", "iter_tensor_batches"]
 
 
 def input_format(path: str | os.PathLike[str], stdin_format: str = "csv") -> str:
@@ -69,15 +63,19 @@ def iter_batches(
     path: str | os.PathLike[str],
     columns: Columns,
     *,
-    batch_rows: int = DEFAULT_BATCH_ROWS,
+    batch_rows: int = LOCAL_ROWS_PER_BATCH,
     allow_nan: bool = False,
     stdin_format: str = "csv",
+    policy: ValuePolicy | None = None,
 ) -> Iterator[Batch]:
-    """Yield feature batches of about ``batch_rows`` rows from a file (or ``-`` for stdin)."""
+    """Yield feature batches of about ``batch_rows`` rows from a file (or ``-`` for stdin),
+    values judged by ``policy`` (default: fail on a bad value, NaN/Inf only with
+    ``allow_nan``)."""
+    policy = policy or ValuePolicy(allow_nan)
     fmt = input_format(path, stdin_format)
     _readable(path, batch_rows)
     if fmt == "npy":
-        yield from npy.npy_batches(Path(path), columns, batch_rows, allow_nan)
+        yield from npy.table_batches(Path(path), columns, batch_rows, policy)
     elif fmt == "npz":
         raise InputError(
             f"{path}: expected a table for a model with one 2-D input; an .npz "
@@ -85,11 +83,11 @@ def iter_batches(
             f"inputs"
         )
     elif fmt in DELIMITERS:
-        yield from delimited.csv_batches(path, columns, batch_rows, allow_nan, DELIMITERS[fmt])
+        yield from delimited.table_batches(path, columns, batch_rows, policy, DELIMITERS[fmt])
     elif fmt == "parquet":
-        yield from parquet.parquet_batches(Path(path), columns, batch_rows, allow_nan)
+        yield from parquet.table_batches(Path(path), columns, batch_rows, policy)
     else:
-        yield from jsonl.json_batches(path, fmt, columns, batch_rows, allow_nan)
+        yield from jsonl.table_batches(path, fmt, columns, batch_rows, policy)
 
 
 def iter_tensor_batches(
@@ -97,7 +95,7 @@ def iter_tensor_batches(
     specs: Sequence[TensorSpec],
     *,
     keep: Sequence[str] = (),
-    batch_rows: int = DEFAULT_BATCH_ROWS,
+    batch_rows: int = LOCAL_ROWS_PER_BATCH,
     allow_nan: bool = False,
     stdin_format: str = "jsonl",
     max_bytes: int = DEFAULT_BATCH_BYTES,
@@ -107,19 +105,13 @@ def iter_tensor_batches(
     fmt = input_format(path, stdin_format)
     _readable(path, batch_rows)
     if fmt == "npy":
-        yield from tensors.npy_tensor_batches(
-            Path(path), specs, keep, batch_rows, allow_nan, max_bytes
-        )
+        yield from npy.tensor_batches(Path(path), specs, keep, batch_rows, allow_nan, max_bytes)
     elif fmt == "npz":
-        yield from tensors.npz_batches(Path(path), specs, keep, batch_rows, allow_nan, max_bytes)
+        yield from npz.tensor_batches(Path(path), specs, keep, batch_rows, allow_nan, max_bytes)
     elif fmt == "parquet":
-        yield from tensors.parquet_tensor_batches(
-            Path(path), specs, keep, batch_rows, allow_nan, max_bytes
-        )
+        yield from parquet.tensor_batches(Path(path), specs, keep, batch_rows, allow_nan, max_bytes)
     elif fmt in ("json", "jsonl"):
-        yield from tensors.json_tensor_batches(
-            path, fmt, specs, keep, batch_rows, allow_nan, max_bytes
-        )
+        yield from jsonl.tensor_batches(path, fmt, specs, keep, batch_rows, allow_nan, max_bytes)
     else:
         shapes = [(s.name, s.shape) for s in specs]
         raise InputError(
@@ -127,6 +119,32 @@ def iter_tensor_batches(
             f"fixed width; this model has the inputs {shapes}: expected .npy, "
             f".npz, .jsonl/.json or .parquet with nested lists, or images"
         )
+
+
+def file_rows(
+    source: InputFile, columns: Columns, batch_rows: int, names_out: list[str]
+) -> Iterator[Rows]:
+    """The Ray engine's entry point: the :class:`Rows` of one input file on any pyarrow
+    filesystem (``names_out`` receives the feature names in model order)."""
+    if source.fmt not in RAY_FORMATS:
+        raise InputError(
+            f"{source.path}: the Ray engine reads {', '.join(RAY_FORMATS)} files, got "
+            f"{source.fmt}; convert it to Parquet, or use the local engine"
+        )
+    fs, inner, _ = filesystem(source.path)
+    if source.fmt in DELIMITERS:
+        yield from delimited.read_rows(
+            fs, inner, source.path, columns, batch_rows, DELIMITERS[source.fmt], names_out
+        )
+    elif source.fmt == "parquet":
+        yield from parquet.read_rows(fs, inner, source.path, columns, batch_rows, names_out)
+    else:
+        if columns.feature_names is None:
+            raise InputError(
+                f"{source.path}: JSON records are matched by feature name, and the model has none"
+            )
+        names_out[:] = list(columns.feature_names)
+        yield from jsonl.read_rows(fs, inner, source.path, columns, batch_rows, source.fmt)
 
 
 def read_all(path: str | os.PathLike[str], columns: Columns, *, allow_nan: bool = False) -> Batch:

@@ -9,18 +9,19 @@ from typing import Any
 import numpy as np
 
 from portanet.errors import InputError
-from portanet.runtime.inputs import (
-    describe_value,
-    first_nonfinite,
-    first_out_of_range,
-    range_message,
-)
 
-DEFAULT_BATCH_ROWS = 65536
-#: Input bytes per batch for tensor and image inputs (rows per batch shrink for heavy rows:
-#: 27 images of 224×224×3 float32). A model's activations multiply it — 7.6× for a small CNN
-#: measured in tests/tables/test_images.py, which is why this is not larger.
-DEFAULT_BATCH_BYTES = 16 << 20
+#: What ``on_error`` may be: refuse the input at the first bad value, or set bad rows aside.
+ON_ERROR = ("fail", "skip")
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A row (or file) set aside under ``on_error="skip"``, and why."""
+
+    file: str
+    word: str  # what ``number`` counts: line, row, record, or file for a whole file
+    number: int
+    reason: str
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Batch:
     kept: dict[str, Any] = field(default_factory=dict)
     first_row: int = 0  # 0-based index of the first data row in the whole input
     feeds: dict[str, np.ndarray] | None = None
+    #: Rows of the input left out of this batch by the value policy (``on_error="skip"``).
+    rejected: list[Rejected] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -112,75 +115,7 @@ def select_columns(
     return features, list(columns.keep)
 
 
-def matrix_of(
-    arrays: Sequence[Any],
-    rows: int,
-    dtype: np.dtype,
-    names: Sequence[str] = (),
-    origin: str = "",
-    first_line: int = 0,
-    line_word: str = "line",
-) -> np.ndarray:
-    """Columns stacked into a rows × columns matrix of ``dtype``; a finite value that ``dtype``
-    cannot hold (1e39 for float32) is refused, naming the line and column, not turned into inf."""
-    out = np.empty((rows, len(arrays)), dtype=dtype)
-    for index, array in enumerate(arrays):
-        found = first_out_of_range(np.asarray(array), out.dtype)
-        if found is not None:
-            name = names[index] if index < len(names) else f"column_{index}"
-            raise InputError(
-                f"{origin}: {line_word} {first_line + found[0]}, column {name!r}: "
-                f"expected a number, {range_message(found[1], out.dtype)}"
-            )
-        out[:, index] = array
-    return out
-
-
 def slices(total: int, batch_rows: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of consecutive slices of at most ``batch_rows`` of ``total`` rows."""
     for start in range(0, total, batch_rows):
         yield start, min(start + batch_rows, total)
-
-
-def check_finite(
-    matrix: np.ndarray,
-    names: Sequence[str],
-    origin: str,
-    first_line: int,
-    line_word: str = "line",
-    overflowed: Any = None,
-    allow_nan: bool = False,
-) -> None:
-    """Refuse NaN/Inf/empty values of a feature matrix, naming the line (or row) and column.
-
-    ``overflowed(line, column)``, when given, says whether an infinite value was a finite
-    number too large for the matrix's dtype in the file (then ``"got 1e39, outside float32
-    range"``); such a value is refused even with ``allow_nan``, which passes only what the
-    file itself holds as NaN or Inf.
-    """
-    if allow_nan:
-        if overflowed is None or matrix.dtype.kind != "f" or not np.isinf(matrix).any():
-            return
-        row, col = map(int, np.argwhere(np.isinf(matrix))[0])
-        text = overflowed(first_line + row, col)
-        if text:
-            raise InputError(
-                f"{origin}: {line_word} {first_line + row}, column "
-                f"{names[col]!r}: expected a number, got {text}"
-            )
-        return
-    found = first_nonfinite(matrix)
-    if found is None:
-        return
-    row, col, value = found
-    if np.isinf(value) and overflowed is not None:
-        text = overflowed(first_line + row, col)
-        if text:
-            raise InputError(
-                f"{origin}: {line_word} {first_line + row}, column "
-                f"{names[col]!r}: expected a number, got {text}"
-            )
-    shown = "an empty or NaN value" if np.isnan(value) else describe_value(value)
-    raise InputError(
-        f"{origin}: {line_word} {first_line + row}, column {names[col]!r}: expected "
-        f"a finite number, got {shown} (allow_nan passes NaN/Inf through)"
-    )

@@ -160,8 +160,20 @@ CASES = [
         2,
         ["in.parquet", "expected a Parquet file"],
     ),
-    ("unknown-suffix", "in.xlsx", _text("x"), 2, ["in.xlsx", "expected one of"]),
-    ("directory", "dir.csv", lambda path: path.mkdir(), 2, ["dir.csv", "got a directory"]),
+    (
+        "unknown-suffix",
+        "in.xlsx",
+        _text("x"),
+        2,
+        ["in.xlsx", "expected a file with one of the suffixes"],
+    ),
+    (
+        "directory",
+        "dir.csv",
+        lambda path: path.mkdir(),
+        2,
+        ["dir.csv", "expected a folder holding files"],
+    ),
     ("missing-file", "nowhere.csv", lambda path: None, 2, ["nowhere.csv", "no such file"]),
     ("header-only", "in.csv", _text(HEADER + "\n"), 0, ["probability,label"]),
 ]

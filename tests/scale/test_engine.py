@@ -3,6 +3,7 @@ every row, every row exactly once when a worker is killed, bad values, no cluste
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -166,7 +167,7 @@ def test_a_bad_value_fails_naming_file_and_line_and_leaves_no_output(ray_head, t
     done = _ray_infer(ray_head, str(parquet_path), "--output", str(out))
     assert done.returncode == 2
     assert (
-        f"error: {parquet_path}: row 7, column 'age': expected a finite number, got nan"
+        f"error: {parquet_path}: row 7, column 'age': expected a finite number, got NaN"
         in done.stderr
     )
     assert not out.exists()
@@ -202,8 +203,10 @@ def test_skip_writes_bad_rows_aside_and_predicts_the_rest(ray_head, tmp_path: Pa
     assert rejected.column("row").to_pylist() == [40, 90, 7]
     assert rejected.column("reason").to_pylist() == [
         "column 'glucose': expected a number, got 'high'",
-        "column 'bmi': expected a number, got an empty value",
-        "column 'age': expected a finite number, got nan",
+        # the local engine's reasons, word for word (one value policy)
+        "column 'bmi': expected a finite number, got an empty value "
+        "(allow_nan passes NaN/Inf through)",
+        "column 'age': expected a finite number, got NaN (allow_nan passes NaN/Inf through)",
     ]
     rows = read_folder(out)
     good = sorted(set(range(200)) - {38, 88}) + sorted(set(range(1000, 1200)) - {1006})
@@ -257,3 +260,106 @@ def test_no_cluster_at_the_address_is_one_line_and_exit_2(tmp_path: Path):
     ]
     assert time.monotonic() - started < 60
     assert not (tmp_path / "out").exists()
+
+
+def test_jsonl_in_and_out_under_the_local_engines_value_policy(ray_head, tmp_path: Path):
+    """Issue 20/21: a wrong-typed JSONL value costs its row (not the file) with --on-error skip,
+    a CSV 1e39 is refused even with --allow-nan — the reasons word for word the local
+    engine's; --format jsonl writes .jsonl files; the only lines on stderr are portanet's."""
+    data = tmp_path / "in"
+    data.mkdir()
+    values = features(30, seed=3)
+    lines = []
+    for i, row in enumerate(values):
+        record = {"id": i, **{n: float(v) for n, v in zip(FEATURES, row, strict=True)}}
+        if i == 4:
+            record["glucose"] = "high"
+        lines.append(json.dumps(record))
+    (data / "a.jsonl").write_text("\n".join(lines) + "\n")
+    cells = [[str(v) for v in row] for row in features(5, seed=4)]
+    cells[2][FEATURES.index("age")] = "1e39"
+    (data / "b.csv").write_text(
+        ",".join(["id", *FEATURES])
+        + "\n"
+        + "".join(f"{100 + i}," + ",".join(c) + "\n" for i, c in enumerate(cells))
+    )
+    out = tmp_path / "out"
+    common = ("--keep-columns", "id", "--allow-nan", "--output")
+    done = _ray_infer(
+        ray_head, str(data), *common, str(out), "--on-error", "skip", "--format", "jsonl"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        done.stderr.strip().splitlines()[0],
+        f"skipped 2 rows with bad values: written with their reasons to {out}.rejected",
+    ]
+    assert done.stderr.startswith("wrote 33 predictions from 2 files to ")
+    written = sorted(p.name for p in out.iterdir())
+    assert "_SUCCESS" in written and all(n.endswith(".jsonl") for n in written if n != "_SUCCESS")
+    ids = sorted(
+        json.loads(line)["id"] for p in out.glob("*.jsonl") for line in p.read_text().splitlines()
+    )
+    assert ids == sorted(set(range(30)) - {4} | set(range(100, 105)) - {102})
+    import pyarrow.dataset as pads
+
+    rejected = pads.dataset(f"{out}.rejected", format="parquet").to_table().sort_by("id")
+    reasons = rejected.column("reason").to_pylist()
+    # the local engine, same files, same options
+    local = run_portanet(
+        "infer",
+        str(MODEL),
+        str(data),
+        *common,
+        str(tmp_path / "local.csv"),
+        "--on-error",
+        "skip",
+    )
+    assert local.returncode == 0, local.stderr
+    listed = pacsv.read_csv(tmp_path / "local.rejected.csv").to_pydict()
+    assert sorted(listed["reason"]) == sorted(reasons)
+    assert any("column 'glucose': expected a number, got \"high\"" in r for r in reasons)
+    assert any("got 1e+39, outside float32 range" in r for r in reasons)
+    refused = _ray_infer(ray_head, str(data / "b.csv"), *common, str(tmp_path / "refused"))
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        f"error: {data / 'b.csv'}: line 4, column 'age': expected a number, got 1e+39, "
+        "outside float32 range; nothing was written"
+    ]
+
+
+def test_sigterm_and_sigint_exit_cleanly_with_one_line(ray_head, big_inputs, tmp_path: Path):
+    """No native stack dump, no partial output, the conventional exit codes."""
+    env = {**os.environ, **ray_head.env, "COLUMNS": "200"}
+    codes = []
+    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGTERM, None), (signal.SIGINT, None)):
+        out = tmp_path / f"out-{sig.name}-{wait or 'writing'}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "portanet", "infer", str(MODEL)]
+            + [str(p) for p in big_inputs]
+            + ["--engine", "ray", "--address", ray_head.address, "--output", str(out)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        if wait is not None:
+            time.sleep(wait)
+        else:  # inside the Ray session: the write has created its staging folder
+            deadline = time.monotonic() + 120
+            while not list(tmp_path.glob(f".{out.name}.partial-*")):
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=60)
+        if process.returncode == -sig:  # ended by the signal before any Ray work: silent
+            assert stderr == "", stderr
+        else:
+            assert process.returncode == 128 + sig, (sig, wait, process.returncode, stderr)
+            assert stderr.strip().splitlines() == [
+                f"error: stopped by {sig.name}; nothing was written"
+            ], stderr
+        assert not out.exists()
+        assert not list(tmp_path.glob(f".{out.name}.partial-*"))
+        codes.append(process.returncode)
+    assert codes[1:] == [143, 130]  # signalled while writing: inside the Ray session

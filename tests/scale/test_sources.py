@@ -1,5 +1,5 @@
-"""Input listing, CSV cells as numbers with reasons, and the worker pool rules: pure pyarrow,
-no Ray cluster needed."""
+"""The Ray read tasks' blocks and the worker pool rules: pure pyarrow, no Ray cluster needed.
+(Input listing: tests/tables/test_files.py; the value policy: tests/tables/test_values.py.)"""
 
 from __future__ import annotations
 
@@ -15,57 +15,9 @@ from portanet.errors import InputError
 from portanet.scale.engine import _resolve_workers
 from portanet.scale.predictor import Workers
 from portanet.scale.sources import list_inputs, read_file
-from portanet.scale.values import ERROR_COLUMN, ROW_COLUMN, float_column
 from portanet.tables.types import Columns
+from portanet.tables.values import ERROR_COLUMN, ROW_COLUMN
 from tests.scale.conftest import FEATURES, write_inputs
-
-
-def test_folders_are_searched_for_known_suffixes_skipping_hidden_and_marker_files(tmp_path: Path):
-    write_inputs(tmp_path / "data", 20, 2)  # part-0.parquet, part-1.csv
-    write_inputs(tmp_path / "data" / "day=2", 20, 1)  # part-0.parquet in a subfolder
-    (tmp_path / "data" / "_SUCCESS").write_text("")
-    (tmp_path / "data" / ".part-9.csv").write_text("a,b\n")
-    (tmp_path / "data" / "_tmp").mkdir()
-    (tmp_path / "data" / "_tmp" / "x.parquet").write_text("")
-    (tmp_path / "data" / "notes.txt").write_text("hello")
-    found = list_inputs([str(tmp_path / "data")])
-    assert [(Path(f.path).relative_to(tmp_path).as_posix(), f.fmt) for f in found] == [
-        ("data/day=2/part-0.parquet", "parquet"),
-        ("data/part-0.parquet", "parquet"),
-        ("data/part-1.csv", "csv"),
-    ]
-    assert [f.row_word for f in found] == ["row", "row", "line"]
-    globbed = list_inputs([str(tmp_path / "data" / "*.csv"), str(tmp_path / "data")])
-    assert len(globbed) == 3  # the same file named twice is read once
-
-
-@pytest.mark.parametrize(
-    "name, message",
-    [
-        ("missing.csv", "no such file or folder"),
-        ("rows.txt", "expected a .parquet, .csv or .jsonl file, got suffix '.txt'"),
-        ("*.jsonl", "expected the pattern to match .parquet, .csv or .jsonl files, got no match"),
-    ],
-)
-def test_inputs_that_name_nothing_readable_are_refused(tmp_path: Path, name: str, message: str):
-    (tmp_path / "rows.txt").write_text("1,2\n")
-    with pytest.raises(InputError, match=message):
-        list_inputs([str(tmp_path / name)])
-
-
-def test_text_cells_become_float32_with_a_reason_for_each_non_number():
-    values, reasons = float_column(
-        pa.array(["1.5", " 2", "abc", None, "nan", "-1e3"]), "x", "f.csv"
-    )
-    assert values.type == pa.float32()
-    assert values.to_pylist()[:2] == [1.5, 2.0]
-    assert values[2].as_py() is None and values[3].as_py() is None
-    assert np.isnan(values[4].as_py()) and values[5].as_py() == -1000.0
-    assert reasons == [None, None, "column 'x': expected a number, got 'abc'", None, None, None]
-    clean, none = float_column(pa.array([1, 2], pa.int64()), "x", "f.csv")
-    assert clean.type == pa.float32() and none is None
-    with pytest.raises(InputError, match="column 'x': expected numbers, got timestamp"):
-        float_column(pa.array([0], pa.timestamp("s")), "x", "f.parquet")
 
 
 def test_read_blocks_number_csv_lines_and_parquet_rows(tmp_path: Path):

@@ -267,3 +267,35 @@ def test_deep_pixel_formats_give_the_8_bit_answers(digits, tmp_path):
     eight = model.predict_images([p for p, _ in files[:5] for _ in range(3)])
     np.testing.assert_allclose(deep, eight, atol=1e-3)
     assert list(deep.argmax(axis=1)) == list(eight.argmax(axis=1))
+
+
+def test_folder_skips_hidden_files_counts_others_and_sets_bad_images_aside(digits, tmp_path):
+    """Issue 17 §5: hidden files (``._*``, dotfiles) are skipped silently, other non-image
+    files are counted, and ``--on-error skip`` lists an undecodable image with its reason
+    beside the output instead of failing the run (which ``fail`` does)."""
+    onnx_file, folder, files = digits
+    mixed = tmp_path / "photos"
+    mixed.mkdir()
+    for path, _ in files[:4]:
+        shutil.copy(path, mixed / path.name)
+    (mixed / "._1500_0.png").write_bytes(b"\0\x05\x16\x07 AppleDouble")  # macOS resource fork
+    (mixed / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (mixed / "notes.txt").write_text("taken on a Tuesday\n")
+    (mixed / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    out = tmp_path / "out.csv"
+    failed = run_cli("infer", str(onnx_file), str(mixed), "--output", str(out))
+    assert failed.returncode == 2, failed.stderr.decode()
+    assert "broken.png" in failed.stderr.decode() and not out.exists()
+    result = run_cli(
+        "infer", str(onnx_file), str(mixed), "--output", str(out), "--on-error", "skip"
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    stderr = result.stderr.decode()
+    assert "wrote 4 predictions" in stderr
+    assert "skipped 1 bad rows or files" in stderr and "out.rejected.csv" in stderr
+    assert "skipped 1 files that are not images" in stderr  # notes.txt; the hidden two uncounted
+    rows = _rows(out.read_text())
+    assert sorted(r["file"] for r in rows) == sorted(p.name for p, _ in files[:4])
+    (rejected,) = _rows((tmp_path / "out.rejected.csv").read_text())
+    assert rejected["file"] == str(mixed / "broken.png") and rejected["unit"] == "file"
+    assert "expected an image file Pillow can read" in rejected["reason"]

@@ -80,7 +80,7 @@ def test_round_trip_every_format_with_shuffled_columns(model, frame, tmp_path, s
     src, dst = tmp_path / f"in{source}", tmp_path / f"out{target}"
     _write_input(table, src)
     keep = () if target == ".npy" else ("id",)
-    result = infer_file(model, src, dst, batch_size=16, keep_columns=keep)
+    result = infer_file(model, src, dst, rows_per_batch=16, keep_columns=keep)
     assert result.rows == ROWS
     out = _read_output(dst)
     assert np.allclose(out["probability"], _expected(model, features), atol=1e-6)
@@ -130,7 +130,7 @@ def test_300k_rows_streamed_in_small_batches_equal_one_predict(model, tmp_path):
     src = tmp_path / "big.csv"
     pacsv.write_csv(pa.table({n: x[:, i] for i, n in enumerate(PIMA_FEATURES)}), src)
     seen = []
-    result = infer_file(model, src, tmp_path / "big.npy", batch_size=4096, on_batch=seen.append)
+    result = infer_file(model, src, tmp_path / "big.npy", rows_per_batch=4096, on_batch=seen.append)
     assert result.rows == 300_000 and max(seen) <= 4096 and len(seen) >= 300_000 // 4096
     streamed = np.load(tmp_path / "big.npy")[:, 0]
     assert np.array_equal(streamed, _raw(x)[:, 0])  # x was written with 3 decimals: exact
@@ -252,7 +252,7 @@ def test_a_nan_probability_gets_no_label(pima, tmp_path):
         (
             ".csv",
             f"{HEADER}\n6,148,72,35,0,33.6,0.627,1e39\n",
-            "line 2, column 'age': expected a number, got 1e39, outside float32 range",
+            "line 2, column 'age': expected a number, got 1e+39, outside float32 range",
         ),
         (
             ".jsonl",
@@ -290,7 +290,8 @@ def test_overflow_is_refused_even_with_allow_nan_and_in_predict(pima, tmp_path):
         infer_file(pima, tmp_path / "in.csv", tmp_path / "o.csv", allow_nan=True)
     np.save(tmp_path / "x.npy", np.array([[6, 148, 72, 35, 0, 33.6, 0.627, 1e39]]))
     with pytest.raises(
-        InputError, match="row 0: expected float32 numbers, got 1e\\+39, outside float32 range"
+        InputError,
+        match="row 0, column .age.: expected a number, got 1e\\+39, outside float32 range",
     ):
         infer_file(pima, tmp_path / "x.npy", tmp_path / "o.csv")
     with warnings.catch_warnings():
@@ -327,3 +328,76 @@ def test_options_that_cannot_apply_are_refused_not_ignored(tmp_path, options, me
     with pytest.raises(InputError, match=message):
         infer_file(portanet.load(COMMITTED_ONNX), rows, tmp_path / "out.csv", **options)
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_several_files_folders_and_globs_are_one_run_like_the_ray_engine(model, frame, tmp_path):
+    """Issue 20: the local engine takes the inputs the Ray engine takes (several table files,
+    a folder searched recursively, a glob), in sorted order, into one output; hidden files
+    and Spark-style markers in folders are skipped."""
+    features, table = frame
+    data = tmp_path / "data"
+    (data / "day=2").mkdir(parents=True)
+    pacsv.write_csv(table.slice(0, 15), data / "a.csv")
+    pq.write_table(table.slice(15, 15), data / "day=2" / "b.parquet")
+    pacsv.write_csv(table.slice(30, 10), data / "c.csv")
+    (data / "._a.csv").write_bytes(b"\0\5\26\7")
+    (data / "_SUCCESS").write_text("")
+    by_folder = infer_file(model, data, tmp_path / "folder.csv", keep_columns=["id"])
+    by_list = infer_file(
+        model,
+        [data / "a.csv", data / "day=2" / "b.parquet", data / "c.csv"],
+        tmp_path / "list.csv",
+        keep_columns=["id"],
+    )
+    by_glob = infer_file(model, str(data / "*.csv"), tmp_path / "glob.csv", keep_columns=["id"])
+    assert by_folder.rows == by_list.rows == ROWS and by_folder.files == 3
+    assert by_glob.rows == 25
+    got = pacsv.read_csv(tmp_path / "list.csv").to_pydict()
+    assert got["id"] == [f"p{i:03d}" for i in range(ROWS)]
+    assert np.allclose(got["probability"], _raw(features)[:, 0], atol=1e-6)
+    folder_rows = pacsv.read_csv(tmp_path / "folder.csv").to_pydict()
+    assert sorted(folder_rows["id"]) == got["id"]
+
+
+def test_skip_sets_bad_rows_aside_with_reasons_and_counts_them(tmp_path):
+    """Issue 17 §5 / 20: ``--on-error skip`` for the local engine: bad rows are listed with
+    file, line and reason beside the output, the others predicted, counts in the summary."""
+    header = ",".join(PIMA_FEATURES) + ",id"
+    good = "6,148,72,35,0,33.6,0.627,50"
+    text = (
+        f"{header}\n{good},a\n6,high,72,35,0,33.6,0.627,50,b\n{good},c\n"
+        f"6,148,72,35,0,33.6,0.627,1e39,d\n6,148,,35,0,33.6,0.627,50,e\n"
+    )
+    (tmp_path / "in.csv").write_text(text)
+    out = tmp_path / "preds.csv"
+    result = run_cli(
+        "infer",
+        str(COMMITTED_ONNX),
+        str(tmp_path / "in.csv"),
+        "--output",
+        str(out),
+        "--keep-columns",
+        "id",
+        "--on-error",
+        "skip",
+        "--allow-nan",
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    stderr = result.stderr.decode()
+    assert "wrote 3 predictions" in stderr and "skipped 2 bad rows" in stderr
+    assert pacsv.read_csv(out).to_pydict()["id"] == ["a", "c", "e"]  # e: empty allowed
+    listed = pacsv.read_csv(tmp_path / "preds.rejected.csv").to_pydict()
+    assert listed["number"] == [3, 5] and listed["unit"] == ["line", "line"]
+    assert listed["reason"] == [
+        "column 'glucose': expected a number, got 'high'",
+        "column 'age': expected a number, got 1e+39, outside float32 range",
+    ]
+    refused = run_cli(
+        "infer", str(COMMITTED_ONNX), str(tmp_path / "in.csv"), "--output", str(tmp_path / "x.csv")
+    )
+    assert refused.returncode == 2
+    assert "line 3, column 'glucose': expected a number, got 'high'" in refused.stderr.decode()
+    no_output = run_cli(
+        "infer", str(COMMITTED_ONNX), str(tmp_path / "in.csv"), "--on-error", "skip"
+    )
+    assert no_output.returncode == 2 and "expected --output FILE" in no_output.stderr.decode()

@@ -52,7 +52,7 @@ def test_npz_feeds_a_two_input_model_by_name(models, tmp_path, compressed):
         tmp_path / "in.npz",
         tmp_path / "o.jsonl",
         keep_columns=["id"],
-        batch_size=5,
+        rows_per_batch=5,
     )
     assert result.rows == ROWS
     rows = _jsonl(tmp_path / "o.jsonl")
@@ -84,7 +84,11 @@ def test_rank3_input_from_npy_jsonl_and_parquet(models, tmp_path):
     )
     for source, keep in (("x.npy", ()), ("x.jsonl", ("key",)), ("x.parquet", ("key",))):
         infer_file(
-            model, tmp_path / source, tmp_path / f"{source}.jsonl", keep_columns=keep, batch_size=4
+            model,
+            tmp_path / source,
+            tmp_path / f"{source}.jsonl",
+            keep_columns=keep,
+            rows_per_batch=4,
         )
         rows = _jsonl(tmp_path / f"{source}.jsonl")
         assert np.allclose([r["prediction"] for r in rows], expected, atol=1e-5), source
