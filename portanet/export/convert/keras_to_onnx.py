@@ -247,12 +247,13 @@ def convert(
     if batch_size is not None and batch_size < 1:
         raise InputError(f"batch size: expected a positive number of rows, got {batch_size}")
     quiet_tensorflow()
-    import tf2onnx
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
 
     from portanet.export.convert import tf2onnx_ext
+    from portanet.export.convert.cleanup import basic_optimize
+    from portanet.export.convert.lean import graph_def_to_onnx
     from portanet.export.convert.rnn import NativeRnns
 
     model = loaded.model
@@ -278,8 +279,9 @@ def convert(
             tf_outputs = [t.name for t in frozen.outputs]
             renames = dict(zip(tf_inputs, [s.name for s in inputs] + extra_names))
             renames.update(zip(tf_outputs, output_names))
+            del frozen, concrete
             with tf2onnx_ext.captured_log() as log:
-                proto, _ = tf2onnx.convert.from_graph_def(
+                proto = graph_def_to_onnx(
                     graph_def,
                     input_names=tf_inputs,
                     output_names=tf_outputs,
@@ -288,6 +290,7 @@ def convert(
                     tensors_to_rename=renames,
                     custom_op_handlers=rnns.handlers(),
                 )
+            del graph_def
     except (InputError, ConversionError):
         raise
     except Exception as exc:  # tf2onnx / TensorFlow raise many types
@@ -308,6 +311,8 @@ def convert(
             f"{output_names}, the converted graph has {len(tf_outputs)}"
         )
     _name_batch_dimension(proto, dynamic=batch_size is None)
+    if external is None:
+        proto = basic_optimize(proto)
     _refuse_too_large(proto.ByteSize(), loaded.path, "the converted ONNX model takes")
     inputs = [
         TensorSpec(s.name, (s.shape[0], s.shape[3], s.shape[1], s.shape[2]), s.dtype)
