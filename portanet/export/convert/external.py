@@ -68,7 +68,7 @@ class ExternalWeights:
         """(input name, shape, dtype) of each variable traced as an input."""
         return [
             (n, tuple(int(d) for d in v.shape), _dtype(v))
-            for n, v in zip(self.names, self.variables)
+            for n, v in zip(self.names, self.variables, strict=True)
         ]
 
     def write(self, proto: Any, onnx_path: Path) -> Path:
@@ -77,7 +77,7 @@ class ExternalWeights:
         import onnx
 
         target = onnx_path.with_name(data_name(onnx_path))
-        by_name = dict(zip(self.names, self.variables))
+        by_name = dict(zip(self.names, self.variables, strict=True))
         inputs = {i.name: i for i in proto.graph.input}
         missing = [n for n in self.names if n not in inputs]
         if missing:

@@ -1,13 +1,16 @@
 """Keras → ONNX conversion through tf2onnx (export side: imports TensorFlow lazily).
 
 The model is wrapped in a ``tf.function`` with an explicit input signature and traced with every
-layer hooked (:mod:`portanet.export.convert.layertrace`), so each TensorFlow op is known by the Keras layer that
-made it. The concrete function is frozen (variables *and* captured constants such as an adapted
-Normalization layer's mean become graph constants; control flow is kept so LSTMs still become
-ONNX ``LSTM`` ops), nested XLA functions are made inlinable, and the ``GraphDef`` goes through
-``tf2onnx.convert.from_graph_def`` with portanet's extra op handlers (:mod:`portanet.export.convert.tf2onnx_ext`).
-Any op left unconverted is refused with the layer(s) it comes from; the graph must take exactly
-the model's inputs; inputs and outputs get the Keras names and the batch dimension is ``batch``.
+layer hooked (:mod:`portanet.export.convert.layertrace`), so each TensorFlow op is known by the
+Keras layer that made it. The concrete function is frozen (variables *and* captured constants
+such as an adapted Normalization layer's mean become graph constants; control flow is kept so
+LSTMs still become ONNX ``LSTM`` ops) and nested XLA functions are made inlinable. The
+``GraphDef`` goes through tf2onnx's steps without its whole-graph copies
+(:mod:`portanet.export.convert.lean`) with portanet's extra op handlers
+(:mod:`portanet.export.convert.tf2onnx_ext`), then through onnxruntime's basic offline
+optimization (:mod:`portanet.export.convert.cleanup`). Any op left unconverted is refused with
+the layer(s) it comes from; the graph must take exactly the model's inputs; inputs and outputs
+get the Keras names and the batch dimension is ``batch``.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ def keras_signature(model: Any) -> tuple[list[TensorSpec], list[str]]:
         or [_layer_name(t, f"input_{i}") for i, t in enumerate(raw_inputs)]
     )
     inputs = []
-    for name, tensor in zip(names, raw_inputs):
+    for name, tensor in zip(names, raw_inputs, strict=True):
         shape = tensor.shape
         dims = shape.as_list() if hasattr(shape, "as_list") else list(shape)
         dtype = getattr(tensor.dtype, "name", tensor.dtype)
@@ -218,7 +221,7 @@ def trace_keras(
 
         mapping = [
             (variable, tf.ensure_shape(value, variable.shape))
-            for variable, value in zip(external.variables, args[len(inputs) :])
+            for variable, value in zip(external.variables, args[len(inputs) :], strict=True)
         ]
         with keras.StatelessScope(state_mapping=mapping):
             return call_model(model, arrays)
@@ -277,8 +280,8 @@ def convert(
             tf2onnx_ext.strip_xla_markers(graph_def)
             tf_inputs = [t.name for t in frozen.inputs]
             tf_outputs = [t.name for t in frozen.outputs]
-            renames = dict(zip(tf_inputs, [s.name for s in inputs] + extra_names))
-            renames.update(zip(tf_outputs, output_names))
+            renames = dict(zip(tf_inputs, [s.name for s in inputs] + extra_names, strict=False))
+            renames.update(zip(tf_outputs, output_names, strict=False))
             del frozen, concrete
             with tf2onnx_ext.captured_log() as log:
                 proto = graph_def_to_onnx(

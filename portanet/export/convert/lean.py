@@ -13,8 +13,9 @@ pinned tf2onnx (1.17) without the copies:
   does not hold a second copy of every weight;
 * ``tfonnx.process_tf_graph`` with those constants and portanet's handlers;
 * of tf2onnx's optimizers only the three that remove what its conversions leave behind, run
-  without the per-optimizer copies (``catch_errors=False``); the graph is cleaned up afterwards by onnxruntime's offline *basic*
-  optimization (:mod:`portanet.export.convert.cleanup`), which keeps only standard ONNX ops;
+  without the per-optimizer copies (``catch_errors=False``); the graph is cleaned up afterwards
+  by onnxruntime's offline *basic* optimization (:mod:`portanet.export.convert.cleanup`),
+  which keeps only standard ONNX ops;
 * ``make_model`` without tf2onnx's zip storage, so every tensor stays a plain initializer (the
   >2 GB models never reach here with their large weights: they are graph inputs, see
   :mod:`portanet.export.convert.external`).
