@@ -268,9 +268,11 @@ PARITY = "portanet.parity"
 METRICS = "portanet.metrics"
 #: How an optimized file was derived from its base file (``portanet optimize``).
 LINEAGE = "portanet.lineage"
+#: The export's own run: seconds and peak RSS per stage, memory estimate (``portanet export``).
+EXPORT_RUN = "portanet.export"
 
 #: Keys whose values are JSON documents.
-JSON_KEYS = (SCHEMA, SOURCE, TOOLS, PARITY, METRICS, LINEAGE)
+JSON_KEYS = (SCHEMA, SOURCE, TOOLS, PARITY, METRICS, LINEAGE, EXPORT_RUN)
 ALL_KEYS = (VERSION, *JSON_KEYS)
 
 

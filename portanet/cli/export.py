@@ -26,6 +26,7 @@ from portanet.cli.options import (
     choice_value,
     split_names,
 )
+from portanet.options import DEFAULT_ATOL, DEFAULT_OPSET, DEFAULT_RTOL, ExportOptions
 
 if TYPE_CHECKING:  # rich.table is imported when a table is printed (keeps `infer` fast)
     from rich.table import Table
@@ -172,11 +173,16 @@ def _print_reports(report: Any, title: str) -> None:
         )
 
 
-def _write_report(path: Path | None, report: Any) -> None:
+def _write_report(path: Path | None, report: Any, run: dict[str, Any] | None = None) -> None:
+    """The parity report as JSON, with the export's own time and memory (``export``) when
+    given."""
     if path is not None:
         from portanet._files import write_bytes
 
-        write_bytes(path, json.dumps(report.to_dict(), indent=2).encode() + b"\n")
+        document = report.to_dict()
+        if run is not None:
+            document["export"] = run
+        write_bytes(path, json.dumps(document, indent=2).encode() + b"\n")
 
 
 @app.command()
@@ -188,13 +194,11 @@ def export(
             metavar="SOURCE", show_default=False, help="Keras .h5, .keras or SavedModel directory."
         ),
     ],
-    output: Annotated[
-        Path | None, typer.Option(help="ONNX path (default: SOURCE.onnx).")
-    ] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset to write.")] = 17,
+    output: Annotated[Path | None, typer.Option(help="ONNX path (default: SOURCE.onnx).")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset to write.")] = DEFAULT_OPSET,
     data: GateData = None,
-    atol: Atol = 1e-5,
-    rtol: Rtol = 1e-4,
+    atol: Atol = DEFAULT_ATOL,
+    rtol: Rtol = DEFAULT_RTOL,
     verify: Annotated[
         bool, typer.Option("--verify/--no-verify", help="Run the parity gate (default) or skip it.")
     ] = True,
@@ -206,9 +210,7 @@ def export(
             help="Column names of a tabular model's input (repeat or comma-separate).",
         ),
     ] = None,
-    report: Annotated[
-        Path | None, typer.Option(help="Also write the parity report JSON.")
-    ] = None,
+    report: Annotated[Path | None, typer.Option(help="Also write the parity report JSON.")] = None,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -246,6 +248,14 @@ def export(
     image_range: ImageRange = None,
     channel_order: ChannelOrderOption = None,
     tolerance_mode: ToleranceOption = ToleranceMode.strict,
+    memory_check: Annotated[
+        bool,
+        typer.Option(
+            "--memory-check/--no-memory-check",
+            help="Refuse (exit 3) before converting when the estimated peak memory exceeds what "
+            "is available (default), or try anyway.",
+        ),
+    ] = True,
 ) -> None:
     """Convert a Keras model to ONNX; the file is written only if Keras and ONNX agree."""
     from portanet.errors import InputError, ParityError
@@ -256,28 +266,27 @@ def export(
     if layerwise and not verify:
         raise InputError("--layerwise: expected the parity gate to run, got --no-verify")
     size = parse_image_size(image_size) if image_size else None
+    options = ExportOptions(
+        opset=opset,
+        data=data,
+        atol=atol,
+        rtol=rtol,
+        verify=verify,
+        feature_names=tuple(split_names(feature_names)) or None,
+        batch_size=batch_size,
+        inputs_as_nchw=tuple(split_names(inputs_as_nchw)) or None,
+        layerwise=layerwise,
+        allow_unsafe=allow_unsafe,
+        labels=labels,
+        image_size=size,
+        image_range=image_range,
+        channel_order=choice_value(channel_order),
+        tolerance_mode=tolerance_mode.value,
+        memory_check=memory_check,
+    )
     try:
         with _stages() as on_stage:
-            result = export_model(
-                source,
-                output,
-                opset=opset,
-                data=data,
-                atol=atol,
-                rtol=rtol,
-                verify=verify,
-                feature_names=split_names(feature_names) or None,
-                batch_size=batch_size,
-                inputs_as_nchw=split_names(inputs_as_nchw) or None,
-                layerwise=layerwise,
-                allow_unsafe=allow_unsafe,
-                labels=labels,
-                image_size=size,
-                image_range=image_range,
-                channel_order=choice_value(channel_order),
-                tolerance_mode=tolerance_mode.value,
-                on_stage=on_stage,
-            )
+            result = export_model(source, output, options, on_stage=on_stage)
     except ParityError as exc:
         if exc.report is not None:
             _print_reports(exc.report, "parity gate: Keras vs ONNX")
@@ -285,16 +294,16 @@ def export(
         raise
     if result.report is not None:
         _print_reports(result.report, "parity gate: Keras vs ONNX")
-        _write_report(report, result.report)
+        _write_report(report, result.report, result.run_record())
     else:
         err.print(
             "[yellow]warning:[/] parity gate skipped (--no-verify): the ONNX file is not "
             "proven to match Keras"
         )
-    beside = f" + {result.path.name}.data" if result.loaded.external is not None else ""
+    beside = f" + {result.data.name}" if result.data is not None else ""
     out.print(
         f"wrote {result.path}{beside} (opset {result.opset}, {result.seconds:.1f} s, "
-        f"loaded with {result.loaded.loader})",
+        f"peak memory {result.peak_rss / 2**30:.2f} GiB, loaded with {result.loaded.loader})",
         highlight=False,
     )
 

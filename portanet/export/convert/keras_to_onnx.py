@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,9 @@ import numpy as np
 
 from portanet.errors import ConversionError, InputError, first_line
 from portanet.export.keras.load import LoadedKeras, quiet_tensorflow
+from portanet.options import DEFAULT_OPSET
 from portanet.schema import TensorSpec
 
-#: Opset written by default: run by every onnxruntime since 1.14, and tf2onnx's newest tested.
-DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 9, 18
 #: A single ONNX file is one protobuf message, which cannot exceed 2 GiB.
 PROTOBUF_LIMIT = 2**31 - 1
@@ -229,19 +229,33 @@ def trace_keras(
     return trace_model(model, forward, signature, rnns.substitute)
 
 
+@dataclass(frozen=True)
+class Converted:
+    """What a conversion produced: the ``onnx.ModelProto`` (``proto``), its inputs as the graph
+    takes them (``inputs``: shapes in the graph's layout), the channels-first inputs (``nchw``),
+    the large weights left for an external-data file (``external``:
+    :class:`~portanet.export.convert.external.ExternalWeights`, or ``None``) and the
+    :class:`~portanet.export.convert.layertrace.LayerTrace` of the traced model (``trace``)."""
+
+    proto: Any
+    inputs: list[TensorSpec]
+    nchw: list[str]
+    external: Any
+    trace: Any
+
+
 def convert(
     loaded: LoadedKeras,
     *,
     opset: int = DEFAULT_OPSET,
     batch_size: int | None = None,
     inputs_as_nchw: Sequence[str] | None = None,
-) -> tuple[Any, list[TensorSpec]]:
-    """Convert a loaded Keras model to an ``onnx.ModelProto`` with readable I/O names.
+) -> Converted:
+    """Convert a loaded Keras model to ONNX with readable I/O names (``loaded`` is not changed).
 
     ``batch_size`` fixes the batch dimension (dynamic ``batch`` otherwise); ``inputs_as_nchw``
-    names image inputs that the ONNX graph takes channels-first. Returns the proto and the ONNX
-    inputs (shapes as in the graph). Raises :class:`ConversionError`
-    naming the Keras layer(s) when an op cannot be converted.
+    names image inputs that the ONNX graph takes channels-first. Raises
+    :class:`ConversionError` naming the Keras layer(s) when an op cannot be converted.
     """
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise InputError(
@@ -264,7 +278,6 @@ def convert(
     inputs, output_names = keras_signature(model)
     nchw = _nchw_names(inputs, inputs_as_nchw, loaded.path)
     external = external_weights(loaded)
-    loaded.external = external
     extra_names = [name for name, _, _ in external.specs()] if external is not None else []
     if batch_size is not None:
         inputs = [TensorSpec(s.name, (batch_size, *s.shape[1:]), s.dtype) for s in inputs]
@@ -272,7 +285,6 @@ def convert(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             concrete, trace = trace_keras(model, inputs, rnns, external)
-            loaded.trace = trace
             frozen = convert_variables_to_constants_v2(
                 concrete, lower_control_flow=False, aggressive_inlining=True
             )
@@ -323,7 +335,7 @@ def convert(
         else s
         for s in inputs
     ]
-    return proto, inputs
+    return Converted(proto, inputs, nchw, external, trace)
 
 
 def _refuse_unconvertible(proto: Any, opset: int, trace: Any, log: Any, source: Path) -> None:
