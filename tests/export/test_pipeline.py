@@ -10,9 +10,9 @@ from portanet import load
 from portanet import schema as meta
 from portanet.errors import ConversionError, InputError, ParityError
 from portanet.export import export_model
+from portanet.export.convert.keras_to_onnx import sanitize
 from portanet.export.pipeline import STAGES
 from portanet.options import ExportOptions
-from portanet.export.convert.keras_to_onnx import sanitize
 from portanet.reference.data import PIMA_FEATURES, load_pima
 
 
