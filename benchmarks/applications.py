@@ -2,8 +2,9 @@
 
 For each network: build it at its default input size and save it (``.h5`` by default) in a child
 process, then run ``python -m portanet export`` on it — the parity gate included — in another
-child, one export at a time. Printed per network: the weights (MB), the export's wall time, the
-export process's peak RSS (``os.wait4``, the kernel's figure for that one process), that peak as
+child, one export at a time. Printed per network: the weights (MB), the export's wall time and
+CPU time (user + system: steadier than wall time on a shared machine), the export process's
+peak RSS (``os.wait4``, the kernel's figure for that one process), that peak as
 a multiple of the weights, and the gate's largest absolute error (from ``--report``).
 
 ``--baseline REF`` also exports each network with the code of git revision ``REF`` (extracted
@@ -48,6 +49,7 @@ class Run:
     code: str
     returncode: int
     seconds: float
+    cpu_seconds: float
     peak_rss: int
     max_abs: float | None
     last_line: str
@@ -84,9 +86,9 @@ def export(code: Path, label: str, source: Path, folder: Path, extra: list[str])
         max_abs = max((float(o["max_abs"]) for o in outputs), default=None)
     for stale in folder.glob(f"{label}.onnx*"):
         stale.unlink()
-    return Run(
-        label, child.returncode, seconds, usage.ru_maxrss * 1024, max_abs, (lines or [""])[-1]
-    )
+    cpu = usage.ru_utime + usage.ru_stime
+    last = (lines or [""])[-1]
+    return Run(label, child.returncode, seconds, cpu, usage.ru_maxrss * 1024, max_abs, last)
 
 
 def baseline_tree(ref: str, folder: Path) -> Path:
@@ -104,6 +106,7 @@ def row(name: str, weights: int, run: Run) -> str:
     error = "-" if run.max_abs is None else f"{run.max_abs:.1e}"
     return (
         f"| {name} | {run.code} | {weights / 1e6:.0f} | {run.seconds:.1f} | "
+        f"{run.cpu_seconds:.1f} | "
         f"{run.peak_rss / 2**30:.2f} | {run.peak_rss / weights:.0f}x | {error} | {status} |"
     )
 
@@ -139,6 +142,7 @@ def main() -> None:
                 print(row(name, weights, before), flush=True)
                 print(
                     f"|  | ratio baseline/current |  | {before.seconds / current.seconds:.2f}x "
+                    f"| {before.cpu_seconds / current.cpu_seconds:.2f}x "
                     f"| {before.peak_rss / current.peak_rss:.2f}x |  |  |  |",
                     flush=True,
                 )
