@@ -13,7 +13,7 @@ are measured side by side on the same machine, and prints the ratio of the times
 
     python benchmarks/applications.py ResNet50 MobileNetV2 EfficientNetB0 ConvNeXtTiny
     python benchmarks/applications.py ResNet50 --baseline baa2b6a       # before / after
-    python benchmarks/applications.py VGG16 --format keras --atol 1e-4
+    python benchmarks/applications.py VGG16 --format keras --graph-cleanup onnxruntime
 """
 
 from __future__ import annotations
@@ -118,9 +118,13 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REF", help="also export with git revision REF")
     parser.add_argument("--atol", help="the gate's atol (default: export's own)")
     parser.add_argument("--noise-floor", action="store_true", help="gate in noise-floor mode")
+    parser.add_argument(
+        "--graph-cleanup", choices=["tf2onnx", "onnxruntime"], help="export's --graph-cleanup"
+    )
     args = parser.parse_args()
     extra = ["--atol", args.atol] if args.atol else []
     extra += ["--tolerance-mode", "noise-floor"] if args.noise_floor else []
+    current_extra = extra + (["--graph-cleanup", args.graph_cleanup] if args.graph_cleanup else [])
     print(
         "| network | code | weights MB | time s | peak RSS GiB | RSS/weights | max abs | result |"
     )
@@ -133,7 +137,7 @@ def main() -> None:
         for name in args.networks:
             source = folder / f"{name}.{args.format}"
             weights = build(name, source)
-            current = export(REPO, "current", source, folder, extra)
+            current = export(REPO, "current", source, folder, current_extra)
             print(row(name, weights, current), flush=True)
             if current.returncode != 0:
                 print(f"  {name}: {current.last_line}", file=sys.stderr)

@@ -19,6 +19,8 @@ DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-4
 #: The gate's default tolerance mode (``"strict"`` or ``"noise-floor"``).
 DEFAULT_TOLERANCE_MODE = "strict"
+#: Who cleans the converted graph: ``"tf2onnx"`` (its optimizers) or ``"onnxruntime"`` (leaner).
+DEFAULT_CLEANUP = "tf2onnx"
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,8 @@ class ExportOptions:
     taken channels-first; ``feature_names``, ``labels``, ``image_size`` (height, width),
     ``image_range`` and ``channel_order`` are recorded for the deployment side;
     ``allow_unsafe`` loads files the safety checks refuse; ``memory_check=False`` skips the memory
-    preflight (:mod:`portanet.export.preflight`).
+    preflight (:mod:`portanet.export.preflight`); ``cleanup`` picks who cleans the converted graph
+    (``"tf2onnx"``, or the leaner ``"onnxruntime"``: :mod:`portanet.export.convert.lean`).
     """
 
     opset: int = DEFAULT_OPSET
@@ -51,6 +54,7 @@ class ExportOptions:
     channel_order: str | None = None
     tolerance_mode: str = DEFAULT_TOLERANCE_MODE
     memory_check: bool = True
+    cleanup: str = DEFAULT_CLEANUP
 
     def __post_init__(self) -> None:
         # Lists given by callers become tuples: the options stay hashable and unchanged.

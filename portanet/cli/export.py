@@ -39,6 +39,13 @@ class ToleranceMode(str, Enum):
     noise_floor = "noise-floor"
 
 
+class GraphCleanup(str, Enum):
+    """Who cleans the converted graph (portanet.export.convert.lean)."""
+
+    tf2onnx = "tf2onnx"
+    onnxruntime = "onnxruntime"
+
+
 ToleranceOption = Annotated[
     ToleranceMode,
     typer.Option(
@@ -256,6 +263,16 @@ def export(
             "is available (default), or try anyway.",
         ),
     ] = True,
+    graph_cleanup: Annotated[
+        GraphCleanup,
+        typer.Option(
+            "--graph-cleanup",
+            case_sensitive=False,
+            help="Who cleans the converted graph: tf2onnx's optimizers (default; the layerwise "
+            "table finds every layer) or onnxruntime's basic offline optimization (about a third "
+            "less peak memory for large models).",
+        ),
+    ] = GraphCleanup.tf2onnx,
 ) -> None:
     """Convert a Keras model to ONNX; the file is written only if Keras and ONNX agree."""
     from portanet.errors import InputError, ParityError
@@ -283,6 +300,7 @@ def export(
         channel_order=choice_value(channel_order),
         tolerance_mode=tolerance_mode.value,
         memory_check=memory_check,
+        cleanup=graph_cleanup.value,
     )
     try:
         with _stages() as on_stage:

@@ -29,7 +29,12 @@ from portanet import __version__
 from portanet import schema as meta
 from portanet._files import check_writable, write_bytes
 from portanet.errors import ConversionError, InputError, first_line
-from portanet.export.convert.keras_to_onnx import Converted, convert, weight_bytes
+from portanet.export.convert.keras_to_onnx import (
+    Converted,
+    convert,
+    streamed_bytes,
+    weight_bytes,
+)
 from portanet.export.described import build_schema
 from portanet.export.keras.load import LoadedKeras, from_model, load_keras
 from portanet.export.preflight import check_memory, peak_rss
@@ -163,13 +168,21 @@ def convert_stage(loaded: LoadedKeras, options: ExportOptions) -> tuple[Converte
     """Stage 2: the memory preflight (unless ``options.memory_check`` is off), then the
     conversion; returns it with the memory estimate (bytes, ``None`` when not checked)."""
     estimate = (
-        check_memory(weight_bytes(loaded.model), loaded.path) if options.memory_check else None
+        check_memory(
+            weight_bytes(loaded.model),
+            loaded.path,
+            options.cleanup,
+            streamed_bytes(loaded.model),
+        )
+        if options.memory_check
+        else None
     )
     converted = convert(
         loaded,
         opset=options.opset,
         batch_size=options.batch_size,
         inputs_as_nchw=options.inputs_as_nchw,
+        cleanup=options.cleanup,
     )
     return converted, estimate
 

@@ -16,17 +16,20 @@ from pathlib import Path
 
 from portanet.errors import ConversionError
 
-#: Extra peak memory of a conversion per byte of weights (trace, frozen graph, tf2onnx graph,
-#: ONNX proto, onnxruntime's clean-up and check), measured on keras.applications networks
+#: Extra peak memory of a conversion per byte of weights (trace, frozen graph, tf2onnx graph and
+#: optimizers, ONNX proto, check), by graph clean-up, measured on keras.applications networks
 #: (docs/conversion.md), rounded up.
-BYTES_PER_WEIGHT_BYTE = 12
+BYTES_PER_WEIGHT_BYTE = {"tf2onnx": 32, "onnxruntime": 18}
 #: Extra peak memory of a conversion whatever its weights (TensorFlow's tracing and grappler).
 FIXED_BYTES = 768 * 2**20
 
 
-def estimate_peak(weight_bytes: int) -> int:
-    """Bytes a conversion of a model with ``weight_bytes`` of weights adds to this process."""
-    return FIXED_BYTES + BYTES_PER_WEIGHT_BYTE * int(weight_bytes)
+def estimate_peak(weight_bytes: int, cleanup: str = "tf2onnx", streamed: int = 0) -> int:
+    """Bytes a conversion of a model with ``weight_bytes`` of weights adds to this process;
+    ``streamed`` of them go to an external-data file without a copy in any graph (counted
+    once)."""
+    in_graph = max(0, int(weight_bytes) - int(streamed))
+    return FIXED_BYTES + BYTES_PER_WEIGHT_BYTE[cleanup] * in_graph + int(streamed)
 
 
 def _meminfo_available(path: Path = Path("/proc/meminfo")) -> int | None:
@@ -63,10 +66,12 @@ def available_memory() -> int | None:
     return min(known) if known else None
 
 
-def check_memory(weight_bytes: int, source: str | os.PathLike[str]) -> int:
+def check_memory(
+    weight_bytes: int, source: str | os.PathLike[str], cleanup: str = "tf2onnx", streamed: int = 0
+) -> int:
     """Refuse (exit 3) a conversion whose estimated peak exceeds the available memory; returns
-    the estimate in bytes."""
-    estimate = estimate_peak(weight_bytes)
+    the estimate in bytes (arguments as for :func:`estimate_peak`)."""
+    estimate = estimate_peak(weight_bytes, cleanup, streamed)
     available = available_memory()
     if available is not None and estimate > available:
         raise ConversionError(

@@ -7,9 +7,13 @@ from portanet.errors import ConversionError
 from portanet.export import preflight
 
 
-def test_estimate_grows_with_the_weights():
+def test_estimate_grows_with_the_weights_and_streamed_weights_count_once():
     assert preflight.estimate_peak(0) == preflight.FIXED_BYTES
     assert preflight.estimate_peak(10**9) > preflight.estimate_peak(10**8) > 10**9
+    lean = preflight.estimate_peak(10**9, "onnxruntime")
+    assert preflight.FIXED_BYTES + 10**9 < lean < preflight.estimate_peak(10**9)
+    streamed = preflight.estimate_peak(3 * 10**9, streamed=3 * 10**9 - 10**6)
+    assert streamed < preflight.FIXED_BYTES + 3 * 10**9 + 64 * 10**6
 
 
 def test_meminfo_and_cgroup_files_are_read(tmp_path):

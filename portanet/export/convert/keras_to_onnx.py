@@ -7,10 +7,10 @@ such as an adapted Normalization layer's mean become graph constants; control fl
 LSTMs still become ONNX ``LSTM`` ops) and nested XLA functions are made inlinable. The
 ``GraphDef`` goes through tf2onnx's steps without its whole-graph copies
 (:mod:`portanet.export.convert.lean`) with portanet's extra op handlers
-(:mod:`portanet.export.convert.tf2onnx_ext`), then through onnxruntime's basic offline
-optimization (:mod:`portanet.export.convert.cleanup`). Any op left unconverted is refused with
-the layer(s) it comes from; the graph must take exactly the model's inputs; inputs and outputs
-get the Keras names and the batch dimension is ``batch``.
+(:mod:`portanet.export.convert.tf2onnx_ext`), then — with ``cleanup="onnxruntime"`` — through
+onnxruntime's basic offline optimization (:mod:`portanet.export.convert.cleanup`). Any op left
+unconverted is refused with the layer(s) it comes from; the graph must take exactly the model's
+inputs; inputs and outputs get the Keras names and the batch dimension is ``batch``.
 """
 
 from __future__ import annotations
@@ -136,10 +136,38 @@ def _refuse_too_large(size: int, source: Path, what: str) -> None:
         )
 
 
+def _large_weights(model: Any) -> list[Any]:
+    """The model's distinct variables of at least ``EXTERNAL_MIN_BYTES``."""
+    from portanet.export.convert.external import EXTERNAL_MIN_BYTES
+
+    seen: set[int] = set()
+    large = []
+    for weight in model.weights:
+        size = (
+            int(np.prod(weight.shape))
+            * np.dtype(str(getattr(weight.dtype, "name", weight.dtype))).itemsize
+        )
+        if size >= EXTERNAL_MIN_BYTES and id(weight) not in seen:
+            seen.add(id(weight))
+            large.append(weight)
+    return large
+
+
+def streamed_bytes(model: Any) -> int:
+    """Bytes of the weights a conversion writes to external data (0 for a model under the
+    protobuf limit): they never enter a graph, so they cost no copies."""
+    if weight_bytes(model) <= PROTOBUF_LIMIT - GRAPH_HEADROOM:
+        return 0
+    return sum(
+        int(np.prod(w.shape)) * np.dtype(str(getattr(w.dtype, "name", w.dtype))).itemsize
+        for w in _large_weights(model)
+    )
+
+
 def external_weights(loaded: LoadedKeras) -> Any:
     """The large variables to write as ONNX external data when the model's weights pass the
     protobuf limit (:mod:`portanet.export.convert.external`), else ``None``."""
-    from portanet.export.convert.external import EXTERNAL_MIN_BYTES, ExternalWeights
+    from portanet.export.convert.external import ExternalWeights
 
     model = loaded.model
     total = weight_bytes(model)
@@ -151,16 +179,7 @@ def external_weights(loaded: LoadedKeras) -> Any:
             f"single ONNX graph holds; portanet writes such models with external data from "
             f"Keras 3 models only, got one loaded with {loaded.loader}"
         )
-    seen: set[int] = set()
-    large = []
-    for weight in model.weights:
-        size = (
-            int(np.prod(weight.shape))
-            * np.dtype(str(getattr(weight.dtype, "name", weight.dtype))).itemsize
-        )
-        if size >= EXTERNAL_MIN_BYTES and id(weight) not in seen:
-            seen.add(id(weight))
-            large.append(weight)
+    large = _large_weights(model)
     external = ExternalWeights(large)
     _refuse_too_large(
         total - external.nbytes, loaded.path, "the model's weights outside its large tensors take"
@@ -250,11 +269,13 @@ def convert(
     opset: int = DEFAULT_OPSET,
     batch_size: int | None = None,
     inputs_as_nchw: Sequence[str] | None = None,
+    cleanup: str = "tf2onnx",
 ) -> Converted:
     """Convert a loaded Keras model to ONNX with readable I/O names (``loaded`` is not changed).
 
     ``batch_size`` fixes the batch dimension (dynamic ``batch`` otherwise); ``inputs_as_nchw``
-    names image inputs that the ONNX graph takes channels-first. Raises
+    names image inputs that the ONNX graph takes channels-first; ``cleanup`` picks who cleans the
+    graph (:data:`portanet.export.convert.lean.CLEANUPS`). Raises
     :class:`ConversionError` naming the Keras layer(s) when an op cannot be converted.
     """
     if not MIN_OPSET <= opset <= MAX_OPSET:
@@ -263,6 +284,8 @@ def convert(
         )
     if batch_size is not None and batch_size < 1:
         raise InputError(f"batch size: expected a positive number of rows, got {batch_size}")
+    if cleanup not in ("tf2onnx", "onnxruntime"):
+        raise InputError(f"graph clean-up: expected tf2onnx or onnxruntime, got {cleanup!r}")
     quiet_tensorflow()
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
@@ -304,6 +327,7 @@ def convert(
                     inputs_as_nchw=[f"{n}:0" for n in nchw] or None,
                     tensors_to_rename=renames,
                     custom_op_handlers=rnns.handlers(),
+                    cleanup=cleanup,
                 )
             del graph_def
     except (InputError, ConversionError):
@@ -326,7 +350,7 @@ def convert(
             f"{output_names}, the converted graph has {len(tf_outputs)}"
         )
     _name_batch_dimension(proto, dynamic=batch_size is None)
-    if external is None:
+    if external is None and cleanup == "onnxruntime":
         proto = basic_optimize(proto)
     _refuse_too_large(proto.ByteSize(), loaded.path, "the converted ONNX model takes")
     inputs = [

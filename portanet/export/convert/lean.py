@@ -12,10 +12,11 @@ pinned tf2onnx (1.17) without the copies:
   (``tf_utils.compress_graph_def``, tf2onnx's own ``large_model`` step), so TensorFlow's graph
   does not hold a second copy of every weight;
 * ``tfonnx.process_tf_graph`` with those constants and portanet's handlers;
-* of tf2onnx's optimizers only the three that remove what its conversions leave behind, run
-  without the per-optimizer copies (``catch_errors=False``); the graph is cleaned up afterwards
-  by onnxruntime's offline *basic* optimization (:mod:`portanet.export.convert.cleanup`),
-  which keeps only standard ONNX ops;
+* tf2onnx's optimizers run without the per-optimizer copies (``catch_errors=False``, what
+  tf2onnx itself does for ``large_model``): all of them by default, or — the leaner
+  ``cleanup="onnxruntime"`` — only the three that remove what its conversions leave behind,
+  the graph then cleaned by onnxruntime's offline *basic* optimization
+  (:mod:`portanet.export.convert.cleanup`), which keeps only standard ONNX ops;
 * ``make_model`` without tf2onnx's zip storage, so every tensor stays a plain initializer (the
   >2 GB models never reach here with their large weights: they are graph inputs, see
   :mod:`portanet.export.convert.external`).
@@ -38,6 +39,7 @@ def graph_def_to_onnx(
     inputs_as_nchw: Sequence[str] | None = None,
     tensors_to_rename: dict[str, str] | None = None,
     custom_op_handlers: dict[str, Any] | None = None,
+    cleanup: str = "tf2onnx",
 ) -> Any:
     """Convert a frozen ``GraphDef`` (no variables) to an ``onnx.ModelProto``.
 
@@ -69,16 +71,26 @@ def graph_def_to_onnx(
             tensors_to_rename=tensors_to_rename,
         )
     constants.clear()
-    graph = optimizer.optimize_graph(graph, catch_errors=False, optimizers=_needed_optimizers())
+    graph = optimizer.optimize_graph(graph, catch_errors=False, optimizers=_optimizers(cleanup))
     return graph.make_model("converted by portanet (tf2onnx)")
 
 
-def _needed_optimizers() -> dict[str, Any]:
-    """The tf2onnx optimizers still run, in tf2onnx's order: conversions such as
-    ``TensorListFromTensor`` (inside recurrent loops) leave two-input ``Identity`` nodes that only
-    these remove. None of them copies or rewrites weights."""
+#: How the converted graph is cleaned up: by tf2onnx's own optimizers (every one, in its order,
+#: without its per-optimizer copies) — tensor names stay TensorFlow's, which the layerwise
+#: comparison needs — or by onnxruntime's basic offline optimization after only the tf2onnx
+#: optimizers conversions need (leaner: about a third less peak memory; onnxruntime renames
+#: some tensors, so the layerwise table finds fewer layers).
+CLEANUPS = ("tf2onnx", "onnxruntime")
+
+
+def _optimizers(cleanup: str) -> dict[str, Any] | None:
+    """tf2onnx's optimizers to run: ``None`` means all of them (tf2onnx's default)."""
+    if cleanup == "tf2onnx":
+        return None
     from tf2onnx.optimizer import BackToBackOptimizer, IdentityOptimizer, LoopOptimizer
 
+    # Conversions such as TensorListFromTensor (inside recurrent loops) leave two-input
+    # Identity nodes that only these remove; none of them copies or rewrites weights.
     return {
         "loop_optimizer": LoopOptimizer,
         "remove_identity": IdentityOptimizer,

@@ -38,7 +38,7 @@ def test_conversion_copies_no_graph_and_leaves_no_layout_transposes(monkeypatch)
 
     monkeypatch.setattr(tf2onnx.optimizer.copy, "deepcopy", refuse)
     model = _conv_net()
-    converted = convert(from_model(model))
+    converted = convert(from_model(model), cleanup="onnxruntime")
     monkeypatch.setattr(tf2onnx.optimizer.copy, "deepcopy", real)
     ops = [n.op_type for n in converted.proto.graph.node]
     # tf2onnx wraps each of the 3 convolutions in NHWC<->NCHW transposes; onnxruntime's
@@ -58,6 +58,28 @@ def test_conversion_copies_no_graph_and_leaves_no_layout_transposes(monkeypatch)
 def test_converted_graphs_use_only_standard_operators(opset):
     from portanet.export.convert.cleanup import non_standard_ops
 
-    converted = convert(from_model(_conv_net()), opset=opset)
+    converted = convert(from_model(_conv_net()), opset=opset, cleanup="onnxruntime")
     assert non_standard_ops(converted.proto) == []
     assert converted.proto.opset_import[0].version == opset
+
+
+def test_tf2onnx_cleanup_copies_no_graph_and_keeps_tensorflow_names(monkeypatch):
+    import tf2onnx.optimizer
+    from tf2onnx.graph import Graph
+
+    real = copy.deepcopy
+
+    def refuse(value, *args, **kwargs):
+        if isinstance(value, Graph):
+            raise AssertionError("tf2onnx copied the whole graph")
+        return real(value, *args, **kwargs)
+
+    monkeypatch.setattr(tf2onnx.optimizer.copy, "deepcopy", refuse)
+    model = _conv_net()
+    converted = convert(from_model(model))  # the default: tf2onnx's optimizers, no copies
+    monkeypatch.setattr(tf2onnx.optimizer.copy, "deepcopy", real)
+    outputs = {o for n in converted.proto.graph.node for o in n.output}
+    relu = next(t for t in outputs if "re_lu" in t and "Relu" in t)
+    assert relu.endswith(":0")  # TensorFlow's tensor name: what the layerwise table looks up
+    ops = [n.op_type for n in converted.proto.graph.node]
+    assert ops.count("Transpose") <= 1 and ops.count("Conv") == 3
