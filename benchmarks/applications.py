@@ -91,10 +91,11 @@ def export(code: Path, label: str, source: Path, folder: Path, extra: list[str])
     return Run(label, child.returncode, seconds, cpu, usage.ru_maxrss * 1024, max_abs, last)
 
 
-def baseline_tree(ref: str, folder: Path) -> Path:
-    """The ``portanet`` package of git revision ``ref``, extracted under ``folder``."""
+def baseline_tree(ref: str, folder: Path, repository: str) -> Path:
+    """The ``portanet`` package of git revision ``ref`` of ``repository``, extracted under
+    ``folder``."""
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", ref, "portanet"], capture_output=True, check=True
+        ["git", "-C", repository, "archive", ref, "portanet"], capture_output=True, check=True
     )
     folder.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
@@ -116,6 +117,9 @@ def main() -> None:
     parser.add_argument("networks", nargs="+", help="keras.applications names, e.g. ResNet50")
     parser.add_argument("--format", choices=["h5", "keras"], default="h5")
     parser.add_argument("--baseline", metavar="REF", help="also export with git revision REF")
+    parser.add_argument(
+        "--git-dir", default=str(REPO), help="repository holding REF (default: this checkout)"
+    )
     parser.add_argument("--atol", help="the gate's atol (default: export's own)")
     parser.add_argument("--noise-floor", action="store_true", help="gate in noise-floor mode")
     parser.add_argument(
@@ -126,14 +130,15 @@ def main() -> None:
     extra += ["--tolerance-mode", "noise-floor"] if args.noise_floor else []
     current_extra = extra + (["--graph-cleanup", args.graph_cleanup] if args.graph_cleanup else [])
     print(
-        "| network | code | weights MB | time s | peak RSS GiB | RSS/weights | max abs | result |"
+        "| network | code | weights MB | time s | CPU s | peak RSS GiB | RSS/weights | max abs "
+        "| result |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory(prefix="portanet-apps-") as scratch:
         folder = Path(scratch)
         base = None
         if args.baseline:
-            base = baseline_tree(args.baseline, folder / "baseline")
+            base = baseline_tree(args.baseline, folder / "baseline", args.git_dir)
         for name in args.networks:
             source = folder / f"{name}.{args.format}"
             weights = build(name, source)
