@@ -5,6 +5,7 @@ the source's own attributes and the options given."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from portanet.errors import InputError
@@ -78,7 +79,7 @@ def build_schema(
     if labels is not None:
         units = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].rank else None
         classes = 2 if task == BINARY_CLASSIFIER else units if isinstance(units, int) else None
-        class_names = read_labels(labels, classes)
+        class_names = read_labels(labels if isinstance(labels, str) else Path(labels), classes)
         if task is None and classes and classes > 1:
             task = MULTICLASS_CLASSIFIER  # named classes of a model that ends without softmax
     probe = ModelSchema(tuple(inputs), outputs, extra={NCHW_KEY: list(nchw)} if nchw else {})
