@@ -272,8 +272,11 @@ LINEAGE = "portanet.lineage"
 #: :class:`portanet.images.Recipe` as JSON): resize mode, filter and its library, values.
 PREPROCESSING = "portanet.preprocessing"
 
+#: The export's own run: seconds and peak RSS per stage, memory estimate (``portanet export``).
+EXPORT_RUN = "portanet.export"
+
 #: Keys whose values are JSON documents.
-JSON_KEYS = (SCHEMA, SOURCE, TOOLS, PARITY, METRICS, LINEAGE, PREPROCESSING)
+JSON_KEYS = (SCHEMA, SOURCE, TOOLS, PARITY, METRICS, LINEAGE, PREPROCESSING, EXPORT_RUN)
 ALL_KEYS = (VERSION, *JSON_KEYS)
 
 

@@ -31,6 +31,7 @@ from portanet.cli.options import (
     choice_value,
     split_names,
 )
+from portanet.options import DEFAULT_ATOL, DEFAULT_OPSET, DEFAULT_RTOL, ExportOptions
 
 if TYPE_CHECKING:  # rich.table is imported when a table is printed (keeps `infer` fast)
     from rich.table import Table
@@ -41,6 +42,13 @@ class ToleranceMode(str, Enum):
 
     strict = "strict"
     noise_floor = "noise-floor"
+
+
+class GraphCleanup(str, Enum):
+    """Who cleans the converted graph (portanet.export.convert.lean)."""
+
+    tf2onnx = "tf2onnx"
+    onnxruntime = "onnxruntime"
 
 
 ToleranceOption = Annotated[
@@ -177,11 +185,16 @@ def _print_reports(report: Any, title: str) -> None:
         )
 
 
-def _write_report(path: Path | None, report: Any) -> None:
+def _write_report(path: Path | None, report: Any, run: dict[str, Any] | None = None) -> None:
+    """The parity report as JSON, with the export's own time and memory (``export``) when
+    given."""
     if path is not None:
         from portanet._files import write_bytes
 
-        write_bytes(path, json.dumps(report.to_dict(), indent=2).encode() + b"\n")
+        document = report.to_dict()
+        if run is not None:
+            document["export"] = run
+        write_bytes(path, json.dumps(document, indent=2).encode() + b"\n")
 
 
 @app.command()
@@ -194,10 +207,10 @@ def export(
         ),
     ],
     output: Annotated[Path | None, typer.Option(help="ONNX path (default: SOURCE.onnx).")] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset to write.")] = 17,
+    opset: Annotated[int, typer.Option(help="ONNX opset to write.")] = DEFAULT_OPSET,
     data: GateData = None,
-    atol: Atol = 1e-5,
-    rtol: Rtol = 1e-4,
+    atol: Atol = DEFAULT_ATOL,
+    rtol: Rtol = DEFAULT_RTOL,
     verify: Annotated[
         bool, typer.Option("--verify/--no-verify", help="Run the parity gate (default) or skip it.")
     ] = True,
@@ -252,6 +265,24 @@ def export(
     image_library: ImageLibraryOption = None,
     image_exif: ImageExifOption = None,
     tolerance_mode: ToleranceOption = ToleranceMode.strict,
+    memory_check: Annotated[
+        bool,
+        typer.Option(
+            "--memory-check/--no-memory-check",
+            help="Refuse (exit 3) before converting when the estimated peak memory exceeds what "
+            "is available (default), or try anyway.",
+        ),
+    ] = True,
+    graph_cleanup: Annotated[
+        GraphCleanup,
+        typer.Option(
+            "--graph-cleanup",
+            case_sensitive=False,
+            help="Who cleans the converted graph: tf2onnx's optimizers (default; the layerwise "
+            "table finds every layer) or onnxruntime's basic offline optimization (about a third "
+            "less peak memory for large models).",
+        ),
+    ] = GraphCleanup.tf2onnx,
 ) -> None:
     """Convert a Keras model to ONNX; the file is written only if Keras and ONNX agree."""
     from portanet.errors import InputError, ParityError
@@ -262,35 +293,33 @@ def export(
     if layerwise and not verify:
         raise InputError("--layerwise: expected the parity gate to run, got --no-verify")
     size = parse_image_size(image_size) if image_size else None
+    options = ExportOptions(
+        opset=opset,
+        data=data,
+        atol=atol,
+        rtol=rtol,
+        verify=verify,
+        feature_names=tuple(split_names(feature_names)) or None,
+        batch_size=batch_size,
+        inputs_as_nchw=tuple(split_names(inputs_as_nchw)) or None,
+        layerwise=layerwise,
+        allow_unsafe=allow_unsafe,
+        labels=labels,
+        image_size=size,
+        image_range=image_range,
+        channel_order=choice_value(channel_order),
+        image_preset=image_preset,
+        image_resize=choice_value(image_resize),
+        image_filter=choice_value(image_filter),
+        image_library=choice_value(image_library),
+        image_exif=None if image_exif is None else image_exif.value == "apply",
+        tolerance_mode=tolerance_mode.value,
+        memory_check=memory_check,
+        cleanup=graph_cleanup.value,
+    )
     try:
         with _stages() as on_stage:
-            result = export_model(
-                source,
-                output,
-                opset=opset,
-                data=data,
-                atol=atol,
-                rtol=rtol,
-                verify=verify,
-                feature_names=split_names(feature_names) or None,
-                batch_size=batch_size,
-                inputs_as_nchw=split_names(inputs_as_nchw) or None,
-                layerwise=layerwise,
-                allow_unsafe=allow_unsafe,
-                labels=labels,
-                image_size=size,
-                image_range=image_range,
-                channel_order=choice_value(channel_order),
-                image_steps={
-                    "preset": image_preset,
-                    "resize": choice_value(image_resize),
-                    "filter": choice_value(image_filter),
-                    "library": choice_value(image_library),
-                    "exif": None if image_exif is None else image_exif.value == "apply",
-                },
-                tolerance_mode=tolerance_mode.value,
-                on_stage=on_stage,
-            )
+            result = export_model(source, output, options, on_stage=on_stage)
     except ParityError as exc:
         if exc.report is not None:
             _print_reports(exc.report, "parity gate: Keras vs ONNX")
@@ -298,7 +327,7 @@ def export(
         raise
     if result.report is not None:
         _print_reports(result.report, "parity gate: Keras vs ONNX")
-        _write_report(report, result.report)
+        _write_report(report, result.report, result.run_record())
     else:
         err.print(
             "[yellow]warning:[/] parity gate skipped (--no-verify): the ONNX file is not "
@@ -310,10 +339,10 @@ def export(
         err.print(
             escape(f"image input {name}: {recipe.describe()}"), highlight=False, soft_wrap=True
         )
-    beside = f" + {result.path.name}.data" if result.loaded.external is not None else ""
+    beside = f" + {result.data.name}" if result.data is not None else ""
     out.print(
         f"wrote {result.path}{beside} (opset {result.opset}, {result.seconds:.1f} s, "
-        f"loaded with {result.loaded.loader})",
+        f"peak memory {result.peak_rss / 2**30:.2f} GiB, loaded with {result.loaded.loader})",
         highlight=False,
     )
 
@@ -348,8 +377,8 @@ def verify_command(
         Path, typer.Argument(metavar="ONNX", show_default=False, help="ONNX model file.")
     ],
     data: GateData = None,
-    atol: Atol = 1e-5,
-    rtol: Rtol = 1e-4,
+    atol: Atol = DEFAULT_ATOL,
+    rtol: Rtol = DEFAULT_RTOL,
     layerwise: Layerwise = False,
     as_json: AsJson = False,
     allow_unsafe: AllowUnsafe = False,
@@ -358,11 +387,12 @@ def verify_command(
     """Compare a Keras model with an ONNX model on the same inputs (exit 1 if they differ)."""
     require_export_side()
     from portanet.errors import ParityError
-    from portanet.export.verify.gate import verify
 
     if data is not None and data.is_dir():  # image files: the author's pipeline vs portanet's
         _verify_pipeline(source, onnx_file, data, atol, rtol, as_json, allow_unsafe)
         return
+    from portanet.export.verify.gate import verify
+
     try:
         report = verify(
             source,

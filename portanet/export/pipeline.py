@@ -1,11 +1,20 @@
 """Keras → ONNX through tf2onnx, with a parity gate before anything is written.
 
-:func:`export_model` loads the model (:mod:`portanet.export.keras.load`), converts it
-(:mod:`portanet.export.convert.keras_to_onnx`: frozen ``tf.function`` →
-``tf2onnx.convert.from_graph_def``, ops traced to their Keras layers), checks that the graph
-passes ``onnx.checker`` and loads in onnxruntime, and — unless ``verify=False`` — that it
-computes what Keras computes (:mod:`portanet.export.verify.gate`, with a per-layer comparison
-when it does not), before writing it atomically with the schema and provenance as metadata.
+:func:`export_model` runs five stages, each once and in order, each handing its result to the
+next as a value (nothing is set on the loaded model and read back):
+
+1. **load** (:mod:`portanet.export.keras.load`) → :class:`~portanet.export.keras.load.LoadedKeras`;
+2. **convert** (memory preflight, then :mod:`portanet.export.convert.keras_to_onnx`) →
+   :class:`~portanet.export.convert.keras_to_onnx.Converted` (graph, external weights, trace);
+3. **check** (``onnx.checker`` and onnxruntime) → :class:`Runnable`;
+4. **gate** (:mod:`portanet.export.verify.gate`; skipped with ``verify=False``) →
+   :class:`~portanet.export.verify.gate.GateReport`, and with ``data`` a folder of images the
+   author's image pipeline against portanet's on those files
+   (:mod:`portanet.export.verify.pipeline_parity`);
+5. **write**: the schema, provenance, parity and this run's own time and peak memory
+   (:class:`StageRecord`) as metadata, written atomically.
+
+Options come in one :class:`~portanet.options.ExportOptions`.
 """
 
 from __future__ import annotations
@@ -22,23 +31,63 @@ from portanet import __version__
 from portanet import schema as meta
 from portanet._files import check_writable, write_bytes
 from portanet.errors import ConversionError, InputError, first_line
-from portanet.export.convert.keras_to_onnx import DEFAULT_OPSET, convert
-from portanet.export.keras.load import LoadedKeras, from_model, load_keras
-from portanet.export.verify.compare import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport
-from portanet.export.verify.runners import NCHW_KEY
-from portanet.schema import (
-    BINARY_CLASSIFIER,
-    METRICS_ATTR,
-    MULTICLASS_CLASSIFIER,
-    SCHEMA_ATTR,
-    ModelSchema,
-    TensorSpec,
+from portanet.export.convert.keras_to_onnx import (
+    Converted,
+    convert,
+    streamed_bytes,
+    weight_bytes,
 )
+from portanet.export.described import build_schema
+from portanet.export.keras.load import LoadedKeras, from_model, load_keras
+from portanet.export.preflight import check_memory, peak_rss
+from portanet.export.verify.compare import ParityReport
+from portanet.export.verify.runners import NCHW_KEY
+from portanet.options import ExportOptions
+from portanet.schema import METRICS_ATTR, ModelSchema
+
+#: The stages of an export, in order, and what ``on_stage`` is told as each starts.
+STAGES = {
+    "load": "loading the Keras model",
+    "convert": "converting to ONNX",
+    "check": "checking the ONNX model",
+    "gate": "running the parity gate",
+    "write": "writing",
+}
 
 
-@dataclass
+@dataclass(frozen=True)
+class StageRecord:
+    """One stage as it ran: its name, wall time and the process's peak RSS when it ended."""
+
+    name: str
+    seconds: float
+    peak_rss: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what the metadata and the ``--report`` file hold)."""
+        return {"stage": self.name, "seconds": round(self.seconds, 3), "peak_rss": self.peak_rss}
+
+
+@dataclass(frozen=True)
+class Runnable:
+    """A converted graph that passed ``onnx.checker`` and loads in onnxruntime: the session
+    (``runtime``), what it was loaded from (``candidate``: bytes, or the staged path of a graph
+    with external data), the staging (``staged``, or ``None``) and the ``schema`` recorded."""
+
+    runtime: Any
+    candidate: bytes | Path
+    staged: Any
+    schema: ModelSchema
+    #: Image input name → the preprocessing recipe recorded (:class:`portanet.images.Recipe`).
+    recipes: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ExportResult:
-    """What an export produced."""
+    """What an export produced: the file (``path``, and ``data`` for its external weights), the
+    recorded ``schema``, the gate's ``report`` (``None`` when skipped), the ``stages`` as they
+    ran, the run's ``seconds`` and ``peak_rss`` (bytes), the ``loaded`` model, the image
+    ``recipes`` recorded and, with ``data`` a folder of images, the ``pipeline`` parity report."""
 
     path: Path | None
     schema: ModelSchema
@@ -46,93 +95,16 @@ class ExportResult:
     opset: int
     seconds: float
     loaded: LoadedKeras
-    #: Image input name → the preprocessing recipe recorded (:class:`portanet.images.Recipe`).
+    stages: tuple[StageRecord, ...] = ()
+    peak_rss: int = 0
+    data: Path | None = None
+    memory_estimate: int | None = None
     recipes: dict[str, Any] = dataclasses.field(default_factory=dict)
-    #: With ``data`` a folder of images: the author's pipeline vs portanet's, per file.
     pipeline: Any = None
 
-
-def infer_task(model: Any, output_count: int) -> tuple[str | None, float | None]:
-    """Guess the task from the last layer's activation: sigmoid → binary, softmax → multiclass."""
-    if output_count != 1:
-        return None, None
-    layer = model.layers[-1] if getattr(model, "layers", None) else None
-    while layer is not None and getattr(layer, "layers", None) and not hasattr(layer, "activation"):
-        layer = layer.layers[-1]
-    activation = getattr(getattr(layer, "activation", None), "__name__", "")
-    units = model.outputs[0].shape[-1]
-    if activation == "sigmoid" and units == 1:
-        return BINARY_CLASSIFIER, 0.5
-    if activation == "softmax" and units and units > 1:
-        return MULTICLASS_CLASSIFIER, None
-    return None, None
-
-
-def build_schema(
-    loaded: LoadedKeras,
-    inputs: list[TensorSpec],
-    proto: Any,
-    feature_names: list[str] | None = None,
-    *,
-    labels: str | os.PathLike[str] | None = None,
-    image_size: tuple[int, int] | None = None,
-    image_range: str | None = None,
-    channel_order: str | None = None,
-    nchw: list[str] | None = None,
-) -> ModelSchema:
-    """The schema stored in the ONNX file: tensors from the graph, names/task from the source,
-    class names (``labels``: a file or comma list), image preprocessing and the vocabulary
-    sizes of Embedding inputs (:mod:`portanet.export.recorded`)."""
-    from portanet.export.recorded import image_specs, read_labels, vocabulary
-    from portanet.export.verify.runners import keras_specs
-
-    outputs = tuple(
-        TensorSpec(
-            o.name,
-            tuple(
-                d.dim_value if d.HasField("dim_value") else None
-                for d in o.type.tensor_type.shape.dim
-            ),
-        )
-        for o in proto.graph.output
-    )
-    stored = loaded.portanet_attribute(SCHEMA_ATTR) or {}
-    task, threshold = infer_task(loaded.model, len(outputs))
-    task, threshold = stored.get("task", task), stored.get("threshold", threshold)
-    names = feature_names or stored.get("feature_names")
-    if names and (len(inputs) != 1 or inputs[0].rank != 2 or inputs[0].shape[1] != len(names)):
-        raise InputError(
-            f"feature names: expected {inputs[0].shape[-1]} names for input "
-            f"{inputs[0].name!r} {inputs[0].shape}, got {len(names)}: {names}"
-        )
-    class_names = tuple(stored["labels"]) if stored.get("labels") else None
-    if labels is not None:
-        units = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].rank else None
-        classes = 2 if task == BINARY_CLASSIFIER else units if isinstance(units, int) else None
-        class_names = read_labels(Path(labels), classes)
-        if task is None and classes and classes > 1:
-            task = MULTICLASS_CLASSIFIER  # named classes of a model that ends without softmax
-    probe = ModelSchema(tuple(inputs), outputs, extra={NCHW_KEY: list(nchw)} if nchw else {})
-    specs = keras_specs(probe)
-    trace = getattr(loaded, "trace", None)
-    return ModelSchema(
-        inputs=tuple(inputs),
-        outputs=outputs,
-        feature_names=tuple(names) if names else None,
-        task=task,
-        threshold=threshold,
-        labels=class_names,
-        images=image_specs(
-            loaded.model,
-            trace,
-            specs,
-            nchw or [],
-            image_size=image_size,
-            image_range=image_range,
-            channel_order=channel_order,
-        ),
-        vocabulary=vocabulary(trace, specs),
-    )
+    def run_record(self) -> dict[str, Any]:
+        """This export's own time and memory, JSON-ready."""
+        return _run_record(list(self.stages), self.memory_estimate)
 
 
 def _tool_versions(opset: int) -> dict[str, Any]:
@@ -154,75 +126,41 @@ def _tool_versions(opset: int) -> dict[str, Any]:
     return versions
 
 
-def _loaded(source: Any, allow_unsafe: bool) -> LoadedKeras:
+def _run_record(stages: list[StageRecord], estimate: int | None) -> dict[str, Any]:
+    return {
+        "seconds": round(sum(s.seconds for s in stages), 3),
+        "peak_rss": max((s.peak_rss for s in stages), default=peak_rss()),
+        "memory_estimate": estimate,
+        "stages": [s.to_dict() for s in stages],
+    }
+
+
+class _Timeline:
+    """Tells ``on_stage`` each stage as it starts and records it when it ends."""
+
+    def __init__(self, on_stage: Callable[[str], None] | None) -> None:
+        self.on_stage = on_stage or (lambda label: None)
+        self.records: list[StageRecord] = []
+        self._started = 0.0
+
+    def start(self, name: str) -> None:
+        self.on_stage(STAGES[name])
+        self._started = time.perf_counter()
+        self._name = name
+
+    def end(self) -> None:
+        seconds = time.perf_counter() - self._started
+        self.records.append(StageRecord(self._name, seconds, peak_rss()))
+
+
+def load_stage(source: Any, output: Any, options: ExportOptions) -> tuple[LoadedKeras, Path]:
+    """Stage 1: the loaded model and the path it will be written to (checked writable)."""
     if isinstance(source, LoadedKeras):
-        return source
-    if isinstance(source, (str, os.PathLike)):
-        return load_keras(source, allow_unsafe=allow_unsafe)
-    return from_model(source)
-
-
-def export_model(
-    source: str | os.PathLike[str] | LoadedKeras | Any,
-    output: str | os.PathLike[str] | None = None,
-    *,
-    opset: int = DEFAULT_OPSET,
-    data: str | os.PathLike[str] | None = None,
-    atol: float = DEFAULT_ATOL,
-    rtol: float = DEFAULT_RTOL,
-    verify: bool = True,
-    batch_size: int | None = None,
-    feature_names: list[str] | None = None,
-    seed: int = 0,
-    allow_unsafe: bool = False,
-    inputs_as_nchw: list[str] | None = None,
-    layerwise: bool = False,
-    labels: str | os.PathLike[str] | None = None,
-    image_size: tuple[int, int] | None = None,
-    image_range: str | None = None,
-    channel_order: str | None = None,
-    image_steps: dict[str, Any] | None = None,
-    tolerance_mode: str = "strict",
-    on_stage: Callable[[str], None] | None = None,
-) -> ExportResult:
-    """Convert a Keras model to ONNX, prove parity, then write it atomically.
-
-    ``source`` is a model file (``.h5``, ``.keras``, SavedModel directory), a
-    :class:`~portanet.export.keras.load.LoadedKeras` or a live Keras model (then ``output`` is
-    required).
-    ``output`` defaults to the source path with the suffix ``.onnx``. Unsafe source files are
-    refused unless ``allow_unsafe`` (:mod:`portanet.export.keras.safety`). ``batch_size`` fixes the
-    batch dimension (dynamic otherwise); ``inputs_as_nchw`` names image inputs the ONNX graph
-    takes channels-first. With ``verify=False`` the gate is skipped (``report`` is ``None``).
-    ``layerwise`` adds the per-layer comparison to the report; it also runs by itself when the
-    gate fails. A failing gate raises :class:`ParityError` and writes nothing.
-
-    Recorded for the deployment side: ``labels`` (a file — Teachable Machine's ``labels.txt``,
-    one name a line — or a comma list), and for an image input its ``image_size`` (height,
-    width), ``image_range`` (``"-1..1"``, ``"0..1"``, ``"0..255"``, ``"tf"``, ``"torch"``,
-    ``"caffe"``) and ``channel_order``, each detected from the model where it says so
-    (:mod:`portanet.export.recorded`), and how images are resized: ``image_steps`` (``preset``,
-    ``resize``, ``filter``, ``library``, ``exif``; :mod:`portanet.images`). ``on_stage``
-    receives each stage's name as it starts. With ``data`` a folder of images, the gate runs
-    on synthetic tensors and pipeline parity on the files
-    (:mod:`portanet.export.verify.pipeline_parity`).
-
-    ``tolerance_mode`` is ``"strict"`` or ``"noise-floor"`` (:mod:`portanet.export.verify.compare`).
-    A model over 2 GB is written with its large weights in ``<output>.data`` beside it
-    (:mod:`portanet.export.convert.external`).
-    """
-    from portanet.export.recorded import image_recipes
-    from portanet.export.verify.gate import gate_report
-    from portanet.export.verify.pipeline_parity import check as check_pipeline
-    from portanet.export.verify.pipeline_parity import compare_pipelines, image_files
-    from portanet.runtime import load
-
-    started = time.perf_counter()
-    stage = on_stage or (lambda name: None)
-    if layerwise and not verify:
-        raise InputError("layerwise comparison: expected the parity gate to run, got verify=False")
-    stage("loading the Keras model")
-    loaded = _loaded(source, allow_unsafe)
+        loaded = source
+    elif isinstance(source, (str, os.PathLike)):
+        loaded = load_keras(source, allow_unsafe=options.allow_unsafe)
+    else:
+        loaded = from_model(source)
     if output is None and loaded.format == "memory":
         raise InputError(
             f"model {loaded.path.name!r}: expected an output path for a model "
@@ -230,74 +168,142 @@ def export_model(
         )
     target = Path(output) if output else loaded.path.with_suffix(".onnx")
     check_writable(target)
-    stage("converting to ONNX")
-    proto, inputs = convert(
-        loaded, opset=opset, batch_size=batch_size, inputs_as_nchw=inputs_as_nchw
+    return loaded, target
+
+
+def convert_stage(loaded: LoadedKeras, options: ExportOptions) -> tuple[Converted, int | None]:
+    """Stage 2: the memory preflight (unless ``options.memory_check`` is off), then the
+    conversion; returns it with the memory estimate (bytes, ``None`` when not checked)."""
+    estimate = (
+        check_memory(
+            weight_bytes(loaded.model),
+            loaded.path,
+            options.cleanup,
+            streamed_bytes(loaded.model),
+        )
+        if options.memory_check
+        else None
     )
-    nchw = [n.strip() for n in inputs_as_nchw or [] if n.strip()]
+    converted = convert(
+        loaded,
+        opset=options.opset,
+        batch_size=options.batch_size,
+        inputs_as_nchw=options.inputs_as_nchw,
+        cleanup=options.cleanup,
+    )
+    return converted, estimate
+
+
+def check_stage(
+    loaded: LoadedKeras, converted: Converted, target: Path, options: ExportOptions
+) -> Runnable:
+    """Stage 3: the schema and image recipes recorded, then ``onnx.checker`` and an
+    onnxruntime session."""
+    from portanet.export.recorded import image_recipes
+    from portanet.runtime import load
+
     schema = build_schema(
         loaded,
-        inputs,
-        proto,
-        feature_names,
-        labels=labels,
-        image_size=image_size,
-        image_range=image_range,
-        channel_order=channel_order,
-        nchw=nchw,
+        converted.inputs,
+        converted.proto,
+        list(options.feature_names) if options.feature_names else None,
+        labels=options.labels,
+        image_size=options.image_size,
+        image_range=options.image_range,
+        channel_order=options.channel_order,
+        nchw=converted.nchw,
+        trace=converted.trace,
     )
-    if nchw:
-        schema = dataclasses.replace(schema, extra={**schema.extra, NCHW_KEY: nchw})
-    recipes = image_recipes(schema.images, image_steps, range_given=bool(image_range))
+    if converted.nchw:
+        schema = dataclasses.replace(schema, extra={**schema.extra, NCHW_KEY: converted.nchw})
+    recipes = image_recipes(
+        schema.images, options.image_steps(), range_given=bool(options.image_range)
+    )
     schema = dataclasses.replace(
         schema, images={name: recipe.image_spec() for name, recipe in recipes.items()}
     )
     _set_metadata(
-        proto,
+        converted.proto,
         {
             meta.VERSION: __version__,
             meta.SCHEMA: schema.to_dict(),
             meta.PREPROCESSING: {n: r.to_dict() for n, r in recipes.items()} or None,
         },
     )
-    stage("checking the ONNX model")
-    staged = _staged(proto, loaded, target)  # over 2 GB: the graph and its external data
-    candidate = staged.path if staged is not None else _checked_bytes(proto, loaded.path)
+    staged = _staged(converted, loaded, target)  # over 2 GB: the graph and its external data
+    candidate = staged.path if staged is not None else _checked_bytes(converted.proto, loaded.path)
     try:
         runtime = load(candidate, providers="cpu")
     except Exception as exc:
+        if staged is not None:
+            staged.discard()
         raise ConversionError(
             f"{loaded.path}: the converted ONNX model does not load in "
             f"onnxruntime: {first_line(exc)}"
         ) from exc
-    report = None
-    photos = image_files(data) if data is not None and verify else []  # pipeline parity
-    if verify:  # raises ParityError (carrying the report) when Keras and ONNX differ
-        stage("running the parity gate")
-        report = gate_report(
-            loaded,
-            runtime,
-            schema,
-            data=None if photos else data,
-            atol=atol,
-            rtol=rtol,
-            seed=seed,
-            onnx_model=candidate,
-            layerwise=layerwise,
-            tolerance_mode=tolerance_mode,
-        )
+    return Runnable(runtime, candidate, staged, schema, recipes)
+
+
+def gate_stage(
+    loaded: LoadedKeras, converted: Converted, runnable: Runnable, options: ExportOptions
+) -> tuple[Any, Any]:
+    """Stage 4: the parity gate's :class:`~portanet.export.verify.gate.GateReport` and, with
+    ``data`` a folder of images, the pipeline parity report (the gate then runs on synthetic
+    tensors and the author's image pipeline is compared with portanet's on the files); raises
+    :class:`~portanet.errors.ParityError` (carrying the report) when Keras and ONNX differ."""
+    from portanet.export.verify.gate import run_gate
+    from portanet.export.verify.pipeline_parity import check as check_pipeline
+    from portanet.export.verify.pipeline_parity import compare_pipelines, image_files
+
+    photos = image_files(options.data) if isinstance(options.data, (str, os.PathLike)) else []
+    gate = run_gate(
+        loaded,
+        runnable.runtime,
+        runnable.schema,
+        data=None if photos else options.data,
+        atol=options.atol,
+        rtol=options.rtol,
+        seed=options.seed,
+        onnx_model=runnable.candidate,
+        layerwise=options.layerwise,
+        tolerance_mode=options.tolerance_mode,
+        trace=converted.trace,
+        external=converted.external,
+    )
     pipeline = None
     if photos:
-        stage("comparing the author's image pipeline with portanet's")
-        pipeline = compare_pipelines(loaded.model, runtime, photos, atol=max(atol, 1e-4))
+        pipeline = compare_pipelines(
+            loaded.model, runnable.runtime, photos, atol=max(options.atol, 1e-4)
+        )
         check_pipeline(pipeline)
-    metrics = loaded.portanet_attribute(METRICS_ATTR)
-    parity: dict[str, Any] = report.to_dict() if report else {"skipped": True}
+    return gate, pipeline
+
+
+def write_stage(
+    loaded: LoadedKeras,
+    converted: Converted,
+    runnable: Runnable,
+    gate: Any,
+    pipeline: Any,
+    target: Path,
+    run: dict[str, Any],
+    options: ExportOptions,
+) -> Path:
+    """Stage 5: provenance, parity (with the charts the report computes from the gate's
+    outputs) and ``run`` (this export's time and memory so far) as metadata; the file written
+    atomically (with its external data, data first)."""
+    parity: dict[str, Any] = {"skipped": True}
+    if gate is not None:
+        from portanet.report.payload import chart_payload
+
+        parity = gate.report.to_dict()
+        parity.pop("layerwise", None)  # the per-layer table goes to --report, not the file
+        charts = chart_payload(gate.reference, gate.candidate, layerwise=gate.report.layerwise)
+        parity["charts"] = charts
     if pipeline is not None:
         parity["pipeline"] = {k: v for k, v in pipeline.to_dict().items() if k != "files"}
-    parity.pop("layerwise", None)  # the per-layer table goes to --report, not the file
     _set_metadata(
-        proto,
+        converted.proto,
         {
             meta.SOURCE: {
                 "file": loaded.path.name,
@@ -306,19 +312,78 @@ def export_model(
                 "keras_version": loaded.keras_version,
                 "loader": loaded.loader,
             },
-            meta.TOOLS: _tool_versions(opset),
+            meta.TOOLS: _tool_versions(options.opset),
             meta.PARITY: parity,
-            meta.METRICS: metrics,
+            meta.METRICS: loaded.portanet_attribute(METRICS_ATTR),
+            meta.EXPORT_RUN: run,
         },
     )
     # Only metadata changed since the checker ran on the candidate: no second check.
-    stage("writing")
-    if staged is not None:
-        staged.publish(proto)
-    else:
-        write_bytes(target, proto.SerializeToString())
+    if runnable.staged is not None:
+        return Path(runnable.staged.publish(converted.proto))
+    write_bytes(target, converted.proto.SerializeToString())
+    return target
+
+
+def export_model(
+    source: str | os.PathLike[str] | LoadedKeras | Any,
+    output: str | os.PathLike[str] | None = None,
+    options: ExportOptions | None = None,
+    *,
+    on_stage: Callable[[str], None] | None = None,
+    **keywords: Any,
+) -> ExportResult:
+    """Convert a Keras model to ONNX, prove parity, then write it atomically.
+
+    ``source`` is a model file (``.h5``, ``.keras``, SavedModel directory), a
+    :class:`~portanet.export.keras.load.LoadedKeras` or a live Keras model (then ``output`` is
+    required). ``output`` defaults to the source path with the suffix ``.onnx``. ``options``
+    (:class:`~portanet.options.ExportOptions`) says what to do; its fields may also be
+    given as keywords (``export_model(path, out, atol=1e-4)``), which override ``options``.
+    ``on_stage`` receives each stage's label as it starts (:data:`STAGES`).
+
+    A failing gate raises :class:`~portanet.errors.ParityError` and writes nothing; a model
+    whose conversion would not fit in memory is refused before converting (exit 3). A model over
+    2 GB is written with its large weights in ``<output>.data`` beside it
+    (:mod:`portanet.export.convert.external`).
+    """
+    steps = keywords.pop("image_steps", None) or {}  # {"preset": ..., "resize": ...} as one
+    keywords.update({f"image_{key}": value for key, value in steps.items() if value is not None})
+    options = dataclasses.replace(options or ExportOptions(), **keywords)
+    if options.layerwise and not options.verify:
+        raise InputError("layerwise comparison: expected the parity gate to run, got verify=False")
+    timeline = _Timeline(on_stage)
+    timeline.start("load")
+    loaded, target = load_stage(source, output, options)
+    timeline.end()
+    timeline.start("convert")
+    converted, estimate = convert_stage(loaded, options)
+    timeline.end()
+    timeline.start("check")
+    runnable = check_stage(loaded, converted, target, options)
+    timeline.end()
+    gate = pipeline = None
+    if options.verify:
+        timeline.start("gate")
+        gate, pipeline = gate_stage(loaded, converted, runnable, options)
+        timeline.end()
+    timeline.start("write")
+    run = _run_record(timeline.records, estimate)
+    path = write_stage(loaded, converted, runnable, gate, pipeline, target, run, options)
+    timeline.end()
     return ExportResult(
-        target, schema, report, opset, time.perf_counter() - started, loaded, recipes, pipeline
+        path,
+        runnable.schema,
+        gate.report if gate is not None else None,
+        options.opset,
+        sum(r.seconds for r in timeline.records),
+        loaded,
+        tuple(timeline.records),
+        peak_rss(),
+        path.with_name(f"{path.name}.data") if converted.external is not None else None,
+        estimate,
+        runnable.recipes,
+        pipeline,
     )
 
 
@@ -332,15 +397,15 @@ def _set_metadata(proto: Any, values: dict[str, Any]) -> None:
         proto.metadata_props.add(key=key, value=value)
 
 
-def _staged(proto: Any, loaded: LoadedKeras, target: Path) -> Any:
+def _staged(converted: Converted, loaded: LoadedKeras, target: Path) -> Any:
     """The graph and its external data staged beside ``target``, checked by ``onnx.checker``
     (:class:`~portanet.export.convert.external.StagedModel`, removed when published or
     dropped); ``None`` for a model that fits in one file."""
-    if getattr(loaded, "external", None) is None:
+    if converted.external is None:
         return None
     from portanet.export.convert.external import StagedModel
 
-    staged = StagedModel(proto, loaded.external, target)
+    staged = StagedModel(converted.proto, converted.external, target)
     try:
         staged.check()
     except Exception as exc:  # onnx.checker.ValidationError and shape-inference errors
@@ -361,4 +426,4 @@ def _checked_bytes(proto: Any, source: Path) -> bytes:
         raise ConversionError(
             f"{source}: the converted ONNX model is invalid (onnx.checker): {first_line(exc)}"
         ) from exc
-    return bytes(data)
+    return data

@@ -11,10 +11,11 @@ through the same gate. Random-weight deep networks amplify float32 rounding, so 
 atol 1e-3 in the noise-floor tolerance mode: an error beyond that must be the network's own
 measured sensitivity, never a conversion fault.
 
-CI time: the whole table takes far longer than CI allows on 2 cores (tf2onnx needs ~30 times
-a network's weights in memory to convert it: ConvNeXtBase alone passed 24 GB here), so every CI
-run covers :data:`EXPORTED` — the smallest network of each family: every architecture and every
-layer or operation Keras' applications use — in about 8 minutes; the other rows say why they
+CI time: the whole table takes far longer than CI allows on 2 cores (conversion and gate at
+full size cost tens of times a network's weights in memory: ``benchmarks/applications.py``
+and docs/conversion.md), so every CI run covers :data:`EXPORTED` — the smallest network of
+each family: every architecture and every layer or operation Keras' applications use — in about
+8 minutes; the other rows say why they
 are skipped, and ``PORTANET_ALL_APPLICATIONS=1`` runs them all.
 Marked ``slow``; ``PORTANET_APPS_LOG`` collects each row's figures and timings.
 """

@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import re
 
@@ -7,9 +8,11 @@ import pytest
 
 from portanet import load
 from portanet import schema as meta
-from portanet.errors import InputError, ParityError
+from portanet.errors import ConversionError, InputError, ParityError
 from portanet.export import export_model
 from portanet.export.convert.keras_to_onnx import sanitize
+from portanet.export.pipeline import STAGES
+from portanet.options import ExportOptions
 from portanet.reference.data import PIMA_FEATURES, load_pima
 
 
@@ -93,12 +96,13 @@ def test_a_wrong_weight_fails_the_gate_and_writes_nothing(standin_mlp, tmp_path,
     real_convert = export_module.convert
 
     def perturbed(*args, **kwargs):
-        proto, inputs = real_convert(*args, **kwargs)
-        init = max(proto.graph.initializer, key=lambda t: len(onnx.numpy_helper.to_array(t)))
+        converted = real_convert(*args, **kwargs)
+        graph = converted.proto.graph
+        init = max(graph.initializer, key=lambda t: len(onnx.numpy_helper.to_array(t)))
         array = onnx.numpy_helper.to_array(init).copy()
         array += 0.5
         init.CopyFrom(onnx.numpy_helper.from_array(array, init.name))
-        return proto, inputs
+        return converted
 
     monkeypatch.setattr(export_module, "convert", perturbed)
     target = tmp_path / "bad.onnx"
@@ -159,3 +163,57 @@ def test_keras24_standins_export_with_parity(name, tmp_path):
     result = export_model(FIXTURES / name, tmp_path / "m.onnx")
     assert result.loaded.loader == "tf_keras" and result.loaded.keras_version == "2.4.0"
     assert result.report and result.report.max_abs <= 1e-5
+
+
+def test_export_walks_each_stage_once_in_order_and_records_its_time_and_memory(
+    standin_mlp, tmp_path
+):
+    told = []
+    result = export_model(standin_mlp, tmp_path / "m.onnx", on_stage=told.append)
+    names = [r.name for r in result.stages]
+    assert names == ["load", "convert", "check", "gate", "write"]
+    assert told == [STAGES[n] for n in names]
+    assert all(r.seconds > 0 and r.peak_rss > 0 for r in result.stages)
+    assert result.peak_rss >= max(r.peak_rss for r in result.stages)
+    recorded = load(result.path).metadata[meta.EXPORT_RUN]
+    assert [s["stage"] for s in recorded["stages"]] == names[:-1]  # written during "write"
+    assert recorded["peak_rss"] > 50 * 2**20 and recorded["memory_estimate"] > 0
+    assert recorded["seconds"] == pytest.approx(
+        sum(r.seconds for r in result.stages[:-1]), abs=0.01
+    )
+    # the report's charts come from the gate's compared outputs, not from the gate
+    charts = load(result.path).metadata[meta.PARITY]["charts"]
+    assert charts["outputs"][0]["elements"] == sum(n for _, _, n in result.report.batches)
+
+
+def test_without_the_gate_no_gate_stage_runs(standin_mlp, tmp_path):
+    result = export_model(standin_mlp, tmp_path / "m.onnx", verify=False)
+    assert [r.name for r in result.stages] == ["load", "convert", "check", "write"]
+
+
+def test_options_object_and_keywords_agree(standin_mlp, tmp_path):
+    options = ExportOptions(opset=13, feature_names=[f"f{i}" for i in range(8)], verify=False)
+    assert options.feature_names == tuple(f"f{i}" for i in range(8))  # frozen, hashable
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.opset = 12  # type: ignore[misc]
+    by_object = export_model(standin_mlp, tmp_path / "a.onnx", options)
+    by_keyword = export_model(standin_mlp, tmp_path / "b.onnx", options, opset=12)
+    assert onnx.load(str(by_object.path)).opset_import[0].version == 13
+    assert onnx.load(str(by_keyword.path)).opset_import[0].version == 12
+    assert load(by_keyword.path).feature_names == options.feature_names
+    with pytest.raises(TypeError):
+        export_model(standin_mlp, tmp_path / "c.onnx", no_such_option=1)
+
+
+def test_the_memory_preflight_refuses_before_converting(standin_mlp, tmp_path, monkeypatch):
+    import portanet.export.preflight as preflight
+
+    monkeypatch.setattr(preflight, "available_memory", lambda: 10 * 2**20)
+    with pytest.raises(ConversionError) as info:
+        export_model(standin_mlp, tmp_path / "m.onnx")
+    message = str(info.value)
+    assert "GB of memory (estimate)" in message and "0.0 GB available" in message
+    assert "--no-memory-check" in message and info.value.exit_code == 3
+    assert list(tmp_path.iterdir()) == []
+    result = export_model(standin_mlp, tmp_path / "m.onnx", memory_check=False, verify=False)
+    assert result.memory_estimate is None and result.path.exists()

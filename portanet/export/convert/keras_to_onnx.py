@@ -3,13 +3,14 @@
 The model is wrapped in a ``tf.function`` with an explicit input signature and traced with every
 layer hooked (:mod:`portanet.export.convert.layertrace`), so each TensorFlow op is known by the
 Keras layer that made it. The concrete function is frozen (variables *and* captured constants
-such as an adapted
-Normalization layer's mean become graph constants; control flow is kept so LSTMs still become
-ONNX ``LSTM`` ops), nested XLA functions are made inlinable, and the ``GraphDef`` goes through
-``tf2onnx.convert.from_graph_def`` with portanet's extra op handlers
-(:mod:`portanet.export.convert.tf2onnx_ext`).
-Any op left unconverted is refused with the layer(s) it comes from; the graph must take exactly
-the model's inputs; inputs and outputs get the Keras names and the batch dimension is ``batch``.
+such as an adapted Normalization layer's mean become graph constants; control flow is kept so
+LSTMs still become ONNX ``LSTM`` ops) and nested XLA functions are made inlinable. The
+``GraphDef`` goes through tf2onnx's steps without its whole-graph copies
+(:mod:`portanet.export.convert.lean`) with portanet's extra op handlers
+(:mod:`portanet.export.convert.tf2onnx_ext`), then — with ``cleanup="onnxruntime"`` — through
+onnxruntime's basic offline optimization (:mod:`portanet.export.convert.cleanup`). Any op left
+unconverted is refused with the layer(s) it comes from; the graph must take exactly the model's
+inputs; inputs and outputs get the Keras names and the batch dimension is ``batch``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,9 @@ import numpy as np
 
 from portanet.errors import ConversionError, InputError, first_line
 from portanet.export.keras.load import LoadedKeras, quiet_tensorflow
+from portanet.options import DEFAULT_OPSET
 from portanet.schema import TensorSpec
 
-#: Opset written by default: run by every onnxruntime since 1.14, and tf2onnx's newest tested.
-DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 9, 18
 #: A single ONNX file is one protobuf message, which cannot exceed 2 GiB.
 PROTOBUF_LIMIT = 2**31 - 1
@@ -135,10 +136,38 @@ def _refuse_too_large(size: int, source: Path, what: str) -> None:
         )
 
 
+def _large_weights(model: Any) -> list[Any]:
+    """The model's distinct variables of at least ``EXTERNAL_MIN_BYTES``."""
+    from portanet.export.convert.external import EXTERNAL_MIN_BYTES
+
+    seen: set[int] = set()
+    large = []
+    for weight in model.weights:
+        size = (
+            int(np.prod(weight.shape))
+            * np.dtype(str(getattr(weight.dtype, "name", weight.dtype))).itemsize
+        )
+        if size >= EXTERNAL_MIN_BYTES and id(weight) not in seen:
+            seen.add(id(weight))
+            large.append(weight)
+    return large
+
+
+def streamed_bytes(model: Any) -> int:
+    """Bytes of the weights a conversion writes to external data (0 for a model under the
+    protobuf limit): they never enter a graph, so they cost no copies."""
+    if weight_bytes(model) <= PROTOBUF_LIMIT - GRAPH_HEADROOM:
+        return 0
+    return sum(
+        int(np.prod(w.shape)) * np.dtype(str(getattr(w.dtype, "name", w.dtype))).itemsize
+        for w in _large_weights(model)
+    )
+
+
 def external_weights(loaded: LoadedKeras) -> Any:
     """The large variables to write as ONNX external data when the model's weights pass the
     protobuf limit (:mod:`portanet.export.convert.external`), else ``None``."""
-    from portanet.export.convert.external import EXTERNAL_MIN_BYTES, ExternalWeights
+    from portanet.export.convert.external import ExternalWeights
 
     model = loaded.model
     total = weight_bytes(model)
@@ -150,16 +179,7 @@ def external_weights(loaded: LoadedKeras) -> Any:
             f"single ONNX graph holds; portanet writes such models with external data from "
             f"Keras 3 models only, got one loaded with {loaded.loader}"
         )
-    seen: set[int] = set()
-    large = []
-    for weight in model.weights:
-        size = (
-            int(np.prod(weight.shape))
-            * np.dtype(str(getattr(weight.dtype, "name", weight.dtype))).itemsize
-        )
-        if size >= EXTERNAL_MIN_BYTES and id(weight) not in seen:
-            seen.add(id(weight))
-            large.append(weight)
+    large = _large_weights(model)
     external = ExternalWeights(large)
     _refuse_too_large(
         total - external.nbytes, loaded.path, "the model's weights outside its large tensors take"
@@ -228,19 +248,35 @@ def trace_keras(
     return trace_model(model, forward, signature, rnns.substitute)
 
 
+@dataclass(frozen=True)
+class Converted:
+    """What a conversion produced: the ``onnx.ModelProto`` (``proto``), its inputs as the graph
+    takes them (``inputs``: shapes in the graph's layout), the channels-first inputs (``nchw``),
+    the large weights left for an external-data file (``external``:
+    :class:`~portanet.export.convert.external.ExternalWeights`, or ``None``) and the
+    :class:`~portanet.export.convert.layertrace.LayerTrace` of the traced model (``trace``)."""
+
+    proto: Any
+    inputs: list[TensorSpec]
+    nchw: list[str]
+    external: Any
+    trace: Any
+
+
 def convert(
     loaded: LoadedKeras,
     *,
     opset: int = DEFAULT_OPSET,
     batch_size: int | None = None,
     inputs_as_nchw: Sequence[str] | None = None,
-) -> tuple[Any, list[TensorSpec]]:
-    """Convert a loaded Keras model to an ``onnx.ModelProto`` with readable I/O names.
+    cleanup: str = "tf2onnx",
+) -> Converted:
+    """Convert a loaded Keras model to ONNX with readable I/O names (``loaded`` is not changed).
 
     ``batch_size`` fixes the batch dimension (dynamic ``batch`` otherwise); ``inputs_as_nchw``
-    names image inputs that the ONNX graph takes channels-first. Returns the proto and the ONNX
-    inputs (shapes as in the graph). Raises :class:`ConversionError`
-    naming the Keras layer(s) when an op cannot be converted.
+    names image inputs that the ONNX graph takes channels-first; ``cleanup`` picks who cleans the
+    graph (:data:`portanet.export.convert.lean.CLEANUPS`). Raises
+    :class:`ConversionError` naming the Keras layer(s) when an op cannot be converted.
     """
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise InputError(
@@ -248,9 +284,9 @@ def convert(
         )
     if batch_size is not None and batch_size < 1:
         raise InputError(f"batch size: expected a positive number of rows, got {batch_size}")
+    if cleanup not in ("tf2onnx", "onnxruntime"):
+        raise InputError(f"graph clean-up: expected tf2onnx or onnxruntime, got {cleanup!r}")
     quiet_tensorflow()
-    import tf2onnx
-
     # TensorFlow internal: TF2 has no public graph freezing (tf2onnx's own loader uses this
     # function); pinned by pyproject's tensorflow bound, checked by tests/export/test_internals.py
     from tensorflow.python.framework.convert_to_constants import (
@@ -258,6 +294,8 @@ def convert(
     )
 
     from portanet.export.convert import tf2onnx_ext
+    from portanet.export.convert.cleanup import basic_optimize
+    from portanet.export.convert.lean import graph_def_to_onnx
     from portanet.export.convert.rnn import NativeRnns
 
     model = loaded.model
@@ -265,7 +303,6 @@ def convert(
     inputs, output_names = keras_signature(model)
     nchw = _nchw_names(inputs, inputs_as_nchw, loaded.path)
     external = external_weights(loaded)
-    loaded.external = external
     extra_names = [name for name, _, _ in external.specs()] if external is not None else []
     if batch_size is not None:
         inputs = [TensorSpec(s.name, (batch_size, *s.shape[1:]), s.dtype) for s in inputs]
@@ -273,7 +310,6 @@ def convert(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             concrete, trace = trace_keras(model, inputs, rnns, external)
-            loaded.trace = trace
             frozen = convert_variables_to_constants_v2(
                 concrete, lower_control_flow=False, aggressive_inlining=True
             )
@@ -283,8 +319,9 @@ def convert(
             tf_outputs = [t.name for t in frozen.outputs]
             renames = dict(zip(tf_inputs, [s.name for s in inputs] + extra_names, strict=False))
             renames.update(zip(tf_outputs, output_names, strict=False))
+            del frozen, concrete
             with tf2onnx_ext.captured_log() as log:
-                proto, _ = tf2onnx.convert.from_graph_def(
+                proto = graph_def_to_onnx(
                     graph_def,
                     input_names=tf_inputs,
                     output_names=tf_outputs,
@@ -292,7 +329,9 @@ def convert(
                     inputs_as_nchw=[f"{n}:0" for n in nchw] or None,
                     tensors_to_rename=renames,
                     custom_op_handlers=rnns.handlers(),
+                    cleanup=cleanup,
                 )
+            del graph_def
     except (InputError, ConversionError):
         raise
     except Exception as exc:  # tf2onnx / TensorFlow raise many types
@@ -313,6 +352,8 @@ def convert(
             f"{output_names}, the converted graph has {len(tf_outputs)}"
         )
     _name_batch_dimension(proto, dynamic=batch_size is None)
+    if external is None and cleanup == "onnxruntime":
+        proto = basic_optimize(proto)
     _refuse_too_large(proto.ByteSize(), loaded.path, "the converted ONNX model takes")
     inputs = [
         TensorSpec(s.name, (s.shape[0], s.shape[3], s.shape[1], s.shape[2]), s.dtype)
@@ -320,7 +361,7 @@ def convert(
         else s
         for s in inputs
     ]
-    return proto, inputs
+    return Converted(proto, inputs, nchw, external, trace)
 
 
 def _refuse_unconvertible(proto: Any, opset: int, trace: Any, log: Any, source: Path) -> None:

@@ -83,13 +83,12 @@ class LoadedKeras:
     loader: str  # "keras", "tf_keras" or "tensorflow"
     keras_version: str | None
     sha256: str | None
-    #: Layer trace recorded by the last conversion
-    #: (:class:`portanet.export.convert.layertrace.LayerTrace`).
-    trace: Any = field(default=None, repr=False)
     #: Root HDF5 attributes read by the probe (``.h5`` only), e.g. ``portanet_schema``.
     attributes: dict[str, str] = field(default_factory=dict, repr=False)
-    #: Large weights the last conversion left for an external-data file
-    #: (:class:`portanet.export.convert.external.ExternalWeights`), or ``None``.
+    #: Large weights a conversion left for an external-data file
+    #: (:class:`portanet.export.convert.external.ExternalWeights`): set only on the copy the gate
+    #: hands to :func:`portanet.export.verify.layerwise.compare_layers` (which reads it), never
+    #: by a conversion. ``None`` otherwise.
     external: Any = field(default=None, repr=False)
 
     def portanet_attribute(self, key: str) -> Any:

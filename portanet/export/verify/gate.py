@@ -7,9 +7,13 @@ the report) when the outputs differ, so a failing gate reads the same everywhere
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from portanet.errors import InputError, ParityError
 from portanet.export.keras.load import LoadedKeras, load_keras
@@ -24,21 +28,45 @@ from portanet.export.verify.compare import (
 from portanet.export.verify.inputs import gate_inputs, input_hints
 from portanet.export.verify.noise import add_float64, measure, refine
 from portanet.export.verify.runners import KerasRunner, OnnxRunner, keras_specs
-from portanet.report.payload import chart_payload
 from portanet.runtime import Model, load
 from portanet.schema import ModelSchema
 
 
 def layer_trace(loaded: LoadedKeras, schema: ModelSchema) -> Any:
-    """The layer trace of ``loaded`` (the one its conversion recorded, else a fresh one)."""
+    """A fresh layer trace of ``loaded`` (for a model no conversion traced in this process)."""
     from portanet.export.convert.keras_to_onnx import trace_keras
 
-    if getattr(loaded, "trace", None) is None:
-        loaded.trace = trace_keras(loaded.model, keras_specs(schema))[1]
-    return loaded.trace
+    return trace_keras(loaded.model, keras_specs(schema))[1]
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """What one run of the gate produced, complete when built: the :class:`ParityReport`
+    (``report``) and the outputs it compared, by output name (``reference``: Keras,
+    ``candidate``: ONNX) — from which the HTML report computes its own charts
+    (:func:`portanet.report.payload.chart_payload`)."""
+
+    report: ParityReport
+    reference: dict[str, np.ndarray]
+    candidate: dict[str, np.ndarray]
+
+    @property
+    def passed(self) -> bool:
+        """True when every output passed."""
+        return self.report.passed
 
 
 def gate_report(
+    loaded: LoadedKeras,
+    runtime: Model,
+    schema: ModelSchema,
+    **options: Any,
+) -> ParityReport:
+    """The :class:`ParityReport` of :func:`run_gate` (same arguments)."""
+    return run_gate(loaded, runtime, schema, **options).report
+
+
+def run_gate(
     loaded: LoadedKeras,
     runtime: Model,
     schema: ModelSchema,
@@ -50,7 +78,9 @@ def gate_report(
     onnx_model: bytes | str | os.PathLike[str] | None = None,
     layerwise: bool = False,
     tolerance_mode: str = STRICT,
-) -> ParityReport:
+    trace: Any = None,
+    external: Any = None,
+) -> GateReport:
     """Run the gate's inputs through Keras and ONNX, compare every output next to the measured
     noise floor (:mod:`portanet.export.verify.noise`), and raise :class:`ParityError` (with the
     report) when they differ beyond tolerance — in ``tolerance_mode`` ``"strict"`` (default) or
@@ -59,10 +89,11 @@ def gate_report(
     The report names the worst input (its batch and row) and output element. With
     ``onnx_model`` (the graph ``runtime`` runs) it also carries a layerwise comparison
     (:mod:`portanet.export.verify.layerwise`) on exactly the worst rows, when ``layerwise`` is
-    set or the gate failed.
+    set or the gate failed. ``trace`` is the conversion's layer trace (traced afresh when
+    ``None``); ``external`` the large weights the conversion kept outside the graph.
     """
     check_tolerance_mode(tolerance_mode)
-    trace = layer_trace(loaded, schema)
+    trace = trace if trace is not None else layer_trace(loaded, schema)
     inputs = gate_inputs(
         schema, data=data, seed=seed, hints=input_hints(trace, keras_specs(schema))
     )
@@ -95,14 +126,16 @@ def gate_report(
         if unexplained:  # a closer look where the first samples did not explain the error
             refine(floor, keras.run, inputs.feeds, reference, unexplained, seed=seed)
             report = compared()
-    report.noise, report.batches = floor.to_dict(), inputs.batches
-    report.synthetic = inputs.synthetic
+    report = dataclasses.replace(
+        report, noise=floor.to_dict(), batches=inputs.batches, synthetic=inputs.synthetic
+    )
     if onnx_model is not None and (layerwise or not report.passed):
         from portanet.export.verify.layerwise import compare_layers, layerwise_rows
 
         rows = report.worst_rows(layerwise_rows(schema, inputs.feeds))
-        report.layerwise = compare_layers(
-            loaded,
+        with_weights = dataclasses.replace(loaded, external=external)  # layerwise reads it
+        table = compare_layers(
+            with_weights,
             onnx_model,
             schema,
             inputs.feeds,
@@ -113,11 +146,10 @@ def gate_report(
             seed=seed,
             model64=floor.model64,
         )
-    # What the report's scatter and error histogram draw (a few hundred points, numpy only).
-    report.extra["charts"] = chart_payload(reference, candidate, layerwise=report.layerwise)
+        report = dataclasses.replace(report, layerwise=table)
     if not report:
         raise ParityError(f"{loaded.path}: {report.failure_message()}", report)
-    return report
+    return GateReport(report, dict(reference), dict(candidate))
 
 
 def verify(

@@ -124,13 +124,14 @@ def test_a_failing_export_gate_localises_the_layer_and_writes_nothing(tmp_path, 
     perturbed = []
 
     def convert_with_a_fault(*args, **kwargs):
-        proto, inputs = real_convert(*args, **kwargs)
+        converted = real_convert(*args, **kwargs)
+        proto = converted.proto
         perturbed.append(
             _perturb_node(proto, "Gemm", "h1")
             if any(n.op_type == "Gemm" for n in proto.graph.node)
             else _perturb_node(proto, "MatMul", "h1")
         )
-        return proto, inputs
+        return converted
 
     monkeypatch.setattr(export_module, "convert", convert_with_a_fault)
     source = tmp_path / "nested.h5"

@@ -1,0 +1,81 @@
+"""What an export job is asked to do: one frozen :class:`ExportOptions` with its defaults.
+
+The defaults are defined here once, without importing TensorFlow, Keras or numpy, so that the CLI
+can show them and fill the object without loading the export side. ``portanet export`` builds
+one; :func:`portanet.export.pipeline.export_model` takes it. It lives outside
+:mod:`portanet.export` because every command's start-up imports the CLI, and ``infer`` must not
+import the export package (``tests/cli/test_cold_start.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+#: Opset written by default: run by every onnxruntime since 1.14, and tf2onnx's newest tested.
+DEFAULT_OPSET = 17
+#: The parity gate's default absolute and relative tolerances.
+DEFAULT_ATOL = 1e-5
+DEFAULT_RTOL = 1e-4
+#: The gate's default tolerance mode (``"strict"`` or ``"noise-floor"``).
+DEFAULT_TOLERANCE_MODE = "strict"
+#: Who cleans the converted graph: ``"tf2onnx"`` (its optimizers) or ``"onnxruntime"`` (leaner).
+DEFAULT_CLEANUP = "tf2onnx"
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Options of one export (see :func:`portanet.export.pipeline.export_model`).
+
+    ``opset`` to write; the gate's ``data`` (rows or a file), ``atol``/``rtol``,
+    ``tolerance_mode``, ``seed``, ``layerwise`` (the per-layer table), or ``verify=False`` to skip
+    it; ``batch_size`` fixes the graph's batch dimension; ``inputs_as_nchw`` names image inputs
+    taken channels-first; ``feature_names``, ``labels``, ``image_size`` (height, width),
+    ``image_range`` and ``channel_order`` are recorded for the deployment side, with how images
+    are resized: ``image_preset`` (e.g. ``"teachable-machine"``) or ``image_resize``,
+    ``image_filter``, ``image_library`` and ``image_exif`` (:mod:`portanet.images`);
+    ``allow_unsafe`` loads files the safety checks refuse; ``memory_check=False`` skips the memory
+    preflight (:mod:`portanet.export.preflight`); ``cleanup`` picks who cleans the converted graph
+    (``"tf2onnx"``, or the leaner ``"onnxruntime"``: :mod:`portanet.export.convert.lean`).
+    """
+
+    opset: int = DEFAULT_OPSET
+    data: str | os.PathLike[str] | None = None
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
+    verify: bool = True
+    batch_size: int | None = None
+    feature_names: tuple[str, ...] | None = None
+    seed: int = 0
+    allow_unsafe: bool = False
+    inputs_as_nchw: tuple[str, ...] | None = None
+    layerwise: bool = False
+    labels: str | os.PathLike[str] | None = None
+    image_size: tuple[int, int] | None = None
+    image_range: str | None = None
+    channel_order: str | None = None
+    image_preset: str | None = None
+    image_resize: str | None = None
+    image_filter: str | None = None
+    image_library: str | None = None
+    image_exif: bool | None = None
+    tolerance_mode: str = DEFAULT_TOLERANCE_MODE
+    memory_check: bool = True
+    cleanup: str = DEFAULT_CLEANUP
+
+    def image_steps(self) -> dict[str, object]:
+        """How images are resized, as :func:`portanet.export.recorded.image_recipes` takes it."""
+        return {
+            "preset": self.image_preset,
+            "resize": self.image_resize,
+            "filter": self.image_filter,
+            "library": self.image_library,
+            "exif": self.image_exif,
+        }
+
+    def __post_init__(self) -> None:
+        # Lists given by callers become tuples: the options stay hashable and unchanged.
+        for name in ("feature_names", "inputs_as_nchw"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
