@@ -69,7 +69,7 @@ def gate_report(
     keras = KerasRunner(loaded.model)
     reference = keras.run(inputs.feeds)
     candidate = OnnxRunner(runtime, schema).run(inputs.feeds)
-    floor = measure(keras.run, inputs.feeds, reference, seed=seed)
+    floor = measure(keras.run, inputs.feeds, reference, seed=seed, fixed=inputs.integer)
     threshold = schema.threshold if schema.threshold is not None else 0.5
 
     def compared() -> ParityReport:
@@ -112,6 +112,7 @@ def gate_report(
             where=report.where,
             seed=seed,
             model64=floor.model64,
+            fixed=inputs.integer,
         )
     # What the report's scatter and error histogram draw (a few hundred points, numpy only).
     report.extra["charts"] = chart_payload(reference, candidate, layerwise=report.layerwise)

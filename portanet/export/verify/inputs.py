@@ -72,6 +72,15 @@ def _as_sample(value: Any, spec: TensorSpec) -> np.ndarray:
 def _hint_for(layer: Any, class_name: str, spec: TensorSpec) -> InputHint | None:
     if class_name == "Embedding" and getattr(layer, "input_dim", None):
         return InputHint(0, int(layer.input_dim), True, f"Embedding {layer.name!r} vocabulary")
+    if class_name == "CategoryEncoding" and getattr(layer, "num_tokens", None):
+        return InputHint(
+            0, int(layer.num_tokens), True, f"CategoryEncoding {layer.name!r} categories"
+        )
+    if class_name == "IntegerLookup":
+        values: list[Any] = list(getattr(layer, "get_vocabulary", lambda: [])())
+        known = [int(v) for v in values if isinstance(v, (int, np.integer)) and v >= 0]
+        if known:
+            return InputHint(0, max(known) + 1, True, f"IntegerLookup {layer.name!r} vocabulary")
     if class_name == "Rescaling":
         scale = np.abs(np.asarray(getattr(layer, "scale", 1.0), dtype=np.float64))
         if scale.size and float(scale.max()) <= _PIXEL_SCALE:
@@ -94,7 +103,8 @@ def _hint_for(layer: Any, class_name: str, spec: TensorSpec) -> InputHint | None
 
 def input_hints(trace: Any, specs: list[TensorSpec]) -> dict[str, InputHint]:
     """Ranges for the inputs read directly by an Embedding, Rescaling or Normalization layer
-    (from a :class:`portanet.export.convert.layertrace.LayerTrace`); Embedding wins over the others."""
+    (from a :class:`portanet.export.convert.layertrace.LayerTrace`); Embedding wins over the
+    others."""
     by_name = {s.name: s for s in specs}
     hints: dict[str, InputHint] = {}
     for call in trace.calls if trace is not None else []:
@@ -103,7 +113,7 @@ def input_hints(trace: Any, specs: list[TensorSpec]) -> dict[str, InputHint]:
         for tensor in call.inputs[:1]:
             name = source_input(tensor)
             spec = by_name.get(name or "")
-            if spec is None:
+            if spec is None or name is None:
                 continue
             hint = _hint_for(call.layer, call.class_name, spec)
             if hint is not None and (name not in hints or hint.integer):
@@ -119,25 +129,34 @@ def random_array(
     high: Any = None,
     hint: InputHint | None = None,
 ) -> np.ndarray:
-    """Seeded random values for ``spec``: inside ``[low, high]`` when given (the data's range),
+    """Seeded random values for ``spec``: whole ids inside the vocabulary for an input read as
+    integers (the hint says so), else inside ``[low, high]`` when given (the data's range),
     else inside the hint's range, else the defaults described in the module docstring."""
     shape = (rows, *[d if isinstance(d, int) else 8 for d in spec.shape[1:]])
     dtype = spec.numpy_dtype
+    if hint is not None and hint.integer:
+        return rng.integers(hint.low, hint.high, size=shape).astype(dtype)
     if dtype.kind in "iub":
-        if hint is not None and hint.integer:
-            return rng.integers(hint.low, hint.high, size=shape).astype(dtype)
         if low is not None and high is not None:
             return rng.integers(np.floor(low), np.floor(high) + 1, size=shape).astype(dtype)
         return rng.integers(0, 10, size=shape).astype(dtype)
     if low is not None and high is not None:
         return rng.uniform(low, high, size=shape).astype(dtype)
     if hint is not None:
-        if hint.integer:
-            return rng.integers(hint.low, hint.high, size=shape).astype(dtype)
         return rng.uniform(hint.low, hint.high, size=shape).astype(dtype)
     if spec.rank == 4:  # images: the [-1, 1] range most image models are trained on
         return rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
     return rng.standard_normal(shape).astype(dtype)
+
+
+def integer_inputs(specs: list[TensorSpec], hints: dict[str, InputHint]) -> frozenset[str]:
+    """Inputs holding whole numbers (token ids, category indices, integer dtypes): the noise
+    floor never nudges them, since one ulp can cross from one id to the next."""
+    return frozenset(
+        s.name
+        for s in specs
+        if s.numpy_dtype.kind in "iub" or (s.name in hints and hints[s.name].integer)
+    )
 
 
 @dataclass
@@ -150,6 +169,8 @@ class GateInputs:
     description: str
     batches: list[tuple[str, int, int]] = field(default_factory=list)
     synthetic: bool = False
+    #: Inputs holding whole numbers (ids, categories): never nudged (see :func:`integer_inputs`).
+    integer: frozenset[str] = frozenset()
 
 
 def _bounds(real: np.ndarray, spec: TensorSpec) -> tuple[Any, Any]:
@@ -180,7 +201,11 @@ def gate_inputs(
     the model, drawn inside the data's per-column range when there is data, else inside the
     ``hints`` ranges (Embedding vocabularies, pixel ranges; see above)."""
     specs = keras_specs(schema)
-    hints = hints or {}
+    hints = dict(hints or {})
+    for name, size in schema.vocabulary.items():  # the vocabulary recorded at export
+        if name in {s.name for s in specs} and not (name in hints and hints[name].integer):
+            hints[name] = InputHint(0, int(size), True, f"vocabulary of {name!r} recorded")
+    integer = integer_inputs(specs, hints)
     rng = np.random.default_rng(seed)
     if batches is None:
         elements = sum(
@@ -193,6 +218,8 @@ def gate_inputs(
     described: list[str] = []
     if data is not None:
         real = _read_data(Path(data), schema, specs)
+        for name in integer:
+            _check_whole(Path(data), name, real[name], hints.get(name))
         described.append(f"{len(next(iter(real.values())))} rows of {Path(data).name}")
     elif schema.feature_names == PIMA_FEATURES or (
         len(specs) == 1
@@ -231,9 +258,25 @@ def gate_inputs(
     starts = np.cumsum([0] + [len(next(iter(p.values()))) for p in parts])
     spans = [
         (label, int(start), int(end - start))
-        for label, start, end in zip(labels, starts[:-1], starts[1:])
+        for label, start, end in zip(labels, starts[:-1], starts[1:], strict=False)
     ]
-    return GateInputs(feeds, "; ".join(described), spans, real is None)
+    return GateInputs(feeds, "; ".join(described), spans, real is None, integer)
+
+
+def _check_whole(path: Path, name: str, array: np.ndarray, hint: InputHint | None) -> None:
+    """Refuse gate data for an integer input (ids, categories) that holds fractions or ids
+    outside the vocabulary, naming the file's row."""
+    values = np.asarray(array, dtype=np.float64)
+    bad = ~np.isfinite(values) | (values != np.round(values))
+    what = "whole numbers"
+    if hint is not None and hint.integer:
+        bad |= (values < hint.low) | (values >= hint.high)
+        what = f"whole ids in [{hint.low}, {hint.high}) ({hint.reason})"
+    if bad.any():
+        flat = bad.reshape(len(bad), -1) if bad.ndim > 1 else bad.reshape(-1, 1)
+        row = int(np.flatnonzero(flat.any(axis=1))[0])
+        value = values[row][bad[row]].reshape(-1)[0] if bad.ndim > 1 else values[row]
+        raise InputError(f"{path}: input {name!r} expects {what}, got {value:g} in row {row}")
 
 
 def _is_pima_sized(spec: TensorSpec) -> bool:
@@ -276,7 +319,7 @@ def _read_data(path: Path, schema: ModelSchema, specs: list[TensorSpec]) -> dict
 def _fitted(path: Path, spec: TensorSpec, array: np.ndarray) -> np.ndarray:
     fits = array.ndim == spec.rank and all(
         not isinstance(want, int) or want == got
-        for want, got in zip(spec.shape[1:], array.shape[1:])
+        for want, got in zip(spec.shape[1:], array.shape[1:], strict=False)
     )
     if not fits or not len(array):
         raise InputError(
@@ -286,4 +329,6 @@ def _fitted(path: Path, spec: TensorSpec, array: np.ndarray) -> np.ndarray:
         )
     if array.dtype.kind not in "biuf":
         raise InputError(f"{path}: input {spec.name!r} expects numbers, got dtype {array.dtype}")
+    if spec.numpy_dtype.kind in "iub":
+        _check_whole(path, spec.name, array, None)
     return array.astype(spec.numpy_dtype)
