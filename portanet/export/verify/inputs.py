@@ -1,5 +1,6 @@
-"""The gate's inputs: the user's data, the bundled Pima rows, and random batches that respect
-the model — what value range each input expects.
+"""The gate's inputs: the rows the caller gives, and random batches that respect the model —
+what value range each input expects. The gate knows no dataset: a caller with real rows (the
+reference trainer, a user's ``--data``) passes them.
 
 The first layers that read a model input say what it holds: an ``Embedding`` takes integer ids
 below its vocabulary size; a ``Rescaling`` by 1/255 or 1/127.5 takes pixels in [0, 255]; an
@@ -19,7 +20,6 @@ import numpy as np
 
 from portanet.errors import InputError
 from portanet.export.verify.runners import fixed_batch, keras_specs
-from portanet.reference.data import PIMA_FEATURES, load_pima
 from portanet.schema import ModelSchema, TensorSpec
 from portanet.tables import Columns, read_all
 
@@ -195,8 +195,8 @@ def gate_inputs(
     batches: tuple[int, ...] | None = None,
     hints: dict[str, InputHint] | None = None,
 ) -> GateInputs:
-    """The inputs the gate runs, in the Keras model's layout: ``data`` rows when given; the
-    bundled Pima rows for a model with the Pima features; plus seeded random batches (sizes
+    """The inputs the gate runs, in the Keras model's layout: ``data`` rows when given, plus
+    seeded random batches (sizes
     ``batches``; as many rows in batches of the fixed size of a graph that has one) shaped for
     the model, drawn inside the data's per-column range when there is data, else inside the
     ``hints`` ranges (Embedding vocabularies, pixel ranges; see above)."""
@@ -221,15 +221,6 @@ def gate_inputs(
         for name in integer:
             _check_whole(Path(data), name, real[name], hints.get(name))
         described.append(f"{len(next(iter(real.values())))} rows of {Path(data).name}")
-    elif schema.feature_names == PIMA_FEATURES or (
-        len(specs) == 1
-        and specs[0].shape[1:] == (len(PIMA_FEATURES),)
-        and schema.feature_names is None
-        and _is_pima_sized(specs[0])
-        and specs[0].name not in hints
-    ):
-        real = {specs[0].name: load_pima().features.astype(specs[0].numpy_dtype)}
-        described.append(f"{len(real[specs[0].name])} rows of the bundled Pima data")
     parts: list[dict[str, np.ndarray]] = [real] if real else []
     labels = [described[0]] if real else []
     bounds = {s.name: _bounds(real[s.name], s) for s in specs} if real else {}
@@ -277,10 +268,6 @@ def _check_whole(path: Path, name: str, array: np.ndarray, hint: InputHint | Non
         row = int(np.flatnonzero(flat.any(axis=1))[0])
         value = values[row][bad[row]].reshape(-1)[0] if bad.ndim > 1 else values[row]
         raise InputError(f"{path}: input {name!r} expects {what}, got {value:g} in row {row}")
-
-
-def _is_pima_sized(spec: TensorSpec) -> bool:
-    return spec.rank == 2 and spec.numpy_dtype.kind == "f"
 
 
 def _read_data(path: Path, schema: ModelSchema, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
