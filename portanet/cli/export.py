@@ -188,9 +188,7 @@ def export(
             metavar="SOURCE", show_default=False, help="Keras .h5, .keras or SavedModel directory."
         ),
     ],
-    output: Annotated[
-        Path | None, typer.Option(help="ONNX path (default: SOURCE.onnx).")
-    ] = None,
+    output: Annotated[Path | None, typer.Option(help="ONNX path (default: SOURCE.onnx).")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset to write.")] = 17,
     data: GateData = None,
     atol: Atol = 1e-5,
@@ -206,9 +204,7 @@ def export(
             help="Column names of a tabular model's input (repeat or comma-separate).",
         ),
     ] = None,
-    report: Annotated[
-        Path | None, typer.Option(help="Also write the parity report JSON.")
-    ] = None,
+    report: Annotated[Path | None, typer.Option(help="Also write the parity report JSON.")] = None,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -248,14 +244,26 @@ def export(
     tolerance_mode: ToleranceOption = ToleranceMode.strict,
 ) -> None:
     """Convert a Keras model to ONNX; the file is written only if Keras and ONNX agree."""
+    from portanet._files import refuse_overwrite
     from portanet.errors import InputError, ParityError
     from portanet.export import export_model
     from portanet.export.recorded import parse_image_size
+    from portanet.schema import check_unique
 
     require_export_side()
     if layerwise and not verify:
         raise InputError("--layerwise: expected the parity gate to run, got --no-verify")
     size = parse_image_size(image_size) if image_size else None
+    check_unique(split_names(feature_names))
+    default = source.with_suffix(".onnx")  # an .onnx source fails to load instead (exit 3)
+    refuse_overwrite(
+        {"--output": output or (default if default != source else None), "--report": report},
+        {
+            "SOURCE": source,
+            "--data": data,
+            "--labels": labels if labels and Path(labels).is_file() else None,
+        },
+    )
     try:
         with _stages() as on_stage:
             result = export_model(

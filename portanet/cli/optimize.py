@@ -148,9 +148,15 @@ def optimize(
 ) -> None:
     """Write the fastest variant of MODEL that stays inside an accuracy budget (exit 1 and
     nothing written if none does)."""
+    from portanet._files import refuse_overwrite
     from portanet.errors import ParityError
     from portanet.optimize import optimize_model
 
+    default = model.with_name(model.stem + ".optimized.onnx")
+    refuse_overwrite(
+        {"--output": output or default, "--report": report},
+        {"MODEL": model, "--data": data, "--source": source},
+    )
     try:
         result = optimize_model(
             model,
@@ -206,8 +212,10 @@ def bench(
     allow_unsafe: AllowUnsafe = False,
 ) -> None:
     """Latency p50/p90/p99 and rows/s per batch size (and Keras' with --source)."""
+    from portanet._files import refuse_overwrite
     from portanet.optimize.bench import bench_model, plot_bench
 
+    refuse_overwrite({"--plot": plot}, {"MODEL": model, "--source": source, "--data": data})
     result = bench_model(
         model,
         source=source,

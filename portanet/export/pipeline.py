@@ -20,7 +20,7 @@ from typing import Any
 
 from portanet import __version__
 from portanet import schema as meta
-from portanet._files import check_writable, write_bytes
+from portanet._files import check_writable, refuse_overwrite, write_bytes
 from portanet.errors import ConversionError, InputError, first_line
 from portanet.export.convert.keras_to_onnx import DEFAULT_OPSET, convert
 from portanet.export.keras.load import LoadedKeras, from_model, load_keras
@@ -208,6 +208,11 @@ def export_model(
     stage = on_stage or (lambda name: None)
     if layerwise and not verify:
         raise InputError("layerwise comparison: expected the parity gate to run, got verify=False")
+    if isinstance(source, (str, os.PathLike)):  # before any work: never write over an input
+        default = Path(source).with_suffix(".onnx")  # an .onnx source fails to load instead
+        label_file = labels if labels and Path(labels).is_file() else None
+        reads = {"SOURCE": source, "--data": data, "--labels": label_file}
+        refuse_overwrite({"--output": output or (default if default != Path(source) else None)}, reads)
     stage("loading the Keras model")
     loaded = _loaded(source, allow_unsafe)
     if output is None and loaded.format == "memory":

@@ -198,10 +198,11 @@ def write_report(
 ) -> Path:
     """Write the report of ``model`` (default ``MODEL.report.html``) atomically; ``bench`` is a
     ``portanet bench --json`` file to include."""
-    from portanet._files import write_bytes
+    from portanet._files import refuse_overwrite, write_bytes
 
     path = Path(model)
     target = Path(output) if output else path.with_name(path.stem + ".report.html")
+    refuse_overwrite({"--output": target}, {"MODEL": path, "--bench": bench})
     page = render(report_context(path, read_bench(bench) if bench else None))
     write_bytes(target, page.encode("utf-8"))
     return target

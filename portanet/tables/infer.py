@@ -137,7 +137,7 @@ def infer_file(
         )
     if image_range:
         parse_value_range(image_range)  # a typo fails before any work
-    check_output(output, sources, make_dirs=make_dirs)
+    check_output(output, sources, make_dirs=make_dirs, model=runtime.path)
     batches, total, extra = _plan(
         runtime,
         sources,
