@@ -63,10 +63,10 @@ def gate_report(
     """
     check_tolerance_mode(tolerance_mode)
     trace = layer_trace(loaded, schema)
-    inputs = gate_inputs(
-        schema, data=data, seed=seed, hints=input_hints(trace, keras_specs(schema))
-    )
     keras = KerasRunner(loaded.model)
+    inputs = gate_inputs(
+        schema, data=data, seed=seed, hints=input_hints(trace, keras_specs(schema)), probe=keras.run
+    )
     reference = keras.run(inputs.feeds)
     candidate = OnnxRunner(runtime, schema).run(inputs.feeds)
     floor = measure(keras.run, inputs.feeds, reference, seed=seed, fixed=inputs.integer)

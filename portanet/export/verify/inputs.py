@@ -18,16 +18,23 @@ from typing import Any
 
 import numpy as np
 
-from portanet.errors import InputError
+from portanet.errors import InputError, first_line
 from portanet.export.verify.runners import fixed_batch, keras_specs
 from portanet.schema import ModelSchema, TensorSpec
 from portanet.tables import Columns, read_all
 
-#: Batch sizes of the random inputs; 1 proves the dynamic batch dimension.
+#: Batch sizes of the random inputs (the last one at most); 1 proves the dynamic batch dimension.
 RANDOM_BATCHES = (1, 7, 1024)
-#: Batch sizes for models whose samples are large (images, long sequences).
-LARGE_SAMPLE_BATCHES = (1, 7, 16)
-LARGE_SAMPLE_ELEMENTS = 1024
+#: The largest random batch holds at most this many bytes of input (but at least
+#: :data:`MIN_LARGE_BATCH` rows): a 380×380×3 image model gets 8 rows, not 1,024 (1.8 GB).
+GATE_BATCH_BYTES = 8 << 20
+MIN_LARGE_BATCH = 8
+#: Sizes tried for an image input's unknown height and width (square), smallest first;
+#: :data:`COMMON_SIZE` is used when Keras runs it, else the smallest size Keras runs.
+PROBE_SIZES = (8, 16, 32, 48, 64, 96, 128, 160, 192, 224)
+COMMON_SIZE = 224
+#: Size of any other unknown dimension (a sequence's length).
+DEFAULT_DYNAMIC = 8
 
 #: Ops that pass a model input on unchanged in value (walked back to find the input).
 _PASS_THROUGH = {"Identity", "Cast", "ExpandDims", "Squeeze", "Reshape"}
@@ -128,11 +135,13 @@ def random_array(
     low: Any = None,
     high: Any = None,
     hint: InputHint | None = None,
+    sample: tuple[int, ...] | None = None,
 ) -> np.ndarray:
-    """Seeded random values for ``spec``: whole ids inside the vocabulary for an input read as
-    integers (the hint says so), else inside ``[low, high]`` when given (the data's range),
-    else inside the hint's range, else the defaults described in the module docstring."""
-    shape = (rows, *[d if isinstance(d, int) else 8 for d in spec.shape[1:]])
+    """Seeded random values for ``spec`` (each sample shaped ``sample`` when the input has
+    unknown dimensions, see :func:`sample_shape`): whole ids inside the vocabulary for an input
+    read as integers (the hint says so), else inside ``[low, high]`` when given (the data's
+    range), else inside the hint's range, else the defaults described in the module docstring."""
+    shape = (rows, *sample_shape(spec, sample))
     dtype = spec.numpy_dtype
     if hint is not None and hint.integer:
         return rng.integers(hint.low, hint.high, size=shape).astype(dtype)
@@ -147,6 +156,87 @@ def random_array(
     if spec.rank == 4:  # images: the [-1, 1] range most image models are trained on
         return rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
     return rng.standard_normal(shape).astype(dtype)
+
+
+def sample_shape(spec: TensorSpec, chosen: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """One sample's shape: ``chosen`` when given (sizes probed by :func:`dynamic_shapes`), else
+    the input's own dimensions with :data:`DEFAULT_DYNAMIC` for unknown ones."""
+    if chosen is not None:
+        return tuple(chosen)
+    return tuple(d if isinstance(d, int) else DEFAULT_DYNAMIC for d in spec.shape[1:])
+
+
+def _spatial(spec: TensorSpec) -> bool:
+    """An image input (rank 4, channels-last) whose height or width is unknown."""
+    return spec.rank == 4 and not all(isinstance(d, int) for d in spec.shape[1:3])
+
+
+def _at_size(spec: TensorSpec, size: int) -> tuple[int, ...]:
+    dims = [d if isinstance(d, int) else size for d in spec.shape[1:3]]
+    channel = spec.shape[3] if isinstance(spec.shape[3], int) else 3
+    return (dims[0], dims[1], channel)
+
+
+def dynamic_shapes(
+    specs: list[TensorSpec], probe: Any, hints: dict[str, InputHint]
+) -> tuple[dict[str, tuple[int, ...]], str]:
+    """Sample shapes for image inputs with unknown height/width that Keras can run, and a
+    sentence saying which sizes were tried and used.
+
+    ``probe(feeds)`` runs Keras on one row; each size of :data:`PROBE_SIZES` is tried until
+    one runs (the architecture's minimum among them); :data:`COMMON_SIZE` is used when Keras
+    runs it, else that minimum. A size Keras cannot run is Keras' limit, never blamed on the
+    ONNX graph: with none, an :class:`InputError` names the sizes and Keras' message."""
+    dynamic = [s for s in specs if _spatial(s)]
+    if not dynamic or probe is None:
+        return {}, ""
+    rng = np.random.default_rng(0)
+    failures: dict[int, str] = {}
+
+    def runs(size: int) -> bool:
+        feeds = {
+            s.name: random_array(
+                s, 1, rng, hint=hints.get(s.name), sample=_at_size(s, size) if _spatial(s) else None
+            )
+            for s in specs
+        }
+        try:
+            outputs = probe(feeds)
+        except Exception as exc:  # Keras raises many types for shapes it cannot run
+            failures[size] = first_line(exc, 160)
+            return False
+        empty = [n for n, v in outputs.items() if not np.isfinite(np.asarray(v, float)).any()]
+        if empty:  # shrunk to nothing (empty, or a mean over nothing): nothing to compare
+            failures[size] = f"outputs {empty} are empty or NaN at this size"
+        return not empty
+
+    minimum = next((size for size in PROBE_SIZES if runs(size)), None)
+    if minimum is None:
+        raise InputError(
+            f"inputs {[s.name for s in dynamic]} have unknown height and width, and Keras "
+            f"itself cannot run the model at any of the sizes {list(PROBE_SIZES)} (at "
+            f"{PROBE_SIZES[-1]}: {failures.get(PROBE_SIZES[-1], '')}); give --data with "
+            f"images at a size the model accepts"
+        )
+    used = COMMON_SIZE if minimum == COMMON_SIZE or runs(COMMON_SIZE) else minimum
+    shapes = {s.name: _at_size(s, used) for s in dynamic}
+    failed = sorted(size for size in failures if size < minimum)
+    said = (
+        f"unknown image sizes: Keras runs {minimum}×{minimum} and up"
+        + (f" (not {', '.join(map(str, failed))})" if failed else "")
+        + f", gate used {used}×{used} for "
+        + ", ".join(repr(s.name) for s in dynamic)
+    )
+    return shapes, said
+
+
+def batch_sizes(row_bytes: int, fixed: int | None) -> tuple[int, ...]:
+    """Random batch sizes: 1, 7 and as many rows as :data:`GATE_BATCH_BYTES` of input hold
+    (between :data:`MIN_LARGE_BATCH` and the last of :data:`RANDOM_BATCHES`); for a graph
+    with a fixed batch, batches of that size covering as many rows (at least two)."""
+    large = min(RANDOM_BATCHES[-1], max(MIN_LARGE_BATCH, GATE_BATCH_BYTES // max(row_bytes, 1)))
+    usual = (*RANDOM_BATCHES[:-1], large)
+    return (fixed,) * max(2, -(-sum(usual) // fixed)) if fixed else usual
 
 
 def integer_inputs(specs: list[TensorSpec], hints: dict[str, InputHint]) -> frozenset[str]:
@@ -173,7 +263,9 @@ class GateInputs:
     integer: frozenset[str] = frozenset()
 
 
-def _bounds(real: np.ndarray, spec: TensorSpec) -> tuple[Any, Any]:
+def _bounds(
+    real: np.ndarray, spec: TensorSpec, chosen: tuple[int, ...] | None = None
+) -> tuple[Any, Any]:
     """The data's observed range for random rows of ``spec``: per position when the real rows
     have the random rows' sample shape (any rank), else over all values; ``None`` without
     finite values."""
@@ -181,7 +273,7 @@ def _bounds(real: np.ndarray, spec: TensorSpec) -> tuple[Any, Any]:
     finite = np.isfinite(values)
     if not len(values) or not finite.any():
         return None, None
-    sample = tuple(d if isinstance(d, int) else 8 for d in spec.shape[1:])
+    sample = sample_shape(spec, chosen)
     if values.shape[1:] == sample and finite.all(axis=0).all():
         return values.min(axis=0), values.max(axis=0)
     return float(values[finite].min()), float(values[finite].max())
@@ -194,12 +286,17 @@ def gate_inputs(
     seed: int = 0,
     batches: tuple[int, ...] | None = None,
     hints: dict[str, InputHint] | None = None,
+    probe: Any = None,
 ) -> GateInputs:
     """The inputs the gate runs, in the Keras model's layout: ``data`` rows when given, plus
     seeded random batches (sizes
     ``batches``; as many rows in batches of the fixed size of a graph that has one) shaped for
     the model, drawn inside the data's per-column range when there is data, else inside the
-    ``hints`` ranges (Embedding vocabularies, pixel ranges; see above)."""
+    ``hints`` ranges (Embedding vocabularies, pixel ranges; see above).
+
+    Random batches are sized by bytes (:func:`batch_sizes`). An image input with unknown
+    height and width gets the size of the ``data`` arrays, else a size Keras runs, found by
+    ``probe`` (Keras on one row: :func:`dynamic_shapes`); the description says which."""
     specs = keras_specs(schema)
     hints = dict(hints or {})
     for name, size in schema.vocabulary.items():  # the vocabulary recorded at export
@@ -207,28 +304,35 @@ def gate_inputs(
             hints[name] = InputHint(0, int(size), True, f"vocabulary of {name!r} recorded")
     integer = integer_inputs(specs, hints)
     rng = np.random.default_rng(seed)
-    if batches is None:
-        elements = sum(
-            int(np.prod([d if isinstance(d, int) else 8 for d in s.shape[1:]])) for s in specs
-        )
-        usual = LARGE_SAMPLE_BATCHES if elements > LARGE_SAMPLE_ELEMENTS else RANDOM_BATCHES
-        size = fixed_batch(schema)
-        batches = (size,) * max(2, -(-sum(usual) // size)) if size else usual
     real: dict[str, np.ndarray] | None = None
     described: list[str] = []
+    shapes: dict[str, tuple[int, ...]] = {}
     if data is not None:
         real = _read_data(Path(data), schema, specs)
         for name in integer:
             _check_whole(Path(data), name, real[name], hints.get(name))
         described.append(f"{len(next(iter(real.values())))} rows of {Path(data).name}")
+        shapes = {s.name: tuple(real[s.name].shape[1:]) for s in specs if _spatial(s)}
+    else:
+        shapes, said = dynamic_shapes(specs, probe, hints)
+        if said:
+            described.append(said)
+    if batches is None:
+        row_bytes = sum(
+            int(np.prod(sample_shape(s, shapes.get(s.name)))) * s.numpy_dtype.itemsize
+            for s in specs
+        )
+        batches = batch_sizes(row_bytes, fixed_batch(schema))
     parts: list[dict[str, np.ndarray]] = [real] if real else []
     labels = [described[0]] if real else []
-    bounds = {s.name: _bounds(real[s.name], s) for s in specs} if real else {}
+    bounds = {s.name: _bounds(real[s.name], s, shapes.get(s.name)) for s in specs} if real else {}
     for index, rows in enumerate(batches):
         batch = {}
         for spec in specs:
             low, high = bounds.get(spec.name, (None, None))
-            batch[spec.name] = random_array(spec, rows, rng, low, high, hints.get(spec.name))
+            batch[spec.name] = random_array(
+                spec, rows, rng, low, high, hints.get(spec.name), shapes.get(spec.name)
+            )
         parts.append(batch)
         labels.append(f"random batch {index + 1} of {rows} rows")
     sizes = (
