@@ -102,6 +102,21 @@ def refuse_overwrite(outputs: Mapping[str, MaybePath], inputs: Mapping[str, Mayb
         seen[flag] = path
 
 
+def require_folder(target: MaybePath, make_dirs: bool, flag: str = "--output") -> None:
+    """Before any work: the folder of ``target`` must exist unless ``make_dirs`` (``--mkdir``),
+    the one rule of every command that writes a file (export and infer agree)."""
+    from portanet.errors import InputError
+
+    if target is None or str(target) == "-" or make_dirs:
+        return
+    folder = Path(target).parent
+    if not folder.exists():
+        raise InputError(
+            f"{flag} {target}: expected an existing folder to write into, got {folder}, "
+            f"which does not exist (pass --mkdir to create it)"
+        )
+
+
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
     """Atomically replace ``target`` with ``data``."""
     with atomic_path(target) as temporary:

@@ -186,6 +186,9 @@ def parse_value_range(text: str) -> dict[str, Any]:
         ) from None
     if not low_value < high_value:
         raise ValueError(f"expected LOW < HIGH, got {text!r}")
+    largest = float(np.finfo(np.float32).max)
+    if not (abs(low_value) <= largest and abs(high_value) <= largest):
+        raise ValueError(f"expected bounds inside the float32 range (±{largest:.4g}), got {text!r}")
     return {"value_range": (low_value, high_value)}
 
 

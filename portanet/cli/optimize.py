@@ -93,7 +93,9 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
         write_bytes(path, json.dumps(data, indent=2).encode() + b"\n")
 
 
-@app.command()
+@app.command(
+    epilog="Example: portanet optimize model.onnx --data rows.npy --source model.h5 --max-abs 1e-3"
+)
 @guarded
 def optimize(
     model: Annotated[
@@ -189,7 +191,7 @@ def optimize(
     )
 
 
-@app.command()
+@app.command(epilog="Example: portanet bench model.onnx --batch-sizes 1,64 --json")
 @guarded
 def bench(
     model: OnnxModel,
@@ -259,7 +261,10 @@ def bench(
         out.print(f"wrote {plot}", highlight=False)
 
 
-@app.command(name="report")
+@app.command(
+    name="report",
+    epilog="Example: portanet report model.onnx --bench bench.json --output model.report.html",
+)
 @guarded
 def report_command(
     model: OnnxModel,

@@ -21,7 +21,7 @@ from portanet.cli.options import (
 )
 
 
-@app.command(name="serve")
+@app.command(name="serve", epilog="Example: portanet serve model.onnx --port 8080")
 @guarded
 def serve_command(
     model: Annotated[

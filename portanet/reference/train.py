@@ -102,7 +102,7 @@ def train_pima(
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    split = stratified_split(load_pima(data), seed=seed)
+    split = stratified_split(load_pima(Path(data) if data is not None else None), seed=seed)
     model = build_pima_mlp(split.train.features, feature_names=split.train.feature_names)
 
     val_auc: list[float] = []  # per-epoch validation ROC AUC for the report's learning curves

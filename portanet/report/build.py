@@ -135,7 +135,7 @@ def report_context(
     source = md.get(meta.SOURCE) if isinstance(md.get(meta.SOURCE), dict) else None
     return {
         "title": path.name,
-        "path": str(path),
+        "path": path.name,  # a page meant to be shared names the file, not this machine
         "sha256": _sha256(path),
         "size": path.stat().st_size,
         "schema": schema,

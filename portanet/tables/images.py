@@ -129,7 +129,7 @@ def image_input(
         raise InputError(
             f"{origin}: input {spec.name!r}: expected the pixel value range the "
             f"model was trained on (recorded at export, or given as an image "
-            f"range such as 0..1, -1..1 or 0..255), got none"
+            f"range such as 0..1, -1..1 or 0..255 with --image-range), got none"
         )
     if image.channels not in _MODES:
         raise InputError(

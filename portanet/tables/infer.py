@@ -136,7 +136,10 @@ def infer_file(
             f"{[(s.name, s.shape) for s in runtime.schema.inputs]}"
         )
     if image_range:
-        parse_value_range(image_range)  # a typo fails before any work
+        try:  # a typo fails before any work
+            parse_value_range(image_range)
+        except ValueError as exc:
+            raise InputError(f"--image-range: {exc}") from None
     check_output(output, sources, make_dirs=make_dirs, model=runtime.path)
     batches, total, extra = _plan(
         runtime,
@@ -151,6 +154,11 @@ def infer_file(
         max_bytes=max_batch_bytes,
     )
     numeric = fmt_out == "npy"
+    if numeric and extra:  # e.g. images: the file column says which input each row is
+        raise InputError(
+            f"--output {output}: .npy holds numbers only, without the {', '.join(extra)} "
+            f"column that says which input each row is; write a .csv, .parquet or .jsonl output"
+        )
     produced = list(
         prediction_columns(
             runtime,
@@ -234,7 +242,7 @@ def _plan(
             try:
                 override.update(parse_value_range(image_range))
             except ValueError as exc:
-                raise InputError(f"image range: {exc}") from None
+                raise InputError(f"--image-range: {exc}") from None
         if channel_order:
             if channel_order.lower() not in ("rgb", "bgr"):
                 raise InputError(f"channel order: expected rgb or bgr, got {channel_order!r}")

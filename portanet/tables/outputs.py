@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from portanet._files import check_writable, refuse_overwrite
+from portanet._files import check_writable, refuse_overwrite, require_folder
 from portanet.errors import InputError
 from portanet.runtime import Model
 from portanet.runtime.model import as_matrix
@@ -146,11 +146,7 @@ def check_output(
         "SOURCE" if len(sources) == 1 else f"SOURCE #{i + 1}": s for i, s in enumerate(sources)
     }
     refuse_overwrite({"--output": target}, {"MODEL": model, **reads})
-    if not target.parent.exists() and not make_dirs:
-        raise InputError(
-            f"{target}: expected an existing folder to write into, got "
-            f"{target.parent}, which does not exist (ask for it to be created)"
-        )
+    require_folder(target, make_dirs)
     check_writable(target)
     if target.parent.is_dir():  # os.access says yes to root everywhere; try for real
         try:
