@@ -106,3 +106,11 @@ def test_mobilenet_v3_small_with_dynamic_sizes_exports_with_parity(tmp_path):
     model = keras.applications.MobileNetV3Small(weights=None, input_shape=(None, None, 3))
     report = export_model(model, tmp_path / "mnv3.onnx").report
     assert report.passed and "gate used 224×224" in report.inputs_from
+
+
+def test_data_gives_the_length_of_a_dynamic_sequence(tmp_path):
+    model = keras.Sequential([keras.Input((None, 3)), keras.layers.LSTM(4), keras.layers.Dense(1)])
+    rows = np.random.default_rng(1).normal(size=(5, 20, 3)).astype(np.float32)
+    np.save(tmp_path / "sequences.npy", rows)
+    report = export_model(model, tmp_path / "m.onnx", data=tmp_path / "sequences.npy").report
+    assert report.passed and report.samples == 5 + sum(RANDOM_BATCHES)
