@@ -10,9 +10,8 @@ import tempfile
 from pathlib import Path
 
 import portanet
-from portanet.export import export_model
 from portanet.reference.data import load_pima
-from portanet.reference.train import train_pima
+from portanet.reference.train import export_trained, train_pima
 
 
 def main() -> None:
@@ -24,7 +23,7 @@ def main() -> None:
         f"ROC AUC {test['roc_auc']:.3f} after {trained.epochs_run} epochs"
     )
 
-    result = export_model(trained.path, work / "pima_mlp.onnx")
+    result = export_trained(trained.path, work / "pima_mlp.onnx")  # Pima rows as gate data
     out = result.report.outputs[0]
     print(
         f"exported {result.path}: parity on {result.report.samples} samples, "

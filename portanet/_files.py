@@ -11,8 +11,11 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+#: A path a command reads or writes, or ``None`` when not given ("-" is a standard stream).
+MaybePath = str | os.PathLike[str] | None
 
 
 @contextlib.contextmanager
@@ -54,6 +57,63 @@ def check_writable(target: str | os.PathLike[str]) -> None:
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(
             f"{path}: expected a folder this process may write, got {folder} (permission denied)"
+        )
+
+
+def _same_or_inside(output: Path, source: Path) -> bool:
+    """True when writing ``output`` would replace ``source`` or a file inside it (a SavedModel
+    directory): the same resolved path, the same file through a link, or a path under it."""
+    target, original = output.resolve(), source.resolve()
+    if target == original or (source.is_dir() and original in target.parents):
+        return True
+    try:
+        return output.exists() and source.exists() and os.path.samefile(output, source)
+    except OSError:
+        return False
+
+
+def refuse_overwrite(outputs: Mapping[str, MaybePath], inputs: Mapping[str, MaybePath]) -> None:
+    """Before any work: refuse (:class:`~portanet.errors.InputError`, exit 2) when a command
+    would write over one of its own inputs, or write two outputs to one file.
+
+    ``outputs`` and ``inputs`` map what names a path on the command line (``"--output"``,
+    ``"MODEL"``, ``"--data"``) to the path; ``None`` and ``"-"`` (standard streams) are skipped.
+    The one check every command that writes files runs (export, report, optimize, infer, bench).
+    """
+    from portanet.errors import InputError
+
+    given = {k: Path(v) for k, v in outputs.items() if v is not None and str(v) != "-"}
+    reads = {k: Path(v) for k, v in inputs.items() if v is not None and str(v) != "-"}
+    seen: dict[str, Path] = {}
+    for flag, path in given.items():
+        for name, source in reads.items():
+            if _same_or_inside(path, source):
+                raise InputError(
+                    f"{flag} {path}: expected a path other than the command's input {name} "
+                    f"({source}), got the same file: writing it would destroy the input; "
+                    f"choose another {flag}"
+                )
+        for other, earlier in seen.items():
+            if _same_or_inside(path, earlier):
+                raise InputError(
+                    f"{flag} {path}: expected a path other than {other} ({earlier}), got the "
+                    f"same file: one output would overwrite the other; choose another {flag}"
+                )
+        seen[flag] = path
+
+
+def require_folder(target: MaybePath, make_dirs: bool, flag: str = "--output") -> None:
+    """Before any work: the folder of ``target`` must exist unless ``make_dirs`` (``--mkdir``),
+    the one rule of every command that writes a file (export and infer agree)."""
+    from portanet.errors import InputError
+
+    if target is None or str(target) == "-" or make_dirs:
+        return
+    folder = Path(target).parent
+    if not folder.exists():
+        raise InputError(
+            f"{flag} {target}: expected an existing folder to write into, got {folder}, "
+            f"which does not exist (pass --mkdir to create it)"
         )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from portanet.errors import ModelLoadError
+from portanet.errors import InputError, ModelLoadError
 
 #: Tasks portanet knows how to post-process.
 BINARY_CLASSIFIER = "binary_classifier"
@@ -186,7 +186,23 @@ def parse_value_range(text: str) -> dict[str, Any]:
         ) from None
     if not low_value < high_value:
         raise ValueError(f"expected LOW < HIGH, got {text!r}")
+    largest = float(np.finfo(np.float32).max)
+    if not (abs(low_value) <= largest and abs(high_value) <= largest):
+        raise ValueError(f"expected bounds inside the float32 range (±{largest:.4g}), got {text!r}")
     return {"value_range": (low_value, high_value)}
+
+
+def check_unique(names: Any, what: str = "feature names", flag: str = "--feature-names") -> None:
+    """Refuse a name given twice: two model slots would read the same column while another
+    column is ignored, a silently wrong answer."""
+    seen: dict[str, int] = {}
+    for index, name in enumerate(names or ()):
+        if name in seen:
+            raise InputError(
+                f"{what}: expected each name once, got {name!r} at positions "
+                f"{seen[name] + 1} and {index + 1}; fix {flag}"
+            )
+        seen[name] = index
 
 
 @dataclass(frozen=True)
@@ -209,6 +225,9 @@ class ModelSchema:
     extra: dict[str, Any] = field(default_factory=dict)
     images: dict[str, ImageSpec] = field(default_factory=dict)
     vocabulary: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_unique(self.feature_names)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the ``portanet.schema`` metadata value)."""

@@ -7,6 +7,6 @@ echo "== portanet train"
 .venv/bin/portanet train --output models/pima_mlp.h5
 echo "== portanet export"
 .venv/bin/portanet export models/pima_mlp.h5 --output models/pima_mlp.onnx \
-    --report models/pima_mlp.parity.json
+    --data portanet/reference/pima-indians-diabetes.csv --report models/pima_mlp.parity.json
 echo "== portanet infer (examples/sample_rows.csv)"
 .venv/bin/portanet infer models/pima_mlp.onnx examples/sample_rows.csv --keep-columns outcome

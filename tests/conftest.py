@@ -41,10 +41,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def exported(trained, tmp_path_factory: pytest.TempPathFactory):
-    """The trained network exported through the gate."""
-    from portanet.export import export_model
+    """The trained network exported through the gate, its Pima rows as gate data."""
+    from portanet.reference.train import export_trained
 
-    return export_model(trained.path, tmp_path_factory.mktemp("exported") / "pima_mlp.onnx")
+    return export_trained(trained.path, tmp_path_factory.mktemp("exported") / "pima_mlp.onnx")
 
 
 @pytest.fixture

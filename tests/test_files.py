@@ -141,3 +141,109 @@ def test_written_files_get_0666_less_the_umask(tmp_path, mask, mode):
         os.umask(previous)
     for name in ("a.bin", "b.bin"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode
+
+
+# --- No command writes over one of its own inputs (one shared check: refuse_overwrite) ---
+
+
+def test_refuse_overwrite_names_the_flag_and_the_input(tmp_path):
+    from portanet._files import refuse_overwrite
+    from portanet.errors import InputError
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"model")
+    link = tmp_path / "link.onnx"
+    link.symlink_to(model)
+    saved = tmp_path / "saved_model"
+    saved.mkdir()
+    with pytest.raises(InputError, match=r"--output .*m.onnx: .* input MODEL .*choose another"):
+        refuse_overwrite({"--output": model}, {"MODEL": model})
+    with pytest.raises(InputError, match="--report .* input MODEL"):
+        refuse_overwrite({"--report": link}, {"MODEL": model})
+    with pytest.raises(InputError, match="input SOURCE"):
+        refuse_overwrite({"--output": saved / "saved_model.pb"}, {"SOURCE": saved})
+    with pytest.raises(InputError, match="--report .* other than --output"):
+        refuse_overwrite({"--output": tmp_path / "a.onnx", "--report": tmp_path / "a.onnx"}, {})
+    refuse_overwrite({"--output": tmp_path / "other.onnx", "--report": None}, {"MODEL": model})
+    refuse_overwrite({"--output": "-"}, {"SOURCE": "-"})
+
+
+@pytest.fixture
+def copied_onnx(tmp_path):
+    target = tmp_path / "m.onnx"
+    target.write_bytes(COMMITTED_ONNX.read_bytes())
+    return target
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "{m}", "--output", "{m}"],
+        ["report", "{m}", "--bench", "{b}", "--output", "{b}"],
+        ["optimize", "{m}", "--data", "{d}", "--report", "{m}"],
+        ["optimize", "{m}", "--data", "{d}", "--output", "{d}"],
+        ["bench", "{m}", "--plot", "{m}"],
+        ["infer", "{m}", "{d}", "--output", "{d}"],
+    ],
+    ids=["report-output", "report-bench", "optimize-report", "optimize-data", "bench", "infer"],
+)
+def test_no_runtime_command_writes_over_its_input(copied_onnx, tmp_path, argv):
+    from tests.helpers import run_cli
+
+    data = tmp_path / "rows.csv"
+    data.write_text("6,148,72,35,0,33.6,0.627,50\n1,85,66,29,0,26.6,0.351,31\n")
+    bench = tmp_path / "bench.json"
+    bench.write_text("{}")
+    before = {p: p.read_bytes() for p in (copied_onnx, data, bench)}
+    args = [a.format(m=copied_onnx, d=data, b=bench) for a in argv]
+    result = run_cli(*args)
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr
+    assert "expected a path other than the command's input" in stderr and "choose another" in stderr
+    assert {p: p.read_bytes() for p in before} == before
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--output", "{s}"], ["--report", "{s}"], ["--data", "{d}", "--report", "{d}"]],
+    ids=["output", "report", "report-over-data"],
+)
+def test_export_never_writes_over_its_source_or_data(standin_mlp, tmp_path, flags):
+    from tests.helpers import run_cli
+
+    data = tmp_path / "rows.csv"
+    data.write_text("1,2,3,4,5,6,7,8\n")
+    before = {p: p.read_bytes() for p in (standin_mlp, data)}
+    args = [f.format(s=standin_mlp, d=data) for f in flags]
+    result = run_cli("export", str(standin_mlp), *args)
+    assert result.returncode == 2, result.stderr.decode()
+    assert "choose another" in result.stderr.decode()
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv"]  # nothing written
+
+
+def test_the_library_export_refuses_its_own_source(standin_mlp):
+    from portanet.errors import InputError
+    from portanet.export import export_model
+
+    before = standin_mlp.read_bytes()
+    with pytest.raises(InputError, match="input SOURCE"):
+        export_model(standin_mlp, standin_mlp)
+    assert standin_mlp.read_bytes() == before
+
+
+def test_duplicate_feature_names_are_refused_at_export(standin_mlp, tmp_path):
+    from portanet.errors import InputError
+    from portanet.export import export_model
+    from tests.helpers import run_cli
+
+    names = "a,b,c,d,e,f,g,a"
+    result = run_cli(
+        "export", str(standin_mlp), "--output", str(tmp_path / "m.onnx"), "--feature-names", names
+    )
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr
+    assert "'a' at positions 1 and 8" in stderr and "--feature-names" in stderr
+    assert not (tmp_path / "m.onnx").exists()
+    with pytest.raises(InputError, match="expected each name once"):
+        export_model(standin_mlp, tmp_path / "m.onnx", feature_names=names.split(","))

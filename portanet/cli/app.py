@@ -14,7 +14,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -62,12 +62,21 @@ app = PortanetApp(
 )
 
 
+class _PipeConsole(Console):
+    """A rich console whose closed pipe ends the process with :data:`BROKEN_PIPE` (141, like
+    any Unix tool under ``| head``), not rich's default exit status 1."""
+
+    def on_broken_pipe(self) -> None:
+        _quiet_stdout()
+        raise SystemExit(BROKEN_PIPE)
+
+
 def _console(stderr: bool) -> Console:
     """A console that wraps at the terminal's width, and never when the stream is a pipe or a
     file (rich would otherwise cut lines at 80 columns for whoever reads the log)."""
-    console = Console(stderr=stderr)
+    console = _PipeConsole(stderr=stderr)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(stderr=stderr, width=100_000, soft_wrap=True)
+        console = _PipeConsole(stderr=stderr, width=100_000, soft_wrap=True)
     return console
 
 
@@ -178,6 +187,64 @@ def _quiet_stdout() -> None:
         os.close(devnull)
 
 
+#: Exit status after Ctrl-C (128 + SIGINT).
+INTERRUPTED = 130
+#: Seconds the main thread has after Ctrl-C to unwind (remove temporary files) on its own.
+INTERRUPT_GRACE = 0.5
+
+
+def interrupted() -> NoReturn:
+    """End at once after Ctrl-C: one line, exit 130, no slow interpreter teardown (TensorFlow's
+    and onnxruntime's thread pools). Temporary files were removed while the exception unwound."""
+    with _suppress_os_errors():
+        err.print(Text.assemble(("interrupted", "bold red")), highlight=False)
+        sys.stderr.flush()
+    os._exit(INTERRUPTED)
+
+
+def answer_interrupts() -> None:
+    """Make Ctrl-C end the process within a second even while the main thread is inside a long
+    native call, where Python's own handler cannot run: the signal is also written to a pipe
+    (``signal.set_wakeup_fd``), and a watcher thread ends the process when the main thread has
+    not done so within :data:`INTERRUPT_GRACE` seconds. Call from the main thread."""
+    import signal
+    import threading
+    import time
+
+    default = signal.default_int_handler
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    try:
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread: keep Python's default handling
+        os.close(read)
+        os.close(write)
+        return
+
+    def watch() -> None:
+        while True:
+            try:
+                received = os.read(read, 64)
+            except OSError:
+                return
+            # Only Python's default Ctrl-C handling is sped up: a command with its own handler
+            # (serve drains its requests first) keeps it.
+            if signal.SIGINT in received and signal.getsignal(signal.SIGINT) is default:
+                time.sleep(INTERRUPT_GRACE)
+                interrupted()
+
+    threading.Thread(target=watch, name="portanet-interrupt", daemon=True).start()
+
+
+def _stdout_is_devnull() -> bool:
+    """True when stdout was pointed at /dev/null, what rich does on a closed pipe."""
+    try:
+        mine, null = os.fstat(sys.stdout.fileno()), os.stat(os.devnull)
+    except (OSError, ValueError):
+        return False
+    return (mine.st_dev, mine.st_ino) == (null.st_dev, null.st_ino)
+
+
 def _suppress_os_errors() -> Any:
     import contextlib
 
@@ -238,9 +305,14 @@ def run(argv: list[str] | None = None) -> int:
         args.insert(0, "--debug")
     try:
         status = app(args=args, prog_name="portanet", standalone_mode=False)
+        sys.stdout.flush()  # what is still buffered meets a closed pipe here, not at exit
     except BrokenPipeError:  # the reader of stdout left (| head): end quietly, like any tool
         _quiet_stdout()
         return BROKEN_PIPE
+    except SystemExit as exc:  # rich's own consoles (typer's --help) exit 1 on a closed pipe
+        if exc.code == 1 and _stdout_is_devnull():
+            return BROKEN_PIPE
+        raise
     except typer.TyperException as exc:  # click's usage errors derive from it (typer >= 0.26)
         print_error(f"{exc.format_message()} (see 'portanet --help')")
         return exc.exit_code if exc.exit_code else USAGE_ERROR

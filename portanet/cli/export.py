@@ -197,7 +197,9 @@ def _write_report(path: Path | None, report: Any, run: dict[str, Any] | None = N
         write_bytes(path, json.dumps(document, indent=2).encode() + b"\n")
 
 
-@app.command()
+@app.command(
+    epilog="Example: portanet export model.h5 --output model.onnx --data rows.csv --report r.json"
+)
 @guarded
 def export(
     source: Annotated[
@@ -283,16 +285,34 @@ def export(
             "less peak memory for large models).",
         ),
     ] = GraphCleanup.tf2onnx,
+    mkdir: Annotated[
+        bool,
+        typer.Option("--mkdir", help="Create the folders of --output and --report if missing."),
+    ] = False,
 ) -> None:
     """Convert a Keras model to ONNX; the file is written only if Keras and ONNX agree."""
+    from portanet._files import refuse_overwrite, require_folder
     from portanet.errors import InputError, ParityError
     from portanet.export import export_model
     from portanet.export.recorded import parse_image_size
+    from portanet.schema import check_unique
 
     require_export_side()
     if layerwise and not verify:
         raise InputError("--layerwise: expected the parity gate to run, got --no-verify")
     size = parse_image_size(image_size) if image_size else None
+    check_unique(split_names(feature_names))
+    default = source.with_suffix(".onnx")  # an .onnx source fails to load instead (exit 3)
+    refuse_overwrite(
+        {"--output": output or (default if default != source else None), "--report": report},
+        {
+            "SOURCE": source,
+            "--data": data,
+            "--labels": labels if labels and Path(labels).is_file() else None,
+        },
+    )
+    require_folder(output, mkdir)  # as infer: a missing folder only with --mkdir
+    require_folder(report, mkdir, "--report")
     options = ExportOptions(
         opset=opset,
         data=data,
@@ -324,6 +344,7 @@ def export(
         if exc.report is not None:
             _print_reports(exc.report, "parity gate: Keras vs ONNX")
             _write_report(report, exc.report)
+            _hint_noise_floor(exc.report)
         raise
     if result.report is not None:
         _print_reports(result.report, "parity gate: Keras vs ONNX")
@@ -367,7 +388,10 @@ def _stages() -> Iterator[Callable[[str], None] | None]:
         yield lambda name: status.update(f"{name}…")
 
 
-@app.command(name="verify")
+@app.command(
+    name="verify",
+    epilog="Example: portanet verify m.h5 m.onnx --data rows.npy --tolerance-mode noise-floor",
+)
 @guarded
 def verify_command(
     source: Annotated[
@@ -407,6 +431,7 @@ def verify_command(
     except ParityError as exc:
         if exc.report is not None:
             _show(exc.report, as_json, f"{source.name} vs {onnx_file.name}")
+            _hint_noise_floor(exc.report)
         raise
     _show(report, as_json, f"{source.name} vs {onnx_file.name}")
 
@@ -458,6 +483,23 @@ def _show_pipeline(report: Any, as_json: bool) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _hint_noise_floor(report: Any) -> None:
+    """Name the flag when a strict failure is the model's own float32 sensitivity only (the
+    library's message names no flag)."""
+    failures = report.failures
+    if (
+        report.tolerance_mode == "strict"
+        and failures
+        and all(o.noise_floor is not None and o.unexplained == 0 for o in failures)
+    ):
+        err.print(
+            "hint: every error out of tolerance is within the model's own float32 noise; "
+            "--tolerance-mode noise-floor accepts it",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _show(report: Any, as_json: bool, title: str) -> None:

@@ -70,7 +70,9 @@ def parse_workers(text: str | None) -> int | tuple[int, int] | None:
     return int(parts[0]), int(parts[1])
 
 
-@app.command()
+@app.command(
+    epilog="Example: portanet infer model.onnx rows.csv --output predictions.parquet --mkdir"
+)
 @guarded
 def infer(
     model: OnnxModel,

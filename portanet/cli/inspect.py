@@ -12,7 +12,7 @@ from portanet.cli.app import app, err, guarded, out
 from portanet.cli.options import AsJson, OnnxModel, Sha256
 
 
-@app.command()
+@app.command(epilog="Example: portanet doctor --json")
 @guarded
 def doctor(as_json: AsJson = False) -> None:
     """Show which onnxruntime is installed, its providers, GPUs and CPUs; exit 1 on a conflict."""
@@ -33,11 +33,11 @@ def doctor(as_json: AsJson = False) -> None:
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog="Example: portanet inspect model.onnx --json")
 @guarded
 def inspect(model: OnnxModel, as_json: AsJson = False, sha256: Sha256 = None) -> None:
     """Show an ONNX model's inputs, outputs, opset, checksums and portanet metadata."""
-    from portanet.runtime.inspect import describe
+    from portanet.runtime.inspect import describe, summary
 
     info = describe(model, sha256=sha256)
     if as_json:
@@ -60,6 +60,5 @@ def inspect(model: OnnxModel, as_json: AsJson = False, sha256: Sha256 = None) ->
         out.print(Text.assemble((f"image input {name}: ", "bold"), text), soft_wrap=True)
     for name, size in info["vocabulary"].items():
         out.print(Text.assemble((f"vocabulary of {name}: ", "bold"), f"{size} ids (0..{size - 1})"))
-    for key, value in info["metadata"].items():
-        text = value if isinstance(value, str) else json.dumps(value)
-        out.print(Text.assemble((f"{key}: ", "bold"), text), soft_wrap=True)
+    for label, text in summary(info):  # readable; --json keeps everything
+        out.print(Text.assemble((f"{label}: ", "bold"), text), soft_wrap=True, highlight=False)

@@ -93,7 +93,9 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
         write_bytes(path, json.dumps(data, indent=2).encode() + b"\n")
 
 
-@app.command()
+@app.command(
+    epilog="Example: portanet optimize model.onnx --data rows.npy --source model.h5 --max-abs 1e-3"
+)
 @guarded
 def optimize(
     model: Annotated[
@@ -148,9 +150,15 @@ def optimize(
 ) -> None:
     """Write the fastest variant of MODEL that stays inside an accuracy budget (exit 1 and
     nothing written if none does)."""
+    from portanet._files import refuse_overwrite
     from portanet.errors import ParityError
     from portanet.optimize import OptimizeResult, optimize_model
 
+    default = model.with_name(model.stem + ".optimized.onnx")
+    refuse_overwrite(
+        {"--output": output or default, "--report": report},
+        {"MODEL": model, "--data": data, "--source": source},
+    )
     try:
         result = optimize_model(
             model,
@@ -184,7 +192,7 @@ def optimize(
     )
 
 
-@app.command()
+@app.command(epilog="Example: portanet bench model.onnx --batch-sizes 1,64 --json")
 @guarded
 def bench(
     model: OnnxModel,
@@ -207,8 +215,10 @@ def bench(
     allow_unsafe: AllowUnsafe = False,
 ) -> None:
     """Latency p50/p90/p99 and rows/s per batch size (and Keras' with --source)."""
+    from portanet._files import refuse_overwrite
     from portanet.optimize.bench import bench_model, plot_bench
 
+    refuse_overwrite({"--plot": plot}, {"MODEL": model, "--source": source, "--data": data})
     result = bench_model(
         model,
         source=source,
@@ -252,7 +262,10 @@ def bench(
         out.print(f"wrote {plot}", highlight=False)
 
 
-@app.command(name="report")
+@app.command(
+    name="report",
+    epilog="Example: portanet report model.onnx --bench bench.json --output model.report.html",
+)
 @guarded
 def report_command(
     model: OnnxModel,

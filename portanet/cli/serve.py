@@ -25,7 +25,7 @@ from portanet.serve.options import ServeOptions
 _D = ServeOptions()
 
 
-@app.command(name="serve")
+@app.command(name="serve", epilog="Example: portanet serve model.onnx --port 8080")
 @guarded
 def serve_command(
     model: Annotated[

@@ -10,7 +10,7 @@ import typer
 from portanet.cli.app import app, err, guarded, out
 
 
-@app.command()
+@app.command(epilog="Example: portanet train --epochs 200 --output models/pima_mlp.h5")
 @guarded
 def train(
     data: Annotated[Path | None, typer.Option(help="Pima-style CSV (default: bundled).")] = None,

@@ -29,7 +29,7 @@ from typing import Any
 
 from portanet import __version__
 from portanet import schema as meta
-from portanet._files import check_writable, write_bytes
+from portanet._files import check_writable, refuse_overwrite, write_bytes
 from portanet.errors import ConversionError, InputError, first_line
 from portanet.export.convert.keras_to_onnx import (
     Converted,
@@ -155,6 +155,15 @@ class _Timeline:
 
 def load_stage(source: Any, output: Any, options: ExportOptions) -> tuple[LoadedKeras, Path]:
     """Stage 1: the loaded model and the path it will be written to (checked writable)."""
+    if isinstance(source, (str, os.PathLike)):  # before any work: never write over an input
+        default = Path(source).with_suffix(".onnx")  # an .onnx source fails to load instead
+        labels = options.labels
+        label_file = labels if labels and Path(labels).is_file() else None
+        data = options.data if isinstance(options.data, (str, os.PathLike)) else None
+        reads = {"SOURCE": source, "--data": data, "--labels": label_file}
+        refuse_overwrite(
+            {"--output": output or (default if default != Path(source) else None)}, reads
+        )
     if isinstance(source, LoadedKeras):
         loaded = source
     elif isinstance(source, (str, os.PathLike)):

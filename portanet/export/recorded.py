@@ -195,7 +195,7 @@ def image_specs(
             try:
                 fields = parse_value_range(image_range)
             except ValueError as exc:
-                raise InputError(f"image range: {exc}") from None
+                raise InputError(f"--image-range: {exc}") from None
             source = "given at export"
         if channel_order:
             if channel_order.lower() not in ("rgb", "bgr"):

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from portanet import schema as meta
+from portanet._files import refuse_overwrite
 from portanet.errors import InputError, ParityError
 from portanet.optimize import data as rows_
 from portanet.optimize import transforms as tf_
@@ -129,6 +130,9 @@ def optimize_model(
     """
     if target not in TARGETS:
         raise InputError(f"target: expected one of {', '.join(TARGETS)}, got {target!r}")
+    default = Path(model).with_name(Path(model).stem + ".optimized.onnx")
+    reads = {"MODEL": model, "--data": data, "--source": source}
+    refuse_overwrite({"--output": output or default}, reads)
     budget = Budget(max_abs, min_agreement)
     budget.check()
     if seconds <= 0 or throughput_batch < 1 or calibration_rows < 1:

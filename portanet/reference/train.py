@@ -18,7 +18,7 @@ import numpy as np
 
 from portanet._files import atomic_path
 from portanet.errors import InputError
-from portanet.reference.data import Dataset, load_pima, stratified_split
+from portanet.reference.data import Dataset, load_pima, pima_csv_path, stratified_split
 from portanet.schema import BINARY_CLASSIFIER, METRICS_ATTR, SCHEMA_ATTR
 
 DEFAULT_OUTPUT = Path("models/pima_mlp.h5")
@@ -178,3 +178,19 @@ def save_with_attributes(model: Any, target: Path, attributes: dict[str, Any]) -
         with h5py.File(temporary, "a") as handle:
             for key, value in attributes.items():
                 handle.attrs[key] = json.dumps(value)
+
+
+def export_trained(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    data: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> Any:
+    """Export a network :func:`train_pima` saved, with its own rows as the parity gate's data:
+    ``data`` (the CSV it was trained on) or the bundled Pima CSV. ``options`` go to
+    :func:`portanet.export.export_model`; returns its :class:`~portanet.export.ExportResult`.
+    The gate knows no dataset: this is where the Pima rows come from."""
+    from portanet.export import export_model
+
+    return export_model(source, target, data=data or pima_csv_path(), **options)

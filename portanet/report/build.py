@@ -136,7 +136,7 @@ def report_context(
     source = md.get(meta.SOURCE) if isinstance(md.get(meta.SOURCE), dict) else None
     return {
         "title": path.name,
-        "path": str(path),
+        "path": path.name,  # a page meant to be shared names the file, not this machine
         "sha256": _sha256(path),
         "size": path.stat().st_size,
         "schema": schema,
@@ -199,10 +199,11 @@ def write_report(
 ) -> Path:
     """Write the report of ``model`` (default ``MODEL.report.html``) atomically; ``bench`` is a
     ``portanet bench --json`` file to include."""
-    from portanet._files import write_bytes
+    from portanet._files import refuse_overwrite, write_bytes
 
     path = Path(model)
     target = Path(output) if output else path.with_name(path.stem + ".report.html")
+    refuse_overwrite({"--output": target}, {"MODEL": path, "--bench": bench})
     page = render(report_context(path, read_bench(bench) if bench else None))
     write_bytes(target, page.encode("utf-8"))
     return target

@@ -119,7 +119,10 @@ def check_options(runtime: Model, options: InferOptions, output: Any) -> None:
             f"{[(s.name, s.shape) for s in runtime.schema.inputs]}"
         )
     if options.image_range:
-        parse_value_range(options.image_range)  # a typo fails before any work
+        try:  # a typo fails before any work
+            parse_value_range(options.image_range)
+        except ValueError as exc:
+            raise InputError(f"--image-range: {exc}") from None
     if options.array_range:
         parse_array_range(options.array_range)
     if options.on_error == "skip" and (output is None or str(output) == "-"):
@@ -160,7 +163,7 @@ def infer_file(
     sources = _sources(source)
     check_options(runtime, options, output)
     kept = kept_names(options.keep_columns)
-    check_output(output, sources, make_dirs=options.make_dirs)
+    check_output(output, sources, make_dirs=options.make_dirs, model=runtime.path)
     plan = _plan(runtime, sources, kept, options)
     pixels = parse_array_range(options.array_range) if options.array_range else None
     recipes = recipes_of(runtime.metadata, runtime.schema.images)
@@ -173,6 +176,11 @@ def infer_file(
         )
     fmt_out = output_format(output)
     numeric = fmt_out == "npy"
+    if numeric and plan.extra:  # e.g. images: the file column says which input each row is
+        raise InputError(
+            f"--output {output}: .npy holds numbers only, without the {', '.join(plan.extra)} "
+            f"column that says which input each row is; write a .csv, .parquet or .jsonl output"
+        )
     top_k = options.top_k
     produced = list(
         prediction_columns(
@@ -289,7 +297,7 @@ def _plan(runtime: Model, sources: list[Any], kept: dict[str, str], options: Inf
             try:
                 override.update(parse_value_range(options.image_range))
             except ValueError as exc:
-                raise InputError(f"image range: {exc}") from None
+                raise InputError(f"--image-range: {exc}") from None
         if options.channel_order:
             if options.channel_order.lower() not in ("rgb", "bgr"):
                 raise InputError(

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from portanet._files import check_writable
+from portanet._files import check_writable, refuse_overwrite, require_folder
 from portanet.errors import InputError
 from portanet.runtime import Model
 from portanet.runtime.model import as_matrix
@@ -136,28 +136,18 @@ def check_output(
     sources: Sequence[str | os.PathLike[str]],
     *,
     make_dirs: bool,
+    model: str | os.PathLike[str] | None = None,
 ) -> None:
     """Before any work: the output must not be one of the inputs, its folder must exist (or
     ``make_dirs``) and be writable."""
     if output is None or str(output) == "-":
         return
     target = Path(output)
-    for source in sources:
-        if str(source) == "-":
-            continue
-        path = Path(source)
-        if path.resolve() == target.resolve() or (
-            path.exists() and target.exists() and os.path.samefile(path, target)
-        ):
-            raise InputError(
-                f"{target}: expected an output path other than the input "
-                f"{source}, got the same file (it would be overwritten)"
-            )
-    if not target.parent.exists() and not make_dirs:
-        raise InputError(
-            f"{target}: expected an existing folder to write into, got "
-            f"{target.parent}, which does not exist (ask for it to be created)"
-        )
+    reads = {
+        "SOURCE" if len(sources) == 1 else f"SOURCE #{i + 1}": s for i, s in enumerate(sources)
+    }
+    refuse_overwrite({"--output": target}, {"MODEL": model, **reads})
+    require_folder(target, make_dirs)
     check_writable(target)
     if target.parent.is_dir():  # os.access says yes to root everywhere; try for real
         try:

@@ -47,7 +47,7 @@ def test_metadata_carries_schema_source_tools_parity_and_metrics(exported, train
 def test_gate_covers_all_768_rows_and_random_batches(exported):
     report = exported.report
     assert report.samples == 768 + 1 + 7 + 1024
-    assert "768 rows of the bundled Pima data" in report.inputs_from
+    assert "768 rows of pima-indians-diabetes.csv" in report.inputs_from
     out = report.outputs[0]
     assert out.max_abs <= 1e-5 and out.violations == 0 and out.flips == 0
     assert out.decisions == report.samples

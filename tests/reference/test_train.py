@@ -71,3 +71,13 @@ def test_bad_arguments_are_refused_before_training(tmp_path):
         train_pima(tmp_path / "m.h5", epochs=0)
     with pytest.raises(InputError, match=r"\.h5"):
         train_pima(tmp_path / "m.keras")
+
+
+def test_the_trainer_exports_with_its_own_rows_as_gate_data(exported):
+    """``export_trained`` (the conftest's ``exported``) passes the Pima CSV explicitly."""
+    report = exported.report
+    assert not report.synthetic and report.batches[0][:3] == (
+        "768 rows of pima-indians-diabetes.csv",
+        0,
+        768,
+    )

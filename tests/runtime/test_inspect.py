@@ -1,5 +1,8 @@
-"""portanet.runtime.inspect.describe: what `portanet inspect` shows, from the committed Pima
-model (written by portanet) and from a plain ONNX file portanet did not write."""
+"""portanet.runtime.inspect: what `portanet inspect` shows (describe), from the committed Pima
+model and from a plain ONNX file portanet did not write, and its readable summary: verdicts in
+words, no chart data or long arrays."""
+
+from __future__ import annotations
 
 import hashlib
 import json
@@ -7,7 +10,7 @@ import json
 import pytest
 
 from portanet.errors import ModelLoadError, PortanetError
-from portanet.runtime.inspect import describe
+from portanet.runtime.inspect import LINE_CHARS, describe, summary
 from tests.helpers import COMMITTED_ONNX
 
 
@@ -55,3 +58,50 @@ def test_describes_a_file_portanet_did_not_write(tmp_path):
 def test_a_missing_file_is_a_load_error_naming_it(tmp_path):
     with pytest.raises(ModelLoadError, match="absent.onnx: no such file"):
         describe(tmp_path / "absent.onnx")
+
+
+def _info(metadata):
+    return {"metadata": metadata}
+
+
+def test_parity_metrics_source_and_lineage_read_as_sentences():
+    parity = {
+        "passed": True,
+        "samples": 1032,
+        "tolerance_mode": "strict",
+        "inputs_from": "300 rows of ids.npy",
+        "outputs": [{"max_abs": 2.5e-7, "flips": 0}],
+        "charts": {"probability": {"reference": list(range(400))}},
+    }
+    lineage = {
+        "base": {"file": "m.onnx"},
+        "candidate": "int8-dynamic",
+        "transforms": ["int8-dynamic"],
+        "measured": {"max_abs": 0.019, "agreement": 0.9942},
+        "charts": {"x": list(range(400))},
+    }
+    lines = dict(
+        summary(
+            _info(
+                {
+                    "portanet.parity": parity,
+                    "portanet.source": {"file": "m.h5", "format": "h5", "loader": "keras"},
+                    "portanet.lineage": lineage,
+                    "portanet.other": {"values": list(range(100)), "charts": [1, 2]},
+                }
+            )
+        )
+    )
+    assert lines["parity"].startswith("passed (strict): max abs 2.5e-07 over 1032 samples")
+    assert lines["source"] == "m.h5 (format h5, loader keras)"
+    assert lines["lineage"].startswith("int8-dynamic of m.onnx (transforms: int8-dynamic)")
+    assert "max abs 0.019" in lines["lineage"]
+    assert json.loads(lines["other"]) == {"values": "[100 values]"}
+    assert all(len(text) <= LINE_CHARS for text in lines.values())
+
+
+def test_describe_names_the_file_not_a_path_of_this_machine():
+    info = describe(COMMITTED_ONNX)
+    assert info["path"] == COMMITTED_ONNX.name
+    labels = [label for label, _ in summary(info)]
+    assert "feature names" in labels and "parity" in labels and "schema" not in labels

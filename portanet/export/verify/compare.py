@@ -27,10 +27,9 @@ from typing import Any
 import numpy as np
 
 from portanet.errors import ConversionError, InputError
+from portanet.options import DEFAULT_ATOL, DEFAULT_RTOL
 from portanet.schema import BINARY_CLASSIFIER, MULTICLASS_CLASSIFIER
 
-DEFAULT_ATOL = 1e-5
-DEFAULT_RTOL = 1e-4
 STRICT, NOISE_FLOOR = "strict", "noise-floor"
 TOLERANCE_MODES = (STRICT, NOISE_FLOOR)
 #: An error within this factor of the noise at its element is the model's own sensitivity.

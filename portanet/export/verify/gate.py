@@ -94,13 +94,13 @@ def run_gate(
     """
     check_tolerance_mode(tolerance_mode)
     trace = trace if trace is not None else layer_trace(loaded, schema)
-    inputs = gate_inputs(
-        schema, data=data, seed=seed, hints=input_hints(trace, keras_specs(schema))
-    )
     keras = KerasRunner(loaded.model)
+    inputs = gate_inputs(
+        schema, data=data, seed=seed, hints=input_hints(trace, keras_specs(schema)), probe=keras.run
+    )
     reference = keras.run(inputs.feeds)
     candidate = OnnxRunner(runtime, schema).run(inputs.feeds)
-    floor = measure(keras.run, inputs.feeds, reference, seed=seed)
+    floor = measure(keras.run, inputs.feeds, reference, seed=seed, fixed=inputs.integer)
     threshold = schema.threshold if schema.threshold is not None else 0.5
 
     def compared() -> ParityReport:
@@ -145,6 +145,7 @@ def run_gate(
             where=report.where,
             seed=seed,
             model64=floor.model64,
+            fixed=inputs.integer,
         )
         report = dataclasses.replace(report, layerwise=table)
     if not report:

@@ -1,5 +1,6 @@
-"""The gate's inputs: the user's data, the bundled Pima rows, and random batches that respect
-the model — what value range each input expects.
+"""The gate's inputs: the rows the caller gives, and random batches that respect the model —
+what value range each input expects. The gate knows no dataset: a caller with real rows (the
+reference trainer, a user's ``--data``) passes them.
 
 The first layers that read a model input say what it holds: an ``Embedding`` takes integer ids
 below its vocabulary size; a ``Rescaling`` by 1/255 or 1/127.5 takes pixels in [0, 255]; an
@@ -17,17 +18,23 @@ from typing import Any
 
 import numpy as np
 
-from portanet.errors import InputError
+from portanet.errors import InputError, first_line
+from portanet.export.verify.data import check_whole, read_data
 from portanet.export.verify.runners import fixed_batch, keras_specs
-from portanet.reference.data import PIMA_FEATURES, load_pima
 from portanet.schema import ModelSchema, TensorSpec
-from portanet.tables import Columns, read_all
 
-#: Batch sizes of the random inputs; 1 proves the dynamic batch dimension.
+#: Batch sizes of the random inputs (the last one at most); 1 proves the dynamic batch dimension.
 RANDOM_BATCHES = (1, 7, 1024)
-#: Batch sizes for models whose samples are large (images, long sequences).
-LARGE_SAMPLE_BATCHES = (1, 7, 16)
-LARGE_SAMPLE_ELEMENTS = 1024
+#: The largest random batch holds at most this many bytes of input (but at least
+#: :data:`MIN_LARGE_BATCH` rows): a 380×380×3 image model gets 8 rows, not 1,024 (1.8 GB).
+GATE_BATCH_BYTES = 8 << 20
+MIN_LARGE_BATCH = 8
+#: Sizes tried for an image input's unknown height and width (square), smallest first;
+#: :data:`COMMON_SIZE` is used when Keras runs it, else the smallest size Keras runs.
+PROBE_SIZES = (8, 16, 32, 48, 64, 96, 128, 160, 192, 224)
+COMMON_SIZE = 224
+#: Size of any other unknown dimension (a sequence's length).
+DEFAULT_DYNAMIC = 8
 
 #: Ops that pass a model input on unchanged in value (walked back to find the input).
 _PASS_THROUGH = {"Identity", "Cast", "ExpandDims", "Squeeze", "Reshape"}
@@ -72,6 +79,15 @@ def _as_sample(value: Any, spec: TensorSpec) -> np.ndarray:
 def _hint_for(layer: Any, class_name: str, spec: TensorSpec) -> InputHint | None:
     if class_name == "Embedding" and getattr(layer, "input_dim", None):
         return InputHint(0, int(layer.input_dim), True, f"Embedding {layer.name!r} vocabulary")
+    if class_name == "CategoryEncoding" and getattr(layer, "num_tokens", None):
+        return InputHint(
+            0, int(layer.num_tokens), True, f"CategoryEncoding {layer.name!r} categories"
+        )
+    if class_name == "IntegerLookup":
+        values: list[Any] = list(getattr(layer, "get_vocabulary", lambda: [])())
+        known = [int(v) for v in values if isinstance(v, (int, np.integer)) and v >= 0]
+        if known:
+            return InputHint(0, max(known) + 1, True, f"IntegerLookup {layer.name!r} vocabulary")
     if class_name == "Rescaling":
         scale = np.abs(np.asarray(getattr(layer, "scale", 1.0), dtype=np.float64))
         if scale.size and float(scale.max()) <= _PIXEL_SCALE:
@@ -104,7 +120,7 @@ def input_hints(trace: Any, specs: list[TensorSpec]) -> dict[str, InputHint]:
         for tensor in call.inputs[:1]:
             name = source_input(tensor)
             spec = by_name.get(name or "")
-            if spec is None:
+            if spec is None or name is None:
                 continue
             hint = _hint_for(call.layer, call.class_name, spec)
             if name is not None and hint is not None and (name not in hints or hint.integer):
@@ -119,26 +135,118 @@ def random_array(
     low: Any = None,
     high: Any = None,
     hint: InputHint | None = None,
+    sample: tuple[int, ...] | None = None,
 ) -> np.ndarray:
-    """Seeded random values for ``spec``: inside ``[low, high]`` when given (the data's range),
-    else inside the hint's range, else the defaults described in the module docstring."""
-    shape = (rows, *[d if isinstance(d, int) else 8 for d in spec.shape[1:]])
+    """Seeded random values for ``spec`` (each sample shaped ``sample`` when the input has
+    unknown dimensions, see :func:`sample_shape`): whole ids inside the vocabulary for an input
+    read as integers (the hint says so), else inside ``[low, high]`` when given (the data's
+    range), else inside the hint's range, else the defaults described in the module docstring."""
+    shape = (rows, *sample_shape(spec, sample))
     dtype = spec.numpy_dtype
+    if hint is not None and hint.integer:
+        return rng.integers(hint.low, hint.high, size=shape).astype(dtype)
     if dtype.kind in "iub":
-        if hint is not None and hint.integer:
-            return rng.integers(hint.low, hint.high, size=shape).astype(dtype)
         if low is not None and high is not None:
             return rng.integers(np.floor(low), np.floor(high) + 1, size=shape).astype(dtype)
         return rng.integers(0, 10, size=shape).astype(dtype)
     if low is not None and high is not None:
         return rng.uniform(low, high, size=shape).astype(dtype)
     if hint is not None:
-        if hint.integer:
-            return rng.integers(hint.low, hint.high, size=shape).astype(dtype)
         return rng.uniform(hint.low, hint.high, size=shape).astype(dtype)
     if spec.rank == 4:  # images: the [-1, 1] range most image models are trained on
         return rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
     return rng.standard_normal(shape).astype(dtype)
+
+
+def sample_shape(spec: TensorSpec, chosen: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """One sample's shape: ``chosen`` when given (sizes probed by :func:`dynamic_shapes`), else
+    the input's own dimensions with :data:`DEFAULT_DYNAMIC` for unknown ones."""
+    if chosen is not None:
+        return tuple(chosen)
+    return tuple(d if isinstance(d, int) else DEFAULT_DYNAMIC for d in spec.shape[1:])
+
+
+def _spatial(spec: TensorSpec) -> bool:
+    """An image input (rank 4, channels-last) whose height or width is unknown."""
+    return spec.rank == 4 and not all(isinstance(d, int) for d in spec.shape[1:3])
+
+
+def _at_size(spec: TensorSpec, size: int) -> tuple[int, ...]:
+    dims = [d if isinstance(d, int) else size for d in spec.shape[1:3]]
+    channel = spec.shape[3] if isinstance(spec.shape[3], int) else 3
+    return (dims[0], dims[1], channel)
+
+
+def dynamic_shapes(
+    specs: list[TensorSpec], probe: Any, hints: dict[str, InputHint]
+) -> tuple[dict[str, tuple[int, ...]], str]:
+    """Sample shapes for image inputs with unknown height/width that Keras can run, and a
+    sentence saying which sizes were tried and used.
+
+    ``probe(feeds)`` runs Keras on one row; each size of :data:`PROBE_SIZES` is tried until
+    one runs (the architecture's minimum among them); :data:`COMMON_SIZE` is used when Keras
+    runs it, else that minimum. A size Keras cannot run is Keras' limit, never blamed on the
+    ONNX graph: with none, an :class:`InputError` names the sizes and Keras' message."""
+    dynamic = [s for s in specs if _spatial(s)]
+    if not dynamic or probe is None:
+        return {}, ""
+    rng = np.random.default_rng(0)
+    failures: dict[int, str] = {}
+
+    def runs(size: int) -> bool:
+        feeds = {
+            s.name: random_array(
+                s, 1, rng, hint=hints.get(s.name), sample=_at_size(s, size) if _spatial(s) else None
+            )
+            for s in specs
+        }
+        try:
+            outputs = probe(feeds)
+        except Exception as exc:  # Keras raises many types for shapes it cannot run
+            failures[size] = first_line(exc, 160)
+            return False
+        empty = [n for n, v in outputs.items() if not np.isfinite(np.asarray(v, float)).any()]
+        if empty:  # shrunk to nothing (empty, or a mean over nothing): nothing to compare
+            failures[size] = f"outputs {empty} are empty or NaN at this size"
+        return not empty
+
+    minimum = next((size for size in PROBE_SIZES if runs(size)), None)
+    if minimum is None:
+        raise InputError(
+            f"inputs {[s.name for s in dynamic]} have unknown height and width, and Keras "
+            f"itself cannot run the model at any of the sizes {list(PROBE_SIZES)} (at "
+            f"{PROBE_SIZES[-1]}: {failures.get(PROBE_SIZES[-1], '')}); give --data with "
+            f"images at a size the model accepts"
+        )
+    used = COMMON_SIZE if minimum == COMMON_SIZE or runs(COMMON_SIZE) else minimum
+    shapes = {s.name: _at_size(s, used) for s in dynamic}
+    failed = sorted(size for size in failures if size < minimum)
+    said = (
+        f"unknown image sizes: Keras runs {minimum}×{minimum} and up"
+        + (f" (not {', '.join(map(str, failed))})" if failed else "")
+        + f", gate used {used}×{used} for "
+        + ", ".join(repr(s.name) for s in dynamic)
+    )
+    return shapes, said
+
+
+def batch_sizes(row_bytes: int, fixed: int | None) -> tuple[int, ...]:
+    """Random batch sizes: 1, 7 and as many rows as :data:`GATE_BATCH_BYTES` of input hold
+    (between :data:`MIN_LARGE_BATCH` and the last of :data:`RANDOM_BATCHES`); for a graph
+    with a fixed batch, batches of that size covering as many rows (at least two)."""
+    large = min(RANDOM_BATCHES[-1], max(MIN_LARGE_BATCH, GATE_BATCH_BYTES // max(row_bytes, 1)))
+    usual = (*RANDOM_BATCHES[:-1], large)
+    return (fixed,) * max(2, -(-sum(usual) // fixed)) if fixed else usual
+
+
+def integer_inputs(specs: list[TensorSpec], hints: dict[str, InputHint]) -> frozenset[str]:
+    """Inputs holding whole numbers (token ids, category indices, integer dtypes): the noise
+    floor never nudges them, since one ulp can cross from one id to the next."""
+    return frozenset(
+        s.name
+        for s in specs
+        if s.numpy_dtype.kind in "iub" or (s.name in hints and hints[s.name].integer)
+    )
 
 
 @dataclass
@@ -151,9 +259,13 @@ class GateInputs:
     description: str
     batches: list[tuple[str, int, int]] = field(default_factory=list)
     synthetic: bool = False
+    #: Inputs holding whole numbers (ids, categories): never nudged (see :func:`integer_inputs`).
+    integer: frozenset[str] = frozenset()
 
 
-def _bounds(real: np.ndarray, spec: TensorSpec) -> tuple[Any, Any]:
+def _bounds(
+    real: np.ndarray, spec: TensorSpec, chosen: tuple[int, ...] | None = None
+) -> tuple[Any, Any]:
     """The data's observed range for random rows of ``spec``: per position when the real rows
     have the random rows' sample shape (any rank), else over all values; ``None`` without
     finite values."""
@@ -161,7 +273,7 @@ def _bounds(real: np.ndarray, spec: TensorSpec) -> tuple[Any, Any]:
     finite = np.isfinite(values)
     if not len(values) or not finite.any():
         return None, None
-    sample = tuple(d if isinstance(d, int) else 8 for d in spec.shape[1:])
+    sample = sample_shape(spec, chosen)
     if values.shape[1:] == sample and finite.all(axis=0).all():
         return values.min(axis=0), values.max(axis=0)
     return float(values[finite].min()), float(values[finite].max())
@@ -174,44 +286,59 @@ def gate_inputs(
     seed: int = 0,
     batches: tuple[int, ...] | None = None,
     hints: dict[str, InputHint] | None = None,
+    probe: Any = None,
 ) -> GateInputs:
-    """The inputs the gate runs, in the Keras model's layout: ``data`` rows when given; the
-    bundled Pima rows for a model with the Pima features; plus seeded random batches (sizes
+    """The inputs the gate runs, in the Keras model's layout: ``data`` rows when given, plus
+    seeded random batches (sizes
     ``batches``; as many rows in batches of the fixed size of a graph that has one) shaped for
     the model, drawn inside the data's per-column range when there is data, else inside the
-    ``hints`` ranges (Embedding vocabularies, pixel ranges; see above)."""
+    ``hints`` ranges (Embedding vocabularies, pixel ranges; see above).
+
+    Random batches are sized by bytes (:func:`batch_sizes`). An image input with unknown
+    height and width gets the size of the ``data`` arrays, else a size Keras runs, found by
+    ``probe`` (Keras on one row: :func:`dynamic_shapes`); the description says which."""
     specs = keras_specs(schema)
-    hints = hints or {}
+    hints = dict(hints or {})
+    for name, size in schema.vocabulary.items():  # the vocabulary recorded at export
+        if name in {s.name for s in specs} and not (name in hints and hints[name].integer):
+            hints[name] = InputHint(0, int(size), True, f"vocabulary of {name!r} recorded")
+    integer = integer_inputs(specs, hints)
     rng = np.random.default_rng(seed)
-    if batches is None:
-        elements = sum(
-            int(np.prod([d if isinstance(d, int) else 8 for d in s.shape[1:]])) for s in specs
-        )
-        usual = LARGE_SAMPLE_BATCHES if elements > LARGE_SAMPLE_ELEMENTS else RANDOM_BATCHES
-        size = fixed_batch(schema)
-        batches = (size,) * max(2, -(-sum(usual) // size)) if size else usual
     real: dict[str, np.ndarray] | None = None
     described: list[str] = []
+    shapes: dict[str, tuple[int, ...]] = {}
     if data is not None:
-        real = _read_data(Path(data), schema, specs)
+        real = read_data(Path(data), schema, specs)
+        for name in integer:
+            hint = hints.get(name)
+            ids = (hint.low, hint.high, hint.reason) if hint is not None and hint.integer else None
+            check_whole(Path(data), name, real[name], ids)
         described.append(f"{len(next(iter(real.values())))} rows of {Path(data).name}")
-    elif schema.feature_names == PIMA_FEATURES or (
-        len(specs) == 1
-        and specs[0].shape[1:] == (len(PIMA_FEATURES),)
-        and schema.feature_names is None
-        and _is_pima_sized(specs[0])
-        and specs[0].name not in hints
-    ):
-        real = {specs[0].name: load_pima().features.astype(specs[0].numpy_dtype)}
-        described.append(f"{len(real[specs[0].name])} rows of the bundled Pima data")
+        shapes = {
+            s.name: tuple(real[s.name].shape[1:])
+            for s in specs
+            if not all(isinstance(d, int) for d in s.shape[1:])
+        }
+    else:
+        shapes, said = dynamic_shapes(specs, probe, hints)
+        if said:
+            described.append(said)
+    if batches is None:
+        row_bytes = sum(
+            int(np.prod(sample_shape(s, shapes.get(s.name)))) * s.numpy_dtype.itemsize
+            for s in specs
+        )
+        batches = batch_sizes(row_bytes, fixed_batch(schema))
     parts: list[dict[str, np.ndarray]] = [real] if real else []
     labels = [described[0]] if real else []
-    bounds = {s.name: _bounds(real[s.name], s) for s in specs} if real else {}
+    bounds = {s.name: _bounds(real[s.name], s, shapes.get(s.name)) for s in specs} if real else {}
     for index, rows in enumerate(batches):
         batch = {}
         for spec in specs:
             low, high = bounds.get(spec.name, (None, None))
-            batch[spec.name] = random_array(spec, rows, rng, low, high, hints.get(spec.name))
+            batch[spec.name] = random_array(
+                spec, rows, rng, low, high, hints.get(spec.name), shapes.get(spec.name)
+            )
         parts.append(batch)
         labels.append(f"random batch {index + 1} of {rows} rows")
     sizes = (
@@ -234,57 +361,4 @@ def gate_inputs(
         (label, int(start), int(end - start))
         for label, start, end in zip(labels, starts[:-1], starts[1:], strict=False)
     ]
-    return GateInputs(feeds, "; ".join(described), spans, real is None)
-
-
-def _is_pima_sized(spec: TensorSpec) -> bool:
-    return spec.rank == 2 and spec.numpy_dtype.kind == "f"
-
-
-def _read_data(path: Path, schema: ModelSchema, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
-    """Rows for the gate from ``path``: NPZ (one array per input name), NPY, or a table for a
-    2-D input. Arrays are in the Keras model's layout and must fit its fixed dimensions."""
-    if path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            if len(specs) == 1 and len(archive.files) == 1:
-                arrays = {specs[0].name: archive[archive.files[0]]}
-            else:
-                missing = [s.name for s in specs if s.name not in archive.files]
-                if missing:
-                    raise InputError(
-                        f"{path}: expected arrays named {[s.name for s in specs]}, "
-                        f"got {archive.files} (missing {missing})"
-                    )
-                arrays = {s.name: archive[s.name] for s in specs}
-        return {s.name: _fitted(path, s, arrays[s.name]) for s in specs}
-    if len(specs) != 1:
-        raise InputError(
-            f"{path}: a model with inputs {[s.name for s in specs]} needs its gate data "
-            f"as an .npz holding one array per input name"
-        )
-    spec = specs[0]
-    if path.suffix.lower() == ".npy" and spec.rank != 2:
-        return {spec.name: _fitted(path, spec, np.load(path, allow_pickle=False))}
-    if spec.rank != 2 or not isinstance(spec.shape[1], int):
-        raise InputError(
-            f"{path}: input {spec.name!r} has shape {spec.shape}; tabular gate data "
-            f"fits only 2-D inputs, give an .npy or .npz array instead"
-        )
-    batch = read_all(path, Columns(schema.feature_names, spec.shape[1], (), spec.numpy_dtype))
-    return {spec.name: batch.features}
-
-
-def _fitted(path: Path, spec: TensorSpec, array: np.ndarray) -> np.ndarray:
-    fits = array.ndim == spec.rank and all(
-        not isinstance(want, int) or want == got
-        for want, got in zip(spec.shape[1:], array.shape[1:], strict=False)
-    )
-    if not fits or not len(array):
-        raise InputError(
-            f"{path}: input {spec.name!r} expects arrays of shape "
-            f"(rows, {', '.join(str(d) for d in spec.shape[1:])}) in the Keras "
-            f"model's layout, got {array.shape}"
-        )
-    if array.dtype.kind not in "biuf":
-        raise InputError(f"{path}: input {spec.name!r} expects numbers, got dtype {array.dtype}")
-    return array.astype(spec.numpy_dtype)
+    return GateInputs(feeds, "; ".join(described), spans, real is None, integer)

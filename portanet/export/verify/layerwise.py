@@ -1,10 +1,9 @@
 """Layerwise localisation: which Keras layer is the first whose ONNX counterpart differs.
 
 Keras side: every layer's outputs, recorded eagerly through hooks on the layers' ``call``
-(:mod:`portanet.export.convert.layertrace`), nested models included.
-ONNX side: tf2onnx names a converted
-tensor after the TensorFlow tensor it came from, and the traced graph says which tensor each
-layer returned, so a layer's output is found in the ONNX graph by name; those tensors are added
+(:mod:`portanet.export.convert.layertrace`), nested models included. ONNX side: tf2onnx names a
+converted tensor after the TensorFlow tensor it came from, and the traced graph says which tensor
+each layer returned, so a layer's output is found in the ONNX graph by name; those tensors are added
 as extra graph outputs of a copy of the model and run with onnxruntime.
 
 Not every layer keeps a tensor of its own: tf2onnx folds a BatchNormalization into the
@@ -28,10 +27,10 @@ that grows layer by layer within the noise is the model's own sensitivity.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,7 @@ from portanet.export.verify.compare import (
     OutputReport,
     compare_output,
 )
-from portanet.export.verify.noise import nudge
+from portanet.export.verify.noise import nudge, nudgeable
 from portanet.export.verify.runners import fixed_batch, keras_specs, run_onnx
 from portanet.runtime import load
 from portanet.schema import ModelSchema
@@ -280,12 +279,14 @@ def compare_layers(
     where: Any = None,
     seed: int = 0,
     model64: Any = None,
+    fixed: frozenset[str] | set[str] = frozenset(),
 ) -> LayerwiseReport:
     """Compare every Keras layer's output with its ONNX tensor on ``feeds`` (Keras layout, as
     :func:`portanet.export.verify.inputs.gate_inputs` makes them): on the given ``rows`` (the
     gate's worst), else on its first rows; ``where(row)`` names where a row comes from. Each
     layer also gets its noise floor: how far its Keras output moves with the inputs nudged by
-    one ulp (twice), and from the same layer of ``model64`` (the model in float64) if given."""
+    one ulp (twice; never the whole-number inputs named in ``fixed``), and from the same layer of
+    ``model64`` (the model in float64) if given."""
     import onnx
 
     proto = (
@@ -341,12 +342,12 @@ def compare_layers(
     )
     shifted_runs = []
     rng = np.random.default_rng(seed + 104729)
-    for _ in range(NUDGED_RUNS if any(a.dtype.kind == "f" for a in subset.values()) else 0):
-        moved = nudge(subset, rng)
+    for _ in range(NUDGED_RUNS if nudgeable(subset, fixed) else 0):
+        moved = [nudge(subset, rng, fixed)[n] for n in order]
         shifted_runs.append(
             record_outputs(
                 loaded.model,
-                functools.partial(call_model, loaded.model, [moved[n] for n in order]),
+                partial(call_model, loaded.model, moved),
                 keep=wanted.__contains__,
             )
         )

@@ -7,7 +7,8 @@ Keras by that much is not wrong; one that differs by far more is. So every gate 
 output element, how far Keras moves from its own float32 answer when
 
 * the inputs are nudged by one float32 ulp (two runs, each element up or down at random) —
-  always, for float inputs;
+  always, for float inputs; never for inputs holding whole numbers (token ids, category
+  indices, integer dtypes): one ulp below id 5 is id 4, a different token, not noise;
 * the model is recomputed in float64 (the same configuration and weights, every dtype policy
   float64) — when asked (the gate asks when a strict comparison failed), for models whose
   configuration Keras can rebuild. What could not be measured is said, with the reason.
@@ -53,6 +54,8 @@ class NoiseFloor:
     refined_rows: int = 0
     #: The float64 copy of the model, once built (for the layerwise comparison's noise).
     model64: Any = field(default=None, repr=False)
+    #: Inputs never nudged: they hold whole numbers (ids, categories).
+    fixed: frozenset[str] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the parity report's ``noise``)."""
@@ -63,6 +66,7 @@ class NoiseFloor:
             "ulp_runs": ULP_RUNS,
             "refined_rows": self.refined_rows,
             "refine_runs": REFINE_RUNS,
+            "not_nudged": sorted(self.fixed),
         }
 
     def describe(self) -> str:
@@ -72,17 +76,26 @@ class NoiseFloor:
         return "; ".join(parts + missing) or "not measured"
 
 
-def nudge(feeds: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+def nudge(
+    feeds: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    fixed: frozenset[str] | set[str] = frozenset(),
+) -> dict[str, np.ndarray]:
     """``feeds`` with every float element moved one ulp up or down (at random); other dtypes
-    unchanged."""
+    and the inputs named in ``fixed`` (whole numbers: ids, categories) unchanged."""
     nudged = {}
     for name, array in feeds.items():
-        if array.dtype.kind == "f":
+        if array.dtype.kind == "f" and name not in fixed:
             towards = np.where(rng.random(array.shape) < 0.5, -np.inf, np.inf).astype(array.dtype)
             nudged[name] = np.nextafter(array, towards).astype(array.dtype)
         else:
             nudged[name] = array
     return nudged
+
+
+def nudgeable(feeds: dict[str, np.ndarray], fixed: frozenset[str] | set[str]) -> bool:
+    """True when some input of ``feeds`` is nudged: a float input not in ``fixed``."""
+    return any(a.dtype.kind == "f" and n not in fixed for n, a in feeds.items())
 
 
 def measure(
@@ -93,20 +106,25 @@ def measure(
     model: Any = None,
     float64: bool = False,
     seed: int = 0,
+    fixed: frozenset[str] | set[str] = frozenset(),
 ) -> NoiseFloor:
     """Measure the noise floor of ``run`` (the Keras runner) around ``reference`` (its outputs
-    for ``feeds``); with ``float64`` also recompute ``model`` in float64."""
+    for ``feeds``); with ``float64`` also recompute ``model`` in float64. Inputs in ``fixed``
+    (whole numbers: token ids, category indices) are never nudged."""
     floor = NoiseFloor(
-        {name: np.zeros(np.shape(value), dtype=np.float64) for name, value in reference.items()}
+        {name: np.zeros(np.shape(value), dtype=np.float64) for name, value in reference.items()},
+        fixed=frozenset(fixed),
     )
-    if any(a.dtype.kind == "f" for a in feeds.values()):
+    if nudgeable(feeds, floor.fixed):
         rng = np.random.default_rng(seed + 7919)
         worst = 0.0
         for _ in range(ULP_RUNS):
-            worst = max(worst, _accumulate(floor, reference, run(nudge(feeds, rng))))
+            worst = max(worst, _accumulate(floor, reference, run(nudge(feeds, rng, floor.fixed))))
         floor.methods[ULP] = worst
     else:
-        floor.unavailable[ULP] = "the inputs are integers"
+        floor.unavailable[ULP] = (
+            "the inputs hold whole numbers (ids, categories), which are never nudged"
+        )
     if float64:
         add_float64(floor, model, feeds, reference)
     return floor
@@ -123,14 +141,14 @@ def refine(
     """Measure the noise again, :data:`REFINE_RUNS` times, on ``rows`` only: a few samples can
     miss how far a sensitive row moves; a row that does not move stays put however often it
     is nudged, so a conversion fault is never explained away by this."""
-    if not rows or not any(a.dtype.kind == "f" for a in feeds.values()):
+    if not rows or not nudgeable(feeds, floor.fixed):
         return
     chosen = np.asarray(rows[:REFINE_ROWS])
     subset = {n: a[chosen] for n, a in feeds.items()}
     rng = np.random.default_rng(seed + 15485863)
     worst = floor.methods.get(ULP, 0.0)
     for _ in range(REFINE_RUNS):
-        moved = run(nudge(subset, rng))
+        moved = run(nudge(subset, rng, floor.fixed))
         for name, ref in reference.items():
             delta = np.abs(
                 np.asarray(moved[name], np.float64) - np.asarray(ref, np.float64)[chosen]

@@ -18,8 +18,17 @@ from portanet.schema import ModelSchema, TensorSpec
 
 #: ``ModelSchema.extra`` key listing the inputs the ONNX graph takes channels-first.
 NCHW_KEY = "nchw_inputs"
-#: Rows per Keras call.
+#: Rows per Keras or onnxruntime call, at most.
 KERAS_CHUNK = 1024
+#: Bytes of input per call, at most (at least one row): activations of large images stay small.
+CHUNK_BYTES = 4 << 20
+
+
+def chunk_rows(feeds: dict[str, np.ndarray]) -> int:
+    """Rows per call for ``feeds``: :data:`KERAS_CHUNK` at most, :data:`CHUNK_BYTES` of input."""
+    rows = len(next(iter(feeds.values())))
+    row_bytes = sum(a.nbytes // max(rows, 1) for a in feeds.values())
+    return max(1, min(KERAS_CHUNK, CHUNK_BYTES // max(row_bytes, 1)))
 
 
 def nchw_inputs(schema: ModelSchema) -> list[str]:
@@ -56,13 +65,21 @@ def onnx_feeds(feeds: dict[str, np.ndarray], schema: ModelSchema) -> dict[str, n
 def run_onnx(
     runtime: Model, feeds: dict[str, np.ndarray], schema: ModelSchema
 ) -> dict[str, np.ndarray]:
-    """Run Keras-layout ``feeds`` through an ONNX model; a fixed batch runs chunk by chunk, the
-    last chunk padded with its first row (padding rows are dropped from the result)."""
+    """Run Keras-layout ``feeds`` through an ONNX model in chunks of :func:`chunk_rows`; a fixed
+    batch runs chunk by chunk of its size, the last chunk padded with its first row (padding
+    rows are dropped from the result)."""
     converted = onnx_feeds(feeds, schema)
     size = fixed_batch(schema)
-    if size is None:
-        return runtime.run(converted, allow_nan=True)
     rows = len(next(iter(converted.values())))
+    if size is None:
+        step = chunk_rows(converted)
+        if rows <= step:
+            return runtime.run(converted, allow_nan=True)
+        pieces = [
+            runtime.run({k: v[start : start + step] for k, v in converted.items()}, allow_nan=True)
+            for start in range(0, rows, step)
+        ]
+        return {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, rows, size):
         chunk = {k: v[start : start + size] for k, v in converted.items()}
@@ -78,11 +95,13 @@ def run_onnx(
 def keras_outputs(
     model: Any, feeds: dict[str, np.ndarray], input_order: list[str], output_names: list[str]
 ) -> dict[str, np.ndarray]:
-    """Run Keras in inference mode, in chunks, and return outputs by (sanitized) name."""
+    """Run Keras in inference mode, in chunks of :func:`chunk_rows`, and return outputs by
+    (sanitized) name."""
     rows = len(next(iter(feeds.values())))
+    step = chunk_rows(feeds)
     chunks: list[list[np.ndarray]] = []
-    for start in range(0, rows, KERAS_CHUNK):
-        arrays = [feeds[n][start : start + KERAS_CHUNK] for n in input_order]
+    for start in range(0, rows, step):
+        arrays = [feeds[n][start : start + step] for n in input_order]
         chunks.append([np.asarray(t) for t in call_model(model, arrays)])
     return {name: np.concatenate([c[i] for c in chunks]) for i, name in enumerate(output_names)}
 

@@ -22,7 +22,15 @@ def _perturb(source, target):
 
 def test_verify_passes_on_the_export(exported, trained):
     report = verify(trained.path, exported.path)
-    assert report.passed and report.samples == 1800
+    assert report.passed and report.samples == 1 + 7 + 1024
+
+
+def test_the_gate_knows_no_dataset(exported):
+    """An 8-feature model gets no Pima rows from the gate: without data its inputs are
+    synthetic (the reference trainer passes its rows itself)."""
+    inputs = gate_inputs(load(exported.path).schema, seed=1)
+    assert inputs.synthetic and "Pima" not in inputs.description
+    assert len(inputs.feeds["features"]) == 1 + 7 + 1024
 
 
 def test_verify_on_given_rows(exported, trained, tmp_path):
@@ -58,7 +66,9 @@ def test_export_with_a_failing_gate_exits_1_and_leaves_nothing(standin_mlp, tmp_
 
 def test_random_inputs_respect_dtypes_and_data_range(exported):
     schema = load(exported.path).schema
-    inputs = gate_inputs(schema, seed=1)
+    from portanet.reference.data import pima_csv_path
+
+    inputs = gate_inputs(schema, seed=1, data=pima_csv_path())
     x = inputs.feeds["features"]
     assert x.dtype == np.float32 and x.shape == (768 + 1 + 7 + 1024, 8)
     real = x[:768]

@@ -216,3 +216,13 @@ def test_synthetic_inputs_say_so(tmp_path):
         "random batch 3 of 1024 rows",
     ]
     assert report.where(5) == "random batch 2 of 7 rows, its row 4"
+
+
+def test_the_cli_names_the_flag_that_accepts_the_models_own_sensitivity(sensitive_model, tmp_path):
+    from tests.helpers import run_cli
+
+    result = run_cli("export", str(sensitive_model), "--output", str(tmp_path / "m.onnx"))
+    stderr = result.stderr.decode()
+    assert result.returncode == 1, stderr
+    assert "hint: every error out of tolerance is within the model's own float32 noise" in stderr
+    assert "--tolerance-mode noise-floor accepts it" in stderr
