@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from portanet._files import sha256_of
 from portanet.errors import InputError
 from portanet.optimize import data as rows_
 from portanet.optimize.timing import Latency, alternating, summarize
@@ -31,6 +32,8 @@ class BenchReport:
     onnx: list[Latency]
     keras: list[Latency] | None = None
     source: str | None = None
+    #: sha256 of the model file timed (``report --bench`` refuses a bench of another model).
+    model_sha256: str | None = None
 
     def ratios(self) -> list[dict[str, float]]:
         """Per batch size: ONNX rows/s over Keras rows/s, and Keras p50 over ONNX p50."""
@@ -38,13 +41,14 @@ class BenchReport:
             return []
         return [
             {"batch": o.batch, "throughput": o.rows_per_s / k.rows_per_s, "p50": k.p50_s / o.p50_s}
-            for o, k in zip(self.onnx, self.keras)
+            for o, k in zip(self.onnx, self.keras, strict=True)
         ]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``--json``; what ``portanet report --bench`` reads)."""
         return {
             "model": self.model,
+            "model_sha256": self.model_sha256,
             "providers": self.providers,
             "threads": self.threads,
             "seconds": self.seconds,
@@ -155,6 +159,7 @@ def bench_model(
         onnx_results,
         keras_results or None,
         str(source) if source else None,
+        sha256_of(model),
     )
 
 

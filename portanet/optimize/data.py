@@ -111,7 +111,8 @@ def load_rows(path: str | os.PathLike[str], model: Model) -> Feeds:
 
 def _fitted(path: Path, spec: TensorSpec, shape: tuple, array: np.ndarray) -> np.ndarray:
     fits = array.ndim == len(shape) and all(
-        not isinstance(want, int) or want == got for want, got in zip(shape[1:], array.shape[1:])
+        not isinstance(want, int) or want == got
+        for want, got in zip(shape[1:], array.shape[1:], strict=True)
     )
     if not fits or not len(array):
         raise InputError(

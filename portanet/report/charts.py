@@ -112,7 +112,7 @@ def histogram_figure(output: dict[str, Any]) -> Any:
     edges, counts = hist.get("log10_edges", []), hist.get("counts", [])
     if counts:
         lefts = [10**e for e in edges[:-1]]
-        widths = [10**b - 10**a for a, b in zip(edges[:-1], edges[1:])]
+        widths = [10**b - 10**a for a, b in zip(edges[:-1], edges[1:], strict=True)]
         axes.bar(
             lefts,
             counts,
@@ -185,8 +185,8 @@ def learning_figure(history: dict[str, list[float]]) -> Any:
     figure, axes_list = plt.subplots(
         1, max(1, len(panels)), figsize=(3.3 * max(1, len(panels)), 2.9), squeeze=False
     )
-    for axes, (metric, keys) in zip(axes_list[0], panels):
-        for key, colour in zip(keys, (BLUE, ORANGE)):
+    for axes, (metric, keys) in zip(axes_list[0], panels, strict=True):
+        for key, colour in zip(keys, (BLUE, ORANGE), strict=False):
             values = history[key]
             axes.plot(
                 range(1, len(values) + 1),

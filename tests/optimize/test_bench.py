@@ -41,7 +41,7 @@ def test_bench_json_has_every_batch_size_with_ordered_percentiles(digits, tmp_pa
     _check_rows(data["onnx"], [1, 8, 256])
     _check_rows(data["keras"], [1, 8, 256])
     assert data["providers"] == ["CPUExecutionProvider"]
-    for ratio, o, k in zip(data["ratios"], data["onnx"], data["keras"]):
+    for ratio, o, k in zip(data["ratios"], data["onnx"], data["keras"], strict=True):
         assert ratio["throughput"] == pytest.approx(o["rows_per_s"] / k["rows_per_s"])
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
 

@@ -19,7 +19,9 @@ def test_payload_samples_real_pairs_and_histograms_every_element():
     assert output["name"] == "out" and output["elements"] == 1500
     assert len(output["reference"]) == len(output["candidate"]) == 300
     flat_ref, flat_cand = ref.ravel().astype(np.float64), cand.ravel().astype(np.float64)
-    for r, c in zip(output["reference"], output["candidate"]):  # each point is a real pair
+    for r, c in zip(
+        output["reference"], output["candidate"], strict=True
+    ):  # each point is a real pair
         assert np.any((np.abs(flat_ref - r) < 1e-6) & (np.abs(flat_cand - c) < 1e-6))
     hist = output["histogram"]
     diff = np.abs(ref.astype(np.float64) - cand.astype(np.float64))
