@@ -121,16 +121,26 @@ class Candidate:
         }
 
 
-#: Rows per evaluation call: bounds the memory every candidate's session keeps in its arena.
+#: Rows per evaluation call at most, and input values per call at most (8 images of 224×224):
+#: bounds the activations one call allocates.
 EVALUATION_CHUNK = 32
+CHUNK_VALUES = 8 * 224 * 224 * 3
+
+
+def chunk_rows(feeds: Feeds) -> int:
+    """Rows per call that keep within :data:`EVALUATION_CHUNK` rows and :data:`CHUNK_VALUES`
+    input values (at least 1)."""
+    per_row = sum(int(np.prod(v.shape[1:], dtype=np.int64)) for v in feeds.values())
+    return max(1, min(EVALUATION_CHUNK, CHUNK_VALUES // max(1, per_row)))
 
 
 def outputs_on(model: Model, feeds: Feeds, fixed_batch: int | None) -> dict[str, np.ndarray]:
-    """Every output of ``model`` on ``feeds``, run in chunks of :data:`EVALUATION_CHUNK` rows
+    """Every output of ``model`` on ``feeds``, run in chunks of at most :data:`EVALUATION_CHUNK`
+    rows and :data:`CHUNK_VALUES` input values
     (of the graph's fixed batch, the last chunk padded by repeating rows and the padding
     dropped from the result)."""
     rows = rows_of(feeds)
-    step = fixed_batch or EVALUATION_CHUNK
+    step = fixed_batch or chunk_rows(feeds)
     parts = []
     for start in range(0, rows, step):
         index = (

@@ -34,9 +34,9 @@ Feeds = dict[str, np.ndarray]
 METHODS = ("MinMax", "Entropy", "Percentile")
 #: Rows run through the calibration model per call, and per strided collection.
 CALIBRATION_BATCH = 8
-STRIDE_ROWS = 16
+STRIDE_ROWS = 8
 #: Rows whose activations are compared for the sensitivity ranking (bounds its memory).
-SENSITIVITY_ROWS = 8
+SENSITIVITY_ROWS = 4
 
 
 def cpu_has_vnni() -> bool | None:

@@ -16,9 +16,10 @@ import json
 import os
 import platform
 import tempfile
-from dataclasses import dataclass, field
-from pathlib import Path
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,13 @@ from portanet import schema as meta
 from portanet.errors import InputError, ParityError
 from portanet.optimize import data as rows_
 from portanet.optimize import transforms as tf_
-from portanet.optimize.evaluate import Budget, Candidate, measure_errors, outputs_on
+from portanet.optimize.evaluate import (
+    Budget,
+    Candidate,
+    chunk_rows,
+    measure_errors,
+    outputs_on,
+)
 from portanet.optimize.int8 import cpu_has_vnni
 from portanet.optimize.timing import MARGIN, compare, summarize
 from portanet.runtime import Model, load
@@ -101,13 +108,30 @@ def _keras_reference(
             f"{[s.name for s in specs]} and {outputs}"
         )
     keras_feeds = rows_.to_keras_layout(feeds, model.schema)
-    return keras_outputs(loaded.model, keras_feeds, [s.name for s in specs], outputs)
+    order = [s.name for s in specs]
+    step = chunk_rows(feeds)  # a few images per call: TensorFlow's activations stay small
+    parts = [
+        keras_outputs(loaded.model, rows_.take(keras_feeds, slice(i, i + step)), order, outputs)
+        for i in range(0, rows_.rows_of(feeds), step)
+    ]
+    return {name: np.concatenate([p[name] for p in parts]) for name in outputs}
 
 
 def _tiled(feeds: rows_.Feeds, rows: int) -> rows_.Feeds:
     """``rows`` rows taken cyclically from ``feeds`` (a timing batch of any size)."""
     index = np.arange(rows) % rows_.rows_of(feeds)
     return rows_.take(feeds, index)
+
+
+#: Input values per timed call at most: a throughput batch of 224×224 images is lowered so that
+#: its activations (tens of MB per image) stay within a few hundred megabytes.
+MAX_BATCH_VALUES = 1 << 21
+
+
+def rows_bound(feeds: rows_.Feeds) -> int:
+    """Rows of ``feeds`` whose input values stay within :data:`MAX_BATCH_VALUES` (at least 1)."""
+    per_row = sum(int(np.prod(v.shape[1:], dtype=np.int64)) for v in feeds.values())
+    return max(1, MAX_BATCH_VALUES // max(1, per_row))
 
 
 def _session(path: Path, providers: list[str], threads: int | None) -> Model:
@@ -191,6 +215,13 @@ def optimize_model(
     del feeds
     fixed = rows_.fixed_batch(base)
     batch, big = (fixed, fixed) if fixed else (1, min(throughput_batch, rows_.rows_of(evaluation)))
+    notes = []
+    if not fixed and big > (bounded := rows_bound(evaluation)):
+        notes.append(
+            f"throughput batch {big} lowered to {bounded} rows to bound memory "
+            f"({MAX_BATCH_VALUES:,} input values per call at most)"
+        )
+        big = bounded
     reference = outputs_on(base, evaluation, fixed)
     keras = _keras_reference(source, evaluation, base, allow_unsafe) if source else None
     base_bytes = base_path.read_bytes()
@@ -257,6 +288,7 @@ def optimize_model(
             big,
         )
         result.ops, result.goal, result.vnni = ops, goal, vnni
+        result.notes.extend(notes)
         result.chosen = _choose(result, transformed_only)
         if result.chosen is None:
             raise ParityError(
@@ -296,7 +328,7 @@ def _time(
     for size, attribute in sizes:
         feeds = _tiled(evaluation, size)
         calls: dict[str, Callable[[], Any]] = {
-            c.name: (lambda m=models[c.name], f=feeds: m.run(f, allow_nan=True)) for c in ready
+            c.name: partial(models[c.name].run, feeds, allow_nan=True) for c in ready
         }
         share = seconds / len(sizes)
         found = compare(calls, base=BASE, seconds=share)
