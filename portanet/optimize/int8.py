@@ -35,6 +35,8 @@ METHODS = ("MinMax", "Entropy", "Percentile")
 #: Rows run through the calibration model per call, and per strided collection.
 CALIBRATION_BATCH = 8
 STRIDE_ROWS = 8
+#: Operators with weights, ranked before the others (see :func:`sensitivity`).
+COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 #: Rows whose activations are compared for the sensitivity ranking (bounds its memory).
 SENSITIVITY_ROWS = 4
 
@@ -214,6 +216,7 @@ def sensitivity(float_model: Path, qdq_model: Path, rows: Feeds, folder: Path) -
     # Accumulated error hides which node added it: rank by each node's drop in SQNR from its
     # worst input (its own contribution), falling back to its output SQNR.
     produced = {o: n for n in graph.node for o in n.output}
+    ops = {n.name: n.op_type for n in graph.node}
     contribution = []
     for out_sqnr, name in scored:
         node = next(n for n in graph.node if n.name == name)
@@ -225,7 +228,13 @@ def sensitivity(float_model: Path, qdq_model: Path, rows: Feeds, folder: Path) -
         before = min(inputs) if inputs else math.inf
         contribution.append((min(before, 200.0) - out_sqnr, -out_sqnr, name))
     contribution.sort(reverse=True)
-    ranked = [name for _, _, name in contribution]
+    # Compute nodes (convolutions, matrix products) first: keeping an activation or a reshape
+    # in float only moves the quantize/dequantize pairs around it (measured on the Teachable
+    # Machine MobileNet: its Relu6 nodes ranked first needed 75 float nodes for 99 %, its
+    # projection convolutions 7).
+    weighted = [c for c in contribution if ops.get(c[2]) in COMPUTE_OPS]
+    rest = [c for c in contribution if ops.get(c[2]) not in COMPUTE_OPS]
+    ranked = [name for _, _, name in weighted + rest]
     # Nodes the quantizer may touch whose outputs were not compared (a graph output, a shape
     # op) come last, in graph order, so keeping every node in float is reachable.
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
