@@ -2,7 +2,7 @@
 
     python benchmarks/_peak.py optimize model.onnx --data rows.npy ...
 
-The last line on stderr is ``peak_rss_mb=<MB>`` (``ru_maxrss`` of this process: the optimizer
+The last line on stderr is ``peak_rss_mb=<MB>`` (``VmHWM`` of this process: the optimizer
 and every library it loaded, TensorFlow included when ``--source`` is given).
 """
 
@@ -17,7 +17,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _report() -> None:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM is this process image's own high-water mark; ru_maxrss would also count the
+    # parent's resident memory at fork time (a parent with TensorFlow loaded reads as ~2 GB).
+    status = Path("/proc/self/status")
+    if status.exists():
+        line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
+        peak = int(line.split()[1]) / 1024
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     sys.stderr.write(f"\npeak_rss_mb={peak:.0f}\n")
 
 
