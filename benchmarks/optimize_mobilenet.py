@@ -57,7 +57,9 @@ def optimize(model: Path, rows: Path, out: Path, extra: list[str]) -> tuple[dict
     return json.loads(report.read_text()), int(peak[-1]) if peak else -1, done.stdout
 
 
-def independent(keras_path: Path, base: Path, chosen: Path, x: np.ndarray, seconds: float) -> dict:
+def independent(
+    keras_path: Path, base: Path, chosen: Path, x: np.ndarray, seconds: float, batch: int
+) -> dict:
     """Labels of the chosen file against Keras and the float32 ONNX on unseen rows ``x``
     (Keras layout), and its batch-1 speed-up over float32 timed here with plain
     ``portanet.load`` sessions in alternating paired slices."""
