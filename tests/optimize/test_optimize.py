@@ -226,3 +226,33 @@ def test_a_library_error_is_reported_whole():
     long = "Non-zero status code returned while running Cast node. " * 8 + "the end"
     assert _message(RuntimeError(long + "\n  detail")).endswith("the end detail")
     assert len(_message(RuntimeError(long))) > 400
+
+
+def test_onnxruntime_only_candidates_need_ops_any_and_the_lineage_says_so(digits, tmp_path):
+    from portanet.errors import ParityError
+    from portanet.optimize import optimize_model
+
+    common = dict(max_abs=0.05, transforms="ort", transformed_only=True, seconds=0.1)
+    with pytest.raises(ParityError) as refused:
+        optimize_model(digits.onnx_path, digits.rows_path, output=tmp_path / "no.onnx", **common)
+    assert "onnxruntime-only ops (com.microsoft:" in str(refused.value)
+    assert "--ops any allows them" in str(refused.value) and not (tmp_path / "no.onnx").exists()
+    result = optimize_model(
+        digits.onnx_path, digits.rows_path, output=tmp_path / "ort.onnx", ops="any", **common
+    )
+    assert result.chosen.name == "ort"
+    lineage = result.lineage
+    assert lineage["portability"] == "onnxruntime-only" and lineage["ops"] == "any"
+    domains = {n.domain for n in onnx.load(str(tmp_path / "ort.onnx")).graph.node}
+    assert "com.microsoft" in domains
+    assert all(op.startswith("com.microsoft:") for op in lineage["nonstandard_ops"])
+
+
+def test_timed_and_evaluated_batches_are_bounded_for_large_rows():
+    from portanet.optimize.evaluate import chunk_rows
+    from portanet.optimize.optimize import MAX_BATCH_VALUES, rows_bound
+
+    images = {"x": np.zeros((40, 224, 224, 3), dtype=np.float32)}
+    assert chunk_rows(images) == 8 and rows_bound(images) == MAX_BATCH_VALUES // (224 * 224 * 3)
+    small = {"x": np.zeros((40, 8), dtype=np.float32)}
+    assert chunk_rows(small) == 32 and rows_bound(small) == MAX_BATCH_VALUES // 8
