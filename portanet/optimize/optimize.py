@@ -227,7 +227,8 @@ def optimize_model(
     base_bytes = base_path.read_bytes()
     vnni = cpu_has_vnni()
     candidates = [Candidate(BASE, (), len(base_bytes), path=base_path)]
-    models: dict[str, Model] = {BASE: base}
+    # The float32 model is timed in the same kind of session as every candidate.
+    models: dict[str, Model] = {BASE: _session(base_path, base.providers, threads)}
 
     def judge(path: Path) -> tuple[float | None, float, bool]:
         trial = Candidate("trial", ())
