@@ -54,6 +54,8 @@ def inspect(model: OnnxModel, as_json: AsJson = False, sha256: Sha256 = None) ->
     out.print(table)
     for key in ("opset", "producer", "sha256", "source_sha256", "providers", "task"):
         out.print(Text.assemble((f"{key}: ", "bold"), str(info[key])))
+    if info.get("variant"):
+        out.print(Text.assemble(("this file: ", "bold"), info["variant"]), soft_wrap=True)
     if info["labels"]:
         out.print(Text.assemble(("labels: ", "bold"), ", ".join(info["labels"])), soft_wrap=True)
     for name, text in info["images"].items():

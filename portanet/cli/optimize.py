@@ -22,6 +22,20 @@ if TYPE_CHECKING:  # rich.table is imported when a table is printed (keeps `infe
     from rich.table import Table
 
 
+class Ops(str, Enum):
+    """Which operators the chosen file may use."""
+
+    standard = "standard"
+    any = "any"
+
+
+class Goal(str, Enum):
+    """The speed-up that decides."""
+
+    latency = "latency"
+    throughput = "throughput"
+
+
 class Target(str, Enum):
     """Where an optimized model will run."""
 
@@ -49,9 +63,10 @@ def candidates_table(result: Any) -> Table:
         "agree",
         "vs Keras",
         f"p50 ms b{result.batch}",
-        "×",
+        "× (spread)",
         f"rows/s b{result.throughput_batch}",
-        "× ",
+        "×  (spread)",
+        "ops",
         "verdict",
     )
     for column in columns:
@@ -63,6 +78,8 @@ def candidates_table(result: Any) -> Table:
             if c.error
             else "[bold green]chosen[/]"
             if chosen
+            else f"[yellow]{escape(c.excluded)}[/]"
+            if c.excluded and c.within_budget
             else "[green]ok[/]"
             if c.within_budget
             else f"[yellow]{escape('; '.join(c.failed_checks))}[/]"
@@ -75,13 +92,52 @@ def candidates_table(result: Any) -> Table:
             "-" if c.agreement is None else f"{100 * c.agreement:.2f}%",
             _fmt(c.keras_max_abs),
             _fmt(c.latency.p50_s * 1e3 if c.latency else None, ".3f"),
-            _fmt(c.speedup, ".2f"),
+            _speed(c.speedup, c.speedup_spread),
             _fmt(c.throughput.rows_per_s if c.throughput else None, ",.0f"),
-            _fmt(c.throughput_speedup, ".2f"),
+            _speed(c.throughput_speedup, c.throughput_spread),
+            "ORT-only" if c.nonstandard_ops else "standard",
             verdict,
         )
     table.caption = (
-        f"budget: {result.budget.describe()}; × = speed-up over float32; agree = labels unchanged"
+        f"budget: {result.budget.describe()}; × = median speed-up over float32 in alternating "
+        f"slices (20th–80th percentile); a gain counts when the low end > "
+        f"{1 + result.to_dict()['margin']:g}×; agree = labels unchanged; ops: standard ONNX or "
+        f"onnxruntime-only (--ops {result.ops})"
+    )
+    return table
+
+
+def _speed(value: float | None, spread: tuple[float, float] | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f} ({spread[0]:.2f}–{spread[1]:.2f})" if spread else f"{value:.2f}"
+
+
+def int8_table(result: Any) -> Table | None:
+    """The int8 search's steps: recipe, nodes kept in float, what each bought."""
+    from rich.table import Table
+
+    found = next((c for c in result.candidates if c.int8), None)
+    if found is None:
+        return None
+    info = found.int8
+    vnni = {True: "VNNI", False: "no VNNI: 7-bit weights", None: "VNNI unknown"}[info["cpu_vnni"]]
+    table = Table(title=f"int8 search ({found.name}; CPU {vnni})")
+    for column in ("step", "recipe", "float nodes", "agree", "max abs", "budget"):
+        table.add_column(column, justify="left" if column == "recipe" else "right")
+    for i, step in enumerate(info["steps"], 1):
+        table.add_row(
+            str(i),
+            escape(step["recipe"] + (f" ({step['note']})" if step["note"] else "")),
+            str(step["float_nodes"]),
+            "-" if step["agreement"] is None else f"{100 * step['agreement']:.2f}%",
+            _fmt(step["max_abs"]),
+            "[green]inside[/]" if step["inside"] else "[yellow]outside[/]",
+        )
+    table.caption = f"kept: {info['recipe']} with {len(info['float_nodes'])} node(s) in float" + (
+        f" ({', '.join(info['float_nodes'][:8])}{'…' if len(info['float_nodes']) > 8 else ''})"
+        if info["float_nodes"]
+        else ""
     )
     return table
 
@@ -146,13 +202,24 @@ def optimize(
     transformed_only: Annotated[
         bool, typer.Option("--transformed-only", help="Never choose the unchanged float32 model.")
     ] = False,
+    ops: Annotated[
+        Ops,
+        typer.Option(
+            help="standard: choose only files any ONNX runtime runs; any: also "
+            "onnxruntime-only (com.microsoft) operators."
+        ),
+    ] = Ops.standard,
+    goal: Annotated[
+        Goal,
+        typer.Option(help="The speed-up that decides: batch-1 latency or throughput."),
+    ] = Goal.latency,
     allow_unsafe: AllowUnsafe = False,
 ) -> None:
     """Write the fastest variant of MODEL that stays inside an accuracy budget (exit 1 and
     nothing written if none does)."""
     from portanet._files import refuse_overwrite
     from portanet.errors import ParityError
-    from portanet.optimize import OptimizeResult, optimize_model
+    from portanet.optimize import optimize_model
 
     default = model.with_name(model.stem + ".optimized.onnx")
     refuse_overwrite(
@@ -175,21 +242,34 @@ def optimize(
             threads=threads,
             allow_unsafe=allow_unsafe,
             transformed_only=transformed_only,
+            ops=ops.value,
+            goal=goal.value,
         )
     except ParityError as exc:
-        if isinstance(exc.report, OptimizeResult):
-            out.print(candidates_table(exc.report))
-            _write_json(report, exc.report.to_dict())
+        failed: Any = exc.report
+        if failed is not None:
+            _print_result(failed)
+            _write_json(report, failed.to_dict())
         raise
-    out.print(candidates_table(result))
+    _print_result(result)
     _write_json(report, result.to_dict())
     chosen = result.chosen
-    assert chosen is not None  # optimize_model raises when no candidate passes
+    assert chosen is not None  # optimize_model raises when nothing is chosen
     out.print(
         f"wrote {result.output} ({chosen.name}: {chosen.speedup:.2f}× at batch "
-        f"{result.batch}, max abs {chosen.max_abs:.3g})",
+        f"{result.batch}, {chosen.throughput_speedup:.2f}× at batch {result.throughput_batch}, "
+        f"max abs {chosen.max_abs:.3g}, {chosen.portability} ONNX)",
         highlight=False,
     )
+
+
+def _print_result(result: Any) -> None:
+    out.print(candidates_table(result))
+    steps = int8_table(result)
+    if steps is not None:
+        out.print(steps)
+    for note in result.notes:
+        out.print(f"note: {note}", highlight=False)
 
 
 @app.command(epilog="Example: portanet bench model.onnx --batch-sizes 1,64 --json")

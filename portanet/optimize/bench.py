@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from portanet._files import sha256_of
 from portanet.errors import InputError
 from portanet.optimize import data as rows_
 from portanet.optimize.timing import Latency, alternating, summarize
@@ -34,6 +35,8 @@ class BenchReport:
     onnx: list[Latency]
     keras: list[Latency] | None = None
     source: str | None = None
+    #: sha256 of the model file timed (``report --bench`` refuses a bench of another model).
+    model_sha256: str | None = None
 
     def ratios(self) -> list[dict[str, float]]:
         """Per batch size: ONNX rows/s over Keras rows/s, and Keras p50 over ONNX p50."""
@@ -48,6 +51,7 @@ class BenchReport:
         """JSON-ready form (``--json``; what ``portanet report --bench`` reads)."""
         return {
             "model": self.model,
+            "model_sha256": self.model_sha256,
             "providers": self.providers,
             "threads": self.threads,
             "seconds": self.seconds,
@@ -160,6 +164,7 @@ def bench_model(
         onnx_results,
         keras_results or None,
         str(source) if source else None,
+        sha256_of(model),
     )
 
 

@@ -64,6 +64,21 @@ class Candidate:
     speedup: float | None = None
     throughput_speedup: float | None = None
     failed_checks: list[str] = field(default_factory=list)
+    keras_agreement: float | None = None
+    #: ``domain:op`` of operators outside standard ONNX (only onnxruntime runs them).
+    nonstandard_ops: list[str] = field(default_factory=list)
+    #: (low, high) of the per-slice speed-ups at batch 1 and at the throughput batch.
+    speedup_spread: tuple[float, float] | None = None
+    throughput_spread: tuple[float, float] | None = None
+    #: Why it may not be chosen although built (e.g. onnxruntime-only ops with --ops standard).
+    excluded: str | None = None
+    #: What the int8 search tried (recipe, float nodes, steps).
+    int8: dict[str, Any] | None = None
+
+    @property
+    def portability(self) -> str:
+        """``standard`` (any ONNX runtime) or ``onnxruntime-only``."""
+        return "onnxruntime-only" if self.nonstandard_ops else "standard"
 
     @property
     def within_budget(self) -> bool:
@@ -74,6 +89,8 @@ class Candidate:
         """Why it is in or out, in a few words."""
         if self.error:
             return f"could not be built or run ({self.error})"
+        if self.excluded and self.within_budget:
+            return self.excluded
         return "inside the budget" if self.within_budget else "; ".join(self.failed_checks)
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,19 +111,36 @@ class Candidate:
             "throughput_speedup": self.throughput_speedup,
             "within_budget": self.within_budget,
             "failed_checks": self.failed_checks,
+            "keras_agreement": self.keras_agreement,
+            "portability": self.portability,
+            "nonstandard_ops": self.nonstandard_ops,
+            "speedup_spread": list(self.speedup_spread) if self.speedup_spread else None,
+            "throughput_spread": list(self.throughput_spread) if self.throughput_spread else None,
+            "excluded": self.excluded,
+            "int8": self.int8,
         }
 
 
-#: Rows per evaluation call: bounds the memory every candidate's session keeps in its arena.
+#: Rows per evaluation call at most, and input values per call at most (8 images of 224×224):
+#: bounds the activations one call allocates.
 EVALUATION_CHUNK = 32
+CHUNK_VALUES = 8 * 224 * 224 * 3
+
+
+def chunk_rows(feeds: Feeds) -> int:
+    """Rows per call that keep within :data:`EVALUATION_CHUNK` rows and :data:`CHUNK_VALUES`
+    input values (at least 1)."""
+    per_row = sum(int(np.prod(v.shape[1:], dtype=np.int64)) for v in feeds.values())
+    return max(1, min(EVALUATION_CHUNK, CHUNK_VALUES // max(1, per_row)))
 
 
 def outputs_on(model: Model, feeds: Feeds, fixed_batch: int | None) -> dict[str, np.ndarray]:
-    """Every output of ``model`` on ``feeds``, run in chunks of :data:`EVALUATION_CHUNK` rows
+    """Every output of ``model`` on ``feeds``, run in chunks of at most :data:`EVALUATION_CHUNK`
+    rows and :data:`CHUNK_VALUES` input values
     (of the graph's fixed batch, the last chunk padded by repeating rows and the padding
     dropped from the result)."""
     rows = rows_of(feeds)
-    step = fixed_batch or EVALUATION_CHUNK
+    step = fixed_batch or chunk_rows(feeds)
     parts = []
     for start in range(0, rows, step):
         index = (
@@ -175,6 +209,11 @@ def measure_errors(
             candidate.failed_checks.append(
                 f"max abs vs Keras {candidate.keras_max_abs:.3g} > {budget.max_abs:g}"
             )
+        if len(keras) == 1 and len(reference) == 1:
+            want = labels(next(iter(keras.values())), schema)
+            have = labels(next(iter(got.values())), schema)
+            if want is not None and have is not None and len(want):
+                candidate.keras_agreement = float(np.mean(want == have))
     if len(reference) == 1:
         name = next(iter(reference))
         want, have = labels(reference[name], schema), labels(got[name], schema)

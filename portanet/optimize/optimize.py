@@ -11,13 +11,11 @@ written atomically with ``portanet.lineage`` metadata; when none is, nothing is 
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +26,27 @@ from portanet._files import refuse_overwrite
 from portanet.errors import InputError, ParityError
 from portanet.optimize import data as rows_
 from portanet.optimize import transforms as tf_
-from portanet.optimize.evaluate import Budget, Candidate, measure_errors, outputs_on
-from portanet.optimize.timing import alternating, summarize
+from portanet.optimize.evaluate import (
+    Budget,
+    Candidate,
+    chunk_rows,
+    measure_errors,
+    outputs_on,
+)
+from portanet.optimize.int8 import cpu_has_vnni
+from portanet.optimize.lineage import lineage_of, write_variant
+from portanet.optimize.timing import MARGIN, compare, summarize
 from portanet.runtime import Model, load
 
 #: Metadata key of the optimization lineage.
 LINEAGE = meta.LINEAGE
 BASE = "float32"
 TARGETS = {"cpu": "cpu", "cuda": "cuda"}
+#: ``--ops``: ``standard`` keeps to operators any ONNX runtime implements (the default: the
+#: written file runs wherever the exported one did); ``any`` also allows onnxruntime-only ones.
+OPS = ("standard", "any")
+#: ``--goal``: the speed-up that decides — batch 1 latency or rows/s at the throughput batch.
+GOALS = ("latency", "throughput")
 
 
 @dataclass
@@ -54,6 +65,9 @@ class OptimizeResult:
     throughput_batch: int
     lineage: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    ops: str = "standard"
+    goal: str = "latency"
+    vnni: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``--report``)."""
@@ -67,6 +81,10 @@ class OptimizeResult:
             "throughput_batch": self.throughput_batch,
             "candidates": [c.to_dict() for c in self.candidates],
             "notes": self.notes,
+            "ops": self.ops,
+            "goal": self.goal,
+            "cpu_vnni": self.vnni,
+            "margin": MARGIN,
         }
 
 
@@ -89,13 +107,52 @@ def _keras_reference(
             f"{[s.name for s in specs]} and {outputs}"
         )
     keras_feeds = rows_.to_keras_layout(feeds, model.schema)
-    return keras_outputs(loaded.model, keras_feeds, [s.name for s in specs], outputs)
+    order = [s.name for s in specs]
+    step = chunk_rows(feeds)  # a few images per call: TensorFlow's activations stay small
+    parts = [
+        keras_outputs(loaded.model, rows_.take(keras_feeds, slice(i, i + step)), order, outputs)
+        for i in range(0, rows_.rows_of(feeds), step)
+    ]
+    return {name: np.concatenate([p[name] for p in parts]) for name in outputs}
 
 
 def _tiled(feeds: rows_.Feeds, rows: int) -> rows_.Feeds:
     """``rows`` rows taken cyclically from ``feeds`` (a timing batch of any size)."""
     index = np.arange(rows) % rows_.rows_of(feeds)
     return rows_.take(feeds, index)
+
+
+#: Input values per timed call at most: a throughput batch of 224×224 images is lowered so that
+#: its activations (tens of MB per image) stay within a few hundred megabytes.
+MAX_BATCH_VALUES = 1 << 21
+
+
+def rows_bound(feeds: rows_.Feeds) -> int:
+    """Rows of ``feeds`` whose input values stay within :data:`MAX_BATCH_VALUES` (at least 1)."""
+    per_row = sum(int(np.prod(v.shape[1:], dtype=np.int64)) for v in feeds.values())
+    return max(1, MAX_BATCH_VALUES // max(1, per_row))
+
+
+def _session(path: Path, providers: list[str], threads: int | None) -> Model:
+    """A candidate's session without onnxruntime's memory arena: every run gives its buffers
+    back, so a dozen candidates of an image model stay within a few hundred megabytes."""
+    import onnxruntime as ort
+
+    from portanet.runtime.providers import usable_cpus
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads if threads and threads > 0 else usable_cpus()
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 4
+    return Model(ort.InferenceSession(str(path), options, providers=providers), path)
+
+
+def _message(exc: BaseException) -> str:
+    """The whole error, on one line (a library's message is never cut mid-word)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def optimize_model(
@@ -115,6 +172,8 @@ def optimize_model(
     seed: int = 0,
     allow_unsafe: bool = False,
     transformed_only: bool = False,
+    ops: str = "standard",
+    goal: str = "latency",
 ) -> OptimizeResult:
     """Try the ``transforms`` on ``model`` and write the fastest candidate inside the budget.
 
@@ -122,14 +181,24 @@ def optimize_model(
     them (at most half) calibrate int8 static quantization, the others measure every candidate.
     The budget: max abs error ≤ ``max_abs`` against the float32 model (and against Keras when
     ``source`` is given) and, for classifiers, label agreement ≥ ``min_agreement``. Latency is
-    timed on ``target`` (``cpu`` or ``cuda``), about ``seconds`` per candidate. ``output``
-    defaults to ``MODEL.optimized.onnx``. The unchanged float32 model competes too (it wins
-    when nothing is faster) unless ``transformed_only``. Raises :class:`ParityError`
-    (``.report`` is the :class:`OptimizeResult`) and writes nothing when no candidate is inside
-    the budget.
+    timed on ``target`` (``cpu`` or ``cuda``) in alternating slices, about ``seconds`` per
+    candidate and batch size, more while a verdict is undecided. ``goal`` (``latency``: batch
+    1; ``throughput``: ``throughput_batch``) is the speed-up that decides; a candidate wins only
+    when the low end of its per-slice speed-ups (20th percentile) exceeds 1 +
+    :data:`~portanet.optimize.timing.MARGIN`, else the float32 model is kept and the result
+    says no real gain was found. ``ops="standard"`` (default) chooses only files that any ONNX
+    runtime can run; ``"any"`` also allows onnxruntime-only (``com.microsoft``) operators.
+    ``output`` defaults to ``MODEL.optimized.onnx``. With ``transformed_only`` the fastest
+    transformed candidate inside the budget is chosen even without a real gain. Raises
+    :class:`ParityError` (``.report`` is the :class:`OptimizeResult`) and writes nothing when
+    no candidate is inside the budget.
     """
     if target not in TARGETS:
         raise InputError(f"target: expected one of {', '.join(TARGETS)}, got {target!r}")
+    if ops not in OPS:
+        raise InputError(f"ops: expected one of {', '.join(OPS)}, got {ops!r}")
+    if goal not in GOALS:
+        raise InputError(f"goal: expected one of {', '.join(GOALS)}, got {goal!r}")
     default = Path(model).with_name(Path(model).stem + ".optimized.onnx")
     reads = {"MODEL": model, "--data": data, "--source": source}
     refuse_overwrite({"--output": output or default}, reads)
@@ -145,13 +214,30 @@ def optimize_model(
     base = load(base_path, providers=TARGETS[target], strict=True, threads=threads)
     feeds = rows_.load_rows(data, base)
     calibration, evaluation = rows_.split_rows(feeds, calibration_rows, seed)
+    del feeds
     fixed = rows_.fixed_batch(base)
     batch, big = (fixed, fixed) if fixed else (1, min(throughput_batch, rows_.rows_of(evaluation)))
+    notes = []
+    if not fixed and big > (bounded := rows_bound(evaluation)):
+        notes.append(
+            f"throughput batch {big} lowered to {bounded} rows to bound memory "
+            f"({MAX_BATCH_VALUES:,} input values per call at most)"
+        )
+        big = bounded
     reference = outputs_on(base, evaluation, fixed)
     keras = _keras_reference(source, evaluation, base, allow_unsafe) if source else None
     base_bytes = base_path.read_bytes()
+    vnni = cpu_has_vnni()
     candidates = [Candidate(BASE, (), len(base_bytes), path=base_path)]
-    models: dict[str, Model] = {BASE: base}
+    # The float32 model is timed in the same kind of session as every candidate.
+    models: dict[str, Model] = {BASE: _session(base_path, base.providers, threads)}
+
+    def judge(path: Path) -> tuple[float | None, float, bool]:
+        trial = Candidate("trial", ())
+        got = outputs_on(_session(path, base.providers, threads), evaluation, fixed)
+        measure_errors(trial, reference, got, keras, base.schema, budget)
+        return trial.agreement, float(trial.max_abs or 0.0), trial.within_budget
+
     with tempfile.TemporaryDirectory(prefix="portanet-optimize-") as scratch:
         folder = Path(scratch)
         copy = folder / "base.onnx"
@@ -160,36 +246,42 @@ def optimize_model(
             candidate = Candidate("+".join(chain), chain)
             candidates.append(candidate)
             try:
-                candidate.path = tf_.build(
+                candidate.path, details = tf_.build(
                     chain,
                     copy,
                     folder,
                     calibration=calibration,
                     providers=base.providers,
+                    judge=judge,
+                    vnni=vnni,
                     fixed_batch=fixed,
                 )
+                candidate.int8 = details.get("int8")
                 candidate.size_bytes = tf_.file_size(candidate.path)
-                models[candidate.name] = load(
-                    candidate.path, providers=TARGETS[target], strict=True, threads=threads
-                )
+                candidate.nonstandard_ops = tf_.nonstandard_ops(candidate.path)
+                models[candidate.name] = _session(candidate.path, base.providers, threads)
             except Exception as exc:  # a library that cannot handle this graph
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                candidate.error = f"{type(exc).__name__}: {first[:200]}"
+                candidate.error = _message(exc)
         base_outputs: dict[str, dict[str, np.ndarray]] = {}
         for candidate in candidates:
             if candidate.error is None:
                 try:
                     got = outputs_on(models[candidate.name], evaluation, fixed)
                 except Exception as exc:
-                    candidate.error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                    candidate.error = _message(exc)
+                    models.pop(candidate.name, None)
                     continue
                 measure_errors(candidate, reference, got, keras, base.schema, budget)
                 base_outputs[candidate.name] = got
+                if ops == "standard" and candidate.nonstandard_ops:
+                    candidate.excluded = (
+                        f"onnxruntime-only ops ({', '.join(candidate.nonstandard_ops)}); "
+                        f"--ops any allows them"
+                    )
         _time(candidates, models, evaluation, batch, big, seconds)
-        chosen = _choose(candidates[1:] if transformed_only else candidates)
         result = OptimizeResult(
             candidates,
-            chosen,
+            None,
             None,
             budget,
             target,
@@ -198,25 +290,29 @@ def optimize_model(
             batch,
             big,
         )
-        if chosen is None:
+        result.ops, result.goal, result.vnni = ops, goal, vnni
+        result.notes.extend(notes)
+        result.chosen = _choose(result, transformed_only)
+        if result.chosen is None:
             raise ParityError(
                 f"{base_path}: no candidate is inside the budget "
                 f"({budget.describe()}); nothing written:\n"
                 + "\n".join(f"- {c.name}: {c.verdict()}" for c in candidates[1:]),
                 result,
             )
+        chosen = result.chosen
         target_path = (
             Path(output) if output else base_path.with_name(base_path.stem + ".optimized.onnx")
         )
         from portanet.report.payload import chart_payload
 
-        result.lineage = _lineage(
+        result.lineage = lineage_of(
             result,
             base_path,
             base_bytes,
             chart_payload(reference, base_outputs[chosen.name], seed=seed),
         )
-        _write(chosen.path, base_bytes, result.lineage, target_path)
+        write_variant(chosen.path, base_bytes, result.lineage, target_path)
         result.output = target_path
     return result
 
@@ -229,71 +325,62 @@ def _time(
     big: int,
     seconds: float,
 ) -> None:
-    ready = [c for c in candidates if c.error is None]
-    for size, attribute in ((batch, "latency"), (big, "throughput")):
+    """Batch-1 and throughput timings, alternating, each paired with the float32 model."""
+    ready = [c for c in candidates if c.error is None and c.name in models]
+    sizes = [(batch, "latency")] + ([(big, "throughput")] if big != batch else [])
+    for size, attribute in sizes:
         feeds = _tiled(evaluation, size)
         calls: dict[str, Callable[[], Any]] = {
-            c.name: functools.partial(models[c.name].run, feeds, allow_nan=True) for c in ready
+            c.name: partial(models[c.name].run, feeds, allow_nan=True) for c in ready
         }
-        share = seconds / (2 if big != batch else 1)
-        for name, samples in alternating(calls, seconds=share).items():
-            setattr(next(c for c in ready if c.name == name), attribute, summarize(size, samples))
-        if big == batch:
-            for c in ready:
-                c.throughput = c.latency
-            break
-    base = candidates[0]
+        share = seconds / len(sizes)
+        found = compare(calls, base=BASE, seconds=share)
+        for c in ready:
+            setattr(c, attribute, summarize(size, found.samples[c.name]))
+            if c.name == BASE:
+                continue
+            low, mid, high = found.speedup(c.name)
+            if attribute == "latency":
+                c.speedup, c.speedup_spread = mid, (low, high)
+            else:
+                c.throughput_speedup, c.throughput_spread = mid, (low, high)
     for c in ready:
-        # the loop above timed every ready candidate, the baseline first among them
-        assert base.latency and base.throughput and c.latency and c.throughput
-        c.speedup = base.latency.p50_s / c.latency.p50_s
-        c.throughput_speedup = c.throughput.rows_per_s / base.throughput.rows_per_s
+        if big == batch:
+            c.throughput, c.throughput_speedup = c.latency, c.speedup
+            c.throughput_spread = c.speedup_spread
+    candidates[0].speedup = candidates[0].throughput_speedup = 1.0
 
 
-def _choose(candidates: list[Candidate]) -> Candidate | None:
-    inside = [c for c in candidates if c.error is None and c.within_budget]
-    return max(inside, key=lambda c: c.speedup or 0.0, default=None)
+def real_gain(candidate: Candidate, goal: str) -> bool:
+    """Faster than float32 beyond the measured spread: the low end of the per-slice speed-ups
+    at the ``goal``'s batch clears 1 + :data:`~portanet.optimize.timing.MARGIN`."""
+    spread = candidate.speedup_spread if goal == "latency" else candidate.throughput_spread
+    return spread is not None and spread[0] > 1 + MARGIN
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _choose(result: OptimizeResult, transformed_only: bool) -> Candidate | None:
+    def speed(c: Candidate) -> float:
+        value = c.speedup if result.goal == "latency" else c.throughput_speedup
+        return value or 0.0
 
-
-def _lineage(
-    result: OptimizeResult, base_path: Path, base_bytes: bytes, charts: dict[str, Any]
-) -> dict[str, Any]:
-    chosen = result.chosen
-    assert chosen is not None
-    return {
-        "base": {"file": base_path.name, "sha256": _sha256(base_bytes)},
-        "candidate": chosen.name,
-        "transforms": list(chosen.transforms),
-        "target": result.target,
-        "budget": result.budget.to_dict(),
-        "rows": {"calibration": result.calibration_rows, "evaluation": result.evaluation_rows},
-        "measured": {k: v for k, v in chosen.to_dict().items() if k not in ("name", "transforms")},
-        "speedup": {
-            f"batch_{result.batch}": chosen.speedup,
-            f"batch_{result.throughput_batch}": chosen.throughput_speedup,
-        },
-        "candidates": [c.to_dict() for c in result.candidates],
-        "tools": tf_.tool_versions(),
-        "charts": charts,
-    }
-
-
-def _write(chosen: Path | None, base_bytes: bytes, lineage: dict[str, Any], target: Path) -> None:
-    """The chosen file with the base model's metadata and the lineage, written atomically."""
-    import onnx
-
-    from portanet._files import write_bytes
-
-    base = onnx.load_from_string(base_bytes)
-    proto = onnx.load(str(chosen)) if chosen is not None else base
-    kept = {p.key: p.value for p in base.metadata_props}
-    kept.update({p.key: p.value for p in proto.metadata_props if p.key not in kept})
-    kept[LINEAGE] = json.dumps(lineage, sort_keys=True)
-    del proto.metadata_props[:]
-    for key, value in kept.items():
-        proto.metadata_props.add(key=key, value=value)
-    write_bytes(target, proto.SerializeToString())
+    base, others = result.candidates[0], result.candidates[1:]
+    inside = [c for c in others if c.error is None and c.within_budget and not c.excluded]
+    if transformed_only:
+        chosen = max(inside, key=speed, default=None)
+        if chosen is not None and not real_gain(chosen, result.goal):
+            result.notes.append(
+                f"{chosen.name} chosen because --transformed-only asked for it, but it is "
+                f"not faster than float32 beyond the measured spread"
+            )
+        return chosen
+    gains = [c for c in inside if real_gain(c, result.goal)]
+    if gains:
+        return max(gains, key=speed)
+    if not base.within_budget:
+        return None
+    result.notes.append(
+        "no real gain found: no candidate inside the budget is faster than float32 beyond "
+        f"the measured spread (low end of its per-slice speed-ups > {1 + MARGIN:g}×); "
+        "the float32 model is kept"
+    )
+    return base

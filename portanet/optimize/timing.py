@@ -112,3 +112,64 @@ def alternating(
                 call, seconds=seconds / rounds, warmup=warmup if round_ == 0 else 0, min_calls=2
             )
     return samples
+
+
+#: A candidate is faster only when the low end of its per-slice speed-ups clears 1 + this.
+MARGIN = 0.05
+#: The low end of the spread: this percentile of the per-slice speed-ups.
+LOW_PERCENTILE = 20
+
+
+@dataclass
+class Comparison:
+    """Per-call timings of each callable and, per alternating slice, its speed-up over the
+    baseline timed just before it (median call time of the baseline's slice ÷ its own)."""
+
+    samples: dict[str, list[float]]
+    ratios: dict[str, list[float]]
+
+    def speedup(self, name: str) -> tuple[float, float, float]:
+        """(low, median, high) of ``name``'s per-slice speed-ups: the 20th, 50th and 80th
+        percentiles — the spread a decision must clear."""
+        values = np.asarray(self.ratios[name], dtype=np.float64)
+        low, mid, high = np.percentile(values, [LOW_PERCENTILE, 50, 100 - LOW_PERCENTILE])
+        return float(low), float(mid), float(high)
+
+    def decided(self, name: str, margin: float = MARGIN) -> bool:
+        """Whether more slices could no longer change the verdict: the spread lies wholly
+        above 1 + margin, or its median is not above it."""
+        low, mid, _ = self.speedup(name)
+        return low > 1 + margin or mid <= 1 + margin
+
+
+def compare(
+    calls: dict[str, Callable[[], Any]],
+    *,
+    base: str,
+    seconds: float,
+    min_rounds: int = 6,
+    max_rounds: int = 18,
+    margin: float = MARGIN,
+    warmup: int = 2,
+    pause: float = 0.02,
+) -> Comparison:
+    """Time ``calls`` in alternating slices (about ``seconds / min_rounds`` each) and pair
+    every slice with the baseline ``base``'s slice of the same round, so a noisy neighbour
+    slows both alike. After ``min_rounds``, rounds continue (up to ``max_rounds``) while a
+    candidate's verdict is undecided (:meth:`Comparison.decided`)."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    ratios: dict[str, list[float]] = {name: [] for name in calls if name != base}
+    comparison = Comparison(samples, ratios)
+    share = seconds / min_rounds
+    for round_ in range(max_rounds):
+        medians = {}
+        for name, call in calls.items():
+            time.sleep(pause)
+            got = time_calls(call, seconds=share, warmup=warmup if round_ == 0 else 0, min_calls=2)
+            samples[name] += got
+            medians[name] = float(np.median(got))
+        for name in ratios:
+            ratios[name].append(medians[base] / medians[name] if medians[name] > 0 else 0.0)
+        if round_ + 1 >= min_rounds and all(comparison.decided(n, margin) for n in ratios):
+            break
+    return comparison

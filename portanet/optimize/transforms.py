@@ -4,8 +4,8 @@
 - ``slim``: onnxslim's graph simplification;
 - ``fp16``: onnxconverter-common's float16 conversion, float32 inputs and outputs kept;
 - ``int8-dynamic``: onnxruntime's dynamic quantization (int8 weights);
-- ``int8-static``: onnxruntime's quantization pre-processing, then static QDQ quantization with
-  per-channel int8 weights and uint8 activations calibrated on rows.
+- ``int8-static``: onnxruntime's quantization pre-processing, then an accuracy-aware search of
+  static QDQ recipes and of the nodes kept in float (:mod:`portanet.optimize.int8`).
 
 A candidate is a chain of them (``slim+int8-static``). Every step reads and writes files in a
 scratch folder, so a library that fails leaves the other candidates untouched.
@@ -33,8 +33,6 @@ TRANSFORMS = ("ort", "slim", "fp16", "int8-dynamic", "int8-static")
 #: Chains worth trying when both parts are asked for (slim first: a simpler graph quantizes
 #: and converts more cleanly).
 COMBINATIONS = (("slim", "fp16"), ("slim", "int8-dynamic"), ("slim", "int8-static"))
-#: Rows per calibration batch fed to the quantization calibrator.
-CALIBRATION_BATCH = 8
 
 
 def parse_try(value: str | list[str] | tuple[str, ...]) -> list[str]:
@@ -58,7 +56,7 @@ def chains(names: list[str]) -> list[tuple[str, ...]]:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """Silence the libraries' progress prints, warnings and log lines during a transform."""
     logger = logging.getLogger()
     level = logger.level
@@ -88,25 +86,31 @@ def slimmed(source: Path, target: Path) -> None:
     import onnx
     import onnxslim
 
-    with _quiet():
+    with quiet():
         model = onnxslim.slim(onnx.load(str(source)))
     onnx.save(model, str(target))
 
 
 def float16(source: Path, target: Path) -> None:
-    """float16 weights and compute, float32 inputs and outputs kept."""
+    """float16 weights and compute, float32 inputs and outputs kept. ``Cast`` nodes stay as
+    they are: the converter retypes their output to float16 while keeping ``to=float``, a graph
+    onnxruntime refuses to load (integer ids cast to float, as Keras' Embedding does)."""
     import onnx
     from onnxconverter_common import float16 as f16
 
-    with _quiet():
-        model = f16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    with quiet():
+        model = f16.convert_float_to_float16(
+            onnx.load(str(source)),
+            keep_io_types=True,
+            op_block_list=[*f16.DEFAULT_OP_BLOCK_LIST, "Cast"],
+        )
     onnx.save(model, str(target))
 
 
 def _preprocessed(source: Path, target: Path) -> None:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with _quiet():
+    with quiet():
         quant_pre_process(str(source), str(target))
 
 
@@ -116,52 +120,37 @@ def int8_dynamic(source: Path, target: Path) -> None:
 
     pre = target.with_name(target.stem + ".pre.onnx")
     _preprocessed(source, pre)
-    with _quiet():
+    with quiet():
         quantize_dynamic(str(pre), str(target), weight_type=QuantType.QInt8)
 
 
 def int8_static(
-    source: Path, target: Path, *, calibration: Feeds, fixed_batch: int | None = None
-) -> None:
-    """Static QDQ quantization: per-channel int8 weights, uint8 activations whose ranges are
-    calibrated (min/max) on ``calibration`` rows, after onnxruntime's pre-processing."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    source: Path,
+    target: Path,
+    *,
+    calibration: Feeds,
+    judge: Any,
+    vnni: bool | None,
+    fixed_batch: int | None = None,
+) -> Any:
+    """Accuracy-aware static QDQ quantization (see :mod:`portanet.optimize.int8`): the recipe
+    and the fewest float nodes that ``judge`` accepts, after onnxruntime's pre-processing.
+    Returns the :class:`~portanet.optimize.int8.SearchResult`; the model is copied to
+    ``target``."""
+    import shutil
 
-    step = fixed_batch or CALIBRATION_BATCH
-    rows = len(next(iter(calibration.values())))
-    batches = [
-        {k: v[i : i + step] for k, v in calibration.items()}
-        for i in range(0, rows - (rows % step if fixed_batch else 0), step)
-    ]
-    if not batches:
-        raise InputError(
-            f"calibration: expected at least {step} rows for a graph of batch {step}, got {rows}"
-        )
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._batches = iter(batches)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._batches, None)
+    from portanet.optimize.int8 import search
 
     pre = target.with_name(target.stem + ".pre.onnx")
     _preprocessed(source, pre)
-    with _quiet():
-        quantize_static(
-            str(pre),
-            str(target),
-            _Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-        )
+    work = target.with_name(target.stem + ".search")
+    work.mkdir(exist_ok=True)
+    found = search(
+        pre, work, calibration=calibration, judge=judge, vnni=vnni, fixed_batch=fixed_batch
+    )
+    shutil.copyfile(found.path, target)
+    shutil.rmtree(work, ignore_errors=True)
+    return found
 
 
 def build(
@@ -171,17 +160,25 @@ def build(
     *,
     calibration: Feeds,
     providers: list[str],
+    judge: Any = None,
+    vnni: bool | None = None,
     fixed_batch: int | None = None,
-) -> Path:
-    """Apply the transforms of ``chain`` to ``base`` in turn; the last file written."""
+) -> tuple[Path, dict[str, Any]]:
+    """Apply the transforms of ``chain`` to ``base`` in turn: the last file written and what
+    the steps reported (the int8 search's steps under ``"int8"``)."""
+    details: dict[str, Any] = {}
+
+    def static(s: Path, t: Path) -> None:
+        details["int8"] = int8_static(
+            s, t, calibration=calibration, judge=judge, vnni=vnni, fixed_batch=fixed_batch
+        ).to_dict()
+
     steps: dict[str, Callable[[Path, Path], Any]] = {
         "ort": lambda s, t: ort_optimized(s, t, providers=providers),
         "slim": slimmed,
         "fp16": float16,
         "int8-dynamic": int8_dynamic,
-        "int8-static": lambda s, t: int8_static(
-            s, t, calibration=calibration, fixed_batch=fixed_batch
-        ),
+        "int8-static": static,
     }
     current = base
     for index, name in enumerate(chain):
@@ -189,7 +186,23 @@ def build(
         if not target.exists():
             steps[name](current, target)
         current = target
-    return current
+    return current, details
+
+
+#: ONNX domains every conforming runtime implements.
+STANDARD_DOMAINS = ("", "ai.onnx")
+
+
+def nonstandard_ops(path: str | os.PathLike[str]) -> list[str]:
+    """``domain:op`` of every operator outside the standard ONNX domains (sorted, unique):
+    empty for a file any ONNX runtime can run, ``com.microsoft:FusedConv`` and the like for one
+    only onnxruntime can."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return sorted(
+        {f"{n.domain}:{n.op_type}" for n in graph.node if n.domain not in STANDARD_DOMAINS}
+    )
 
 
 def tool_versions() -> dict[str, str | None]:

@@ -55,8 +55,11 @@ def _opset(path: Path, tools: dict[str, Any]) -> Any:
     return ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in proto.opset_import)
 
 
-def read_bench(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A ``portanet bench --json`` file, checked for what the report draws."""
+def read_bench(
+    path: str | os.PathLike[str], model: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """A ``portanet bench --json`` file, checked for what the report draws and, with
+    ``model``, that it timed that very file (its recorded sha256)."""
     source = Path(path)
     try:
         data = json.loads(source.read_text())
@@ -77,7 +80,20 @@ def read_bench(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{source}: expected a bench report with an 'onnx' list of rows "
             f"holding {', '.join(keys)}, got {str(data)[:80]!r}"
         )
-    return dict(data)
+    if model is not None:
+        want = _sha256(Path(model))
+        got = data.get("model_sha256")
+        if got != want:
+            raise InputError(
+                f"{source}: expected a bench of {Path(model).name} (sha256 {want[:16]}…), got "
+                + (
+                    f"one of another model ({data.get('model')}, sha256 {str(got)[:16]}…)"
+                    if got
+                    else "a bench that records no model sha256 (made by an older portanet)"
+                )
+                + f"; run portanet bench {Path(model).name} --json > {source.name} again"
+            )
+    return data
 
 
 def report_context(
@@ -148,6 +164,8 @@ def report_context(
         "metrics": metrics,
         "history": history,
         "lineage": lineage,
+        # An optimized file (some transform applied) shows its own measured error first.
+        "variant": bool(lineage and lineage.get("transforms") and lineage.get("proof")),
         "bench": bench,
         "portanet_version": md.get(meta.VERSION),
         "svg": svg,
@@ -204,6 +222,6 @@ def write_report(
     path = Path(model)
     target = Path(output) if output else path.with_name(path.stem + ".report.html")
     refuse_overwrite({"--output": target}, {"MODEL": path, "--bench": bench})
-    page = render(report_context(path, read_bench(bench) if bench else None))
+    page = render(report_context(path, read_bench(bench, path) if bench else None))
     write_bytes(target, page.encode("utf-8"))
     return target

@@ -44,6 +44,7 @@ def describe(path: str | os.PathLike[str], *, sha256: str | None = None) -> dict
             for name, recipe in recipes_of(model.metadata, model.schema.images).items()
         },
         "vocabulary": dict(model.schema.vocabulary),
+        "variant": variant_proof(model.metadata),
         "metadata": model.metadata,
     }
 
@@ -143,3 +144,33 @@ def summary(info: dict[str, Any]) -> list[tuple[str, str]]:
             text = value if isinstance(value, str) else json.dumps(_compact(value))
         lines.append((label, text if len(text) <= LINE_CHARS else text[: LINE_CHARS - 1] + "…"))
     return lines
+
+
+def variant_proof(metadata: dict[str, Any]) -> str | None:
+    """For a file ``portanet optimize`` transformed, its own measured error in one line (the
+    ``portanet.parity`` it carries is the base export's); ``None`` for any other file."""
+    lineage = metadata.get(meta.LINEAGE)
+    if not isinstance(lineage, dict) or not lineage.get("transforms"):
+        return None
+    proof = lineage.get("proof")
+    if not isinstance(proof, dict):
+        return (
+            f"optimized ({lineage.get('candidate')}) without a recorded proof of its own: "
+            f"the parity below is the base export's, not this file's"
+        )
+    own = proof.get("vs_float32") or {}
+    keras = proof.get("vs_keras")
+    parts = [f"max abs {own.get('max_abs'):.3g} vs float32"]
+    if own.get("agreement") is not None:
+        parts.append(f"{100 * own['agreement']:.2f}% labels unchanged")
+    if keras:
+        parts.append(f"max abs {keras.get('max_abs'):.3g} vs Keras")
+        if keras.get("agreement") is not None:
+            parts.append(f"{100 * keras['agreement']:.2f}% labels as Keras")
+    else:
+        parts.append("not compared with Keras")
+    return (
+        f"optimized variant {lineage.get('candidate')} of {lineage.get('base', {}).get('file')}: "
+        f"{', '.join(parts)} on {proof.get('rows')} held-out rows (the portanet.parity below "
+        f"is the base export's)"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -62,6 +63,7 @@ def full_report(trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
         min_agreement=0.97,
         seconds=0.3,
         transforms="ort,slim,int8-static",
+        transformed_only=True,
     )
     bench = bench_model(
         optimized.output, source=trained.path, batch_sizes=[1, 32, 512], seconds=0.3
@@ -155,3 +157,46 @@ def test_bad_bench_file_exits_2(exported, tmp_path):
     assert result.returncode == 2
     assert f"{bench}: expected a bench report with an 'onnx' list" in result.stderr.decode()
     assert not (tmp_path / "r.html").exists()
+
+
+def test_report_of_an_optimized_variant_shows_its_own_proof(full_report):
+    import html as html_
+
+    import portanet
+    from portanet.optimize.optimize import LINEAGE
+
+    page = html_.unescape(re.sub(r"<[^>]+>", " ", full_report.read_text()))
+    text = " ".join(page.split())
+    lineage = json.loads(
+        portanet.load(full_report.parent / "pima_mlp.opt.onnx")
+        .session.get_modelmeta()
+        .custom_metadata_map[LINEAGE]
+    )
+    proof = lineage["proof"]
+    assert lineage["transforms"] and proof["rows"] > 0
+    assert "optimized variant:" in text and "This variant's own proof" in text
+    assert "These are the figures of the base export pima_mlp.onnx" in text
+    assert "not of this file" in text
+    agreement = f"{100 * proof['vs_float32']['agreement']:.2f} % labels kept"
+    assert agreement in text
+    assert "not measured (optimize was run without --source)" in text
+    assert "standard ONNX (any runtime)" in text
+
+
+def test_bench_of_another_model_exits_2(full_report, exported, tmp_path):
+    other = tmp_path / "other.json"
+    result = run_cli(
+        "bench", str(exported.path), "--batch-sizes", "1", "--seconds", "0.1", "--json"
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    data = json.loads(result.stdout)
+    assert data["model_sha256"] == hashlib.sha256(exported.path.read_bytes()).hexdigest()
+    other.write_text(result.stdout.decode())
+    target = tmp_path / "r.html"
+    optimized = full_report.parent / "pima_mlp.opt.onnx"
+    refused = run_cli("report", str(optimized), "--bench", str(other), "--output", str(target))
+    assert refused.returncode == 2, refused.stderr.decode()
+    assert "expected a bench of pima_mlp.opt.onnx" in refused.stderr.decode()
+    assert "one of another model" in refused.stderr.decode() and not target.exists()
+    accepted = run_cli("report", str(exported.path), "--bench", str(other), "--output", str(target))
+    assert accepted.returncode == 0, accepted.stderr.decode()

@@ -1,0 +1,328 @@
+"""Accuracy-aware int8: search the static quantization recipe, then the fewest nodes to keep
+in float, until the held-out rows are inside the budget.
+
+1. Calibrate once per method (min-max, entropy, percentile) with onnxruntime's calibrators,
+   a few rows at a time (``CalibStridedMinMax``: memory stays bounded by one stride of
+   activations, not by all the calibration rows), the ranges cached in a file.
+2. Build one QDQ model per recipe from the cached ranges: per-channel symmetric int8 weights,
+   uint8 activations, 7-bit weights (``reduce_range``) on CPUs without VNNI, where 8-bit dot
+   products saturate. The recipe with the best label agreement (then the smallest error) on
+   the held-out rows is kept.
+3. If it is still outside the budget, rank the quantized nodes by their measured sensitivity —
+   the signal-to-quantization-noise ratio (SQNR) of their output, from onnxruntime's
+   ``qdq_loss_debug`` — and keep the 1, 2, 4, … most sensitive in float, then bisect down to
+   the fewest that meet the budget.
+
+Every build is a :class:`Step` in the table ``optimize`` prints: what was tried, how many nodes
+stayed float, and what it bought.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from portanet.errors import InputError
+
+Feeds = dict[str, np.ndarray]
+#: Calibration methods tried, in order (onnxruntime's ``CalibrationMethod`` names).
+METHODS = ("MinMax", "Entropy", "Percentile")
+#: Rows run through the calibration model per call, and per strided collection.
+CALIBRATION_BATCH = 8
+STRIDE_ROWS = 8
+#: Operators with weights, ranked before the others (see :func:`sensitivity`).
+COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+#: Rows whose activations are compared for the sensitivity ranking (bounds its memory).
+SENSITIVITY_ROWS = 4
+
+
+def cpu_has_vnni() -> bool | None:
+    """Whether this x86 CPU has VNNI (``avx512_vnni`` or ``avx_vnni``); ``None`` when it cannot
+    be told (no /proc/cpuinfo, or not x86)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = next((line for line in text.splitlines() if line.startswith("flags")), None)
+    if flags is None:
+        return None
+    words = set(flags.split(":", 1)[-1].split())
+    return bool({"avx512_vnni", "avx_vnni"} & words)
+
+
+@dataclass
+class Step:
+    """One quantized model the search built and measured."""
+
+    recipe: str
+    float_nodes: int
+    agreement: float | None
+    max_abs: float
+    inside: bool
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "recipe": self.recipe,
+            "float_nodes": self.float_nodes,
+            "agreement": self.agreement,
+            "max_abs": self.max_abs,
+            "inside": self.inside,
+            "note": self.note,
+        }
+
+
+@dataclass
+class SearchResult:
+    """The model the search settled on and every step that led there."""
+
+    path: Path
+    recipe: str
+    reduce_range: bool
+    vnni: bool | None
+    float_nodes: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (kept in the lineage)."""
+        return {
+            "recipe": self.recipe,
+            "reduce_range": self.reduce_range,
+            "cpu_vnni": self.vnni,
+            "float_nodes": self.float_nodes,
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+#: Judges a built model: (label agreement or None, max abs error, inside the budget).
+Judge = Callable[[Path], tuple[float | None, float, bool]]
+
+
+class _Reader:
+    """A calibration reader over ``rows`` in batches, restartable on a row range (what
+    ``CalibStridedMinMax`` asks of it)."""
+
+    def __init__(self, rows: Feeds, batch: int) -> None:
+        self._rows, self._batch = rows, batch
+        self._count = len(next(iter(rows.values())))
+        self.set_range(0, self._count)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._next, self._end = start_index, min(end_index, self._count)
+
+    def get_next(self) -> Feeds | None:
+        if self._next >= self._end:
+            return None
+        stop = min(self._next + self._batch, self._end)
+        batch = {k: v[self._next : stop] for k, v in self._rows.items()}
+        self._next = stop
+        return batch
+
+    def __iter__(self) -> Any:
+        self.set_range(0, self._count)
+        return iter(self.get_next, None)
+
+
+def _usable_rows(calibration: Feeds, fixed_batch: int | None) -> tuple[Feeds, int, int]:
+    """Calibration rows trimmed to whole batches (and whole strides) for the graph."""
+    batch = fixed_batch or CALIBRATION_BATCH
+    rows = len(next(iter(calibration.values())))
+    stride = max(batch, (STRIDE_ROWS // batch) * batch)
+    usable = (rows // stride) * stride or (rows // batch) * batch
+    if usable == 0:
+        raise InputError(
+            f"calibration: expected at least {batch} rows for batches of {batch}, got {rows}"
+        )
+    stride = min(stride, usable)
+    return {k: v[:usable] for k, v in calibration.items()}, batch, stride
+
+
+def quantize(
+    pre: Path,
+    target: Path,
+    *,
+    method: str,
+    calibration: Feeds,
+    cache: Path,
+    reduce_range: bool,
+    exclude: list[str] | tuple[str, ...] = (),
+    fixed_batch: int | None = None,
+) -> None:
+    """One static QDQ quantization of the pre-processed ``pre``; ranges calibrated with
+    ``method`` on first use and cached in ``cache`` for every later recipe."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from portanet.optimize.transforms import quiet
+
+    rows, batch, stride = _usable_rows(calibration, fixed_batch)
+    with quiet():
+        quantize_static(
+            str(pre),
+            str(target),
+            _Reader(rows, batch),  # type: ignore[arg-type]
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=getattr(CalibrationMethod, method),
+            nodes_to_exclude=list(exclude),
+            calibration_cache_path=str(cache),
+            extra_options={"WeightSymmetric": True, "CalibStridedMinMax": stride},
+        )
+
+
+def sensitivity(float_model: Path, qdq_model: Path, rows: Feeds, folder: Path) -> list[str]:
+    """Quantized nodes of ``float_model``, most sensitive first: ranked by the SQNR (dB) of
+    their output in ``qdq_model`` against the float model's, on a few rows."""
+    import onnx
+    from onnxruntime.quantization import qdq_loss_debug as debug
+
+    from portanet.optimize.transforms import quiet
+
+    few = {k: v[:SENSITIVITY_ROWS] for k, v in rows.items()}
+    activations = {}
+    for name, path in (("float", float_model), ("qdq", qdq_model)):
+        augmented = folder / f"{name}.debug.onnx"
+        with quiet():
+            debug.modify_model_output_intermediate_tensors(str(path), str(augmented))
+            activations[name] = debug.collect_activations(str(augmented), _Reader(few, len(few)))  # type: ignore[arg-type]
+        augmented.unlink()
+    matched = debug.create_activation_matching(activations["qdq"], activations["float"])
+    errors = debug.compute_activation_error(matched)
+    del activations, matched
+    graph = onnx.load(str(float_model), load_external_data=False).graph
+    scored = []
+    for node in graph.node:
+        if not node.name:
+            continue
+        sqnr = [errors[o]["xmodel_err"] for o in node.output if "xmodel_err" in errors.get(o, {})]
+        if sqnr:
+            scored.append((min(sqnr), node.name))
+    # Accumulated error hides which node added it: rank by each node's drop in SQNR from its
+    # worst input (its own contribution), falling back to its output SQNR.
+    produced = {o: n for n in graph.node for o in n.output}
+    ops = {n.name: n.op_type for n in graph.node}
+    contribution = []
+    for out_sqnr, name in scored:
+        node = next(n for n in graph.node if n.name == name)
+        inputs = [
+            errors[i]["xmodel_err"]
+            for i in node.input
+            if i in produced and "xmodel_err" in errors.get(i, {})
+        ]
+        before = min(inputs) if inputs else math.inf
+        contribution.append((min(before, 200.0) - out_sqnr, -out_sqnr, name))
+    contribution.sort(reverse=True)
+    # Compute nodes (convolutions, matrix products) first: keeping an activation or a reshape
+    # in float only moves the quantize/dequantize pairs around it (measured on the Teachable
+    # Machine MobileNet: its Relu6 nodes ranked first needed 75 float nodes for 99 %, its
+    # projection convolutions 7).
+    weighted = [c for c in contribution if ops.get(c[2]) in COMPUTE_OPS]
+    rest = [c for c in contribution if ops.get(c[2]) not in COMPUTE_OPS]
+    ranked = [name for _, _, name in weighted + rest]
+    # Nodes the quantizer may touch whose outputs were not compared (a graph output, a shape
+    # op) come last, in graph order, so keeping every node in float is reachable.
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    quantizable = set(QDQRegistry) | set(QLinearOpsRegistry)
+    seen = set(ranked)
+    return ranked + [
+        n.name for n in graph.node if n.name and n.op_type in quantizable and n.name not in seen
+    ]
+
+
+def search(
+    pre: Path,
+    folder: Path,
+    *,
+    calibration: Feeds,
+    judge: Judge,
+    vnni: bool | None,
+    fixed_batch: int | None = None,
+    methods: tuple[str, ...] = METHODS,
+) -> SearchResult:
+    """The recipe and the fewest float nodes that ``judge`` accepts (or the best found)."""
+    reduce_range = vnni is False
+    steps: list[Step] = []
+    best: tuple[tuple[float, float], str, Path] | None = None
+    for method in methods:
+        target = folder / f"int8.{method}.onnx"
+        recipe = f"{method}, per-channel, {'7' if reduce_range else '8'}-bit weights"
+        try:
+            quantize(
+                pre,
+                target,
+                method=method,
+                calibration=calibration,
+                cache=folder / f"ranges.{method}.json",
+                reduce_range=reduce_range,
+                fixed_batch=fixed_batch,
+            )
+        except Exception as exc:  # a calibrator that cannot handle this graph
+            steps.append(Step(recipe, 0, None, math.inf, False, f"failed: {exc}"))
+            continue
+        agreement, max_abs, inside = judge(target)
+        steps.append(Step(recipe, 0, agreement, max_abs, inside))
+        score = (agreement if agreement is not None else 0.0, -max_abs)
+        if best is None or score > best[0]:
+            best = (score, method, target)
+    if best is None:
+        raise InputError("int8: no calibration method could quantize this graph")
+    _, method, path = best
+    result = SearchResult(path, method, reduce_range, vnni, [], steps)
+    if steps[methods.index(method)].inside:
+        return result
+    ranked = sensitivity(pre, path, calibration, folder)
+    cache = folder / f"ranges.{method}.json"
+    tried: dict[int, tuple[Path, bool]] = {}
+
+    def attempt(count: int) -> bool:
+        target = folder / f"int8.{method}.float{count}.onnx"
+        quantize(
+            pre,
+            target,
+            method=method,
+            calibration=calibration,
+            cache=cache,
+            reduce_range=reduce_range,
+            exclude=ranked[:count],
+            fixed_batch=fixed_batch,
+        )
+        agreement, max_abs, inside = judge(target)
+        steps.append(Step(f"{method}, most sensitive in float", count, agreement, max_abs, inside))
+        tried[count] = (target, inside)
+        return inside
+
+    low, high, count = 0, None, 1
+    while count <= len(ranked):
+        if attempt(count):
+            high = count
+            break
+        low, count = count, count * 2
+    if high is None and len(ranked) and len(ranked) not in tried and attempt(len(ranked)):
+        high = len(ranked)
+    if high is None:
+        return result
+    while high - low > 1:
+        middle = (low + high) // 2
+        if attempt(middle):
+            high = middle
+        else:
+            low = middle
+    result.path, result.float_nodes = tried[high][0], ranked[:high]
+    return result

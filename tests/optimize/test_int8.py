@@ -1,0 +1,79 @@
+"""The accuracy-aware int8 search on the digits CNN (real quantizer, real sessions)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+import portanet
+from portanet.optimize import optimize_model
+from portanet.optimize.int8 import cpu_has_vnni
+from portanet.optimize.optimize import LINEAGE
+
+
+def test_cpu_vnni_is_read_from_the_cpu_flags():
+    text = Path("/proc/cpuinfo").read_text()
+    flags = next(line for line in text.splitlines() if line.startswith("flags")).split()
+    assert cpu_has_vnni() == ("avx512_vnni" in flags or "avx_vnni" in flags)
+
+
+def test_a_tight_budget_keeps_the_fewest_sensitive_nodes_in_float(digits, tmp_path):
+    """A max abs just below what the best recipe reaches: the search keeps nodes in float until
+    it is met, and the step with one node fewer in float was tried and failed."""
+    loose = optimize_model(
+        digits.onnx_path,
+        digits.rows_path,
+        output=tmp_path / "loose.onnx",
+        max_abs=float("inf"),
+        transforms="int8-static",
+        transformed_only=True,
+        seconds=0.1,
+    )
+    best = min(s["max_abs"] for s in loose.candidates[1].int8["steps"])
+    assert loose.candidates[1].int8["float_nodes"] == []  # inside at once: nothing kept float
+    tight = 0.9 * best
+    result = optimize_model(
+        digits.onnx_path,
+        digits.rows_path,
+        output=tmp_path / "tight.onnx",
+        max_abs=tight,
+        min_agreement=1.0,
+        transforms="int8-static",
+        transformed_only=True,
+        seconds=0.2,
+    )
+    (candidate,) = [c for c in result.candidates if c.name == "int8-static"]
+    info = candidate.int8
+    steps = info["steps"]
+    recipes = [s for s in steps if s["float_nodes"] == 0]
+    assert [s["recipe"].split(",")[0] for s in recipes] == ["MinMax", "Entropy", "Percentile"]
+    assert not any(s["inside"] for s in recipes)  # no recipe alone meets it
+    kept = len(info["float_nodes"])
+    assert kept >= 1 and candidate.within_budget and candidate.max_abs <= tight
+    by_count = {s["float_nodes"]: s for s in steps if s["float_nodes"]}
+    assert by_count[kept]["inside"]
+    assert kept - 1 == 0 or not by_count[kept - 1]["inside"]  # the fewest that meet it
+    # The written file keeps exactly those nodes' weights in float: their weight input is a
+    # float32 initializer, not a dequantized int8 one.
+    graph = onnx.load(str(result.output)).graph
+    floats = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    for name in info["float_nodes"]:
+        node = next(n for n in graph.node if n.name == name)
+        if node.op_type in ("Conv", "Gemm", "MatMul"):
+            assert node.input[1] in floats, (name, node.input[1])
+    lineage = json.loads(
+        portanet.load(result.output).session.get_modelmeta().custom_metadata_map[LINEAGE]
+    )
+    assert lineage["int8"]["float_nodes"] == info["float_nodes"]
+    assert lineage["cpu"]["vnni"] == cpu_has_vnni()
+    assert lineage["int8"]["reduce_range"] is (cpu_has_vnni() is False)
+    # The figure recorded is the written file's, measured again here.
+    base, written = portanet.load(digits.onnx_path), portanet.load(result.output)
+    from portanet.optimize.data import load_rows, split_rows
+
+    _, held = split_rows(load_rows(digits.rows_path, base), 128, seed=0)
+    diff = np.abs(base.predict(held["pixels"]) - written.predict(held["pixels"])).max()
+    assert float(diff) == lineage["proof"]["vs_float32"]["max_abs"]
