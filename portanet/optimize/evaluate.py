@@ -12,7 +12,7 @@ import numpy as np
 
 from portanet.errors import InputError
 from portanet.optimize.data import Feeds, rows_of, take
-from portanet.optimize.timing import Latency
+from portanet.optimize.timing import MARGIN, Latency
 from portanet.runtime import Model
 from portanet.schema import BINARY_CLASSIFIER, MULTICLASS_CLASSIFIER, ModelSchema
 
@@ -43,6 +43,10 @@ class Budget:
             "max_abs": self.max_abs if math.isfinite(self.max_abs) else None,
             "min_agreement": self.min_agreement,
         }
+
+
+#: The candidate every other is measured against: the model as exported.
+BASE = "float32"
 
 
 @dataclass
@@ -223,3 +227,10 @@ def measure_errors(
                 candidate.failed_checks.append(
                     f"label agreement {candidate.agreement:.4f} < {budget.min_agreement:g}"
                 )
+
+
+def real_gain(candidate: Candidate, goal: str) -> bool:
+    """Faster than float32 beyond the measured spread: the low end of the per-slice speed-ups
+    at the ``goal``'s batch clears 1 + :data:`~portanet.optimize.timing.MARGIN`."""
+    spread = candidate.speedup_spread if goal == "latency" else candidate.throughput_spread
+    return spread is not None and spread[0] > 1 + MARGIN

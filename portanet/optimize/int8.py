@@ -166,7 +166,7 @@ def quantize(
         quantize_static,
     )
 
-    from portanet.optimize.transforms import quiet
+    from portanet.optimize.quiet import quiet
 
     rows, batch, stride = _usable_rows(calibration, fixed_batch)
     with quiet():
@@ -192,7 +192,7 @@ def sensitivity(float_model: Path, qdq_model: Path, rows: Feeds, folder: Path) -
     import onnx
     from onnxruntime.quantization import qdq_loss_debug as debug
 
-    from portanet.optimize.transforms import quiet
+    from portanet.optimize.quiet import quiet
 
     few = {k: v[:SENSITIVITY_ROWS] for k, v in rows.items()}
     activations = {}

@@ -7,14 +7,12 @@ import hashlib
 import json
 import platform
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from portanet import schema as meta
 from portanet.optimize import transforms as tf_
+from portanet.optimize.evaluate import BASE, real_gain
 from portanet.optimize.timing import MARGIN
-
-if TYPE_CHECKING:
-    from portanet.optimize.optimize import OptimizeResult
 
 LINEAGE = meta.LINEAGE
 
@@ -24,12 +22,10 @@ def _sha256(data: bytes) -> str:
 
 
 def lineage_of(
-    result: OptimizeResult, base_path: Path, base_bytes: bytes, charts: dict[str, Any]
+    result: Any, base_path: Path, base_bytes: bytes, charts: dict[str, Any]
 ) -> dict[str, Any]:
     """The ``portanet.lineage`` metadata of the chosen variant: its base, transforms, budget,
     measured figures and own proof, portability, CPU and every candidate."""
-    from portanet.optimize.optimize import BASE, real_gain
-
     chosen = result.chosen
     assert chosen is not None
     return {
@@ -60,7 +56,7 @@ def lineage_of(
     }
 
 
-def proof(result: OptimizeResult) -> dict[str, Any]:
+def proof(result: Any) -> dict[str, Any]:
     """The written variant's own measured error — against float32 and, when ``--source`` was
     given, against Keras — on the held-out rows (what ``inspect`` and ``report`` show instead
     of the base model's parity)."""

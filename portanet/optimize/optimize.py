@@ -27,11 +27,13 @@ from portanet.errors import InputError, ParityError
 from portanet.optimize import data as rows_
 from portanet.optimize import transforms as tf_
 from portanet.optimize.evaluate import (
+    BASE,
     Budget,
     Candidate,
     chunk_rows,
     measure_errors,
     outputs_on,
+    real_gain,
 )
 from portanet.optimize.int8 import cpu_has_vnni
 from portanet.optimize.lineage import lineage_of, write_variant
@@ -40,7 +42,6 @@ from portanet.runtime import Model, load
 
 #: Metadata key of the optimization lineage.
 LINEAGE = meta.LINEAGE
-BASE = "float32"
 TARGETS = {"cpu": "cpu", "cuda": "cuda"}
 #: ``--ops``: ``standard`` keeps to operators any ONNX runtime implements (the default: the
 #: written file runs wherever the exported one did); ``any`` also allows onnxruntime-only ones.
@@ -349,13 +350,6 @@ def _time(
             c.throughput, c.throughput_speedup = c.latency, c.speedup
             c.throughput_spread = c.speedup_spread
     candidates[0].speedup = candidates[0].throughput_speedup = 1.0
-
-
-def real_gain(candidate: Candidate, goal: str) -> bool:
-    """Faster than float32 beyond the measured spread: the low end of the per-slice speed-ups
-    at the ``goal``'s batch clears 1 + :data:`~portanet.optimize.timing.MARGIN`."""
-    spread = candidate.speedup_spread if goal == "latency" else candidate.throughput_spread
-    return spread is not None and spread[0] > 1 + MARGIN
 
 
 def _choose(result: OptimizeResult, transformed_only: bool) -> Candidate | None:

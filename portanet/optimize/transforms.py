@@ -13,18 +13,15 @@ scratch folder, so a library that fails leaves the other candidates untouched.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import os
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from portanet.errors import InputError
+from portanet.optimize.quiet import quiet
 
 Feeds = dict[str, np.ndarray]
 
@@ -53,20 +50,6 @@ def chains(names: list[str]) -> list[tuple[str, ...]]:
     """The candidates for the transforms ``names``: each alone, then the combinations."""
     alone = [(n,) for n in names]
     return alone + [c for c in COMBINATIONS if all(n in names for n in c)]
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence the libraries' progress prints, warnings and log lines during a transform."""
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
 
 
 def ort_optimized(source: Path, target: Path, *, providers: list[str]) -> None:

@@ -56,11 +56,11 @@ def author_pixels(path: Path, recipe: Recipe) -> np.ndarray:
             tf.io.read_file(str(path)), channels=recipe.channels, expand_animations=False
         )
         if recipe.resize == "crop":
-            from keras.src.backend import tensorflow as tf_backend
-            from keras.src.utils import image_utils
+            import keras
 
-            out = image_utils.smart_resize(
-                image, recipe.size, interpolation=recipe.filter, backend_module=tf_backend
+            # image_dataset_from_directory(crop_to_aspect_ratio=True) calls this (public API).
+            out = keras.preprocessing.image.smart_resize(
+                image, recipe.size, interpolation=recipe.filter
             )
         elif recipe.resize == "pad":
             out = tf.image.resize_with_pad(image, height, width, method=recipe.filter)

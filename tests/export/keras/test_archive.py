@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 
 import h5py
@@ -21,13 +22,14 @@ import keras  # noqa: E402
 
 
 class _Payload:
-    """Unpickling this creates the sentinel file: what a hostile weights file would run."""
+    """Unpickling this creates the sentinel (a folder: no file handle left open): what a hostile
+    weights file would run."""
 
     def __init__(self, sentinel: str) -> None:
         self.sentinel = sentinel
 
     def __reduce__(self):
-        return (open, (self.sentinel, "w"))
+        return (os.mkdir, (self.sentinel,))
 
 
 def _small_model():
