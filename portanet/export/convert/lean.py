@@ -43,10 +43,51 @@ def graph_def_to_onnx(
 ) -> Any:
     """Convert a frozen ``GraphDef`` (no variables) to an ``onnx.ModelProto``.
 
-    Arguments mean what they mean for ``tf2onnx.convert.from_graph_def``. ``graph_def`` is
-    consumed: its large constants are moved out of it. Ops tf2onnx cannot convert are left in the
+    Arguments mean what they mean for ``tf2onnx.convert.from_graph_def``. ``graph_def`` itself
+    is left as it is (grappler works on a copy). Ops tf2onnx cannot convert are left in the
     graph (tf2onnx's ``continue_on_error``) for the caller to name.
+
+    When one of tf2onnx's optimizers fails on the copy-free path (tf2onnx 1.17's transpose
+    optimizer on a scalar bias, as in MobileNetV3), the graph it was rewriting is half-changed:
+    the conversion runs once more with tf2onnx's own rollback (a copy of the graph before each
+    optimizer; the failing optimizer is skipped), so only such models pay for the copies.
     """
+
+    def attempt(catch_errors: bool) -> Any:
+        return _convert(
+            graph_def,
+            input_names=input_names,
+            output_names=output_names,
+            opset=opset,
+            inputs_as_nchw=inputs_as_nchw,
+            tensors_to_rename=tensors_to_rename,
+            custom_op_handlers=custom_op_handlers,
+            cleanup=cleanup,
+            catch_errors=catch_errors,
+        )
+
+    try:
+        return attempt(catch_errors=False)
+    except _OptimizerFailed:
+        return attempt(catch_errors=True)
+
+
+class _OptimizerFailed(Exception):
+    """One of tf2onnx's optimizers raised on the copy-free path."""
+
+
+def _convert(
+    graph_def: Any,
+    *,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    opset: int,
+    inputs_as_nchw: Sequence[str] | None,
+    tensors_to_rename: dict[str, str] | None,
+    custom_op_handlers: dict[str, Any] | None,
+    cleanup: str,
+    catch_errors: bool,
+) -> Any:
     import tensorflow as tf
     from tf2onnx import optimizer, tf_loader
     from tf2onnx.tf_utils import compress_graph_def
@@ -71,7 +112,14 @@ def graph_def_to_onnx(
             tensors_to_rename=tensors_to_rename,
         )
     constants.clear()
-    graph = optimizer.optimize_graph(graph, catch_errors=False, optimizers=_optimizers(cleanup))
+    try:
+        graph = optimizer.optimize_graph(
+            graph, catch_errors=catch_errors, optimizers=_optimizers(cleanup)
+        )
+    except Exception as exc:  # any optimizer's own error: retried with tf2onnx's rollback
+        if catch_errors:
+            raise
+        raise _OptimizerFailed(str(exc)) from exc
     return graph.make_model("converted by portanet (tf2onnx)")
 
 
