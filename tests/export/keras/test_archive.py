@@ -71,7 +71,7 @@ def test_a_duplicated_weights_member_holding_a_pickle_is_refused_and_runs_nothin
     with zipfile.ZipFile(io.BytesIO(hostile)) as inner:
         np.load(io.BytesIO(inner.read(inner.namelist()[0])), allow_pickle=True)
     assert sentinel.exists()
-    sentinel.unlink()
+    sentinel.rmdir()
 
     path = tmp_path / "twice.keras"
     _write_zip(path, [*members.items(), ("model.weights.npz", hostile)])
