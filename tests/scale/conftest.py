@@ -12,20 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from portanet.reference.data import PIMA_FEATURES
 from tests.scale.ray_head import RayHead
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "models" / "pima_mlp.onnx"
-FEATURES = [
-    "pregnancies",
-    "glucose",
-    "blood_pressure",
-    "skin_thickness",
-    "insulin",
-    "bmi",
-    "diabetes_pedigree",
-    "age",
-]
+FEATURES = list(PIMA_FEATURES)
 LOW = np.array([0, 40, 20, 0, 0, 15, 0.05, 21.0])
 HIGH = np.array([15, 200, 120, 60, 600, 60, 2.5, 80.0])
 
