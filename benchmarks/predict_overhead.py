@@ -3,9 +3,11 @@
 Issue 20's targets: a large batch (1M Pima rows) ≤ 1.0× one raw ``run`` of the whole array,
 batch 1 ≤ 0.9×. The raw side is a stock session (onnxruntime's default options: intra-op
 threads for the CPUs this process may use, spinning on), the portanet side ``portanet.load``
-of the same file. Both sides are timed alternately (the side that goes first swaps every
-repetition) and each figure is the median of the repetitions; every run first checks that the
-outputs are bit-identical.
+of the same file; a third, informational side is the raw session with spinning off, as
+portanet's sessions run (on a loaded machine spinning threads lose much of their time, so this
+peer shows what is left without that effect). The sides are timed in turn (the order rotates
+every repetition), each figure is the median of the repetitions (wall and CPU time), and every
+run first checks that predict's output is bit-identical to the raw run's.
 
     .venv/bin/python benchmarks/predict_overhead.py                  # Pima only (~1 min)
     .venv/bin/python benchmarks/predict_overhead.py --runs 3 \\
@@ -35,9 +37,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from run import MODEL_ONNX, pima_rows  # noqa: E402  (benchmarks/run.py, the house helpers)
 
 
-def raw_session(path: Path):
+def raw_session(path: Path, spinning: bool = True):
     """A stock onnxruntime session on the CPU: its default options (spinning on, one intra-op
-    thread per usable CPU, as portanet uses)."""
+    thread per usable CPU, as portanet uses); ``spinning=False`` for the informational peer
+    with idle threads sleeping, as portanet's sessions do."""
     import onnxruntime as ort
 
     from portanet.runtime.providers import usable_cpus
@@ -45,51 +48,69 @@ def raw_session(path: Path):
     options = ort.SessionOptions()
     options.intra_op_num_threads = usable_cpus()
     options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def paired(
-    raw: Callable[[], object], ours: Callable[[], object], repeats: int, inner: int
-) -> tuple[float, float, list[float]]:
-    """Median seconds per call of each side and the per-repetition ratios ours / raw; the sides
-    alternate and swap order every repetition (so that neither always follows the other)."""
-    raw(), ours()
-    times: dict[str, list[float]] = {"raw": [], "ours": []}
+def alternated(
+    sides: dict[str, Callable[[], object]], repeats: int, inner: int
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Wall and CPU seconds per call of each side, per repetition; the sides are timed in
+    turn and the order rotates every repetition (so that no side always follows another)."""
+    for func in sides.values():
+        func()
+    names = list(sides)
+    times: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in names}
     for rep in range(repeats):
-        order = [("raw", raw), ("ours", ours)]
-        for name, func in order if rep % 2 == 0 else order[::-1]:
-            start = time.perf_counter()
+        shift = rep % len(names)
+        for name in names[shift:] + names[:shift]:
+            func = sides[name]
+            cpu, start = time.process_time(), time.perf_counter()
             for _ in range(inner):
                 func()
-            times[name].append((time.perf_counter() - start) / inner)
-    ratios = [o / r for o, r in zip(times["ours"], times["raw"], strict=True)]
-    return statistics.median(times["raw"]), statistics.median(times["ours"]), ratios
+            times[name][0].append((time.perf_counter() - start) / inner)
+            times[name][1].append((time.process_time() - cpu) / inner)
+    return times
 
 
 def compare(
     label: str, path: Path, x: np.ndarray, target: float, repeats: int, inner: int
 ) -> float:
-    """Check bit-identity, time both sides on ``x``, print one line; return the ratio."""
+    """Check bit-identity, time the sides on ``x``, print the figures; return predict's ratio
+    to the stock raw run (medians)."""
     import portanet
 
-    session = raw_session(path)
+    session, quiet = raw_session(path), raw_session(path, spinning=False)
     model = portanet.load(path)
     name = session.get_inputs()[0].name
     expected = session.run(None, {name: x})[0]
     got = model.predict(x)
-    identical = isinstance(got, np.ndarray) and np.array_equal(got, expected)
-    if not identical:
+    if not (isinstance(got, np.ndarray) and np.array_equal(got, expected)):
         raise SystemExit(f"{label}: predict differs from raw run (expected bit-identical)")
-    raw_s, ours_s, ratios = paired(
-        lambda: session.run(None, {name: x}), lambda: model.predict(x), repeats, inner
+    times = alternated(
+        {
+            "raw": lambda: session.run(None, {name: x}),
+            "raw, spinning off": lambda: quiet.run(None, {name: x}),
+            "predict": lambda: model.predict(x),
+        },
+        repeats,
+        inner,
     )
-    ratio = ours_s / raw_s
-    unit, scale = ("ms", 1e3) if raw_s > 1e-3 else ("µs", 1e6)
+    wall = {n: statistics.median(t[0]) for n, t in times.items()}
+    cpu = {n: statistics.median(t[1]) for n, t in times.items()}
+    per_rep = [o / r for o, r in zip(times["predict"][0], times["raw"][0], strict=True)]
+    ratio = wall["predict"] / wall["raw"]
+    unit, scale = ("ms", 1e3) if wall["raw"] > 1e-3 else ("µs", 1e6)
     print(
-        f"  {label}: predict {ours_s * scale:.2f} {unit} vs raw run {raw_s * scale:.2f} {unit}"
-        f" = {ratio:.2f}× (target ≤ {target:.2f}×: {'met' if ratio <= target else 'MISSED'};"
-        f" per-repetition {min(ratios):.2f}–{max(ratios):.2f}×, bit-identical, "
-        f"{model._executor.chunk_workers} chunk threads)"
+        f"  {label}: predict {wall['predict'] * scale:.2f} {unit} vs raw run "
+        f"{wall['raw'] * scale:.2f} {unit} = {ratio:.2f}× (target ≤ {target:.2f}×: "
+        f"{'met' if ratio <= target else 'MISSED'}; per repetition "
+        f"{min(per_rep):.2f}–{max(per_rep):.2f}×; bit-identical)\n"
+        f"      vs raw with spinning off {wall['raw, spinning off'] * scale:.2f} {unit}: "
+        f"{wall['predict'] / wall['raw, spinning off']:.2f}×; CPU per call "
+        + ", ".join(f"{n} {c * scale:.2f}" for n, c in cpu.items())
+        + f" {unit}; {model._executor.chunk_workers} chunk threads"
     )
     return ratio
 
