@@ -202,8 +202,9 @@ def stock_run(x: np.ndarray, threads: int = 0) -> np.ndarray:
     return session.run(None, {"features": x})[0]
 
 
-def chunk_threads() -> set[str]:
-    return {t.name for t in threading.enumerate() if t.name.startswith("portanet-chunks")}
+def chunk_threads() -> set[threading.Thread]:
+    """The live chunk threads (of every model: those of models gone may still be exiting)."""
+    return {t for t in threading.enumerate() if t.name.startswith("portanet-chunks")}
 
 
 def test_small_rows_are_rows_whose_cache_chunk_holds_more_than_the_fewest_rows():
@@ -239,18 +240,19 @@ def test_side_by_side_only_for_small_rows_and_several_threads(tmp_path):
     before = chunk_threads()
     portanet.load(COMMITTED_ONNX, threads=1).predict(rows(3 * CHUNK))
     portanet.load(COMMITTED_ONNX, threads=2).predict(rows(CHUNK))
-    assert chunk_threads() == before
+    assert chunk_threads() <= before
     model_path = tmp_path / "images.onnx"
     _image_model(model_path)
     images = np.random.default_rng(1).random((3 * 64, 224, 224, 3), dtype=np.float32)
     image_model = portanet.load(model_path, threads=2)
     assert image_model._executor.chunk_workers == 2  # allowed, but images are not small rows
     out = image_model.predict(images)
-    assert chunk_threads() == before
+    assert chunk_threads() <= before
     raw = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     assert np.array_equal(out, raw.run(None, {"images": images})[0])
-    portanet.load(COMMITTED_ONNX, threads=2).predict(rows(3 * CHUNK))
-    assert len(chunk_threads() - before) >= 1
+    tabular = portanet.load(COMMITTED_ONNX, threads=2)
+    tabular.predict(rows(3 * CHUNK))
+    assert chunk_threads() - before  # the model (still alive) has its chunk thread
 
 
 @pytest.mark.parametrize("threads", [1, 2, 4])
