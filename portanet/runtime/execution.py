@@ -11,8 +11,9 @@
   threads as the session has intra-op threads (at most :data:`MAX_CHUNK_WORKERS`), each thread
   taking the next chunk in row order: a chunk's kernels are too small to be worth splitting over
   threads that sleep between kernels (spinning is off), so the threads split the chunks instead.
-  Big rows (images) keep one chunk at a time, split by onnxruntime itself, so that memory stays
-  bounded by one chunk.
+  The chunks in flight together never hold more than :data:`MAX_CHUNK_BYTES` of input. Big rows
+  (images) keep one chunk at a time, split by onnxruntime itself, so that memory stays bounded
+  by one chunk.
 * **Fixed-batch models** (exported with, say, batch size 1) take any number of rows: the rows
   run in chunks of exactly that size, the last one padded with copies of its last row, and the
   padding's outputs dropped.
@@ -216,7 +217,11 @@ class Executor:
             self._check(feeds, check, 0)
             return self.run_plain(feeds)
         side_by_side = (
-            self.chunk_workers > 1 and self.fixed_batch is None and is_small_row(row_bytes)
+            self.chunk_workers > 1
+            and self.fixed_batch is None
+            and is_small_row(row_bytes)
+            # chunks in flight together never hold more input than one chunk may
+            and step * row_bytes * self.chunk_workers <= MAX_CHUNK_BYTES
         )
         return self._chunked(feeds, rows, step, check, side_by_side)
 

@@ -235,8 +235,9 @@ def test_chunks_are_bit_identical_to_one_raw_run(count, threads):
 
 def test_side_by_side_only_for_small_rows_and_several_threads(tmp_path):
     """The chunk threads start for many small rows on a 2-thread session, never for one
-    chunk's worth of rows, for a 1-thread session, or for big rows (images: one chunk at a
-    time, so that memory stays bounded by one chunk)."""
+    chunk's worth of rows, for a 1-thread session, for big rows (images: one chunk at a time,
+    so that memory stays bounded by one chunk) or for chunks (set by hand) so big that two in
+    flight would hold more than ``MAX_CHUNK_BYTES`` of input."""
     before = chunk_threads()
     portanet.load(COMMITTED_ONNX, threads=1).predict(rows(3 * CHUNK))
     portanet.load(COMMITTED_ONNX, threads=2).predict(rows(CHUNK))
@@ -250,6 +251,11 @@ def test_side_by_side_only_for_small_rows_and_several_threads(tmp_path):
     assert chunk_threads() <= before
     raw = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     assert np.array_equal(out, raw.run(None, {"images": images})[0])
+    huge_chunks = portanet.load(COMMITTED_ONNX, threads=2)
+    huge_chunks.chunk_rows = MAX_CHUNK_BYTES // 32 // 2 + 1  # two in flight: over the bound
+    x = rows(3 * huge_chunks.chunk_rows)
+    assert np.array_equal(huge_chunks.predict(x), stock_run(x))
+    assert chunk_threads() <= before
     tabular = portanet.load(COMMITTED_ONNX, threads=2)
     tabular.predict(rows(3 * CHUNK))
     assert chunk_threads() - before  # the model (still alive) has its chunk thread
