@@ -7,6 +7,13 @@
   enough for a row-wise model's intermediate tensors to stay in the CPU caches, and never more
   than :data:`MAX_CHUNK_BYTES` of input per call, so that memory stays bounded for big rows such
   as images. Every chunk after the first writes straight into one preallocated output.
+* **Small rows** (cache-sized chunks of many rows) run their chunks side by side on as many
+  threads as the session has intra-op threads (at most :data:`MAX_CHUNK_WORKERS`), each thread
+  taking the next chunk in row order: a chunk's kernels are too small to be worth splitting over
+  threads that sleep between kernels (spinning is off), so the threads split the chunks instead.
+  The chunks in flight together never hold more than :data:`MAX_CHUNK_BYTES` of input. Big rows
+  (images) keep one chunk at a time, split by onnxruntime itself, so that memory stays bounded
+  by one chunk.
 * **Fixed-batch models** (exported with, say, batch size 1) take any number of rows: the rows
   run in chunks of exactly that size, the last one padded with copies of its last row, and the
   padding's outputs dropped.
@@ -15,8 +22,10 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -24,6 +33,7 @@ import onnxruntime as ort
 
 from portanet.errors import InputError, first_line
 from portanet.runtime.inputs import check_finite
+from portanet.runtime.providers import usable_cpus
 
 #: Input bytes per call for row-wise models: a chunk's intermediates then fit the L2 cache.
 CACHE_CHUNK_BYTES = 512 << 10
@@ -35,6 +45,9 @@ MAX_CHUNK_BYTES = 64 << 20
 SMALL_BATCH_BYTES = 64 << 10
 #: Input shapes for which each thread keeps bound buffers (the table is emptied beyond).
 MAX_SLOTS_PER_THREAD = 8
+#: Most threads that run the chunks of one small-row batch side by side (each holds one chunk's
+#: intermediates at a time, so this also bounds the memory they take together).
+MAX_CHUNK_WORKERS = 4
 
 
 def all_finite(array: np.ndarray) -> bool:
@@ -55,6 +68,22 @@ def chunk_rows_for(row_bytes: int) -> int:
     row_bytes = max(1, int(row_bytes))
     rows = max(CACHE_CHUNK_BYTES // row_bytes, MIN_CHUNK_ROWS)
     return max(1, min(rows, MAX_CHUNK_BYTES // row_bytes))
+
+
+def is_small_row(row_bytes: int) -> bool:
+    """Rows light enough that a chunk is cache-sized (more than :data:`MIN_CHUNK_ROWS` rows of
+    them fit in :data:`CACHE_CHUNK_BYTES`): their chunks may run side by side."""
+    return 0 < row_bytes * MIN_CHUNK_ROWS < CACHE_CHUNK_BYTES
+
+
+def chunk_workers_of(session: ort.InferenceSession) -> int:
+    """Threads for the chunks of a small-row batch: the session's intra-op threads (its
+    default, 0, means one per usable CPU), at most :data:`MAX_CHUNK_WORKERS`."""
+    try:
+        threads = int(session.get_session_options().intra_op_num_threads)
+    except (AttributeError, TypeError, ValueError):  # a session-like object without options
+        threads = 1
+    return max(1, min(threads if threads > 0 else usable_cpus(), MAX_CHUNK_WORKERS))
 
 
 Slot = Callable[[np.ndarray, bool], "np.ndarray | dict[str, np.ndarray] | None"]
@@ -135,6 +164,10 @@ class Executor:
         self._single = input_names[0] if len(input_names) == 1 else None
         #: Each thread's bound buffers by input shape (``slots.table``).
         self.slots = ThreadSlots()
+        #: Threads that run the chunks of a small-row batch side by side (1: one at a time).
+        self.chunk_workers = chunk_workers_of(session) if self.bindable else 1
+        self._pool: tuple[int, ThreadPoolExecutor] | None = None
+        self._pool_lock = threading.Lock()
 
     # -- small batches -------------------------------------------------------------------
 
@@ -173,16 +206,24 @@ class Executor:
         """Check NaN/Inf chunk by chunk (while the chunk is in cache) and run."""
         check = () if allow_nan else [n for n in self.float_inputs if n in feeds]
         rows = next(iter(feeds.values())).shape[0]
+        row_bytes = sum(v.nbytes // max(rows, 1) for v in feeds.values())
         if self.fixed_batch is not None:
             step = self.fixed_batch
         elif chunk_rows:
             step = chunk_rows
         else:
-            step = chunk_rows_for(sum(v.nbytes // max(rows, 1) for v in feeds.values()))
+            step = chunk_rows_for(row_bytes)
         if rows == step or (rows < step and self.fixed_batch is None):
             self._check(feeds, check, 0)
             return self.run_plain(feeds)
-        return self._chunked(feeds, rows, step, check)
+        side_by_side = (
+            self.chunk_workers > 1
+            and self.fixed_batch is None
+            and is_small_row(row_bytes)
+            # chunks in flight together never hold more input than one chunk may
+            and step * row_bytes * self.chunk_workers <= MAX_CHUNK_BYTES
+        )
+        return self._chunked(feeds, rows, step, check, side_by_side)
 
     def _check(self, feeds: dict[str, np.ndarray], names: Iterable[str], offset: int) -> None:
         for name in names:
@@ -190,30 +231,108 @@ class Executor:
                 check_finite(name, feeds[name], offset)
 
     def _chunked(
-        self, feeds: dict[str, np.ndarray], rows: int, step: int, check: Iterable[str]
+        self,
+        feeds: dict[str, np.ndarray],
+        rows: int,
+        step: int,
+        check: Iterable[str],
+        side_by_side: bool = False,
     ) -> list[np.ndarray]:
-        out: list[np.ndarray] | None = None
-        for start in range(0, rows, step):
-            stop = min(start + step, rows)
-            part = {k: v[start:stop] for k, v in feeds.items()}
-            self._check(part, check, start)
-            short = self.fixed_batch is not None and stop - start < step
-            if short:  # pad with copies of the last row; the padding's outputs are dropped
-                part = {
-                    k: np.concatenate([v, np.repeat(v[-1:], step - len(v), axis=0)])
-                    for k, v in part.items()
-                }
-            if out is None or short or not self.bindable:
-                results = self.run_plain(part)
-                self._check_rows(results, len(next(iter(part.values()))))
-                if out is None:
-                    out = [np.empty((rows, *r.shape[1:]), dtype=r.dtype) for r in results]
-                for target, result in zip(out, results, strict=False):
-                    target[start:stop] = result[: stop - start]
-            else:
-                self._run_into(part, [target[start:stop] for target in out])
-        assert out is not None  # rows > 0 here
+        """The first chunk by a plain run (it gives the outputs' shapes), the others into one
+        preallocated output: one after the other, or side by side (see the module docstring)."""
+        out = self._run_chunk(feeds, None, 0, min(step, rows), step, check)
+        starts = range(step, rows, step)
+
+        def chunk(start: int) -> None:
+            self._run_chunk(feeds, out, start, min(start + step, rows), step, check)
+
+        if side_by_side and len(starts) > 1:
+            self._side_by_side(chunk, starts)
+        else:
+            for start in starts:
+                chunk(start)
         return out
+
+    def _run_chunk(
+        self,
+        feeds: dict[str, np.ndarray],
+        out: list[np.ndarray] | None,
+        start: int,
+        stop: int,
+        step: int,
+        check: Iterable[str],
+    ) -> list[np.ndarray]:
+        """Check and run rows ``start:stop`` into ``out`` (allocated here when ``None``)."""
+        part = {k: v[start:stop] for k, v in feeds.items()}
+        self._check(part, check, start)
+        short = self.fixed_batch is not None and stop - start < step
+        if short:  # pad with copies of the last row; the padding's outputs are dropped
+            part = {
+                k: np.concatenate([v, np.repeat(v[-1:], step - len(v), axis=0)])
+                for k, v in part.items()
+            }
+        if out is not None and not short and self.bindable:
+            self._run_into(part, [target[start:stop] for target in out])
+            return out
+        results = self.run_plain(part)
+        self._check_rows(results, len(next(iter(part.values()))))
+        if out is None:
+            rows = next(iter(feeds.values())).shape[0]
+            out = [np.empty((rows, *r.shape[1:]), dtype=r.dtype) for r in results]
+        for target, result in zip(out, results, strict=False):
+            target[start:stop] = result[: stop - start]
+        return out
+
+    def _side_by_side(self, chunk: Callable[[int], None], starts: range) -> None:
+        """``chunk(start)`` for every start, on this thread and up to ``chunk_workers - 1``
+        pool threads, each taking the next start in row order. Chunks are taken in order and a
+        failure stops the taking only, so the chunks before a failed one all run and the error
+        raised is the one of the lowest failed start (the first bad row, as one at a time)."""
+        lock = threading.Lock()
+        pending = iter(starts)
+        failures: dict[int, Exception] = {}
+        halt = threading.Event()
+
+        def drain() -> None:
+            while True:
+                with lock:
+                    start = None if failures or halt.is_set() else next(pending, None)
+                if start is None:
+                    return
+                try:
+                    chunk(start)
+                except Exception as exc:  # re-raised below, in the calling thread
+                    with lock:
+                        failures[start] = exc
+                    return
+
+        helpers: list[Future[None]] = []
+        pool = self._chunk_pool()
+        try:
+            for _ in range(min(self.chunk_workers, len(starts)) - 1):
+                helpers.append(pool.submit(drain))
+        except RuntimeError:  # the interpreter is shutting down: this thread runs them all
+            pass
+        try:
+            drain()
+        finally:
+            halt.set()
+            for helper in helpers:
+                if not helper.cancel():  # started: it writes into the output, wait for it
+                    helper.result()
+        if failures:
+            raise failures[min(failures)]
+
+    def _chunk_pool(self) -> ThreadPoolExecutor:
+        """This process's helper threads for :meth:`_side_by_side` (made again after a fork,
+        which keeps no threads)."""
+        with self._pool_lock:
+            if self._pool is None or self._pool[0] != os.getpid():
+                pool = ThreadPoolExecutor(
+                    max(1, self.chunk_workers - 1), thread_name_prefix="portanet-chunks"
+                )
+                self._pool = (os.getpid(), pool)
+            return self._pool[1]
 
     def _check_rows(self, results: list[np.ndarray], rows: int) -> None:
         for name, result in zip(self.output_names, results, strict=False):

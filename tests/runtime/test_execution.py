@@ -6,9 +6,11 @@ reference), never with portanet itself.
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 import sys
 import textwrap
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +20,14 @@ import pytest
 
 import portanet
 from portanet.errors import InputError
-from portanet.runtime.execution import MAX_CHUNK_BYTES, chunk_rows_for
+from portanet.runtime.execution import (
+    CACHE_CHUNK_BYTES,
+    MAX_CHUNK_BYTES,
+    MAX_CHUNK_WORKERS,
+    MIN_CHUNK_ROWS,
+    chunk_rows_for,
+    is_small_row,
+)
 from tests.helpers import COMMITTED_ONNX, REPO
 
 onnx = pytest.importorskip("onnx")
@@ -178,3 +187,137 @@ def test_memory_is_bounded_by_bytes_not_rows(tmp_path):
     assert out.shape == (1024, 8)
     expected = reference(model_path, np.load(tmp_path / "x.npy"))
     assert np.allclose(out[[0, 7, 512, 1023]], expected, rtol=1e-5, atol=1e-6)
+
+
+# -- small-row chunks side by side ---------------------------------------------------------------
+
+CHUNK = chunk_rows_for(8 * 4)  # 16,384 Pima rows
+
+
+def stock_run(x: np.ndarray, threads: int = 0) -> np.ndarray:
+    """One raw run of the whole array on a stock session (default options: spinning on)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(COMMITTED_ONNX), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {"features": x})[0]
+
+
+def chunk_threads() -> set[threading.Thread]:
+    """The live chunk threads (of every model: those of models gone may still be exiting)."""
+    return {t for t in threading.enumerate() if t.name.startswith("portanet-chunks")}
+
+
+def test_small_rows_are_rows_whose_cache_chunk_holds_more_than_the_fewest_rows():
+    limit = CACHE_CHUNK_BYTES // MIN_CHUNK_ROWS  # 8 KiB
+    assert is_small_row(8 * 4) and is_small_row(limit - 1)
+    assert not is_small_row(limit) and not is_small_row(224 * 224 * 3 * 4)
+    assert not is_small_row(0)
+
+
+@pytest.mark.parametrize(
+    ("threads", "workers"), [(1, 1), (2, 2), (3, 3), (MAX_CHUNK_WORKERS + 4, MAX_CHUNK_WORKERS)]
+)
+def test_chunk_threads_follow_the_session_threads_up_to_the_cap(threads, workers):
+    assert portanet.load(COMMITTED_ONNX, threads=threads)._executor.chunk_workers == workers
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+@pytest.mark.parametrize(
+    "count", [CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 2 * CHUNK + 1, 7 * CHUNK + 5, 150_000]
+)
+def test_chunks_are_bit_identical_to_one_raw_run(count, threads):
+    """Every chunk policy (one call, chunks one at a time, chunks side by side on 2 or 4
+    threads) gives exactly the bytes one raw run of the whole array gives."""
+    x = rows(count, seed=count)
+    got = portanet.load(COMMITTED_ONNX, threads=threads).predict(x)
+    assert got.dtype == np.float32 and np.array_equal(got, stock_run(x))
+
+
+def test_side_by_side_only_for_small_rows_and_several_threads(tmp_path):
+    """The chunk threads start for many small rows on a 2-thread session, never for one
+    chunk's worth of rows, for a 1-thread session, for big rows (images: one chunk at a time,
+    so that memory stays bounded by one chunk) or for chunks (set by hand) so big that two in
+    flight would hold more than ``MAX_CHUNK_BYTES`` of input."""
+    before = chunk_threads()
+    portanet.load(COMMITTED_ONNX, threads=1).predict(rows(3 * CHUNK))
+    portanet.load(COMMITTED_ONNX, threads=2).predict(rows(CHUNK))
+    assert chunk_threads() <= before
+    model_path = tmp_path / "images.onnx"
+    _image_model(model_path)
+    images = np.random.default_rng(1).random((3 * 64, 224, 224, 3), dtype=np.float32)
+    image_model = portanet.load(model_path, threads=2)
+    assert image_model._executor.chunk_workers == 2  # allowed, but images are not small rows
+    out = image_model.predict(images)
+    assert chunk_threads() <= before
+    raw = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    assert np.array_equal(out, raw.run(None, {"images": images})[0])
+    huge_chunks = portanet.load(COMMITTED_ONNX, threads=2)
+    huge_chunks.chunk_rows = MAX_CHUNK_BYTES // 32 // 2 + 1  # two in flight: over the bound
+    x = rows(3 * huge_chunks.chunk_rows)
+    assert np.array_equal(huge_chunks.predict(x), stock_run(x))
+    assert chunk_threads() <= before
+    tabular = portanet.load(COMMITTED_ONNX, threads=2)
+    tabular.predict(rows(3 * CHUNK))
+    assert chunk_threads() - before  # the model (still alive) has its chunk thread
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+@pytest.mark.parametrize("where", [0, CHUNK - 1, CHUNK, 3 * CHUNK + 17, 6 * CHUNK + 2])
+def test_nan_is_refused_in_any_chunk_and_named_by_its_row(where, threads):
+    model = portanet.load(COMMITTED_ONNX, threads=threads)
+    x = rows(6 * CHUNK + 3, seed=where)
+    x[where, 3] = np.nan
+    with pytest.raises(InputError, match=rf"got NaN in row {where} "):
+        model.predict(x)
+    x[where, 3] = -np.inf
+    with pytest.raises(InputError, match=rf"got -inf in row {where} "):
+        model.predict(x)
+    x[where, 3] = np.nan
+    assert np.isnan(model.predict(x, allow_nan=True)).sum() <= 1
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+def test_the_first_bad_row_is_named_when_several_chunks_hold_one(threads):
+    """Chunks run side by side, yet the error is always the first bad row's (20 tries)."""
+    model = portanet.load(COMMITTED_ONNX, threads=threads)
+    x = rows(8 * CHUNK, seed=5)
+    for late in (7 * CHUNK + 1, 5 * CHUNK, 3 * CHUNK + 9):
+        x[late, 0] = np.inf
+    x[2 * CHUNK + 11, 6] = np.nan
+    for _ in range(20):
+        with pytest.raises(InputError, match=rf"got NaN in row {2 * CHUNK + 11} "):
+            model.predict(x)
+
+
+def test_threads_sharing_a_model_each_get_their_own_large_batch():
+    """4 threads × 3 large batches on one 2-thread Model (one shared pool of chunk threads)."""
+    model = portanet.load(COMMITTED_ONNX, threads=2)
+    batches = [rows(3 * CHUNK + i, seed=i) for i in range(12)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(model.predict, batches))
+    assert all(np.array_equal(g, stock_run(b)) for g, b in zip(got, batches, strict=True))
+
+
+#: The model a forked child inherits (set by the parent just before the fork).
+_FORKED: list[portanet.Model] = []
+
+
+def _predict_in_child(x: np.ndarray, queue: multiprocessing.Queue) -> None:
+    queue.put(_FORKED[0].predict(x))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+def test_a_forked_child_runs_large_batches_with_its_own_threads():
+    """The chunk threads do not survive a fork: a child makes its own and gets the same bytes."""
+    model = portanet.load(COMMITTED_ONNX, threads=2)
+    x = rows(4 * CHUNK + 7, seed=9)
+    expected = model.predict(x)  # the parent's chunk threads exist now
+    _FORKED[:] = [model]
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_predict_in_child, args=(x, queue))
+    child.start()
+    got = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert np.array_equal(got, expected) and np.array_equal(got, stock_run(x))
