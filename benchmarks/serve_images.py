@@ -77,11 +77,13 @@ def jpegs(count: int) -> list[bytes]:
 
 
 def prepared(blobs: list[bytes], model) -> np.ndarray:
-    from portanet.tables.images import decode
+    from portanet.images import input_recipe
+    from portanet.images.prepare import prepare_one
 
-    (spec,) = model.schema.inputs
-    image = model.schema.images[spec.name]
-    return np.stack([decode(io.BytesIO(b), image) for b in blobs])  # type: ignore[arg-type]
+    spec, recipe = input_recipe(model.schema.inputs, model.image_recipes, None, "benchmark")
+    return np.stack(
+        [prepare_one(b, recipe, spec.numpy_dtype, f"image {i}") for i, b in enumerate(blobs)]
+    )
 
 
 def bare_loop(path: Path, images: np.ndarray, seconds: float, sessions: int, threads: int) -> float:
