@@ -3,7 +3,8 @@
 :func:`loads` parses a document (orjson, with Python's json as the fallback that reads the
 ``NaN``/``Infinity`` literals so they can be refused by name); :func:`tensor_from_json` turns a
 tensor's ``data`` (flat or nested, row-major) into an array of the declared datatype, refusing
-booleans for numbers, non-integers for integers and values outside the type's range.
+booleans for numbers, non-integers for integers and values outside the type's range;
+:func:`tensor_from_values` applies the same checks to numbers simdjson read as float64.
 """
 
 from __future__ import annotations
@@ -157,6 +158,17 @@ def tensor_from_json(
             f"{where}: expected numbers for datatype {datatype_of(dtype)}, got true/false"
         )
     return _in_range(array, dtype, shape, where)
+
+
+def tensor_from_values(
+    values: np.ndarray, dtype: np.dtype, shape: tuple[int, ...], where: str
+) -> np.ndarray:
+    """A float datatype's tensor from JSON numbers already read as float64 (simdjson,
+    :mod:`portanet.serve.json_fast`): the count and range checks and the float64 → dtype
+    rounding of :func:`tensor_from_json`."""
+    _check_rank(shape, where)
+    _check_count(values, shape, where)
+    return _in_range(values, dtype, shape, where)
 
 
 def _check_count(array: np.ndarray, shape: tuple[int, ...], where: str) -> None:

@@ -16,10 +16,13 @@ import numpy as np
 import orjson
 
 from portanet.serve.datatypes import DATATYPES, ModelOutputError, ProtocolError, datatype_of
+from portanet.serve.json_fast import MIN_BYTES, LazyData, parse_large
 from portanet.serve.json_tensors import (
     bools_in_data,
     loads,
     tensor_from_json,
+    tensor_from_values,
+    whole_bytes,
 )
 
 __all__ = [
@@ -64,6 +67,19 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
+def _tensor_data(
+    data: Any, dtype: np.dtype, shape: tuple[int, ...], where: str, has_bools: Any
+) -> np.ndarray:
+    """An input's JSON ``data`` as a checked array (numbers read by simdjson when they could
+    be, :mod:`portanet.serve.json_fast`)."""
+    if isinstance(data, LazyData):
+        values = data.floats() if dtype.kind == "f" else None
+        if values is not None:
+            return tensor_from_values(values, dtype, shape, where)
+        return tensor_from_json(data.as_list(), dtype, shape, where, True)
+    return tensor_from_json(data, dtype, shape, where, has_bools())
+
+
 def parse_infer_request(body: bytes, header_length: int | None = None) -> InferRequest:
     """Parse an infer request body (JSON, or JSON header + binary tensors)."""
     view = memoryview(body)
@@ -76,11 +92,19 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
             )
         binary = view[header_length:]
         view = view[:header_length]
-    doc = loads(view)
+    doc = parse_large(whole_bytes(view)) if len(view) >= MIN_BYTES else None
+    if doc is None:
+        doc = loads(view)
     if not isinstance(doc, dict):
         raise ProtocolError(f"expected a JSON object with 'inputs', got {type(doc).__name__}")
     raw_inputs = doc.get("inputs")
-    has_bools = bools_in_data(view, doc)
+    bools: list[bool] = []
+
+    def has_bools() -> bool:  # a count over the whole text: only when JSON data needs it
+        if not bools:
+            bools.append(bools_in_data(view, doc))
+        return bools[0]
+
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise ProtocolError(
             f"expected 'inputs' as a non-empty list of tensors, got {raw_inputs!r:.80}"
@@ -131,7 +155,7 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
             array = np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(shape)
             offset += size
         elif "data" in tensor:
-            array = tensor_from_json(tensor["data"], dtype, shape, where, has_bools)
+            array = _tensor_data(tensor["data"], dtype, shape, where, has_bools)
         else:
             raise ProtocolError(
                 f"{where}: expected 'data' or parameters.binary_data_size, got neither"
