@@ -77,11 +77,13 @@ def jpegs(count: int) -> list[bytes]:
 
 
 def prepared(blobs: list[bytes], model) -> np.ndarray:
-    from portanet.tables.images import decode
+    from portanet.images import input_recipe
+    from portanet.images.prepare import prepare_one
 
-    (spec,) = model.schema.inputs
-    image = model.schema.images[spec.name]
-    return np.stack([decode(io.BytesIO(b), image) for b in blobs])  # type: ignore[arg-type]
+    spec, recipe = input_recipe(model.schema.inputs, model.image_recipes, None, "benchmark")
+    return np.stack(
+        [prepare_one(b, recipe, spec.numpy_dtype, f"image {i}") for i, b in enumerate(blobs)]
+    )
 
 
 def bare_loop(path: Path, images: np.ndarray, seconds: float, sessions: int, threads: int) -> float:
@@ -276,6 +278,32 @@ def main() -> None:
             f"| {label:<28} | {span(rates, '.1f'):>14} | "
             f"{span([r['p99_ms'] for r in results], '.0f'):>14} | {span(ratios, '.2f'):>19} |"
         )
+    print()
+
+    def per_run(top: str, bottom: str) -> str:
+        if not served.get(top) or not served.get(bottom):
+            return "not run"
+        pairs = zip(served[top], served[bottom], strict=True)
+        return ", ".join(f"{a['req_s'] / b['req_s']:.2f}" for a, b in pairs)
+
+    print(
+        "targets, per run: binary on / bare >= 0.80: "
+        + ", ".join(
+            f"{r['req_s'] / b:.2f}"
+            for r, b in zip(served.get("binary, batching on", []), bare, strict=False)
+        )
+    )
+    print(
+        "  encoded JPEG / bare >= 0.60: "
+        + ", ".join(
+            f"{r['req_s'] / b:.2f}"
+            for r, b in zip(served.get("encoded JPEG, batching on", []), bare, strict=False)
+        )
+    )
+    print("  binary on / JSON <= 3: " + per_run("binary, batching on", "JSON, batching on"))
+    print(
+        "  binary on / binary off >= 1: " + per_run("binary, batching on", "binary, batching off")
+    )
 
 
 if __name__ == "__main__":

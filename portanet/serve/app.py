@@ -9,9 +9,7 @@ one. It runs under any ASGI server and mounts under another ASGI app (``root_pat
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,15 +20,20 @@ import orjson
 import portanet
 from portanet.errors import PortanetError
 from portanet.serve.batching import Batcher
-from portanet.serve.body import decode_request, too_large
+from portanet.serve.body import decode_request
+from portanet.serve.failures import log_internal_error
 from portanet.serve.metrics import Metrics
 from portanet.serve.options import ServeOptions
-from portanet.serve.protocol import InferRequest, ProtocolError, build_infer_response, error_body
+from portanet.serve.protocol import (
+    InferRequest,
+    ModelOutputError,
+    ProtocolError,
+    build_infer_response,
+    error_body,
+)
+from portanet.serve.reading import Receive, Scope, read_body
 from portanet.serve.repository import VERSION, ServedModel
 
-log = logging.getLogger("portanet.serve")
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _JSON = b"application/json"
 _CLOSE = ((b"connection", b"close"),)
@@ -244,8 +247,11 @@ class ServeApp:
                 f"model {model!r}: {self._cut or 'the server stopped'} before this request "
                 f"was answered; retry on another replica"
             )
-        except Exception:  # never a traceback to the client; the server log has it
-            log.exception("model %s: internal error answering an infer request", model)
+        except ModelOutputError as exc:  # the model's fault, said to the client as it is
+            log_internal_error(f"model {model}: infer answered 500", exc, self.options.debug)
+            status, payload = 500, error_body(str(exc))
+        except Exception as exc:  # never a traceback to the client; the server log has it
+            log_internal_error(f"model {model}: infer answered 500", exc, self.options.debug)
             status = 500
             payload = error_body(
                 f"model {model!r}: internal server error (the server log has the details)"
@@ -287,7 +293,9 @@ class ServeApp:
         self, served: ServedModel, scope: Scope, receive: Receive
     ) -> tuple[InferRequest, dict[str, Any], int]:
         """Read, decompress, parse and check a request: in a thread when the body is large."""
-        body, encoding, header_length = await self._read(scope, receive)
+        body, encoding, header_length = await read_body(
+            scope, receive, cap=self.max_body, timeout=self.options.read_timeout
+        )
         allow_nan = self.options.allow_nan
         max_elements = self.options.max_elements
 
@@ -315,77 +323,6 @@ class ServeApp:
             return decode()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._decoder, decode)
-
-    async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, str | None, int | None]:
-        """The whole request body (within the cap), its encoding and the binary header length.
-
-        Each body chunk must arrive within the read timeout (408 otherwise)."""
-        length = header_length = encoding = None
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                length = value
-            elif key == b"inference-header-content-length":
-                header_length = value
-            elif key == b"content-encoding":
-                encoding = value.decode("latin-1").strip().lower()
-        cap = self.max_body
-        if length is not None and int(length) > cap:
-            raise too_large("a request body in bytes", cap, f"{int(length):,}", "--max-body-mb")
-        parsed = None
-        if header_length is not None:
-            try:
-                parsed = int(header_length)
-            except ValueError:
-                raise ProtocolError(
-                    f"expected Inference-Header-Content-Length as an integer, "
-                    f"got {header_length.decode('latin-1')!r:.40}"
-                ) from None
-        timeout = self.options.read_timeout
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        expired: list[bool] = []
-
-        def expire() -> None:  # a plain timer: asyncio.timeout costs more per request
-            expired.append(True)
-            if task is not None:
-                task.cancel()
-
-        timer = loop.call_later(timeout, expire)
-        try:
-            message = await receive()
-            body = message.get("body", b"")
-            if message.get("more_body"):
-                chunks = [body]
-                size = len(body)
-                while message.get("more_body"):
-                    timer.cancel()
-                    timer = loop.call_later(timeout, expire)
-                    message = await receive()
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > cap:
-                        raise too_large("a request body in bytes", cap, "more", "--max-body-mb")
-                    chunks.append(chunk)
-                body = b"".join(chunks)
-        except asyncio.CancelledError:
-            if not expired or task is None:
-                raise
-            if sys.version_info >= (3, 11):  # 3.10 keeps no cancellation count to undo
-                task.uncancel()
-            raise ProtocolError(
-                f"expected the request body within the read timeout ({timeout:g} s between "
-                f"chunks), got a client too slow (raise --read-timeout)",
-                status=408,
-            ) from None
-        finally:
-            timer.cancel()
-        if message.get("type") == "http.disconnect":
-            raise ProtocolError("expected a whole request body, got a client that went away")
-        if len(body) > cap:
-            raise too_large("a request body in bytes", cap, f"{len(body):,}", "--max-body-mb")
-        if encoding == "identity":
-            encoding = None
-        return body, encoding, parsed
 
 
 async def _respond(

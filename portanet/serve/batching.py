@@ -290,7 +290,10 @@ class Batcher:
             if not batch[0].future.done():
                 batch[0].future.set_result(outputs)
             return
-        if any(v.ndim == 0 or v.shape[0] != rows for v in outputs.values()):
+        if any(
+            not isinstance(v, np.ndarray) or v.ndim == 0 or v.shape[0] != rows
+            for v in outputs.values()
+        ):
             for item in batch:  # outputs that do not follow the batch: run one by one
                 await self._run([item], session)
             return

@@ -13,12 +13,8 @@ from __future__ import annotations
 import math
 import zlib
 
-from portanet.serve.protocol import (
-    InferRequest,
-    ProtocolError,
-    loads,
-    parse_infer_request,
-)
+from portanet.serve.json_tensors import loads
+from portanet.serve.protocol import InferRequest, ProtocolError, parse_infer_request
 
 
 def too_large(what: str, limit: int, got: str, flag: str) -> ProtocolError:

@@ -10,7 +10,6 @@ outputs go back as ``raw_output_contents``.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 from collections.abc import Sequence
@@ -23,12 +22,19 @@ import numpy as np
 import portanet
 from portanet.errors import InputError, PortanetError
 from portanet.serve.app import ServeApp
+from portanet.serve.failures import log_internal_error
 from portanet.serve.grpc import inference_pb2 as pb
 from portanet.serve.grpc import inference_pb2_grpc as pb_grpc
-from portanet.serve.protocol import DATATYPES, ProtocolError, datatype_of, split_bytes
+from portanet.serve.protocol import (
+    DATATYPES,
+    ModelOutputError,
+    ProtocolError,
+    datatype_of,
+    split_bytes,
+    tensor_output,
+)
 from portanet.serve.repository import VERSION, ServedModel
 
-log = logging.getLogger("portanet.serve")
 _STATUS = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     404: grpc.StatusCode.NOT_FOUND,
@@ -194,6 +200,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
         start = time.perf_counter()
+        debug = self.app.options.debug
         served = self._model(request.model_name, request.model_version, context)
         status, code, message = 200, grpc.StatusCode.OK, ""
         try:
@@ -208,14 +215,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             future = asyncio.run_coroutine_threadsafe(
                 self.app.run_prepared(served, feeds, rows), self.loop
             )
-            results = future.result()
+            outputs = future.result()
+            results = {n: tensor_output(served.name, n, outputs[n]) for n in names}
+        except ModelOutputError as exc:
+            log_internal_error(f"model {served.name}: gRPC infer answered INTERNAL", exc, debug)
+            status, code, message = 500, grpc.StatusCode.INTERNAL, str(exc)
         except ProtocolError as exc:
             status, message = exc.status, str(exc)
             code = _STATUS.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT)
         except (PortanetError, InputError) as exc:
             status, code, message = 400, grpc.StatusCode.INVALID_ARGUMENT, f"{served.name}: {exc}"
-        except Exception:
-            log.exception("model %s: internal error answering a gRPC infer request", served.name)
+        except Exception as exc:
+            log_internal_error(f"model {served.name}: gRPC infer answered INTERNAL", exc, debug)
             status, code = 500, grpc.StatusCode.INTERNAL
             message = f"model {served.name!r}: internal server error (the server log has it)"
         self.app.metrics.observe_request(served.name, status, time.perf_counter() - start)

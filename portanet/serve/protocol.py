@@ -8,7 +8,6 @@ saying its ``binary_data_size``); outputs go back the same two ways.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -16,47 +15,29 @@ from typing import Any, cast
 import numpy as np
 import orjson
 
-#: V2 datatype → numpy dtype (little-endian, as the binary extension sends them).
-DATATYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-}
-#: The largest finite value of float16/float32 (what a JSON number must fit in).
-_FLOAT_MAX = {2: float(np.finfo(np.float16).max), 4: float(np.finfo(np.float32).max)}
-#: The highest tensor rank accepted.
-MAX_RANK = 32
-#: orjson's nesting limit: deeper documents are refused with 400.
-MAX_DEPTH = 1024
-_BY_KIND = {(dt.kind, dt.itemsize): name for name, dt in DATATYPES.items()}
+from portanet.serve.datatypes import DATATYPES, ModelOutputError, ProtocolError, datatype_of
+from portanet.serve.json_fast import MIN_BYTES, LazyData, parse_large
+from portanet.serve.json_tensors import (
+    bools_in_data,
+    loads,
+    tensor_from_json,
+    tensor_from_values,
+    whole_bytes,
+)
 
-
-class ProtocolError(Exception):
-    """A request that breaks the protocol; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-    def __reduce__(self) -> tuple[Any, tuple[str, int]]:  # keeps the status across processes
-        return (type(self), (str(self), self.status))
-
-
-def datatype_of(dtype: np.dtype | str) -> str:
-    """The V2 datatype name of a numpy dtype (``BYTES`` for strings and objects)."""
-    dt = np.dtype(dtype) if not isinstance(dtype, str) or dtype != "str" else np.dtype(object)
-    if dt.kind == "b":
-        return "BOOL"
-    return _BY_KIND.get((dt.kind, dt.itemsize), "BYTES")
+__all__ = [
+    "DATATYPES",
+    "InferRequest",
+    "ModelOutputError",
+    "ProtocolError",
+    "RequestedOutput",
+    "build_infer_response",
+    "datatype_of",
+    "error_body",
+    "parse_infer_request",
+    "split_bytes",
+    "tensor_output",
+]
 
 
 @dataclass
@@ -78,30 +59,6 @@ class InferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
-def loads(data: bytes | memoryview) -> Any:
-    """Parse JSON: orjson first; Python's json when orjson refuses, since it also reads the
-    ``NaN``/``Infinity`` literals clients write (portanet then refuses them by name, like
-    ``predict`` does, instead of calling the body malformed)."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        if "recursion" in str(exc).lower() or "depth" in str(exc).lower():
-            raise ProtocolError(
-                f"expected JSON nested at most {MAX_DEPTH} deep, got deeper ({exc})"
-            ) from None
-        raw = bytes(data)
-        if b"NaN" not in raw and b"Infinity" not in raw:
-            raise ProtocolError(
-                f"expected a JSON request body, got malformed JSON ({exc})"
-            ) from None
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise ProtocolError(
-                f"expected a JSON request body, got malformed JSON ({exc})"
-            ) from None
-
-
 def _shape(value: Any, where: str) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(type(d) is int and d >= 0 for d in value):
         raise ProtocolError(
@@ -110,114 +67,17 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _count_bools(node: Any, skip_data: bool) -> int:
-    """true/false values in a parsed document (tensor ``data`` skipped when asked)."""
-    if type(node) is bool:
-        return 1
-    if isinstance(node, dict):
-        return sum(
-            _count_bools(v, skip_data) for k, v in node.items() if not (skip_data and k == "data")
-        )
-    if isinstance(node, list) and not skip_data:
-        return sum(_count_bools(v, skip_data) for v in node)
-    if isinstance(node, list):
-        return sum(_count_bools(v, skip_data) for v in node if isinstance(v, dict))
-    return 0
-
-
-def _bools_in_data(text: memoryview, doc: Any) -> bool:
-    """Whether tensor data may hold true/false: more ``true``/``false`` tokens in the text than
-    the document holds outside its ``data`` (a cheap memchr count instead of a Python walk of
-    every value; a false alarm only costs that walk)."""
-    raw = text.obj if isinstance(text.obj, bytes) and len(text) == len(text.obj) else bytes(text)
-    tokens = raw.count(b"true") + raw.count(b"false")
-    return tokens > 0 and tokens > _count_bools(doc, skip_data=True)
-
-
-def _holds_bool(data: Any) -> bool:
-    """Whether nested JSON data holds a true/false (numpy would take it as 1/0)."""
-    stack = [data]
-    while stack:
-        item = stack.pop()
-        if type(item) is bool:
-            return True
-        if isinstance(item, list):
-            if item and not isinstance(item[0], list) and type(item[0]) is not bool:
-                if not any(type(v) is bool for v in item):
-                    continue
-                return True
-            stack.extend(item)
-    return False
-
-
-def _from_json(
-    data: Any, dtype: np.dtype, shape: tuple[int, ...], where: str, has_bools: bool = True
+def _tensor_data(
+    data: Any, dtype: np.dtype, shape: tuple[int, ...], where: str, has_bools: Any
 ) -> np.ndarray:
-    """Tensor data from JSON (flat or nested), checked against the declared datatype."""
-    if len(shape) > MAX_RANK:
-        raise ProtocolError(f"{where}: expected a shape of rank <= {MAX_RANK}, got {len(shape)}")
-    if not isinstance(data, list):
-        data = [data]
-    try:
-        array = np.asarray(data)
-    except (ValueError, TypeError) as exc:
-        raise ProtocolError(
-            f"{where}: expected a rectangular list of numbers as 'data', got "
-            f"a ragged or mixed list ({str(exc).splitlines()[0][:120]})"
-        ) from None
-    kind = array.dtype.kind
-    if kind not in "biuf":
-        sample = next(
-            (v for v in array.reshape(-1).tolist() if not isinstance(v, (int, float))), None
-        )
-        raise ProtocolError(
-            f"{where}: expected numbers for datatype "
-            f"{datatype_of(dtype)}, got {type(sample).__name__} {sample!r:.40}"
-        )
-    count = math.prod(shape)
-    if array.size != count:
-        raise ProtocolError(
-            f"{where}: 'shape' {list(shape)} needs {count} values, got {array.size} in 'data'"
-        )
-    if dtype.kind in "iub" and kind == "f":
-        flat = array.reshape(-1)
-        bad = np.flatnonzero(~np.isfinite(flat) | (flat != np.round(flat)))
-        if bad.size:
-            raise ProtocolError(
-                f"{where}: expected integers for datatype "
-                f"{datatype_of(dtype)}, got {flat[bad[0]]} at flat index "
-                f"{int(bad[0])}"
-            )
-    if dtype.kind == "b" and kind != "b":
-        raise ProtocolError(
-            f"{where}: expected true/false for datatype BOOL, got {array.reshape(-1)[0]!r}"
-        )
-    if dtype.kind != "b" and (kind == "b" or (has_bools and _holds_bool(data))):
-        raise ProtocolError(
-            f"{where}: expected numbers for datatype {datatype_of(dtype)}, got true/false"
-        )
-    if dtype.kind == "f" and kind == "f" and array.size and dtype.itemsize < array.dtype.itemsize:
-        limit = _FLOAT_MAX[dtype.itemsize]
-        flat = array.reshape(-1)
-        outside = np.flatnonzero(np.isfinite(flat) & (np.abs(flat) > limit))
-        if (array.max() > limit or array.min() < -limit) and outside.size:  # inf is not
-            index = int(outside[0])
-            raise ProtocolError(
-                f"{where}: expected values inside {np.dtype(dtype).name} range (|x| <= "
-                f"{limit:.6g}) for datatype {datatype_of(dtype)}, got {flat[index]:g} at flat "
-                f"index {index}: outside {np.dtype(dtype).name} range"
-            )
-    if dtype.kind in "iu" and array.size:
-        info = np.iinfo(dtype)
-        low, high = array.min(), array.max()
-        if low < info.min or high > info.max:
-            raise ProtocolError(
-                f"{where}: expected values in [{info.min}, {info.max}] for "
-                f"datatype {datatype_of(dtype)}, got {low if low < info.min else high}"
-            )
-    if array.dtype != dtype:
-        array = array.astype(dtype)
-    return array.reshape(shape)
+    """An input's JSON ``data`` as a checked array (numbers read by simdjson when they could
+    be, :mod:`portanet.serve.json_fast`)."""
+    if isinstance(data, LazyData):
+        values = data.floats() if dtype.kind == "f" else None
+        if values is not None:
+            return tensor_from_values(values, dtype, shape, where)
+        return tensor_from_json(data.as_list(), dtype, shape, where, True)
+    return tensor_from_json(data, dtype, shape, where, has_bools())
 
 
 def parse_infer_request(body: bytes, header_length: int | None = None) -> InferRequest:
@@ -232,11 +92,19 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
             )
         binary = view[header_length:]
         view = view[:header_length]
-    doc = loads(view)
+    doc = parse_large(whole_bytes(view)) if len(view) >= MIN_BYTES else None
+    if doc is None:
+        doc = loads(view)
     if not isinstance(doc, dict):
         raise ProtocolError(f"expected a JSON object with 'inputs', got {type(doc).__name__}")
     raw_inputs = doc.get("inputs")
-    has_bools = _bools_in_data(view, doc)
+    bools: list[bool] = []
+
+    def has_bools() -> bool:  # a count over the whole text: only when JSON data needs it
+        if not bools:
+            bools.append(bools_in_data(view, doc))
+        return bools[0]
+
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise ProtocolError(
             f"expected 'inputs' as a non-empty list of tensors, got {raw_inputs!r:.80}"
@@ -287,7 +155,7 @@ def parse_infer_request(body: bytes, header_length: int | None = None) -> InferR
             array = np.frombuffer(binary[offset : offset + size], dtype=dtype).reshape(shape)
             offset += size
         elif "data" in tensor:
-            array = _from_json(tensor["data"], dtype, shape, where, has_bools)
+            array = _tensor_data(tensor["data"], dtype, shape, where, has_bools)
         else:
             raise ProtocolError(
                 f"{where}: expected 'data' or parameters.binary_data_size, got neither"
@@ -384,6 +252,20 @@ def _plain(array: np.ndarray) -> np.ndarray | list[Any]:
     return flat
 
 
+def tensor_output(model_name: str, name: str, value: Any) -> np.ndarray:
+    """A model output as the tensor the protocol carries, or :class:`ModelOutputError`."""
+    if isinstance(value, np.ndarray):
+        return value
+    kind = type(value).__name__
+    if isinstance(value, list) and value:
+        kind += f" of {type(value[0]).__name__}"
+    raise ModelOutputError(
+        f"model {model_name!r}: output {name!r}: expected a tensor, got a {kind} (an ONNX "
+        f"sequence or map, e.g. a classifier's ZipMap: the Open Inference Protocol carries "
+        f"tensors only; convert the model without it, skl2onnx: options={{'zipmap': False}})"
+    )
+
+
 def build_infer_response(
     model_name: str, version: str, request: InferRequest, results: dict[str, np.ndarray]
 ) -> tuple[bytes, int | None]:
@@ -392,7 +274,7 @@ def build_infer_response(
     outputs = []
     blobs: list[bytes] = []
     for item in wanted:
-        array = results[item.name]
+        array = tensor_output(model_name, item.name, results[item.name])
         entry: dict[str, Any] = {
             "name": item.name,
             "datatype": datatype_of(array.dtype),

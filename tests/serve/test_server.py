@@ -222,6 +222,11 @@ def test_start_up_errors_are_one_line_with_their_exit_code(start_server, tmp_pat
         assert result.returncode == 2 and "Traceback" not in result.stderr, (args, result.stderr)
     result = _serve(str(PIMA), "--max-body-mb", "0")
     assert "--max-body-mb: expected a positive number, got 0" in result.stderr
+    result = _serve(str(PIMA), "--grpc-port", "0", "--workers", "2")  # gRPC: one process
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "--grpc-port: expected --workers 1 (gRPC is served by a single process)" in (
+        result.stderr
+    )
     missing = tmp_path / "missing.onnx"
     result = _serve(str(missing), "--workers", "2", "--port", "0", env={"TMPDIR": str(tmp_path)})
     assert result.returncode == 3, result.stderr
