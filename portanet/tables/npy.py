@@ -32,6 +32,10 @@ def open_npy(source: Path) -> np.ndarray:
     try:
         array = np.load(source, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
+        if not _holds_objects(source):  # a damaged or truncated file, not an object array
+            raise InputError(
+                f"{origin}: expected a .npy file, numpy cannot read it: {exc}"
+            ) from exc
         raise InputError(
             f"{origin}: expected a numeric .npy array, got one that needs pickle "
             f"(object arrays are refused): {exc}"
@@ -39,6 +43,21 @@ def open_npy(source: Path) -> np.ndarray:
     except (OSError, EOFError) as exc:
         raise InputError(f"{origin}: expected a .npy file, numpy cannot read it: {exc}") from exc
     return np.asarray(array)
+
+
+def _holds_objects(source: Path) -> bool:
+    """Whether a ``.npy`` header that numpy can read declares Python objects (pickled data)."""
+    try:
+        with open(source, "rb") as handle:
+            major, _ = np.lib.format.read_magic(handle)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if major == 1
+                else np.lib.format.read_array_header_2_0
+            )
+            return bool(read(handle)[2].hasobject)
+    except (ValueError, OSError, EOFError):
+        return False
 
 
 def table_batches(

@@ -7,8 +7,6 @@ import pytest
 
 from portanet.errors import InputError
 from portanet.images import PRESETS, Recipe, recipe_from_preset
-from portanet.images.recorded import recipes_of
-from portanet.schema import PREPROCESSING, ImageSpec
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -43,17 +41,3 @@ def test_a_newer_recipe_is_refused_not_applied_half_way():
     data = Recipe((8, 8), value_range=(0.0, 1.0)).to_dict() | {"gamma": 2.2}
     with pytest.raises(InputError, match=r"does not know the steps \['gamma'\]"):
         Recipe.from_dict(data)
-
-
-def test_a_file_from_before_recipes_keeps_what_infer_did():
-    spec = ImageSpec((16, 16), 1, (0.0, 255.0), source="Rescaling 'rescaling'")
-    old = recipes_of({}, {"x": spec})["x"]
-    assert (old.resize, old.filter, old.library, old.exif) == (
-        "stretch",
-        "bilinear",
-        "pillow",
-        True,
-    )
-    assert old.image_spec() == spec
-    recorded = recipe_from_preset("teachable-machine", (16, 16), channels=1)
-    assert recipes_of({PREPROCESSING: {"x": recorded.to_dict()}}, {"x": spec})["x"] == recorded

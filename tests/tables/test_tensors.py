@@ -1,6 +1,6 @@
-"""Models that are not one fixed-width table, through `infer`: NPZ by input name for a two-input
-model, NPY (memory-mapped), JSONL and Parquet with nested lists for a rank-3 input; every answer
-compared with the Keras model itself; an Embedding model's ids checked against its vocabulary."""
+"""Models that are not one fixed-width table, through `infer`: NPY (memory-mapped), JSONL and
+Parquet with nested lists for a rank-3 input, every answer compared with the Keras model itself;
+an Embedding model's ids checked against its vocabulary. (NPZ by input name: test_npz.py.)"""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import portanet
 from portanet.errors import InputError
 from portanet.tables.infer import infer_file
-from tests.builders import embedding_classifier, sequence_model, two_input_model
+from tests.builders import embedding_classifier, sequence_model
 from tests.helpers import run_cli
 
 ROWS = 23
@@ -24,7 +24,6 @@ ROWS = 23
 def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tensor_models")
     return {
-        "two": two_input_model(folder),
         "sequence": sequence_model(folder),
         "embedding": embedding_classifier(folder),
     }
@@ -36,36 +35,6 @@ def _keras(model, *arrays):
 
 def _jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-@pytest.mark.parametrize("compressed", [False, True], ids=["savez", "savez_compressed"])
-def test_npz_feeds_a_two_input_model_by_name(models, tmp_path, compressed):
-    keras_model, onnx_file = models["two"]
-    rng = np.random.default_rng(0)
-    sequence = rng.normal(size=(ROWS, 5, 3)).astype(np.float32)
-    extra = rng.normal(size=(ROWS, 4)).astype(np.float32)
-    ids = np.array([f"s{i}" for i in range(ROWS)])
-    save = np.savez_compressed if compressed else np.savez
-    save(tmp_path / "in.npz", extra=extra, sequence=sequence, id=ids)
-    result = infer_file(
-        portanet.load(onnx_file),
-        tmp_path / "in.npz",
-        tmp_path / "o.jsonl",
-        keep_columns=["id"],
-        rows_per_batch=5,
-    )
-    assert result.rows == ROWS
-    rows = _jsonl(tmp_path / "o.jsonl")
-    got = np.array([[r["prediction_0"], r["prediction_1"]] for r in rows])
-    assert np.allclose(got, _keras(keras_model, sequence, extra), atol=1e-5)
-    assert [r["id"] for r in rows] == ids.tolist()
-
-
-def test_npz_missing_an_input_names_it(models, tmp_path):
-    _, onnx_file = models["two"]
-    np.savez(tmp_path / "in.npz", sequence=np.zeros((2, 5, 3), np.float32))
-    with pytest.raises(InputError, match=r"missing \['extra'\]"):
-        infer_file(portanet.load(onnx_file), tmp_path / "in.npz", tmp_path / "o.csv")
 
 
 def test_rank3_input_from_npy_jsonl_and_parquet(models, tmp_path):

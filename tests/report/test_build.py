@@ -1,4 +1,5 @@
-"""portanet report: one self-contained page, opened in a real headless Chromium."""
+"""portanet.report.build (``portanet report``): one self-contained page, opened in a real
+headless Chromium; bench files checked before they are drawn."""
 
 from __future__ import annotations
 
@@ -200,3 +201,25 @@ def test_bench_of_another_model_exits_2(full_report, exported, tmp_path):
     assert "one of another model" in refused.stderr.decode() and not target.exists()
     accepted = run_cli("report", str(exported.path), "--bench", str(other), "--output", str(target))
     assert accepted.returncode == 0, accepted.stderr.decode()
+
+
+def test_a_bench_file_is_checked_before_it_is_drawn(tmp_path):
+    from portanet.errors import InputError
+    from portanet.report.build import read_bench
+    from tests.helpers import COMMITTED_ONNX
+
+    with pytest.raises(InputError, match=r"none\.json: no such file \(expected portanet bench"):
+        read_bench(tmp_path / "none.json")
+    (tmp_path / "text.json").write_text("p50 was 3 ms")
+    with pytest.raises(InputError, match=r"text\.json: expected the JSON that portanet bench"):
+        read_bench(tmp_path / "text.json")
+    row = {"batch": 1, "p50_ms": 0.1, "p90_ms": 0.2, "p99_ms": 0.3, "rows_per_s": 9000.0}
+    (tmp_path / "short.json").write_text(json.dumps({"onnx": [{"batch": 1, "p50_ms": 0.1}]}))
+    with pytest.raises(InputError, match="holding batch, p50_ms, p90_ms, p99_ms, rows_per_s"):
+        read_bench(tmp_path / "short.json")
+    digest = hashlib.sha256(COMMITTED_ONNX.read_bytes()).hexdigest()
+    (tmp_path / "ok.json").write_text(json.dumps({"onnx": [row], "model_sha256": digest}))
+    assert read_bench(tmp_path / "ok.json", COMMITTED_ONNX)["onnx"] == [row]
+    (tmp_path / "old.json").write_text(json.dumps({"onnx": [row]}))
+    with pytest.raises(InputError, match="a bench that records no model sha256"):
+        read_bench(tmp_path / "old.json", COMMITTED_ONNX)

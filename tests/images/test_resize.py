@@ -1,6 +1,7 @@
-"""Each preset against the author's own code on real photos (scikit-learn's bundled photos,
-crops of them, digits as PNG): Teachable Machine's snippet (Pillow ImageOps.fit, LANCZOS),
-keras.utils.load_img + keras.applications' preprocess_input, and
+"""portanet.images.resize: geometry and resampling with the semantics of the library a recipe
+names, against that library itself. Each preset against the author's own code on real photos
+(scikit-learn's bundled photos, crops of them, digits as PNG): Teachable Machine's snippet
+(Pillow ImageOps.fit, LANCZOS), keras.utils.load_img + keras.applications' preprocess_input, and
 keras.utils.image_dataset_from_directory (tf.image.resize, crop_to_aspect_ratio,
 pad_to_aspect_ratio) — portanet's TF-free pipeline gives the same arrays."""
 
@@ -10,6 +11,13 @@ import numpy as np
 import pytest
 
 from portanet.images import Recipe, prepare, recipe_from_preset
+from portanet.images.resize import (
+    keras_crop_box,
+    resize_pillow,
+    resize_planes_pillow,
+    resize_tensorflow,
+    tf_resize,
+)
 from tests.images.photos import write_photo_files
 
 pytest.importorskip("PIL")
@@ -121,3 +129,97 @@ def test_tf_area_when_enlarging_is_within_0_02_of_255(photos):
         theirs = np.asarray(tf.image.resize(image, (500, 700), method="area"))
         worst = max(worst, float(np.abs(prepare(path, recipe)[0] - theirs).max()))
     assert worst <= 0.02, worst
+
+
+# The functions themselves, against Pillow's ImageOps, keras' smart_resize and tf.image.
+
+
+@pytest.mark.parametrize("size", [(224, 224), (96, 160), (300, 120)])
+def test_pillow_crop_is_imageops_fit_and_pad_is_imageops_pad(size):
+    """The Teachable Machine recipe's crop is ``ImageOps.fit`` with LANCZOS (its snippet)."""
+    from PIL import Image, ImageOps
+
+    from tests.images.photos import sample_photos
+
+    height, width = size
+    for photo in sample_photos():
+        picture = Image.fromarray(photo).crop((13, 7, 300, 419))
+        fit = resize_pillow(picture, Recipe(size, resize="crop", filter="lanczos"))
+        expected = ImageOps.fit(picture, (width, height), Image.Resampling.LANCZOS)
+        np.testing.assert_array_equal(np.asarray(fit), np.asarray(expected))
+        padded = resize_pillow(picture, Recipe(size, resize="pad", filter="bicubic"))
+        expected = ImageOps.pad(picture, (width, height), Image.Resampling.BICUBIC)
+        np.testing.assert_array_equal(np.asarray(padded), np.asarray(expected))
+        assert padded.size == (width, height)
+
+
+@pytest.mark.parametrize(
+    "width, height, size, box",
+    [
+        (640, 427, (224, 224), (106, 0, 533, 427)),  # landscape to square: the centre square
+        (287, 412, (224, 224), (0, 62, 287, 349)),  # portrait to square
+        (640, 427, (96, 160), (0, 21, 640, 405)),  # to a wider shape: rows cut
+    ],
+)
+def test_keras_crop_box_is_the_centred_box_of_the_target_aspect(width, height, size, box):
+    """load_img(keep_aspect_ratio=True): the largest centred box of the target's aspect ratio
+    (integer division as keras does it), worked out by hand."""
+    assert keras_crop_box(width, height, size) == box
+
+
+def test_float_planes_follow_the_8_bit_resize_within_rounding():
+    """Deep images are resized as float planes: the same filter and geometry as Pillow's 8-bit
+    resize, without its rounding and clipping. Filters that stay within their inputs (nearest,
+    bilinear, box) agree within one step of 255; LANCZOS and BICUBIC overshoot at edges, which
+    the 8-bit resize clips between its two passes, so a few values (under 1 %) differ more."""
+    from PIL import Image
+
+    from tests.images.photos import sample_photos
+
+    cases = [
+        ("stretch", "nearest", 0.0),
+        ("stretch", "bilinear", 1.0),
+        ("crop", "bilinear", 1.0),
+        ("stretch", "area", 1.0),
+        ("crop", "lanczos", 8.0),
+        ("pad", "bicubic", 8.0),
+    ]
+    for photo in sample_photos():
+        picture = Image.fromarray(photo).crop((0, 0, 333, 250))
+        for resize, name, bound in cases:
+            recipe = Recipe((90, 120), resize=resize, filter=name)
+            eight_bit = np.asarray(resize_pillow(picture, recipe)).astype(np.float32)
+            planes = resize_planes_pillow(np.asarray(picture).astype(np.float32), recipe)
+            assert planes.dtype == np.float32 and planes.shape == eight_bit.shape
+            difference = np.abs(np.clip(planes, 0, 255) - eight_bit)
+            assert float(difference.max()) <= bound, (resize, name, float(difference.max()))
+            assert float((difference > 1).mean()) < 0.01, (resize, name)
+
+
+@pytest.mark.parametrize("shape, size", [((37, 53, 3), (64, 48)), ((120, 90, 1), (31, 77))])
+def test_tf_resize_of_random_arrays_matches_tensorflow(shape, size):
+    tf = pytest.importorskip("tensorflow")
+
+    pixels = np.random.default_rng(9).uniform(0, 255, size=shape).astype(np.float32)
+    for method in ("nearest", "bilinear"):
+        theirs = np.asarray(tf.image.resize(pixels, size, method=method))
+        np.testing.assert_allclose(tf_resize(pixels, size, method), theirs, rtol=0, atol=1e-3)
+    padded = resize_tensorflow(
+        pixels, Recipe(size, shape[2], resize="pad", library="tensorflow", filter="bilinear")
+    )
+    theirs = np.asarray(tf.image.resize_with_pad(pixels, size[0], size[1], method="bilinear"))
+    np.testing.assert_allclose(padded, theirs, rtol=0, atol=1e-3)
+
+
+def test_tensorflow_crop_is_keras_smart_resize():
+    keras = pytest.importorskip("keras")
+    from keras.preprocessing.image import smart_resize
+
+    from tests.images.photos import sample_photos
+
+    pixels = sample_photos()[0][:301, :457].astype(np.float32)
+    for size in ((224, 224), (96, 160), (200, 50)):
+        recipe = Recipe(size, resize="crop", library="tensorflow", filter="bilinear")
+        theirs = smart_resize(pixels, size, interpolation="bilinear")
+        np.testing.assert_allclose(resize_tensorflow(pixels, recipe), theirs, rtol=0, atol=1e-3)
+    assert keras is not None
