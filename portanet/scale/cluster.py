@@ -74,17 +74,24 @@ class Interrupted(PortanetError):
     exit_code = 130
 
 
-def _refuse_client(address: str) -> None:
+def check_address(address: str | None) -> None:
+    """Refuse, before anything starts, an address that no run could use: ``ray://`` (Ray
+    Client) with the ``HOST:PORT`` to give instead, or text that is not ``auto`` or
+    ``HOST:PORT``."""
+    if not address or address == "auto":
+        return
     if address.startswith("ray://"):
         target = _host_port(address)
         host = target[0] if target else "HOST"
         raise InputError(
-            f"Ray address {address}: ray:// is Ray Client, under which Ray Data cannot run "
-            f"portanet's streaming job (Ray fails with \"'Worker' object has no attribute "
-            f"'core_worker'\"); expected the head's GCS address instead, e.g. --address "
-            f"{host}:6379 (reachable from this machine), or run portanet on a node of the "
-            f"cluster with --address auto"
+            f"Ray address {address}: ray:// is Ray Client, which portanet does not use (its "
+            f"runs need a driver attached to the cluster: Ray Data and Ray's object store); "
+            f"expected auto or the head's GCS address HOST:PORT, e.g. --address {host}:6379 "
+            f"(reachable from this machine), or run portanet on a node of the cluster with "
+            f"--address auto"
         )
+    if _host_port(address) is None:
+        raise InputError(f"Ray address {address!r}: expected auto or HOST:PORT")
 
 
 def _probe(address: str) -> None:
@@ -152,8 +159,7 @@ def ray_session(
     A session already open in this process is used as it is. Yields whether it started a
     cluster. Without ``debug``, Ray's own output goes to a log file, not to stderr.
     """
-    if address:
-        _refuse_client(address)
+    check_address(address)
     target = _host_port(address) if address and address != "auto" else None
     if address is None or (target is not None and _is_loopback(target[0])):
         # Loopback only: otherwise Ray may advertise another local address for this node.
@@ -170,23 +176,28 @@ def ray_session(
         if address is not None and address != "auto":
             _probe(address)
         if not debug:
-            _quiet_ray_data()
+            _quiet_ray_logs()
         with _signals_unwind(), contextlib.ExitStack() as quiet:
             if not debug:
                 quiet.enter_context(_stderr_to_log())
             yield from _connected(address, num_cpus)
 
 
-def _quiet_ray_data() -> None:
-    """No progress bars or per-operator log lines from Ray Data (``--debug`` shows them)."""
+def _quiet_ray_logs() -> None:
+    """No log lines from Ray's Python loggers (``--debug`` shows them)."""
     import logging
 
-    from ray.data import DataContext
-
-    context = DataContext.get_current()
-    context.enable_progress_bars = False
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def quiet_ray_data() -> None:
+    """No progress bars or per-operator log lines from Ray Data (imports ``ray.data``, about a
+    second: called only by the runs that use it)."""
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = False
+    _quiet_ray_logs()
 
 
 @contextlib.contextmanager

@@ -19,16 +19,20 @@ from typing import Any, cast
 
 from portanet.errors import InputError, PortanetError
 from portanet.runtime import load
-from portanet.scale.cluster import Interrupted, ray_session
+from portanet.scale.cluster import Interrupted, check_address, quiet_ray_data, ray_session
 from portanet.scale.ledger import Ledger, rebuild
 from portanet.scale.predictor import Workers, predict_dataset
 from portanet.scale.sources import files_datasource, list_inputs
+from portanet.scale.tasks import run_tasks
 from portanet.tables.files import filesystem
 from portanet.tables.options import InferOptions
 from portanet.tables.readers import file_rows
 from portanet.tables.types import Columns
 
 SUCCESS_MARKER = "_SUCCESS"
+#: Below this many input bytes in all, fewer files than CPUs still run as one task per file:
+#: a file this small reads and predicts in well under a second on one core.
+SPLIT_BYTES = 32 << 20
 
 
 @dataclass
@@ -131,6 +135,21 @@ def _write(dataset: Any, location: str, fmt: str) -> None:
         dataset.write_json(location, filename_provider=FilenameProvider(file_format="jsonl"))
 
 
+def refuse_images(inputs: Sequence[str]) -> None:
+    """Image files (or a glob of them) are refused before anything starts: the Ray engine
+    reads tables; the local engine predicts images with the recipe recorded at export."""
+    from portanet.tables.images import IMAGE_SUFFIXES
+
+    for given in inputs:
+        suffix = os.path.splitext(given.rstrip("/"))[1].lower()
+        if suffix in IMAGE_SUFFIXES:
+            raise InputError(
+                f"{given}: the Ray engine reads tables (Parquet, CSV, TSV, JSONL, JSON), got "
+                f"images; predict images with the local engine: drop --engine ray "
+                f"(portanet infer MODEL {given} --output preds.csv)"
+            )
+
+
 def check_inputs(files: Sequence[Any], columns: Columns) -> None:
     """Read the head of the first input file here, before any cluster starts: a missing
     feature or kept column (``--keep-columns nosuch``) or an unreadable format is refused in
@@ -164,8 +183,16 @@ def infer_ray(
     options = (options or InferOptions(engine="ray")).but(engine="ray", **changes)
     on_error, fmt = options.on_error, options.output_format
     rows_per_batch = options.batch_rows
+    check_address(options.address)
+    refuse_images(inputs)
     checked = load(model, sha256=options.sha256, threads=1)
     specs = checked.schema.inputs
+    if any(spec.rank == 4 for spec in specs):
+        raise InputError(
+            f"{model}: the Ray engine predicts table models (one 2-D input), got the image "
+            f"input {[(s.name, s.shape) for s in specs]}; image models run on the local "
+            f"engine: drop --engine ray (portanet infer MODEL IMAGES --output preds.csv)"
+        )
     if len(specs) != 1 or specs[0].rank != 2 or not isinstance(specs[0].shape[1], int):
         raise InputError(
             f"{model}: the Ray engine expects one 2-D input of fixed width, got "
@@ -205,47 +232,58 @@ def infer_ray(
         import ray
 
         cluster_cpus = float(ray.cluster_resources().get("CPU", 1))
-        # No pool asked for: predict in tasks that Ray Data fuses with reading and writing
-        # (one per CPU); --workers / --cpus-per-worker ask for an actor pool.
-        fused = options.workers is None and options.cpus_per_worker is None
+        # No pool asked for: plain tasks, one per file, when there are files enough to keep
+        # every CPU busy (or too few bytes to be worth splitting); else Ray Data's tasks
+        # (which spread a file's blocks over the CPUs, fused with reading and writing).
+        # --workers / --cpus-per-worker ask for Ray Data's actor pool.
+        default = options.workers is None and options.cpus_per_worker is None
+        per_file = default and (
+            len(files) >= cluster_cpus or sum(f.size for f in files) <= SPLIT_BYTES
+        )
         pool = (
             Workers(max(1, int(cluster_cpus)), max(1, int(cluster_cpus)), 1.0)
-            if fused
+            if default
             else _resolve_workers(options.workers, options.cpus_per_worker, cluster_cpus)
         )
-        ledger = ray.remote(num_cpus=0)(Ledger).remote()
         if on_error == "skip":
             fs, inner, _ = filesystem(rejected_dir)
             fs.create_dir(inner, recursive=True)
+        settings = {
+            "keep": tuple(keep_columns),
+            "on_error": on_error,
+            "allow_nan": options.allow_nan,
+            "providers": options.providers,
+            "threads": options.threads or 1,
+            "files": tuple((f.path, f.row_word) for f in files),
+            "rejected_dir": rejected_dir if on_error == "skip" else None,
+            "ledger": None,
+            "positional": options.positional,
+        }
+        # Ray Data's path counts rows (and keeps the first error) in a small actor.
+        ledger = None if per_file else ray.remote(num_cpus=0)(Ledger).remote()
         try:
-            dataset = ray.data.read_datasource(
-                files_datasource(files, columns, rows_per_batch, ledger, options.allow_nan)
-            )
-            predicted = predict_dataset(
-                dataset,
-                ray.put(model_bytes),
-                keep_columns=keep_columns,
-                workers=pool,
-                rows_per_batch=rows_per_batch,
-                on_error=on_error,
-                allow_nan=options.allow_nan,
-                providers=options.providers,
-                threads=options.threads,
-                rejected_dir=rejected_dir if on_error == "skip" else None,
-                files=[(f.path, f.row_word) for f in files],
-                ledger=ledger,
-                positional=options.positional,
-                fused=fused,
-            )
-            _write(predicted, staging, fmt)
-            rows, rejected = ray.get(cast(Any, ledger).totals.remote())
+            if per_file:
+                rows, rejected = run_tasks(
+                    files,
+                    columns,
+                    rows_per_batch,
+                    options.allow_nan,
+                    ray.put(model_bytes),
+                    settings,
+                    staging,
+                    fmt,
+                )
+            else:
+                rows, rejected = _run_dataset(
+                    model_bytes, files, columns, options, pool, settings, staging, ledger
+                )
         except BaseException as exc:
             _remove(staging)
             if on_error == "skip":
                 _remove(rejected_dir)
             if isinstance(exc, Interrupted):
                 raise
-            recorded = _recorded_failure(ledger)
+            recorded = _recorded_failure(ledger) if ledger is not None else None
             cause = rebuild(recorded) if recorded else _portanet_cause(exc)
             if cause is not None:
                 raise type(cause)(f"{cause}; nothing was written") from None
@@ -262,6 +300,47 @@ def infer_ray(
         rejected_dir if rejected else None,
         pool,
     )
+
+
+def _run_dataset(
+    model_bytes: bytes,
+    files: Sequence[Any],
+    columns: Columns,
+    options: InferOptions,
+    pool: Workers,
+    settings: dict[str, Any],
+    staging: str,
+    ledger: Any,
+) -> tuple[int, int]:
+    """The Ray Data path (an actor pool, or fewer files than CPUs): read tasks, prediction
+    in fused tasks or in an actor pool (``--workers``), Ray Data's writers; ``ledger`` (a
+    :class:`Ledger` actor) counts the rows."""
+    import ray
+
+    if not options.debug:
+        quiet_ray_data()
+    dataset = ray.data.read_datasource(
+        files_datasource(files, columns, options.batch_rows, ledger, options.allow_nan)
+    )
+    predicted = predict_dataset(
+        dataset,
+        ray.put(model_bytes),
+        keep_columns=settings["keep"],
+        workers=pool,
+        rows_per_batch=options.batch_rows,
+        on_error=options.on_error,
+        allow_nan=options.allow_nan,
+        providers=options.providers,
+        threads=options.threads,
+        rejected_dir=settings["rejected_dir"],
+        files=settings["files"],
+        ledger=ledger,
+        positional=options.positional,
+        fused=options.workers is None and options.cpus_per_worker is None,
+    )
+    _write(predicted, staging, options.output_format)
+    rows, rejected = ray.get(cast(Any, ledger).totals.remote())
+    return rows, rejected
 
 
 def _recorded_failure(ledger: Any) -> Any:
