@@ -2,9 +2,9 @@
 
 Nothing here hangs on a wrong address: ``HOST:PORT`` is probed with a short TCP connect and then
 one gRPC call to Ray's GCS (``GetClusterId``, 3 s deadline) before Ray is asked, so a listener
-that is not a Ray head is refused in seconds; ``ray://`` (Ray Client, which Ray Data's
-streaming execution does not run under) is refused with the address to use instead; Ray's own
-connection errors become :class:`~portanet.errors.InputError`.
+that is not a Ray head is refused in seconds; ``ray://HOST:PORT`` (Ray Client) is probed the same
+way with a ``ClusterInfo`` ping to the client server; Ray's own connection errors become
+:class:`~portanet.errors.InputError`.
 
 Ray's own log lines (its C++ core worker writes to the process's stderr, Ray Data logs and
 progress bars) are kept out of the terminal unless ``debug``: stderr is pointed at a log file in
@@ -74,24 +74,21 @@ class Interrupted(PortanetError):
     exit_code = 130
 
 
+def is_client(address: str | None) -> bool:
+    """Whether ``address`` is a Ray Client address (``ray://HOST:PORT``)."""
+    return bool(address) and str(address).startswith("ray://")
+
+
 def check_address(address: str | None) -> None:
-    """Refuse, before anything starts, an address that no run could use: ``ray://`` (Ray
-    Client) with the ``HOST:PORT`` to give instead, or text that is not ``auto`` or
-    ``HOST:PORT``."""
+    """Refuse, before anything starts, text that is not ``auto``, ``HOST:PORT`` or
+    ``ray://HOST:PORT``."""
     if not address or address == "auto":
         return
-    if address.startswith("ray://"):
-        target = _host_port(address)
-        host = target[0] if target else "HOST"
+    if _host_port(address) is None or ("://" in address and not is_client(address)):
         raise InputError(
-            f"Ray address {address}: ray:// is Ray Client, which portanet does not use (its "
-            f"runs need a driver attached to the cluster: Ray Data and Ray's object store); "
-            f"expected auto or the head's GCS address HOST:PORT, e.g. --address {host}:6379 "
-            f"(reachable from this machine), or run portanet on a node of the cluster with "
-            f"--address auto"
+            f"Ray address {address!r}: expected auto, HOST:PORT (the head's GCS, e.g. "
+            f"10.0.0.5:6379) or ray://HOST:PORT (Ray Client, e.g. ray://10.0.0.5:10001)"
         )
-    if _host_port(address) is None:
-        raise InputError(f"Ray address {address!r}: expected auto or HOST:PORT")
 
 
 def _probe(address: str) -> None:
@@ -110,21 +107,30 @@ def _probe(address: str) -> None:
         raise InputError(
             f"no Ray cluster at {address}: expected a Ray head listening there, got {why}"
         ) from exc
-    _probe_gcs(address, target)
+    _probe_grpc(address, target)
 
 
-def _probe_gcs(address: str, target: tuple[str, int]) -> None:
-    """One gRPC call to the GCS with a deadline: any gRPC answer (even "unauthenticated")
-    shows a Ray head; silence, a closed connection or "unimplemented" shows something else."""
+def _probe_grpc(address: str, target: tuple[str, int]) -> None:
+    """One gRPC call with a deadline, to the GCS (``GetClusterId``) or for ``ray://`` to the
+    Ray Client server (``ClusterInfo`` PING): any gRPC answer (even "unauthenticated") shows
+    Ray; silence, a closed connection or "unimplemented" shows something else."""
     import grpc
-    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 
     host, port = target
     with grpc.insecure_channel(f"{host}:{port}") as channel:
-        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
         try:
-            request = gcs_service_pb2.GetClusterIdRequest()  # type: ignore[attr-defined]
-            stub.GetClusterId(request, timeout=CONNECT_TIMEOUT_S)
+            if is_client(address):
+                from ray.core.generated import ray_client_pb2, ray_client_pb2_grpc
+
+                ping = ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING)
+                client = ray_client_pb2_grpc.RayletDriverStub(channel)
+                client.ClusterInfo(ping, timeout=CONNECT_TIMEOUT_S)
+            else:
+                from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+                stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+                request = gcs_service_pb2.GetClusterIdRequest()  # type: ignore[attr-defined]
+                stub.GetClusterId(request, timeout=CONNECT_TIMEOUT_S)
             return
         except grpc.RpcError as exc:
             code = exc.code()
@@ -135,12 +141,18 @@ def _probe_gcs(address: str, target: tuple[str, int]) -> None:
                 grpc.StatusCode.INTERNAL,
                 grpc.StatusCode.UNKNOWN,
             ):
-                return  # a gRPC server that knows the GCS service answered (e.g. auth)
+                return  # a gRPC server that knows the Ray service answered (e.g. auth)
             why = (
                 f"no gRPC answer within {CONNECT_TIMEOUT_S:.0f} s"
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED
                 else f"{code.name.lower()}: {(exc.details() or '').splitlines()[0][:120]}"
             )
+    if is_client(address):
+        raise InputError(
+            f"no Ray cluster at {address}: something listens there but is not a Ray Client "
+            f"server ({why}); expected the head's Ray Client port (default 10001), or its "
+            f"GCS address without ray:// (--address HOST:6379)"
+        )
     raise InputError(
         f"no Ray cluster at {address}: something listens there but is not a Ray head's GCS "
         f"({why}); expected the address printed by `ray start --head` (default port 6379)"
@@ -155,7 +167,8 @@ def ray_session(
 
     ``address=None`` starts a private local cluster (its own short temp dir, loopback only,
     ``num_cpus`` CPUs, default all this process may use) and stops it at the end. Otherwise
-    connects to ``auto`` or ``HOST:PORT`` and disconnects at the end (``ray://`` is refused).
+    connects to ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT`` (Ray Client) and disconnects at
+    the end.
     A session already open in this process is used as it is. Yields whether it started a
     cluster. Without ``debug``, Ray's own output goes to a log file, not to stderr.
     """

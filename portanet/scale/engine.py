@@ -19,7 +19,13 @@ from typing import Any, cast
 
 from portanet.errors import InputError, PortanetError
 from portanet.runtime import load
-from portanet.scale.cluster import Interrupted, check_address, quiet_ray_data, ray_session
+from portanet.scale.cluster import (
+    Interrupted,
+    check_address,
+    is_client,
+    quiet_ray_data,
+    ray_session,
+)
 from portanet.scale.ledger import Ledger, rebuild
 from portanet.scale.predictor import Workers, predict_dataset
 from portanet.scale.sources import files_datasource, list_inputs
@@ -184,6 +190,13 @@ def infer_ray(
     on_error, fmt = options.on_error, options.output_format
     rows_per_batch = options.batch_rows
     check_address(options.address)
+    if is_client(options.address) and (options.workers or options.cpus_per_worker):
+        raise InputError(
+            f"--workers/--cpus-per-worker with --address {options.address}: the actor pool "
+            f"runs on Ray Data, which does not run under Ray Client (ray://); expected "
+            f"either no --workers (one task per input file) or the head's GCS address "
+            f"--address HOST:6379"
+        )
     refuse_images(inputs)
     checked = load(model, sha256=options.sha256, threads=1)
     specs = checked.schema.inputs
@@ -238,7 +251,9 @@ def infer_ray(
         # --workers / --cpus-per-worker ask for Ray Data's actor pool.
         default = options.workers is None and options.cpus_per_worker is None
         per_file = default and (
-            len(files) >= cluster_cpus or sum(f.size for f in files) <= SPLIT_BYTES
+            len(files) >= cluster_cpus
+            or sum(f.size for f in files) <= SPLIT_BYTES
+            or is_client(options.address)  # Ray Data does not run under Ray Client
         )
         pool = (
             Workers(max(1, int(cluster_cpus)), max(1, int(cluster_cpus)), 1.0)

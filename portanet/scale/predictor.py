@@ -79,8 +79,8 @@ class Predictor:
     ) -> None:
         import ray
 
-        if isinstance(model, (tuple, list)) and model and isinstance(model[0], ray.ObjectRef):
-            model = model[0]
+        if isinstance(model, (tuple, list)) and len(model) == 1:
+            model = model[0]  # a reference (or the bytes) handed over in a tuple
         if isinstance(model, ray.ObjectRef):
             model = ray.get(model)
         self.model = load(model, providers=providers, threads=threads)

@@ -1,5 +1,6 @@
-"""Reaching a cluster: every kind of ``--address`` answers within seconds, ``ray://`` is refused
-with the address to use, and options are checked before any cluster is started or reached.
+"""Reaching a cluster: every kind of ``--address`` (``ray://`` included) answers within seconds,
+what cannot work is refused with what to use instead (``ray://`` with ``--workers``, image
+inputs and image models), and options are checked before any cluster is started or reached.
 Real subprocesses and real listeners; no Ray head needed."""
 
 from __future__ import annotations
@@ -73,23 +74,46 @@ def test_a_listener_that_is_not_ray_is_refused_within_seconds(tmp_path: Path):
         assert not (tmp_path / "out").exists()
 
 
-def test_ray_client_addresses_are_refused_before_anything_starts(tmp_path: Path):
-    """ray:// is refused first: before the (missing) input is looked at, the model loaded or
-    any cluster reached; one line naming the flag to use, exit 2."""
-    started = time.monotonic()
-    done = _ray(
-        str(tmp_path / "no-such-input.csv"),
-        "--address",
-        "ray://127.0.0.1:10001",
-        "--output",
-        str(tmp_path / "o"),
-    )
+def test_a_ray_client_address_that_is_not_ray_is_refused_within_seconds(tmp_path: Path):
+    """ray://HOST:PORT at a listener that never answers: the client-server ping's deadline
+    refuses it in seconds (Ray Client itself would retry for much longer)."""
+    csv_path = write_inputs(tmp_path / "in", 10, 1)[0]
+    listener = _SilentListener()
+    try:
+        started = time.monotonic()
+        done = _ray(
+            str(csv_path),
+            "--address",
+            f"ray://127.0.0.1:{listener.port}",
+            "--output",
+            str(tmp_path / "out"),
+        )
+        took = time.monotonic() - started
+    finally:
+        listener.close()
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
-    assert line.startswith("error: Ray address ray://127.0.0.1:10001: ray:// is Ray Client")
-    assert "--address 127.0.0.1:6379" in line and "--address auto" in line
-    assert "no-such-input" not in line
-    assert time.monotonic() - started < 30
+    assert "is not a Ray Client server" in line and "--address HOST:6379" in line, line
+    assert took < 15, took
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_client_options_that_cannot_work_are_refused_before_anything_starts(tmp_path: Path):
+    """--workers needs Ray Data's actor pool, which Ray Client cannot run; a ray:// without a
+    port is no address. Both are refused before the (missing) input is looked at."""
+    missing = str(tmp_path / "no-such-input.csv")
+    for extra, message in [
+        (
+            ["--address", "ray://127.0.0.1:10001", "--workers", "2"],
+            "the actor pool runs on Ray Data, which does not run under Ray Client",
+        ),
+        (["--address", "ray://somewhere"], "expected auto, HOST:PORT"),
+        (["--address", "http://127.0.0.1:8265"], "expected auto, HOST:PORT"),
+    ]:
+        done = _ray(missing, *extra, "--output", str(tmp_path / "o"))
+        assert done.returncode == 2, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert message in line and "no-such-input" not in line, line
     assert not (tmp_path / "o").exists()
 
 
