@@ -122,7 +122,8 @@ def _probe_grpc(address: str, target: tuple[str, int]) -> None:
             if is_client(address):
                 from ray.core.generated import ray_client_pb2, ray_client_pb2_grpc
 
-                ping = ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING)
+                messages: Any = ray_client_pb2  # generated protobuf: no attributes to check
+                ping = messages.ClusterInfoRequest(type=messages.ClusterInfoType.PING)
                 client = ray_client_pb2_grpc.RayletDriverStub(channel)
                 client.ClusterInfo(ping, timeout=CONNECT_TIMEOUT_S)
             else:

@@ -19,16 +19,11 @@ from typing import Any, cast
 
 from portanet.errors import InputError, PortanetError
 from portanet.runtime import load
-from portanet.scale.cluster import (
-    Interrupted,
-    check_address,
-    is_client,
-    quiet_ray_data,
-    ray_session,
-)
+from portanet.scale.cluster import Interrupted, check_address, is_client, ray_session
 from portanet.scale.ledger import Ledger, rebuild
-from portanet.scale.predictor import Workers, predict_dataset
-from portanet.scale.sources import files_datasource, list_inputs
+from portanet.scale.predictor import Workers
+from portanet.scale.raydata import run_dataset
+from portanet.scale.sources import list_inputs
 from portanet.scale.tasks import run_tasks
 from portanet.tables.files import filesystem
 from portanet.tables.options import InferOptions
@@ -130,17 +125,6 @@ def _portanet_cause(error: BaseException) -> PortanetError | None:
     return None
 
 
-def _write(dataset: Any, location: str, fmt: str) -> None:
-    from ray.data.datasource import FilenameProvider
-
-    if fmt == "parquet":
-        dataset.write_parquet(location)
-    elif fmt == "csv":
-        dataset.write_csv(location)
-    else:  # Ray writes JSON Lines: name the files for what they hold (.jsonl, not .json)
-        dataset.write_json(location, filename_provider=FilenameProvider(file_format="jsonl"))
-
-
 def refuse_images(inputs: Sequence[str]) -> None:
     """Image files (or a glob of them) are refused before anything starts: the Ray engine
     reads tables; the local engine predicts images with the recipe recorded at export."""
@@ -187,8 +171,7 @@ def infer_ray(
     """
     started = time.perf_counter()
     options = (options or InferOptions(engine="ray")).but(engine="ray", **changes)
-    on_error, fmt = options.on_error, options.output_format
-    rows_per_batch = options.batch_rows
+    on_error = options.on_error
     check_address(options.address)
     if is_client(options.address) and (options.workers or options.cpus_per_worker):
         raise InputError(
@@ -241,6 +224,42 @@ def infer_ray(
         target = _local_path(output).absolute()
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = str(target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:12]}")
+    try:
+        rows, rejected, pool = _run(
+            model_bytes, files, columns, options, staging, rejected_dir, keep_columns
+        )
+    except BaseException:
+        # Again once the session is closed: a task still running when the run failed has
+        # ended with the job, and nothing it wrote may remain.
+        _remove(staging)
+        if on_error == "skip":
+            _remove(rejected_dir)
+        raise
+    _commit(staging, output)
+    if on_error == "skip" and rejected == 0:
+        _remove(rejected_dir)
+    return RayInferResult(
+        rows,
+        rejected,
+        len(files),
+        time.perf_counter() - started,
+        output,
+        rejected_dir if rejected else None,
+        pool,
+    )
+
+
+def _run(
+    model_bytes: bytes,
+    files: Sequence[Any],
+    columns: Columns,
+    options: InferOptions,
+    staging: str,
+    rejected_dir: str,
+    keep_columns: Sequence[str],
+) -> tuple[int, int, Workers]:
+    """The run inside a Ray session: (rows predicted, rows rejected, the pool used)."""
+    on_error, fmt, rows_per_batch = options.on_error, options.output_format, options.batch_rows
     with ray_session(options.address, debug=options.debug) as _:
         import ray
 
@@ -289,73 +308,35 @@ def infer_ray(
                     fmt,
                 )
             else:
-                rows, rejected = _run_dataset(
+                rows, rejected = run_dataset(
                     model_bytes, files, columns, options, pool, settings, staging, ledger
                 )
         except BaseException as exc:
             _remove(staging)
             if on_error == "skip":
                 _remove(rejected_dir)
-            if isinstance(exc, Interrupted):
-                raise
+            interrupted = _interruption(exc)
+            if interrupted is not None:
+                raise interrupted from None
             recorded = _recorded_failure(ledger) if ledger is not None else None
             cause = rebuild(recorded) if recorded else _portanet_cause(exc)
             if cause is not None:
                 raise type(cause)(f"{cause}; nothing was written") from None
             raise
-    _commit(staging, output)
-    if on_error == "skip" and rejected == 0:
-        _remove(rejected_dir)
-    return RayInferResult(
-        rows,
-        rejected,
-        len(files),
-        time.perf_counter() - started,
-        output,
-        rejected_dir if rejected else None,
-        pool,
-    )
+    return rows, rejected, pool
 
 
-def _run_dataset(
-    model_bytes: bytes,
-    files: Sequence[Any],
-    columns: Columns,
-    options: InferOptions,
-    pool: Workers,
-    settings: dict[str, Any],
-    staging: str,
-    ledger: Any,
-) -> tuple[int, int]:
-    """The Ray Data path (an actor pool, or fewer files than CPUs): read tasks, prediction
-    in fused tasks or in an actor pool (``--workers``), Ray Data's writers; ``ledger`` (a
-    :class:`Ledger` actor) counts the rows."""
-    import ray
-
-    if not options.debug:
-        quiet_ray_data()
-    dataset = ray.data.read_datasource(
-        files_datasource(files, columns, options.batch_rows, ledger, options.allow_nan)
-    )
-    predicted = predict_dataset(
-        dataset,
-        ray.put(model_bytes),
-        keep_columns=settings["keep"],
-        workers=pool,
-        rows_per_batch=options.batch_rows,
-        on_error=options.on_error,
-        allow_nan=options.allow_nan,
-        providers=options.providers,
-        threads=options.threads,
-        rejected_dir=settings["rejected_dir"],
-        files=settings["files"],
-        ledger=ledger,
-        positional=options.positional,
-        fused=options.workers is None and options.cpus_per_worker is None,
-    )
-    _write(predicted, staging, options.output_format)
-    rows, rejected = ray.get(cast(Any, ledger).totals.remote())
-    return rows, rejected
+def _interruption(error: BaseException) -> Interrupted | None:
+    """The :class:`Interrupted` behind ``error`` (a signal may land inside a Ray call, which
+    then raises its own error with the interruption as its context)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, Interrupted):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _recorded_failure(ledger: Any) -> Any:

@@ -17,7 +17,6 @@ counted or written twice.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,8 +28,6 @@ from portanet.tables.writers import _Writer as Writer
 
 #: Suffix of the part files by output format.
 SUFFIXES = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
-#: Seconds to wait for cancelled tasks to end before the staging folder is removed.
-CANCEL_WAIT_S = 15.0
 
 
 def part_name(index: int, fmt: str) -> str:
@@ -80,9 +77,10 @@ def run_tasks(
     folder: str,
     fmt: str,
 ) -> tuple[int, int]:
-    """One task per file on the connected cluster; the summed counts. On any failure (or an
-    interruption) the tasks still running are cancelled and waited for before it is raised,
-    so that nothing writes into ``folder`` afterwards."""
+    """One task per file on the connected cluster; the summed counts. A failure is raised as
+    soon as one task fails: the caller leaves the session, which ends the job's tasks (Ray
+    stops a job's workers when its driver disconnects), and then removes ``folder``. (Not
+    ``ray.cancel``: a forced cancel racing a task's completion aborts Ray's core worker.)"""
     import ray
 
     fs, inner, _ = filesystem(folder)
@@ -93,19 +91,11 @@ def run_tasks(
         for i, f in enumerate(files)
     ]
     predicted = rejected = 0
-    try:
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            rows, bad = ray.get(done[0])
-            predicted += rows
-            rejected += bad
-    except BaseException:
-        for ref in pending:
-            with contextlib.suppress(Exception):
-                ray.cancel(ref, force=True)
-        with contextlib.suppress(Exception):
-            ray.wait(pending, num_returns=len(pending), timeout=CANCEL_WAIT_S)
-        raise
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        rows, bad = ray.get(done[0])
+        predicted += rows
+        rejected += bad
     return predicted, rejected
 
 
