@@ -265,6 +265,7 @@ def _connected(address: str | None, num_cpus: int | None) -> Iterator[bool]:
     import ray
 
     temp_dir = None
+    held = _hold_signals()  # a signal inside ray.init can deadlock Ray's own teardown
     try:
         with _sigterm_during_init():
             if address is None:
@@ -285,20 +286,47 @@ def _connected(address: str | None, num_cpus: int | None) -> Iterator[bool]:
         ray.shutdown()
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
+        _release_signals(held)
         raise
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
+        _release_signals(held)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         where = f"at {address}" if address else "on this machine"
         raise InputError(f"no Ray cluster {where}: {first[:300]}") from exc
+    except BaseException:
+        _release_signals(held)
+        raise
     _restore_python_signals()
     try:
+        _release_signals(held)  # a signal held during ray.init raises Interrupted here
         yield address is None
     finally:
         ray.shutdown()
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+_HELD = {signal.SIGTERM, signal.SIGINT}
+
+
+def _hold_signals() -> bool:
+    """Block SIGTERM and SIGINT in this (main) thread while Ray connects: one that lands
+    inside ``ray.init`` was seen to leave Ray's state accessor deadlocked in ``ray.shutdown``.
+    Ray's own threads, started meanwhile, keep them blocked, so they reach the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    return True
+
+
+def _release_signals(held: bool) -> None:
+    """Unblock what :func:`_hold_signals` blocked; a pending signal is handled now."""
+    if held:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
 
 
 @contextlib.contextmanager

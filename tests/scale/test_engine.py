@@ -73,7 +73,7 @@ def test_two_million_rows_match_the_local_engine(
     rows = read_folder(out)
     assert sorted(rows) == ["id", "label", "probability"]
     _assert_same(rows, big_reference)
-    assert len(list(out.glob("*.parquet"))) >= 2  # written by Ray Data, not gathered here
+    assert len(list(out.glob("*.parquet"))) >= 2  # written by the tasks, not gathered here
 
 
 def test_a_killed_worker_is_replaced_and_every_row_is_written_once(
