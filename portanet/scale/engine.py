@@ -159,9 +159,12 @@ def infer_ray(
     """Predict every row of ``inputs`` on a Ray cluster into the folder ``output``.
 
     ``inputs``: CSV/TSV, Parquet, JSONL or JSON files, folders or globs, local or any pyarrow
-    URI (the local engine's inputs, less .npy/.npz). ``options`` (:class:`InferOptions`, with
-    ``changes`` applied): ``address`` ``None`` starts a private local cluster for this call,
-    else ``auto`` or ``HOST:PORT``; ``output_format`` ``parquet``, ``csv`` or ``jsonl``;
+    URI (the local engine's inputs, less .npy/.npz and images). Without ``workers`` every
+    file is one Ray task (:mod:`portanet.scale.tasks`); with them, or with fewer files than
+    CPUs holding more than ``SPLIT_BYTES``, Ray Data runs (:mod:`portanet.scale.raydata`).
+    ``options`` (:class:`InferOptions`, with ``changes`` applied): ``address`` ``None`` starts
+    a private local cluster for this call, else ``auto``, ``HOST:PORT`` or
+    ``ray://HOST:PORT`` (Ray Client); ``output_format`` ``parquet``, ``csv`` or ``jsonl``;
     ``workers`` an actor count or ``(min, max)``; ``on_error="skip"`` writes bad rows with
     their reasons to ``rejected_dir`` (default ``<output>.rejected``) instead of failing. Bad
     values are judged by the local engine's policy (:mod:`portanet.tables.values`). Raises

@@ -23,6 +23,7 @@ from typing import Any
 from portanet.scale.predictor import cached_predictor
 from portanet.scale.sources import InputFile, read_file
 from portanet.tables.files import filesystem
+from portanet.tables.pipeline import prefetch
 from portanet.tables.types import Columns
 from portanet.tables.writers import _Writer as Writer
 
@@ -54,7 +55,9 @@ def predict_file(
     predicted = rejected = 0
     with fs.open_output_stream(partial) as stream:
         writer = Writer(fmt, stream)
-        for block in read_file(index, source, columns, rows_per_batch, None, allow_nan):
+        # The next block is read while this one is predicted and written (as locally).
+        blocks = read_file(index, source, columns, rows_per_batch, None, allow_nan)
+        for block in prefetch(blocks):
             table = predictor(block)
             predicted += table.num_rows
             rejected += block.num_rows - table.num_rows
