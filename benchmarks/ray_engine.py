@@ -1,7 +1,7 @@
 """The Ray engine against the local engine, whole processes timed, both on this machine in the
 same run (alternately), and the per-core figures behind the scaling plan.
 
-    .venv/bin/python benchmarks/ray_engine.py                  # 8M and 16M rows, 2 runs
+    .venv/bin/python benchmarks/ray_engine.py                  # 8M and 16M rows, 3 runs
     .venv/bin/python benchmarks/ray_engine.py --rows 1000000,2000000 --runs 1
 
 Local: ``portanet infer MODEL all.parquet --output p.parquet`` (the rows in one file).
@@ -105,7 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="8000000,16000000", help="two sizes, comma-separated")
     parser.add_argument("--files", type=int, default=8)
-    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=3)
     options = parser.parse_args()
     small_rows, large_rows = (int(n) for n in options.rows.split(","))
     root = Path(tempfile.mkdtemp(prefix="pnr-bench-"))
@@ -118,6 +118,7 @@ def main() -> None:
         ray_args = ["--engine", "ray", "--address", head.address]
         best: dict[tuple[str, int], float] = {}
         fixed: list[float] = []
+        local_fixed: list[float] = []
         for run in range(options.runs):
             for n, (parts, whole, _small) in inputs.items():
                 local_s = timed(
@@ -134,6 +135,10 @@ def main() -> None:
                     f"run {run + 1}, {n:,} rows: local {local_s:.2f} s | ray {ray_s:.2f} s",
                     flush=True,
                 )
+            small_file = str(inputs[small_rows][2] / "rows.parquet")
+            local_fixed.append(
+                timed(["infer", str(MODEL), small_file, "--output", str(root / "small.parquet")])
+            )
             shutil.rmtree(root / "small-out", ignore_errors=True)
             fixed.append(
                 timed(
@@ -171,7 +176,8 @@ def main() -> None:
         )
         print(
             f"fixed overhead: ray {intercept:.2f} s (intercept; target <= 3 s), local "
-            f"{local_intercept:.2f} s; ray on 1,000 rows {min(fixed):.2f}-{max(fixed):.2f} s"
+            f"{local_intercept:.2f} s; on 1,000 rows: ray {min(fixed):.2f}-{max(fixed):.2f} s, "
+            f"local {min(local_fixed):.2f}-{max(local_fixed):.2f} s"
         )
         core = per_core(inputs[small_rows][1], small_rows)
         print(

@@ -2,9 +2,9 @@
 
 Nothing here hangs on a wrong address: ``HOST:PORT`` is probed with a short TCP connect and then
 one gRPC call to Ray's GCS (``GetClusterId``, 3 s deadline) before Ray is asked, so a listener
-that is not a Ray head is refused in seconds; ``ray://`` (Ray Client, which Ray Data's
-streaming execution does not run under) is refused with the address to use instead; Ray's own
-connection errors become :class:`~portanet.errors.InputError`.
+that is not a Ray head is refused in seconds; ``ray://HOST:PORT`` (Ray Client) is probed the same
+way with a ``ClusterInfo`` ping to the client server; Ray's own connection errors become
+:class:`~portanet.errors.InputError`.
 
 Ray's own log lines (its C++ core worker writes to the process's stderr, Ray Data logs and
 progress bars) are kept out of the terminal unless ``debug``: stderr is pointed at a log file in
@@ -74,16 +74,20 @@ class Interrupted(PortanetError):
     exit_code = 130
 
 
-def _refuse_client(address: str) -> None:
-    if address.startswith("ray://"):
-        target = _host_port(address)
-        host = target[0] if target else "HOST"
+def is_client(address: str | None) -> bool:
+    """Whether ``address`` is a Ray Client address (``ray://HOST:PORT``)."""
+    return bool(address) and str(address).startswith("ray://")
+
+
+def check_address(address: str | None) -> None:
+    """Refuse, before anything starts, text that is not ``auto``, ``HOST:PORT`` or
+    ``ray://HOST:PORT``."""
+    if not address or address == "auto":
+        return
+    if _host_port(address) is None or ("://" in address and not is_client(address)):
         raise InputError(
-            f"Ray address {address}: ray:// is Ray Client, under which Ray Data cannot run "
-            f"portanet's streaming job (Ray fails with \"'Worker' object has no attribute "
-            f"'core_worker'\"); expected the head's GCS address instead, e.g. --address "
-            f"{host}:6379 (reachable from this machine), or run portanet on a node of the "
-            f"cluster with --address auto"
+            f"Ray address {address!r}: expected auto, HOST:PORT (the head's GCS, e.g. "
+            f"10.0.0.5:6379) or ray://HOST:PORT (Ray Client, e.g. ray://10.0.0.5:10001)"
         )
 
 
@@ -103,21 +107,31 @@ def _probe(address: str) -> None:
         raise InputError(
             f"no Ray cluster at {address}: expected a Ray head listening there, got {why}"
         ) from exc
-    _probe_gcs(address, target)
+    _probe_grpc(address, target)
 
 
-def _probe_gcs(address: str, target: tuple[str, int]) -> None:
-    """One gRPC call to the GCS with a deadline: any gRPC answer (even "unauthenticated")
-    shows a Ray head; silence, a closed connection or "unimplemented" shows something else."""
+def _probe_grpc(address: str, target: tuple[str, int]) -> None:
+    """One gRPC call with a deadline, to the GCS (``GetClusterId``) or for ``ray://`` to the
+    Ray Client server (``ClusterInfo`` PING): any gRPC answer (even "unauthenticated") shows
+    Ray; silence, a closed connection or "unimplemented" shows something else."""
     import grpc
-    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 
     host, port = target
     with grpc.insecure_channel(f"{host}:{port}") as channel:
-        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
         try:
-            request = gcs_service_pb2.GetClusterIdRequest()  # type: ignore[attr-defined]
-            stub.GetClusterId(request, timeout=CONNECT_TIMEOUT_S)
+            if is_client(address):
+                from ray.core.generated import ray_client_pb2, ray_client_pb2_grpc
+
+                messages: Any = ray_client_pb2  # generated protobuf: no attributes to check
+                ping = messages.ClusterInfoRequest(type=messages.ClusterInfoType.PING)
+                client = ray_client_pb2_grpc.RayletDriverStub(channel)
+                client.ClusterInfo(ping, timeout=CONNECT_TIMEOUT_S)
+            else:
+                from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+                stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+                request = gcs_service_pb2.GetClusterIdRequest()  # type: ignore[attr-defined]
+                stub.GetClusterId(request, timeout=CONNECT_TIMEOUT_S)
             return
         except grpc.RpcError as exc:
             code = exc.code()
@@ -128,12 +142,18 @@ def _probe_gcs(address: str, target: tuple[str, int]) -> None:
                 grpc.StatusCode.INTERNAL,
                 grpc.StatusCode.UNKNOWN,
             ):
-                return  # a gRPC server that knows the GCS service answered (e.g. auth)
+                return  # a gRPC server that knows the Ray service answered (e.g. auth)
             why = (
                 f"no gRPC answer within {CONNECT_TIMEOUT_S:.0f} s"
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED
                 else f"{code.name.lower()}: {(exc.details() or '').splitlines()[0][:120]}"
             )
+    if is_client(address):
+        raise InputError(
+            f"no Ray cluster at {address}: something listens there but is not a Ray Client "
+            f"server ({why}); expected the head's Ray Client port (default 10001), or its "
+            f"GCS address without ray:// (--address HOST:6379)"
+        )
     raise InputError(
         f"no Ray cluster at {address}: something listens there but is not a Ray head's GCS "
         f"({why}); expected the address printed by `ray start --head` (default port 6379)"
@@ -148,12 +168,12 @@ def ray_session(
 
     ``address=None`` starts a private local cluster (its own short temp dir, loopback only,
     ``num_cpus`` CPUs, default all this process may use) and stops it at the end. Otherwise
-    connects to ``auto`` or ``HOST:PORT`` and disconnects at the end (``ray://`` is refused).
+    connects to ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT`` (Ray Client) and disconnects at
+    the end.
     A session already open in this process is used as it is. Yields whether it started a
     cluster. Without ``debug``, Ray's own output goes to a log file, not to stderr.
     """
-    if address:
-        _refuse_client(address)
+    check_address(address)
     target = _host_port(address) if address and address != "auto" else None
     if address is None or (target is not None and _is_loopback(target[0])):
         # Loopback only: otherwise Ray may advertise another local address for this node.
@@ -170,23 +190,28 @@ def ray_session(
         if address is not None and address != "auto":
             _probe(address)
         if not debug:
-            _quiet_ray_data()
+            _quiet_ray_logs()
         with _signals_unwind(), contextlib.ExitStack() as quiet:
             if not debug:
                 quiet.enter_context(_stderr_to_log())
             yield from _connected(address, num_cpus)
 
 
-def _quiet_ray_data() -> None:
-    """No progress bars or per-operator log lines from Ray Data (``--debug`` shows them)."""
+def _quiet_ray_logs() -> None:
+    """No log lines from Ray's Python loggers (``--debug`` shows them)."""
     import logging
 
-    from ray.data import DataContext
-
-    context = DataContext.get_current()
-    context.enable_progress_bars = False
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def quiet_ray_data() -> None:
+    """No progress bars or per-operator log lines from Ray Data (imports ``ray.data``, about a
+    second: called only by the runs that use it)."""
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = False
+    _quiet_ray_logs()
 
 
 @contextlib.contextmanager
@@ -240,6 +265,7 @@ def _connected(address: str | None, num_cpus: int | None) -> Iterator[bool]:
     import ray
 
     temp_dir = None
+    held = _hold_signals()  # a signal inside ray.init can deadlock Ray's own teardown
     try:
         with _sigterm_during_init():
             if address is None:
@@ -260,20 +286,47 @@ def _connected(address: str | None, num_cpus: int | None) -> Iterator[bool]:
         ray.shutdown()
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
+        _release_signals(held)
         raise
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
+        _release_signals(held)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         where = f"at {address}" if address else "on this machine"
         raise InputError(f"no Ray cluster {where}: {first[:300]}") from exc
+    except BaseException:
+        _release_signals(held)
+        raise
     _restore_python_signals()
     try:
+        _release_signals(held)  # a signal held during ray.init raises Interrupted here
         yield address is None
     finally:
         ray.shutdown()
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+_HELD = {signal.SIGTERM, signal.SIGINT}
+
+
+def _hold_signals() -> bool:
+    """Block SIGTERM and SIGINT in this (main) thread while Ray connects: one that lands
+    inside ``ray.init`` was seen to leave Ray's state accessor deadlocked in ``ray.shutdown``.
+    Ray's own threads, started meanwhile, keep them blocked, so they reach the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    return True
+
+
+def _release_signals(held: bool) -> None:
+    """Unblock what :func:`_hold_signals` blocked; a pending signal is handled now."""
+    if held:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
 
 
 @contextlib.contextmanager

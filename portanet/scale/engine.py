@@ -19,16 +19,21 @@ from typing import Any, cast
 
 from portanet.errors import InputError, PortanetError
 from portanet.runtime import load
-from portanet.scale.cluster import Interrupted, ray_session
+from portanet.scale.cluster import Interrupted, check_address, is_client, ray_session
 from portanet.scale.ledger import Ledger, rebuild
-from portanet.scale.predictor import Workers, predict_dataset
-from portanet.scale.sources import files_datasource, list_inputs
+from portanet.scale.predictor import Workers
+from portanet.scale.raydata import run_dataset
+from portanet.scale.sources import list_inputs
+from portanet.scale.tasks import run_tasks
 from portanet.tables.files import filesystem
 from portanet.tables.options import InferOptions
 from portanet.tables.readers import file_rows
 from portanet.tables.types import Columns
 
 SUCCESS_MARKER = "_SUCCESS"
+#: Below this many input bytes in all, fewer files than CPUs still run as one task per file:
+#: a file this small reads and predicts in well under a second on one core.
+SPLIT_BYTES = 32 << 20
 
 
 @dataclass
@@ -120,15 +125,19 @@ def _portanet_cause(error: BaseException) -> PortanetError | None:
     return None
 
 
-def _write(dataset: Any, location: str, fmt: str) -> None:
-    from ray.data.datasource import FilenameProvider
+def refuse_images(inputs: Sequence[str]) -> None:
+    """Image files (or a glob of them) are refused before anything starts: the Ray engine
+    reads tables; the local engine predicts images with the recipe recorded at export."""
+    from portanet.tables.images import IMAGE_SUFFIXES
 
-    if fmt == "parquet":
-        dataset.write_parquet(location)
-    elif fmt == "csv":
-        dataset.write_csv(location)
-    else:  # Ray writes JSON Lines: name the files for what they hold (.jsonl, not .json)
-        dataset.write_json(location, filename_provider=FilenameProvider(file_format="jsonl"))
+    for given in inputs:
+        suffix = os.path.splitext(given.rstrip("/"))[1].lower()
+        if suffix in IMAGE_SUFFIXES:
+            raise InputError(
+                f"{given}: the Ray engine reads tables (Parquet, CSV, TSV, JSONL, JSON), got "
+                f"images; predict images with the local engine: drop --engine ray "
+                f"(portanet infer MODEL {given} --output preds.csv)"
+            )
 
 
 def check_inputs(files: Sequence[Any], columns: Columns) -> None:
@@ -150,9 +159,12 @@ def infer_ray(
     """Predict every row of ``inputs`` on a Ray cluster into the folder ``output``.
 
     ``inputs``: CSV/TSV, Parquet, JSONL or JSON files, folders or globs, local or any pyarrow
-    URI (the local engine's inputs, less .npy/.npz). ``options`` (:class:`InferOptions`, with
-    ``changes`` applied): ``address`` ``None`` starts a private local cluster for this call,
-    else ``auto`` or ``HOST:PORT``; ``output_format`` ``parquet``, ``csv`` or ``jsonl``;
+    URI (the local engine's inputs, less .npy/.npz and images). Without ``workers`` every
+    file is one Ray task (:mod:`portanet.scale.tasks`); with them, or with fewer files than
+    CPUs holding more than ``SPLIT_BYTES``, Ray Data runs (:mod:`portanet.scale.raydata`).
+    ``options`` (:class:`InferOptions`, with ``changes`` applied): ``address`` ``None`` starts
+    a private local cluster for this call, else ``auto``, ``HOST:PORT`` or
+    ``ray://HOST:PORT`` (Ray Client); ``output_format`` ``parquet``, ``csv`` or ``jsonl``;
     ``workers`` an actor count or ``(min, max)``; ``on_error="skip"`` writes bad rows with
     their reasons to ``rejected_dir`` (default ``<output>.rejected``) instead of failing. Bad
     values are judged by the local engine's policy (:mod:`portanet.tables.values`). Raises
@@ -162,10 +174,24 @@ def infer_ray(
     """
     started = time.perf_counter()
     options = (options or InferOptions(engine="ray")).but(engine="ray", **changes)
-    on_error, fmt = options.on_error, options.output_format
-    rows_per_batch = options.batch_rows
+    on_error = options.on_error
+    check_address(options.address)
+    if is_client(options.address) and (options.workers or options.cpus_per_worker):
+        raise InputError(
+            f"--workers/--cpus-per-worker with --address {options.address}: the actor pool "
+            f"runs on Ray Data, which does not run under Ray Client (ray://); expected "
+            f"either no --workers (one task per input file) or the head's GCS address "
+            f"--address HOST:6379"
+        )
+    refuse_images(inputs)
     checked = load(model, sha256=options.sha256, threads=1)
     specs = checked.schema.inputs
+    if any(spec.rank == 4 for spec in specs):
+        raise InputError(
+            f"{model}: the Ray engine predicts table models (one 2-D input), got the image "
+            f"input {[(s.name, s.shape) for s in specs]}; image models run on the local "
+            f"engine: drop --engine ray (portanet infer MODEL IMAGES --output preds.csv)"
+        )
     if len(specs) != 1 or specs[0].rank != 2 or not isinstance(specs[0].shape[1], int):
         raise InputError(
             f"{model}: the Ray engine expects one 2-D input of fixed width, got "
@@ -201,55 +227,17 @@ def infer_ray(
         target = _local_path(output).absolute()
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = str(target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:12]}")
-    with ray_session(options.address, debug=options.debug) as _:
-        import ray
-
-        cluster_cpus = float(ray.cluster_resources().get("CPU", 1))
-        # No pool asked for: predict in tasks that Ray Data fuses with reading and writing
-        # (one per CPU); --workers / --cpus-per-worker ask for an actor pool.
-        fused = options.workers is None and options.cpus_per_worker is None
-        pool = (
-            Workers(max(1, int(cluster_cpus)), max(1, int(cluster_cpus)), 1.0)
-            if fused
-            else _resolve_workers(options.workers, options.cpus_per_worker, cluster_cpus)
+    try:
+        rows, rejected, pool = _run(
+            model_bytes, files, columns, options, staging, rejected_dir, keep_columns
         )
-        ledger = ray.remote(num_cpus=0)(Ledger).remote()
+    except BaseException:
+        # Again once the session is closed: a task still running when the run failed has
+        # ended with the job, and nothing it wrote may remain.
+        _remove(staging)
         if on_error == "skip":
-            fs, inner, _ = filesystem(rejected_dir)
-            fs.create_dir(inner, recursive=True)
-        try:
-            dataset = ray.data.read_datasource(
-                files_datasource(files, columns, rows_per_batch, ledger, options.allow_nan)
-            )
-            predicted = predict_dataset(
-                dataset,
-                ray.put(model_bytes),
-                keep_columns=keep_columns,
-                workers=pool,
-                rows_per_batch=rows_per_batch,
-                on_error=on_error,
-                allow_nan=options.allow_nan,
-                providers=options.providers,
-                threads=options.threads,
-                rejected_dir=rejected_dir if on_error == "skip" else None,
-                files=[(f.path, f.row_word) for f in files],
-                ledger=ledger,
-                positional=options.positional,
-                fused=fused,
-            )
-            _write(predicted, staging, fmt)
-            rows, rejected = ray.get(cast(Any, ledger).totals.remote())
-        except BaseException as exc:
-            _remove(staging)
-            if on_error == "skip":
-                _remove(rejected_dir)
-            if isinstance(exc, Interrupted):
-                raise
-            recorded = _recorded_failure(ledger)
-            cause = rebuild(recorded) if recorded else _portanet_cause(exc)
-            if cause is not None:
-                raise type(cause)(f"{cause}; nothing was written") from None
-            raise
+            _remove(rejected_dir)
+        raise
     _commit(staging, output)
     if on_error == "skip" and rejected == 0:
         _remove(rejected_dir)
@@ -262,6 +250,96 @@ def infer_ray(
         rejected_dir if rejected else None,
         pool,
     )
+
+
+def _run(
+    model_bytes: bytes,
+    files: Sequence[Any],
+    columns: Columns,
+    options: InferOptions,
+    staging: str,
+    rejected_dir: str,
+    keep_columns: Sequence[str],
+) -> tuple[int, int, Workers]:
+    """The run inside a Ray session: (rows predicted, rows rejected, the pool used)."""
+    on_error, fmt, rows_per_batch = options.on_error, options.output_format, options.batch_rows
+    with ray_session(options.address, debug=options.debug) as _:
+        import ray
+
+        cluster_cpus = float(ray.cluster_resources().get("CPU", 1))
+        # No pool asked for: plain tasks, one per file, when there are files enough to keep
+        # every CPU busy (or too few bytes to be worth splitting); else Ray Data's tasks
+        # (which spread a file's blocks over the CPUs, fused with reading and writing).
+        # --workers / --cpus-per-worker ask for Ray Data's actor pool.
+        default = options.workers is None and options.cpus_per_worker is None
+        per_file = default and (
+            len(files) >= cluster_cpus
+            or sum(f.size for f in files) <= SPLIT_BYTES
+            or is_client(options.address)  # Ray Data does not run under Ray Client
+        )
+        pool = (
+            Workers(max(1, int(cluster_cpus)), max(1, int(cluster_cpus)), 1.0)
+            if default
+            else _resolve_workers(options.workers, options.cpus_per_worker, cluster_cpus)
+        )
+        if on_error == "skip":
+            fs, inner, _ = filesystem(rejected_dir)
+            fs.create_dir(inner, recursive=True)
+        settings = {
+            "keep": tuple(keep_columns),
+            "on_error": on_error,
+            "allow_nan": options.allow_nan,
+            "providers": options.providers,
+            "threads": options.threads or 1,
+            "files": tuple((f.path, f.row_word) for f in files),
+            "rejected_dir": rejected_dir if on_error == "skip" else None,
+            "ledger": None,
+            "positional": options.positional,
+        }
+        # Ray Data's path counts rows (and keeps the first error) in a small actor.
+        ledger = None if per_file else ray.remote(num_cpus=0)(Ledger).remote()
+        try:
+            if per_file:
+                rows, rejected = run_tasks(
+                    files,
+                    columns,
+                    rows_per_batch,
+                    options.allow_nan,
+                    ray.put(model_bytes),
+                    settings,
+                    staging,
+                    fmt,
+                )
+            else:
+                rows, rejected = run_dataset(
+                    model_bytes, files, columns, options, pool, settings, staging, ledger
+                )
+        except BaseException as exc:
+            _remove(staging)
+            if on_error == "skip":
+                _remove(rejected_dir)
+            interrupted = _interruption(exc)
+            if interrupted is not None:
+                raise interrupted from None
+            recorded = _recorded_failure(ledger) if ledger is not None else None
+            cause = rebuild(recorded) if recorded else _portanet_cause(exc)
+            if cause is not None:
+                raise type(cause)(f"{cause}; nothing was written") from None
+            raise
+    return rows, rejected, pool
+
+
+def _interruption(error: BaseException) -> Interrupted | None:
+    """The :class:`Interrupted` behind ``error`` (a signal may land inside a Ray call, which
+    then raises its own error with the interruption as its context)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, Interrupted):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _recorded_failure(ledger: Any) -> Any:

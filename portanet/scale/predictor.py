@@ -79,8 +79,8 @@ class Predictor:
     ) -> None:
         import ray
 
-        if isinstance(model, (tuple, list)) and model and isinstance(model[0], ray.ObjectRef):
-            model = model[0]
+        if isinstance(model, (tuple, list)) and len(model) == 1:
+            model = model[0]  # a reference (or the bytes) handed over in a tuple
         if isinstance(model, ray.ObjectRef):
             model = ray.get(model)
         self.model = load(model, providers=providers, threads=threads)
@@ -312,9 +312,10 @@ def predict_dataset(
 _LOADED: dict[tuple[str, str], Predictor] = {}
 
 
-def predict_in_task(table: Any, *, model: tuple[Any, ...], settings: dict[str, Any]) -> Any:
-    """``map_batches`` function of the fused mode: the process's :class:`Predictor` for this
-    model (loaded on its first batch, kept for the next ones) applied to ``table``."""
+def cached_predictor(model: tuple[Any, ...], settings: dict[str, Any]) -> Predictor:
+    """This worker process's :class:`Predictor` for ``model`` (a 1-tuple holding an
+    ``ObjectRef`` to the ONNX bytes, or the bytes) and ``settings``: loaded on first use,
+    kept for the next batches and tasks of the run."""
     import ray
 
     ref = model[0]
@@ -327,4 +328,10 @@ def predict_in_task(table: Any, *, model: tuple[Any, ...], settings: dict[str, A
         if len(_LOADED) >= 4:
             _LOADED.clear()
         predictor = _LOADED[key] = Predictor(model, **settings)
-    return predictor(table)
+    return predictor
+
+
+def predict_in_task(table: Any, *, model: tuple[Any, ...], settings: dict[str, Any]) -> Any:
+    """``map_batches`` function of the fused mode: the process's :class:`Predictor` for this
+    model (loaded on its first batch, kept for the next ones) applied to ``table``."""
+    return cached_predictor(model, settings)(table)

@@ -46,6 +46,8 @@ class RayHead:
         self.temp_dir = Path(tempfile.mkdtemp(prefix="pnr-", dir="/tmp"))
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        #: The head's Ray Client server (``ray://`` addresses).
+        self.client_address = f"ray://127.0.0.1:{free_port()}"
         self.log = self.temp_dir / "head.log"
         #: What a driver needs to reach this head: loopback only, and its private token (so
         #: that Ray writes no ~/.ray/auth_token).
@@ -76,7 +78,7 @@ class RayHead:
             "--object-manager-port",
             str(free_port()),
             "--ray-client-server-port",
-            str(free_port()),
+            self.client_address.rsplit(":", 1)[1],
             "--dashboard-agent-listen-port",
             str(free_port()),
             "--dashboard-agent-grpc-port",

@@ -73,7 +73,7 @@ def test_two_million_rows_match_the_local_engine(
     rows = read_folder(out)
     assert sorted(rows) == ["id", "label", "probability"]
     _assert_same(rows, big_reference)
-    assert len(list(out.glob("*.parquet"))) >= 2  # written by Ray Data, not gathered here
+    assert len(list(out.glob("*.parquet"))) >= 2  # written by the tasks, not gathered here
 
 
 def test_a_killed_worker_is_replaced_and_every_row_is_written_once(
@@ -325,6 +325,54 @@ def test_jsonl_in_and_out_under_the_local_engines_value_policy(ray_head, tmp_pat
         f"error: {data / 'b.csv'}: line 4, column 'age': expected a number, got 1e+39, "
         "outside float32 range; nothing was written"
     ]
+
+
+def test_ray_client_address_gives_the_local_engines_answers(ray_head, tmp_path: Path):
+    """--address ray://HOST:PORT (Ray Client, through the head's real client server): one task
+    per file, the local engine's predictions for every row; a bad value still fails naming
+    file and line, with nothing written."""
+    paths = write_inputs(tmp_path / "in", 3_000, 3, seed=5)
+    reference = local_predictions(paths, tmp_path / "local")
+    out = tmp_path / "out"
+    done = run_portanet(
+        "infer",
+        str(MODEL),
+        str(tmp_path / "in"),
+        "--engine",
+        "ray",
+        "--address",
+        ray_head.client_address,
+        "--keep-columns",
+        "id",
+        "--output",
+        str(out),
+        env=ray_head.env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines() == [done.stderr.strip().splitlines()[0]]
+    assert done.stderr.startswith(f"wrote 3000 predictions from 3 files to {out}")
+    _assert_same(read_folder(out), reference)
+    csv_path, _ = _bad_inputs(tmp_path / "bad")
+    failed = run_portanet(
+        "infer",
+        str(MODEL),
+        str(csv_path),
+        "--engine",
+        "ray",
+        "--address",
+        ray_head.client_address,
+        "--output",
+        str(tmp_path / "failed"),
+        env=ray_head.env,
+        timeout=300,
+    )
+    assert failed.returncode == 2, failed.stderr[-3000:]
+    assert failed.stderr.strip().splitlines() == [
+        f"error: {csv_path}: line 40, column 'glucose': expected a number, got 'high'; "
+        "nothing was written"
+    ]
+    assert not (tmp_path / "failed").exists()
 
 
 def test_sigterm_and_sigint_exit_cleanly_with_one_line(ray_head, big_inputs, tmp_path: Path):
