@@ -25,7 +25,7 @@ from portanet.scale.sources import InputFile, read_file
 from portanet.tables.files import filesystem
 from portanet.tables.pipeline import prefetch
 from portanet.tables.types import Columns
-from portanet.tables.writers import _Writer as Writer
+from portanet.tables.writers import ColumnWriter
 
 #: Suffix of the part files by output format.
 SUFFIXES = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
@@ -54,7 +54,7 @@ def predict_file(
     partial = f"{final}.partial"
     predicted = rejected = 0
     with fs.open_output_stream(partial) as stream:
-        writer = Writer(fmt, stream)
+        writer = ColumnWriter(fmt, stream)
         # The next block is read while this one is predicted and written (as locally).
         blocks = read_file(index, source, columns, rows_per_batch, None, allow_nan)
         for block in prefetch(blocks):

@@ -40,7 +40,7 @@ def output_format(path: str | os.PathLike[str] | None) -> str:
     return OUTPUT_FORMATS[suffix]
 
 
-class _Writer:
+class ColumnWriter:
     """Writes column batches (dict name → 1-D array) in order."""
 
     def __init__(self, fmt: str, stream: BinaryIO | str) -> None:
@@ -116,14 +116,14 @@ class _Writer:
 
 
 @contextlib.contextmanager
-def open_writer(path: str | os.PathLike[str] | None) -> Iterator[_Writer]:
+def open_writer(path: str | os.PathLike[str] | None) -> Iterator[ColumnWriter]:
     """A writer for ``path`` (atomic: nothing appears unless every batch was written).
 
     ``None`` or ``-`` writes CSV to stdout. NPY output holds every prediction column as float32.
     """
     fmt = output_format(path)
     if path is None or str(path) == "-":
-        writer = _Writer(fmt, sys.stdout.buffer)
+        writer = ColumnWriter(fmt, sys.stdout.buffer)
         yield writer
         writer.close()
         sys.stdout.buffer.flush()
@@ -135,19 +135,19 @@ def open_writer(path: str | os.PathLike[str] | None) -> Iterator[_Writer]:
         if fmt == "npy":
             with open(temporary, "wb") as stream:
                 stream.write(b"\0" * NPY_HEADER_BYTES)  # filled in once the row count is known
-                writer = _Writer(fmt, stream)
+                writer = ColumnWriter(fmt, stream)
                 yield writer
                 stream.seek(0)
                 stream.write(npy_header(writer._npy_rows, writer._npy_cols or 0))
         elif fmt in ("csv", "parquet"):
-            writer = _Writer(fmt, str(temporary))
+            writer = ColumnWriter(fmt, str(temporary))
             yield writer
             writer.close()
             if writer._arrow is None:  # nothing written: still leave a (empty) file
                 temporary.write_bytes(b"")
         else:
             with open(temporary, "wb") as stream:
-                writer = _Writer(fmt, stream)
+                writer = ColumnWriter(fmt, stream)
                 yield writer
                 writer.close()
 
