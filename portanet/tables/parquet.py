@@ -83,7 +83,7 @@ def read_rows(
             batch_size=batch_rows, columns=list(dict.fromkeys(features + keep))
         ):
             count = record.num_rows
-            numbers = np.arange(row + 1, row + 1 + count, dtype=np.int64)
+            numbers = np.arange(row, row + count, dtype=np.int64)  # row indices, as pyarrow's
             yield table_rows(record, features, keep, origin, numbers, row, "row")
             row += count
 

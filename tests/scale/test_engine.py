@@ -133,7 +133,7 @@ def test_a_killed_worker_is_replaced_and_every_row_is_written_once(
 
 def _bad_inputs(folder: Path) -> tuple[Path, Path]:
     """A CSV whose line 40 has text in ``glucose`` and line 90 an empty ``bmi``, and a Parquet
-    file whose row 7 has NaN in ``age``; 200 rows each, ids 0-199 and 1000-1199."""
+    file whose row index 6 has NaN in ``age``; 200 rows each, ids 0-199 and 1000-1199."""
     folder.mkdir()
     values = features(200, seed=3)
     csv_columns = {"id": np.arange(200)}
@@ -143,7 +143,7 @@ def _bad_inputs(folder: Path) -> tuple[Path, Path]:
     csv_path = folder / "visits.csv"
     pacsv.write_csv(pa.table(csv_columns), csv_path)
     parquet_values = features(200, seed=4)
-    parquet_values[6, FEATURES.index("age")] = np.nan  # row 7
+    parquet_values[6, FEATURES.index("age")] = np.nan  # row index 6
     pq_columns = {"id": np.arange(1000, 1200)}
     pq_columns.update({n: parquet_values[:, j] for j, n in enumerate(FEATURES)})
     parquet_path = folder / "clinic.parquet"
@@ -167,7 +167,7 @@ def test_a_bad_value_fails_naming_file_and_line_and_leaves_no_output(ray_head, t
     done = _ray_infer(ray_head, str(parquet_path), "--output", str(out))
     assert done.returncode == 2
     assert (
-        f"error: {parquet_path}: row 7, column 'age': expected a finite number, got NaN"
+        f"error: {parquet_path}: row 6, column 'age': expected a finite number, got NaN"
         in done.stderr
     )
     assert not out.exists()
@@ -200,7 +200,7 @@ def test_skip_writes_bad_rows_aside_and_predicts_the_rest(ray_head, tmp_path: Pa
     rejected = pads.dataset(str(rejected_dir), format="parquet").to_table().sort_by("id")
     assert rejected.column("id").to_pylist() == [38, 88, 1006]
     assert rejected.column("file").to_pylist() == [str(csv_path), str(csv_path), str(parquet_path)]
-    assert rejected.column("row").to_pylist() == [40, 90, 7]
+    assert rejected.column("row").to_pylist() == [40, 90, 6]  # CSV lines, a Parquet row index
     assert rejected.column("reason").to_pylist() == [
         "column 'glucose': expected a number, got 'high'",
         # the local engine's reasons, word for word (one value policy)

@@ -48,13 +48,14 @@ def test_a_pandas_file_of_several_row_groups_streams_in_order(tmp_path):
 
 
 def test_a_null_is_named_by_row_and_column(tmp_path):
-    """Parquet rows are numbered from 1 in messages (the second row here is row 2)."""
+    """Parquet rows are named by their 0-based index in messages, as pandas, pyarrow, numpy and
+    the .npy reader count them (the second row here is row 1)."""
     pq.write_table(
         pa.table({"a": [1.0, 2.0, 3.0], "b": [1.0, None, 3.0], "c": [0.0, 0.0, 0.0]}),
         tmp_path / "n.parquet",
     )
     with pytest.raises(
-        InputError, match=r"n\.parquet: row 2, column 'b': expected a finite number, got an empty"
+        InputError, match=r"n\.parquet: row 1, column 'b': expected a finite number, got an empty"
     ):
         read_all(tmp_path / "n.parquet", COLS)
     assert np.isnan(read_all(tmp_path / "n.parquet", COLS, allow_nan=True).features[1, 1])
