@@ -39,7 +39,7 @@ from portanet.export.convert.keras_to_onnx import (
 )
 from portanet.export.described import build_schema
 from portanet.export.keras.load import LoadedKeras, from_model, load_keras
-from portanet.export.preflight import check_memory, peak_rss
+from portanet.export.preflight import check_memory, peak_rss, release_memory
 from portanet.export.verify.compare import ParityReport
 from portanet.export.verify.runners import NCHW_KEY
 from portanet.options import ExportOptions
@@ -187,7 +187,7 @@ def convert_stage(loaded: LoadedKeras, options: ExportOptions) -> tuple[Converte
         check_memory(
             weight_bytes(loaded.model),
             loaded.path,
-            options.cleanup,
+            options.graph_cleanup(),
             streamed_bytes(loaded.model),
         )
         if options.memory_check
@@ -198,7 +198,7 @@ def convert_stage(loaded: LoadedKeras, options: ExportOptions) -> tuple[Converte
         opset=options.opset,
         batch_size=options.batch_size,
         inputs_as_nchw=options.inputs_as_nchw,
-        cleanup=options.cleanup,
+        cleanup=options.graph_cleanup(),
     )
     return converted, estimate
 
@@ -367,6 +367,7 @@ def export_model(
     timeline.end()
     timeline.start("convert")
     converted, estimate = convert_stage(loaded, options)
+    release_memory()  # TensorFlow's and tf2onnx's graphs: garbage from here on
     timeline.end()
     timeline.start("check")
     runnable = check_stage(loaded, converted, target, options)

@@ -15,8 +15,12 @@ INTERNALS = {
     ("keras.src.backend.common.stateless_scope", "in_stateless_scope"): (
         "no public query for 'inside a StatelessScope' (export/convert/rnn.py)"
     ),
-    ("tensorflow.python.framework.convert_to_constants", "convert_variables_to_constants_v2"): (
-        "TF2 has no public graph freezing; tf2onnx's loader uses the same function"
+    ("tensorflow.python.framework.convert_to_constants", "_FunctionConverterDataInEager"): (
+        "TF2 has no public graph freezing; convert_variables_to_constants_v2's own first steps "
+        "(without rebuilding a concrete function the export never runs: export/convert)"
+    ),
+    ("tensorflow.python.framework.convert_to_constants", "_replace_variables_by_constants"): (
+        "as above"
     ),
     ("keras.src.legacy.saving", "saving_options"): (
         "legacy HDF5 configurations rebuilt by Keras' own loader (export/keras/repair.py)"
