@@ -40,7 +40,9 @@ def _used() -> set[tuple[str, str]]:
     found = set()
     for path in (REPO / "portanet").rglob("*.py"):
         text = path.read_text()
-        for line in re.sub(r"\(\s*\n\s*", "", text).splitlines():
+        # a parenthesized import on one line, every name of it
+        joined = re.sub(r"import \(([^)]*)\)", lambda m: "import " + " ".join(m[1].split()), text)
+        for line in joined.splitlines():
             hit = IMPORT.match(line)
             if hit:
                 for name in hit.group(2).replace(")", "").split(","):

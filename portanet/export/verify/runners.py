@@ -4,7 +4,8 @@ Feeds are in the Keras model's layout (channels-last). :class:`OnnxRunner` turns
 the ONNX graph takes (channels-first for inputs exported with ``inputs_as_nchw``) and runs a
 graph with a fixed batch size chunk by chunk; :class:`KerasRunner` calls the model in inference
 mode in chunks — through one ``tf.function`` per input shape, as Keras's own ``predict`` does
-(graph execution: about 1.7× less CPU than eager calls on ResNet50, same outputs). Both return outputs by their (sanitized) names, so a gate compares dicts.
+(graph execution: about 1.7× less CPU than eager calls on ResNet50, same outputs). Both return
+outputs by their (sanitized) names, so a gate compares dicts.
 """
 
 from __future__ import annotations
