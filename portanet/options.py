@@ -19,8 +19,9 @@ DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-4
 #: The gate's default tolerance mode (``"strict"`` or ``"noise-floor"``).
 DEFAULT_TOLERANCE_MODE = "strict"
-#: Who cleans the converted graph: ``"tf2onnx"`` (its optimizers) or ``"onnxruntime"`` (leaner).
-DEFAULT_CLEANUP = "tf2onnx"
+#: Who cleans the converted graph: ``"auto"`` (onnxruntime's offline optimization, or tf2onnx's
+#: optimizers when the layerwise table is asked for), ``"tf2onnx"`` or ``"onnxruntime"``.
+DEFAULT_CLEANUP = "auto"
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class ExportOptions:
     ``image_filter``, ``image_library`` and ``image_exif`` (:mod:`portanet.images`);
     ``allow_unsafe`` loads files the safety checks refuse; ``memory_check=False`` skips the memory
     preflight (:mod:`portanet.export.preflight`); ``cleanup`` picks who cleans the converted graph
-    (``"tf2onnx"``, or the leaner ``"onnxruntime"``: :mod:`portanet.export.convert.lean`).
+    (``"tf2onnx"``, the leaner ``"onnxruntime"``, or ``"auto"``: onnxruntime unless
+    ``layerwise``: :mod:`portanet.export.convert.lean`).
     """
 
     opset: int = DEFAULT_OPSET
@@ -62,6 +64,14 @@ class ExportOptions:
     tolerance_mode: str = DEFAULT_TOLERANCE_MODE
     memory_check: bool = True
     cleanup: str = DEFAULT_CLEANUP
+
+    def graph_cleanup(self) -> str:
+        """The clean-up the conversion runs: ``cleanup``, with ``"auto"`` resolved — tf2onnx's
+        optimizers when the layerwise table is asked for (they keep TensorFlow's tensor names,
+        so the table finds every layer), onnxruntime's leaner and faster one otherwise."""
+        if self.cleanup != "auto":
+            return self.cleanup
+        return "tf2onnx" if self.layerwise else "onnxruntime"
 
     def image_steps(self) -> dict[str, object]:
         """How images are resized, as :func:`portanet.export.recorded.image_recipes` takes it."""

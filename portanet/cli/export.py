@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
+from portanet.cli import parity_view
 from portanet.cli.app import app, err, guarded, out
 from portanet.cli.options import (
     AllowUnsafe,
@@ -34,7 +34,7 @@ from portanet.cli.options import (
 from portanet.options import DEFAULT_ATOL, DEFAULT_OPSET, DEFAULT_RTOL, ExportOptions
 
 if TYPE_CHECKING:  # rich.table is imported when a table is printed (keeps `infer` fast)
-    from rich.table import Table
+    pass
 
 
 class ToleranceMode(str, Enum):
@@ -47,6 +47,7 @@ class ToleranceMode(str, Enum):
 class GraphCleanup(str, Enum):
     """Who cleans the converted graph (portanet.export.convert.lean)."""
 
+    auto = "auto"
     tf2onnx = "tf2onnx"
     onnxruntime = "onnxruntime"
 
@@ -60,129 +61,6 @@ ToleranceOption = Annotated[
         "the measured noise floor (the model's own float32 sensitivity).",
     ),
 ]
-
-
-def _parity_table(report: Any, title: str) -> Table:
-    from rich.table import Table
-
-    table = Table(title=title, show_edge=False)
-    classifier = any(o.decisions is not None for o in report.outputs)
-    columns = [
-        "output",
-        "elements",
-        "max abs",
-        "max rel",
-        "noise",
-        "over tol",
-        *(["flips"] if classifier else []),
-        "result",
-    ]
-    for column in columns:
-        table.add_column(
-            column,
-            justify="left" if column in ("output", "result") else "right",
-            no_wrap=column != "output",
-        )
-    for o in report.outputs:
-        noise = "-" if o.noise_floor is None else f"{o.noise_floor:.2g}"
-        verdict = (
-            "[green]pass[/]"
-            if o.passed and not o.violations
-            else ("[yellow]noise[/]" if o.passed else "[red]FAIL[/]")
-        )
-        flips = (
-            [f"{o.flips}/{o.decisions}" if o.decisions is not None else "-"] if classifier else []
-        )
-        table.add_row(
-            escape(o.name),
-            str(o.elements),
-            f"{o.max_abs:.2g}",
-            f"{o.max_rel:.2g}",
-            noise,
-            f"{o.violations}",
-            *flips,
-            verdict,
-        )
-    lines = [
-        f"inputs: {escape(report.inputs_from)}",
-        f"max rel is relative to max(|Keras|, atol); {report.tolerance_mode} mode"
-        + (
-            "; noise: beyond tolerance, within the noise floor (accepted)"
-            if any(o.passed and o.violations for o in report.outputs)
-            else ""
-        ),
-    ]
-    if report.noise:
-        methods = ", ".join(f"{m} {v:.3g}" for m, v in report.noise["methods"].items())
-        missing = "; ".join(
-            f"{m} not measured: {w}" for m, w in report.noise["unavailable"].items()
-        )
-        lines.append("noise floor: " + "; ".join(p for p in (methods, missing) if p))
-    for o in report.outputs:
-        if o.violations:
-            place = f"{o.worst.row} ({report.where(o.worst.row)})" if o.worst else "?"
-            lines.append(
-                f"{escape(o.name)}: worst row {escape(place)}, element "
-                f"{list(o.worst.element) if o.worst else []}: Keras "
-                f"{o.worst.reference:.6g} vs ONNX {o.worst.candidate:.6g}; "
-                f"{escape(o.verdict())}"
-            )
-    table.caption = "\n".join(lines)
-    return table
-
-
-def _layerwise_table(layerwise: Any, title: str) -> Table:
-    from rich.table import Table
-
-    table = Table(title=title, show_edge=False)
-    for column in (
-        "#",
-        "layer",
-        "class",
-        "ONNX tensor",
-        "max abs",
-        "noise",
-        "out of tol",
-        "result",
-    ):
-        number = column in ("#", "max abs", "noise", "out of tol")
-        table.add_column(
-            column, justify="right" if number else "left", no_wrap=number, overflow="fold"
-        )
-    start = layerwise.first_beyond_noise or layerwise.first_failure
-    for row in layerwise.rows:
-        name = escape(row.layer) + (
-            f" [dim](+ fused {escape(', '.join(row.fused))})[/]" if row.fused else ""
-        )
-        verdict = (
-            "[green]pass[/]"
-            if row.passed
-            else ("[yellow]within noise[/]" if not row.beyond_noise else "[red]FAIL[/]")
-        )
-        if row is start:
-            verdict += " [bold]← starts here[/]"
-        table.add_row(
-            str(row.index),
-            name,
-            escape(row.class_name),
-            escape(row.tensor),
-            f"{row.result.max_abs:.2g}",
-            "-" if row.noise is None else f"{row.noise:.2g}",
-            f"{row.result.violations}/{row.result.elements}",
-            verdict,
-        )
-    table.caption = escape(layerwise.summary())
-    return table
-
-
-def _print_reports(report: Any, title: str) -> None:
-    out.print(_parity_table(report, title))
-    if report.layerwise is not None:
-        out.print(
-            _layerwise_table(
-                report.layerwise, "layerwise: Keras layer vs ONNX tensor (graph order)"
-            )
-        )
 
 
 def _write_report(path: Path | None, report: Any, run: dict[str, Any] | None = None) -> None:
@@ -280,11 +158,11 @@ def export(
         typer.Option(
             "--graph-cleanup",
             case_sensitive=False,
-            help="Who cleans the converted graph: tf2onnx's optimizers (default; the layerwise "
-            "table finds every layer) or onnxruntime's basic offline optimization (about a third "
-            "less peak memory for large models).",
+            help="Who cleans the converted graph: tf2onnx's optimizers (the layerwise table "
+            "finds every layer), onnxruntime's basic offline optimization (faster, about a third "
+            "less peak memory), or auto (default): onnxruntime, tf2onnx with --layerwise.",
         ),
-    ] = GraphCleanup.tf2onnx,
+    ] = GraphCleanup.auto,
     mkdir: Annotated[
         bool,
         typer.Option("--mkdir", help="Create the folders of --output and --report if missing."),
@@ -342,12 +220,12 @@ def export(
             result = export_model(source, output, options, on_stage=on_stage)
     except ParityError as exc:
         if exc.report is not None:
-            _print_reports(exc.report, "parity gate: Keras vs ONNX")
+            parity_view.print_reports(exc.report, "parity gate: Keras vs ONNX")
             _write_report(report, exc.report)
-            _hint_noise_floor(exc.report)
+            parity_view.hint_noise_floor(exc.report)
         raise
     if result.report is not None:
-        _print_reports(result.report, "parity gate: Keras vs ONNX")
+        parity_view.print_reports(result.report, "parity gate: Keras vs ONNX")
         _write_report(report, result.report, result.run_record())
     else:
         err.print(
@@ -355,7 +233,7 @@ def export(
             "proven to match Keras"
         )
     if result.pipeline is not None:
-        _show_pipeline(result.pipeline, False)
+        parity_view.show_pipeline(result.pipeline, False)
     for name, recipe in result.recipes.items():
         err.print(
             escape(f"image input {name}: {recipe.describe()}"), highlight=False, soft_wrap=True
@@ -430,10 +308,10 @@ def verify_command(
         )
     except ParityError as exc:
         if exc.report is not None:
-            _show(exc.report, as_json, f"{source.name} vs {onnx_file.name}")
-            _hint_noise_floor(exc.report)
+            parity_view.show(exc.report, as_json, f"{source.name} vs {onnx_file.name}")
+            parity_view.hint_noise_floor(exc.report)
         raise
-    _show(report, as_json, f"{source.name} vs {onnx_file.name}")
+    parity_view.show(report, as_json, f"{source.name} vs {onnx_file.name}")
 
 
 def _verify_pipeline(
@@ -454,56 +332,6 @@ def _verify_pipeline(
         )
     except ParityError as exc:
         if exc.report is not None:
-            _show_pipeline(exc.report, as_json)
+            parity_view.show_pipeline(exc.report, as_json)
         raise
-    _show_pipeline(report, as_json)
-
-
-def _show_pipeline(report: Any, as_json: bool) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
-        return
-    from rich.table import Table
-
-    table = Table(title="pipeline parity: author's pipeline + Keras vs portanet + ONNX")
-    for column in ("file", "input max abs", "output max abs", "top-1", "agrees"):
-        table.add_column(column)
-    for f in report.files:
-        table.add_row(
-            escape(Path(f.file).name),
-            f"{f.input_max_abs:.3g}",
-            f"{f.output_max_abs:.3g}",
-            f"{f.keras_top1} / {f.onnx_top1}",
-            "yes" if f.agrees else "[red]NO[/]",
-        )
-    out.print(table)
-    out.print(
-        f"recipe: {escape(report.recipe)}\n{len(report.files)} files, top-1 agreement "
-        f"{report.agreement:.1%}, max abs {report.max_abs:.3g} (input {report.input_max_abs:.3g})",
-        highlight=False,
-        soft_wrap=True,
-    )
-
-
-def _hint_noise_floor(report: Any) -> None:
-    """Name the flag when a strict failure is the model's own float32 sensitivity only (the
-    library's message names no flag)."""
-    failures = report.failures
-    if (
-        report.tolerance_mode == "strict"
-        and failures
-        and all(o.noise_floor is not None and o.unexplained == 0 for o in failures)
-    ):
-        err.print(
-            "hint: every error out of tolerance is within the model's own float32 noise; "
-            "--tolerance-mode noise-floor accepts it",
-            highlight=False,
-            soft_wrap=True,
-        )
-
-
-def _show(report: Any, as_json: bool, title: str) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
-    else:
-        _print_reports(report, title)
+    parity_view.show_pipeline(report, as_json)

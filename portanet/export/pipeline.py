@@ -12,7 +12,7 @@ next as a value (nothing is set on the loaded model and read back):
    author's image pipeline against portanet's on those files
    (:mod:`portanet.export.verify.pipeline_parity`);
 5. **write**: the schema, provenance, parity and this run's own time and peak memory
-   (:class:`StageRecord`) as metadata, written atomically.
+   (:class:`~portanet.export.timeline.StageRecord`) as metadata, written atomically.
 
 Options come in one :class:`~portanet.options.ExportOptions`.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,33 +38,13 @@ from portanet.export.convert.keras_to_onnx import (
 )
 from portanet.export.described import build_schema
 from portanet.export.keras.load import LoadedKeras, from_model, load_keras
-from portanet.export.preflight import check_memory, peak_rss
+from portanet.export.preflight import check_memory, peak_rss, release_memory
+from portanet.export.timeline import STAGES as STAGES  # re-exported: the stages' labels
+from portanet.export.timeline import StageRecord, Timeline, run_record
 from portanet.export.verify.compare import ParityReport
 from portanet.export.verify.runners import NCHW_KEY
 from portanet.options import ExportOptions
 from portanet.schema import METRICS_ATTR, ModelSchema
-
-#: The stages of an export, in order, and what ``on_stage`` is told as each starts.
-STAGES = {
-    "load": "loading the Keras model",
-    "convert": "converting to ONNX",
-    "check": "checking the ONNX model",
-    "gate": "running the parity gate",
-    "write": "writing",
-}
-
-
-@dataclass(frozen=True)
-class StageRecord:
-    """One stage as it ran: its name, wall time and the process's peak RSS when it ended."""
-
-    name: str
-    seconds: float
-    peak_rss: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (what the metadata and the ``--report`` file hold)."""
-        return {"stage": self.name, "seconds": round(self.seconds, 3), "peak_rss": self.peak_rss}
 
 
 @dataclass(frozen=True)
@@ -104,7 +83,7 @@ class ExportResult:
 
     def run_record(self) -> dict[str, Any]:
         """This export's own time and memory, JSON-ready."""
-        return _run_record(list(self.stages), self.memory_estimate)
+        return run_record(list(self.stages), self.memory_estimate)
 
 
 def _tool_versions(opset: int) -> dict[str, Any]:
@@ -124,33 +103,6 @@ def _tool_versions(opset: int) -> dict[str, Any]:
         except ImportError:
             versions[name] = None
     return versions
-
-
-def _run_record(stages: list[StageRecord], estimate: int | None) -> dict[str, Any]:
-    return {
-        "seconds": round(sum(s.seconds for s in stages), 3),
-        "peak_rss": max((s.peak_rss for s in stages), default=peak_rss()),
-        "memory_estimate": estimate,
-        "stages": [s.to_dict() for s in stages],
-    }
-
-
-class _Timeline:
-    """Tells ``on_stage`` each stage as it starts and records it when it ends."""
-
-    def __init__(self, on_stage: Callable[[str], None] | None) -> None:
-        self.on_stage = on_stage or (lambda label: None)
-        self.records: list[StageRecord] = []
-        self._started = 0.0
-
-    def start(self, name: str) -> None:
-        self.on_stage(STAGES[name])
-        self._started = time.perf_counter()
-        self._name = name
-
-    def end(self) -> None:
-        seconds = time.perf_counter() - self._started
-        self.records.append(StageRecord(self._name, seconds, peak_rss()))
 
 
 def load_stage(source: Any, output: Any, options: ExportOptions) -> tuple[LoadedKeras, Path]:
@@ -187,7 +139,7 @@ def convert_stage(loaded: LoadedKeras, options: ExportOptions) -> tuple[Converte
         check_memory(
             weight_bytes(loaded.model),
             loaded.path,
-            options.cleanup,
+            options.graph_cleanup(),
             streamed_bytes(loaded.model),
         )
         if options.memory_check
@@ -198,7 +150,7 @@ def convert_stage(loaded: LoadedKeras, options: ExportOptions) -> tuple[Converte
         opset=options.opset,
         batch_size=options.batch_size,
         inputs_as_nchw=options.inputs_as_nchw,
-        cleanup=options.cleanup,
+        cleanup=options.graph_cleanup(),
     )
     return converted, estimate
 
@@ -361,12 +313,13 @@ def export_model(
     options = dataclasses.replace(options or ExportOptions(), **keywords)
     if options.layerwise and not options.verify:
         raise InputError("layerwise comparison: expected the parity gate to run, got verify=False")
-    timeline = _Timeline(on_stage)
+    timeline = Timeline(on_stage)
     timeline.start("load")
     loaded, target = load_stage(source, output, options)
     timeline.end()
     timeline.start("convert")
     converted, estimate = convert_stage(loaded, options)
+    release_memory()  # TensorFlow's and tf2onnx's graphs: garbage from here on
     timeline.end()
     timeline.start("check")
     runnable = check_stage(loaded, converted, target, options)
@@ -377,7 +330,7 @@ def export_model(
         gate, pipeline = gate_stage(loaded, converted, runnable, options)
         timeline.end()
     timeline.start("write")
-    run = _run_record(timeline.records, estimate)
+    run = run_record(timeline.records, estimate)
     path = write_stage(loaded, converted, runnable, gate, pipeline, target, run, options)
     timeline.end()
     return ExportResult(

@@ -86,3 +86,25 @@ def check_memory(
 def peak_rss() -> int:
     """This process's peak resident memory so far, in bytes (``getrusage``; Linux counts KiB)."""
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def release_memory() -> bool:
+    """Collect unreachable objects (TensorFlow graphs and tf2onnx's graph hold reference cycles)
+    and hand the freed heap back to the system (glibc's ``malloc_trim``), so the next stage's
+    allocations do not stack on a converted model's garbage. Returns True when the heap was
+    trimmed (glibc), False elsewhere (then only the collection ran)."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim with
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)  # its result only says whether memory was returned, not whether it worked
+    return True

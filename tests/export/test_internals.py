@@ -15,8 +15,12 @@ INTERNALS = {
     ("keras.src.backend.common.stateless_scope", "in_stateless_scope"): (
         "no public query for 'inside a StatelessScope' (export/convert/rnn.py)"
     ),
-    ("tensorflow.python.framework.convert_to_constants", "convert_variables_to_constants_v2"): (
-        "TF2 has no public graph freezing; tf2onnx's loader uses the same function"
+    ("tensorflow.python.framework.convert_to_constants", "_FunctionConverterDataInEager"): (
+        "TF2 has no public graph freezing; convert_variables_to_constants_v2's own first steps "
+        "(without rebuilding a concrete function the export never runs: export/convert)"
+    ),
+    ("tensorflow.python.framework.convert_to_constants", "_replace_variables_by_constants"): (
+        "as above"
     ),
     ("keras.src.legacy.saving", "saving_options"): (
         "legacy HDF5 configurations rebuilt by Keras' own loader (export/keras/repair.py)"
@@ -36,7 +40,9 @@ def _used() -> set[tuple[str, str]]:
     found = set()
     for path in (REPO / "portanet").rglob("*.py"):
         text = path.read_text()
-        for line in re.sub(r"\(\s*\n\s*", "", text).splitlines():
+        # a parenthesized import on one line, every name of it
+        joined = re.sub(r"import \(([^)]*)\)", lambda m: "import " + " ".join(m[1].split()), text)
+        for line in joined.splitlines():
             hit = IMPORT.match(line)
             if hit:
                 for name in hit.group(2).replace(")", "").split(","):

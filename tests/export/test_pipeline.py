@@ -217,3 +217,11 @@ def test_the_memory_preflight_refuses_before_converting(standin_mlp, tmp_path, m
     assert list(tmp_path.iterdir()) == []
     result = export_model(standin_mlp, tmp_path / "m.onnx", memory_check=False, verify=False)
     assert result.memory_estimate is None and result.path.exists()
+
+
+def test_auto_cleanup_is_onnxruntimes_unless_the_layerwise_table_is_asked_for():
+    assert ExportOptions().cleanup == "auto"
+    assert ExportOptions().graph_cleanup() == "onnxruntime"
+    assert ExportOptions(layerwise=True).graph_cleanup() == "tf2onnx"  # TensorFlow's names kept
+    assert ExportOptions(cleanup="tf2onnx").graph_cleanup() == "tf2onnx"
+    assert ExportOptions(cleanup="onnxruntime", layerwise=True).graph_cleanup() == "onnxruntime"

@@ -48,3 +48,22 @@ def test_a_model_too_large_for_the_memory_is_refused_naming_both_figures():
 
 def test_peak_rss_is_this_process_in_bytes():
     assert 20 * 2**20 < preflight.peak_rss() < 64 * 2**30
+
+
+def test_release_memory_collects_garbage_and_trims_the_heap():
+    import gc
+    import weakref
+
+    class Cycle:
+        pass
+
+    first, second = Cycle(), Cycle()
+    first.other, second.other = second, first  # only the cycle collector frees these
+    gone = weakref.ref(first)
+    del first, second
+    gc.disable()
+    try:
+        assert preflight.release_memory() is True  # glibc (Linux): malloc_trim ran
+    finally:
+        gc.enable()
+    assert gone() is None

@@ -181,3 +181,31 @@ def test_dict_inputs_and_outputs_keep_their_keys(tmp_path):
     got = runtime.predict(feeds)
     for name in ("parts", "total"):
         assert np.abs(got[name] - np.asarray(expected[name])).max() < 1e-6
+
+
+def test_freeze_matches_tensorflows_freezing_without_its_concrete_function():
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    from portanet.export.convert.keras_to_onnx import freeze
+
+    inputs = keras.Input((5,), name="x")
+    hidden = layers.Dense(4, activation="tanh")(inputs)
+    model = keras.Model(inputs, layers.Dense(2, name="y")(hidden))
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec((None, 5), tf.float32)
+    )
+    graph_def, tf_inputs, tf_outputs = freeze(concrete)
+    reference = convert_variables_to_constants_v2(
+        concrete, lower_control_flow=False, aggressive_inlining=True
+    )
+    assert tf_inputs == [t.name for t in reference.inputs]
+    assert tf_outputs == [t.name for t in reference.outputs]
+    assert not [n.op for n in graph_def.node if "Variable" in n.op]  # the weights are constants
+    x = np.random.default_rng(0).random((3, 5), dtype=np.float32)
+    run = tf.compat.v1.wrap_function(
+        lambda: tf.graph_util.import_graph_def(graph_def, name=""), []
+    ).prune(tf_inputs, tf_outputs)
+    np.testing.assert_allclose(run(tf.constant(x))[0], model(x), rtol=1e-6, atol=1e-6)

@@ -78,8 +78,26 @@ def cnn_export(tmp_path_factory):
     folder = tmp_path_factory.mktemp("layerwise")
     source = folder / "cnn.keras"
     _cnn().save(source)
-    result = export_model(source, folder / "cnn.onnx")
+    # tf2onnx's clean-up keeps TensorFlow's tensor names: the table finds every layer (the
+    # default, onnxruntime's, fuses conv_a with bn_a: test_default_export_still_names_the_fault)
+    result = export_model(source, folder / "cnn.onnx", cleanup="tf2onnx")
     return source, result.path
+
+
+def test_default_export_still_names_the_faulty_layer(cnn_export, tmp_path):
+    from portanet.export import export_model
+
+    source, _ = cnn_export
+    lean = export_model(source, tmp_path / "lean.onnx")  # onnxruntime's clean-up (the default)
+    proto = onnx.load(str(lean.path))
+    _perturb_node(proto, "Conv", "conv_b")
+    faulty = tmp_path / "faulty.onnx"
+    onnx.save(proto, str(faulty))
+    result = runner.invoke(app, ["verify", str(source), str(faulty), "--layerwise", "--json"])
+    assert result.exit_code == 1, result.output
+    rows = json.loads(result.stdout)["layerwise"]["rows"]
+    failing = [row for row in rows if not row["passed"]]
+    assert "conv_b" in _group(failing[0]), rows
 
 
 def _group(row: dict) -> list[str]:

@@ -41,7 +41,8 @@ def test_large_images_get_a_few_rows_not_gigabytes():
 
 def test_small_rows_keep_the_full_batches_and_fixed_batches_stay_bounded():
     assert batch_sizes(8 * 4, None) == RANDOM_BATCHES
-    assert batch_sizes(224 * 224 * 3 * 4, None) == (1, 7, GATE_BATCH_BYTES // (224 * 224 * 12))
+    assert batch_sizes(224 * 224 * 3 * 4, None) == (1, 7, MIN_LARGE_BATCH)  # 6 fit in 4 MiB
+    assert batch_sizes(64 * 64 * 3 * 4, None) == (1, 7, GATE_BATCH_BYTES // (64 * 64 * 12))
     assert batch_sizes(380 * 380 * 12, 4) == (4, 4, 4, 4)
     assert batch_sizes(32, 512) == (512, 512, 512)
 
