@@ -72,8 +72,8 @@ def test_a_tight_budget_keeps_the_fewest_sensitive_nodes_in_float(digits, tmp_pa
     assert lineage["int8"]["reduce_range"] is (cpu_has_vnni() is False)
     # The figure recorded is the written file's, measured again here.
     base, written = portanet.load(digits.onnx_path), portanet.load(result.output)
-    from portanet.optimize.data import load_rows, split_rows
+    from portanet.optimize.data import load_rows, split_three
 
-    _, held = split_rows(load_rows(digits.rows_path, base), 128, seed=0)
+    *_, held = split_three(load_rows(digits.rows_path, base), 128, seed=0)
     diff = np.abs(base.predict(held["pixels"]) - written.predict(held["pixels"])).max()
     assert float(diff) == lineage["proof"]["vs_float32"]["max_abs"]
