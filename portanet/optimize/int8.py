@@ -55,6 +55,18 @@ def cpu_has_vnni() -> bool | None:
     return bool({"avx512_vnni", "avx_vnni"} & words)
 
 
+def reduce_range_reason(vnni: bool | None) -> str:
+    """Why weights were (or were not) quantized to 7 bits on this CPU (kept in the lineage)."""
+    if vnni is False:
+        return (
+            "7-bit weights: this CPU has no VNNI, where 8-bit dot products (vpmaddubsw) "
+            "saturate their 16-bit sums"
+        )
+    if vnni is True:
+        return "8-bit weights: this CPU has VNNI (vpdpbusd sums in 32 bits, no saturation)"
+    return "8-bit weights: VNNI could not be told (not x86 Linux); no saturation is assumed"
+
+
 @dataclass
 class Step:
     """One quantized model the search built and measured."""
@@ -94,6 +106,7 @@ class SearchResult:
         return {
             "recipe": self.recipe,
             "reduce_range": self.reduce_range,
+            "reduce_range_reason": reduce_range_reason(self.vnni),
             "cpu_vnni": self.vnni,
             "float_nodes": self.float_nodes,
             "steps": [s.to_dict() for s in self.steps],

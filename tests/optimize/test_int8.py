@@ -70,6 +70,8 @@ def test_a_tight_budget_keeps_the_fewest_sensitive_nodes_in_float(digits, tmp_pa
     assert lineage["int8"]["float_nodes"] == info["float_nodes"]
     assert lineage["cpu"]["vnni"] == cpu_has_vnni()
     assert lineage["int8"]["reduce_range"] is (cpu_has_vnni() is False)
+    reason = lineage["int8"]["reduce_range_reason"]
+    assert reason.startswith("7-bit" if cpu_has_vnni() is False else "8-bit") and "VNNI" in reason
     # The figure recorded is the written file's, measured again here.
     base, written = portanet.load(digits.onnx_path), portanet.load(result.output)
     from portanet.optimize.data import load_rows, split_three

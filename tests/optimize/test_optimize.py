@@ -55,9 +55,7 @@ def test_int8_static_inside_the_agreement_budget_and_confirmed_independently(dig
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     base = portanet.load(digits.onnx_path)
-    calibration, selection, evaluation = split_three(
-        load_rows(digits.rows_path, base), 128, seed=0
-    )
+    calibration, selection, evaluation = split_three(load_rows(digits.rows_path, base), 128, seed=0)
     assert len(evaluation["pixels"]) == table["rows"]["evaluation"]
     assert len(selection["pixels"]) == table["rows"]["selection"] > 0
     # Calibration, selection and evaluation rows are three disjoint sets of the given rows.
