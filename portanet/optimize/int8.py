@@ -1,13 +1,13 @@
 """Accuracy-aware int8: search the static quantization recipe, then the fewest nodes to keep
-in float, until the held-out rows are inside the budget.
+in float, until the selection rows (which the final verdict never sees) are inside the budget.
 
 1. Calibrate once per method (min-max, entropy, percentile) with onnxruntime's calibrators,
    a few rows at a time (``CalibStridedMinMax``: memory stays bounded by one stride of
    activations, not by all the calibration rows), the ranges cached in a file.
-2. Build one QDQ model per recipe from the cached ranges: per-channel symmetric int8 weights,
-   uint8 activations, 7-bit weights (``reduce_range``) on CPUs without VNNI, where 8-bit dot
-   products saturate. The recipe with the best label agreement (then the smallest error) on
-   the held-out rows is kept.
+2. Build one QDQ model per recipe from the cached ranges: symmetric int8 weights per channel
+   and per tensor, uint8 activations, 7-bit weights (``reduce_range``) on CPUs without VNNI,
+   where 8-bit dot products saturate. The recipe with the best label agreement (then the
+   smallest error) on the selection rows is kept.
 3. If it is still outside the budget, rank the quantized nodes by their measured sensitivity —
    the signal-to-quantization-noise ratio (SQNR) of their output, from onnxruntime's
    ``qdq_loss_debug`` — and keep the 1, 2, 4, … most sensitive in float, then bisect down to
@@ -32,6 +32,9 @@ from portanet.errors import InputError
 Feeds = dict[str, np.ndarray]
 #: Calibration methods tried, in order (onnxruntime's ``CalibrationMethod`` names).
 METHODS = ("MinMax", "Entropy", "Percentile")
+#: Weight scales tried: one per output channel, then one per tensor (fewer scales: on a tiny
+#: CNN the per-tensor model kept more labels of the unseen digits than the per-channel one).
+GRANULARITIES = (True, False)
 #: Rows run through the calibration model per call, and per strided collection.
 CALIBRATION_BATCH = 8
 STRIDE_ROWS = 8
@@ -169,9 +172,11 @@ def quantize(
     reduce_range: bool,
     exclude: list[str] | tuple[str, ...] = (),
     fixed_batch: int | None = None,
+    per_channel: bool = True,
 ) -> None:
-    """One static QDQ quantization of the pre-processed ``pre``; ranges calibrated with
-    ``method`` on first use and cached in ``cache`` for every later recipe."""
+    """One static QDQ quantization of the pre-processed ``pre`` (symmetric int8 weights, one
+    scale per output channel or per tensor); ranges calibrated with ``method`` on first use
+    and cached in ``cache`` for every later recipe."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -188,7 +193,7 @@ def quantize(
             str(target),
             _Reader(rows, batch),  # type: ignore[arg-type]
             quant_format=QuantFormat.QDQ,
-            per_channel=True,
+            per_channel=per_channel,
             reduce_range=reduce_range,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
@@ -271,41 +276,46 @@ def search(
 ) -> SearchResult:
     """The recipe and the fewest float nodes that ``judge`` accepts (or the best found)."""
     reduce_range = vnni is False
+    bits = "7" if reduce_range else "8"
     steps: list[Step] = []
-    best: tuple[tuple[float, float], str, Path] | None = None
+    best: tuple[tuple[float, float], str, bool, Path, int] | None = None
     for method in methods:
-        target = folder / f"int8.{method}.onnx"
-        recipe = f"{method}, per-channel, {'7' if reduce_range else '8'}-bit weights"
-        try:
-            quantize(
-                pre,
-                target,
-                method=method,
-                calibration=calibration,
-                cache=folder / f"ranges.{method}.json",
-                reduce_range=reduce_range,
-                fixed_batch=fixed_batch,
-            )
-        except Exception as exc:  # a calibrator that cannot handle this graph
-            steps.append(Step(recipe, 0, None, math.inf, False, f"failed: {exc}"))
-            continue
-        agreement, max_abs, inside = judge(target)
-        steps.append(Step(recipe, 0, agreement, max_abs, inside))
-        score = (agreement if agreement is not None else 0.0, -max_abs)
-        if best is None or score > best[0]:
-            best = (score, method, target)
+        for per_channel in GRANULARITIES:
+            name = f"{method}, {'per-channel' if per_channel else 'per-tensor'}"
+            target = folder / f"int8.{method}.{'channel' if per_channel else 'tensor'}.onnx"
+            recipe = f"{name}, {bits}-bit weights"
+            try:
+                quantize(
+                    pre,
+                    target,
+                    method=method,
+                    calibration=calibration,
+                    cache=folder / f"ranges.{method}.json",
+                    reduce_range=reduce_range,
+                    fixed_batch=fixed_batch,
+                    per_channel=per_channel,
+                )
+            except Exception as exc:  # a calibrator that cannot handle this graph
+                steps.append(Step(recipe, 0, None, math.inf, False, f"failed: {exc}"))
+                continue
+            agreement, max_abs, inside = judge(target)
+            steps.append(Step(recipe, 0, agreement, max_abs, inside))
+            score = (agreement if agreement is not None else 0.0, -max_abs)
+            if best is None or score > best[0]:
+                best = (score, method, per_channel, target, len(steps) - 1)
     if best is None:
         raise InputError("int8: no calibration method could quantize this graph")
-    _, method, path = best
-    result = SearchResult(path, method, reduce_range, vnni, [], steps)
-    if steps[methods.index(method)].inside:
+    _, method, per_channel, path, index = best
+    label = f"{method}, {'per-channel' if per_channel else 'per-tensor'}"
+    result = SearchResult(path, label, reduce_range, vnni, [], steps)
+    if steps[index].inside:
         return result
     ranked = sensitivity(pre, path, calibration, folder)
     cache = folder / f"ranges.{method}.json"
     tried: dict[int, tuple[Path, bool]] = {}
 
     def attempt(count: int) -> bool:
-        target = folder / f"int8.{method}.float{count}.onnx"
+        target = folder / f"int8.{method}.{int(per_channel)}.float{count}.onnx"
         quantize(
             pre,
             target,
@@ -315,9 +325,10 @@ def search(
             reduce_range=reduce_range,
             exclude=ranked[:count],
             fixed_batch=fixed_batch,
+            per_channel=per_channel,
         )
         agreement, max_abs, inside = judge(target)
-        steps.append(Step(f"{method}, most sensitive in float", count, agreement, max_abs, inside))
+        steps.append(Step(f"{label}, most sensitive in float", count, agreement, max_abs, inside))
         tried[count] = (target, inside)
         return inside
 

@@ -243,7 +243,8 @@ def _optimize(
         selection = rows_.take(evaluation, slice(0, 0))
     del feeds
     fixed = rows_.fixed_batch(base)
-    batch, big = (fixed, fixed) if fixed else (1, min(throughput_batch, rows_.rows_of(evaluation)))
+    # The throughput batch repeats the final rows cyclically when it holds more than there are.
+    batch, big = (fixed, fixed) if fixed else (1, throughput_batch)
     notes = []
     if not fixed and big > (bounded := rows_bound(evaluation)):
         notes.append(
