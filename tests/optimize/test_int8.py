@@ -68,6 +68,11 @@ def test_a_tight_budget_keeps_the_fewest_sensitive_nodes_in_float(digits, tmp_pa
         node = next(n for n in graph.node if n.name == name)
         if node.op_type in ("Conv", "Gemm", "MatMul"):
             assert node.input[1] in floats, (name, node.input[1])
+    # The node writing the output (the softmax) stays float: no 8-bit steps, no label ties.
+    outputs = {o.name for o in graph.output}
+    writers = [n for n in graph.node if outputs & set(n.output)]
+    assert [n.name for n in writers] == info["output_float"] and writers
+    assert all(n.op_type == "Softmax" for n in writers)
     lineage = json.loads(
         portanet.load(result.output).session.get_modelmeta().custom_metadata_map[LINEAGE]
     )
