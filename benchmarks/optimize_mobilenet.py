@@ -58,7 +58,13 @@ def optimize(model: Path, rows: Path, out: Path, extra: list[str]) -> tuple[dict
 
 
 def independent(
-    keras_path: Path, base: Path, chosen: Path, x: np.ndarray, seconds: float, batch: int
+    keras_path: Path,
+    base: Path,
+    chosen: Path,
+    x: np.ndarray,
+    seconds: float,
+    batch: int,
+    threads: int | None = None,
 ) -> dict:
     """Labels of the chosen file against Keras and the float32 ONNX on unseen rows ``x``
     (Keras layout), and its batch-1 speed-up over float32 timed here with plain
@@ -71,7 +77,8 @@ def independent(
     want_keras = np.concatenate(
         [np.asarray(keras_model(x[i : i + 16], training=False)) for i in range(0, len(x), 16)]
     )
-    float32, optimized = portanet.load(base), portanet.load(chosen)
+    float32 = portanet.load(base, threads=threads)
+    optimized = portanet.load(chosen, threads=threads)
     want = np.concatenate([float32.predict(x[i : i + 16]) for i in range(0, len(x), 16)])
     got = np.concatenate([optimized.predict(x[i : i + 16]) for i in range(0, len(x), 16)])
     one = x[:1]
@@ -129,6 +136,7 @@ def teachable_machine(folder: Path, args: argparse.Namespace) -> dict:
         "128",
         "--throughput-batch",
         "32",
+        *threads_args(args),
     ]
     out = folder / "tm.optimized.onnx"
     found, peak_source, printed = optimize(
@@ -139,7 +147,7 @@ def teachable_machine(folder: Path, args: argparse.Namespace) -> dict:
     if not args.skip_memory:
         _, peak_plain, _ = optimize(onnx_path, rows, folder / "tm.plain.onnx", common)
     chosen = out if out.exists() else onnx_path
-    check = independent(FIXTURE, onnx_path, chosen, unseen, args.seconds * 2, 8)
+    check = independent(FIXTURE, onnx_path, chosen, unseen, args.seconds * 2, 8, args.threads)
     return {
         "name": "Teachable Machine MobileNet",
         "found": found,
@@ -147,6 +155,11 @@ def teachable_machine(folder: Path, args: argparse.Namespace) -> dict:
         "peak_source": peak_source,
         "peak_plain": peak_plain,
     }
+
+
+def threads_args(args: argparse.Namespace) -> list[str]:
+    """``--threads N`` for the optimizer when the benchmark was given one."""
+    return ["--threads", str(args.threads)] if args.threads else []
 
 
 def digits(folder: Path, args: argparse.Namespace) -> dict:
@@ -176,11 +189,14 @@ def digits(folder: Path, args: argparse.Namespace) -> dict:
             "256",
             "--seconds",
             str(args.seconds),
+            *threads_args(args),
         ],
     )
     print(printed)
     chosen = out if out.exists() else made.onnx_path
-    check = independent(made.keras_path, made.onnx_path, chosen, made.rows[400:], args.seconds, 256)
+    check = independent(
+        made.keras_path, made.onnx_path, chosen, made.rows[400:], args.seconds, 256, args.threads
+    )
     return {
         "name": "digits CNN",
         "found": found,
@@ -200,7 +216,8 @@ def summary(result: dict) -> str:
         tspread = chosen.get("throughput_spread") or [1, 1]
         lines += [
             f"  optimizer: {100 * (chosen['agreement'] or 0):.2f} % labels kept on "
-            f"{found['rows']['evaluation']} held-out rows; batch 1 ×{chosen['speedup']:.2f} "
+            f"{found['rows']['evaluation']} final rows (search chose on "
+            f"{found['rows'].get('selection', 0)} others); batch 1 ×{chosen['speedup']:.2f} "
             f"(spread {spread[0]:.2f}–{spread[1]:.2f}); batch {found['throughput_batch']} "
             f"×{chosen['throughput_speedup']:.2f} (spread {tspread[0]:.2f}–{tspread[1]:.2f}); "
             f"{chosen['portability']} ONNX",
@@ -238,6 +255,12 @@ def main() -> None:
     )
     parser.add_argument("--unseen", type=int, default=240, help="unseen photo crops to check")
     parser.add_argument("--try", dest="transforms", default="ort,fp16,int8-dynamic,int8-static")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads per session for the optimizer and the check (default: every usable CPU)",
+    )
     parser.add_argument("--skip-memory", action="store_true", help="no run without --source")
     parser.add_argument("--out", type=Path, default=None, help="folder for the files")
     args = parser.parse_args()

@@ -89,3 +89,82 @@ class ExportOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):
                 object.__setattr__(self, name, tuple(value))
+
+
+#: Transforms ``optimize`` tries by default (:mod:`portanet.optimize.transforms`), in order.
+OPTIMIZE_TRANSFORMS = ("ort", "slim", "fp16", "int8-dynamic", "int8-static")
+#: The default budget: max abs error against float32 (and Keras), and labels kept unchanged.
+DEFAULT_MAX_ABS = 1e-3
+DEFAULT_MIN_AGREEMENT = 0.99
+#: Rows of ``--data`` that calibrate int8 static quantization (at most half of them).
+DEFAULT_CALIBRATION_ROWS = 128
+#: Batch size of ``optimize``'s throughput measurement.
+DEFAULT_THROUGHPUT_BATCH = 64
+#: Batch sizes ``bench`` times by default.
+DEFAULT_BENCH_BATCH_SIZES = (1, 8, 64, 1024)
+
+
+@dataclass(frozen=True)
+class OptimizeOptions:
+    """Options of one ``optimize`` job (see :func:`portanet.optimize.optimize_model`).
+
+    The budget: ``max_abs`` error against the float32 model (and against Keras when ``source``
+    is given) and, for classifiers, ``min_agreement`` (share of unchanged labels). ``target``:
+    ``cpu`` or ``cuda``; ``transforms``: what to try (``OPTIMIZE_TRANSFORMS``);
+    ``calibration_rows`` of ``--data`` calibrate int8 (at most half), the rest are split into
+    selection rows (the int8 search) and final rows (every verdict); ``seconds`` of timing per
+    candidate; ``throughput_batch``; ``threads``; ``seed`` of the split; ``allow_unsafe``
+    loads a Keras source the safety checks refuse; ``transformed_only`` never keeps float32;
+    ``ops`` (``standard`` or ``any``) and ``goal`` (``latency`` or ``throughput``); ``output``
+    (default ``MODEL.optimized.onnx``) and ``report`` (the candidate table as JSON, also
+    written when no candidate is inside the budget).
+    """
+
+    source: str | os.PathLike[str] | None = None
+    output: str | os.PathLike[str] | None = None
+    report: str | os.PathLike[str] | None = None
+    max_abs: float = DEFAULT_MAX_ABS
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    target: str = "cpu"
+    transforms: str | tuple[str, ...] | list[str] = OPTIMIZE_TRANSFORMS
+    calibration_rows: int = DEFAULT_CALIBRATION_ROWS
+    seconds: float = 1.0
+    throughput_batch: int = DEFAULT_THROUGHPUT_BATCH
+    threads: int | None = None
+    seed: int = 0
+    allow_unsafe: bool = False
+    transformed_only: bool = False
+    ops: str = "standard"
+    goal: str = "latency"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.transforms, list):
+            object.__setattr__(self, "transforms", tuple(self.transforms))
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """Options of one ``bench`` job (see :func:`portanet.optimize.bench_model`).
+
+    ``source``: a Keras file timed in the same run; ``batch_sizes`` (a tuple or ``"1,8,64"``);
+    about ``seconds`` per batch size; ``provider`` and ``threads``; ``data``: rows to feed
+    (default seeded random values, drawn with ``seed``); ``plot``: also draw latency and
+    throughput (.png, .svg or .pdf); ``allow_unsafe`` loads a Keras source the safety checks
+    refuse.
+    """
+
+    source: str | os.PathLike[str] | None = None
+    batch_sizes: str | tuple[int, ...] | list[int] = DEFAULT_BENCH_BATCH_SIZES
+    seconds: float = 5.0
+    provider: str | tuple[str, ...] | list[str] = "cpu"
+    threads: int | None = None
+    data: str | os.PathLike[str] | None = None
+    seed: int = 0
+    plot: str | os.PathLike[str] | None = None
+    allow_unsafe: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("batch_sizes", "provider"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))

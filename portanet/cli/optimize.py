@@ -17,6 +17,16 @@ from rich.markup import escape
 
 from portanet.cli.app import app, guarded, out
 from portanet.cli.options import AllowUnsafe, AsJson, OnnxModel, Provider, Threads, providers_arg
+from portanet.options import (
+    DEFAULT_BENCH_BATCH_SIZES,
+    DEFAULT_CALIBRATION_ROWS,
+    DEFAULT_MAX_ABS,
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_THROUGHPUT_BATCH,
+    OPTIMIZE_TRANSFORMS,
+    BenchOptions,
+    OptimizeOptions,
+)
 
 if TYPE_CHECKING:  # rich.table is imported when a table is printed (keeps `infer` fast)
     from rich.table import Table
@@ -142,13 +152,6 @@ def int8_table(result: Any) -> Table | None:
     return table
 
 
-def _write_json(path: Path | None, data: dict[str, Any]) -> None:
-    if path is not None:
-        from portanet._files import write_bytes
-
-        write_bytes(path, json.dumps(data, indent=2).encode() + b"\n")
-
-
 @app.command(
     epilog="Example: portanet optimize model.onnx --data rows.npy --source model.h5 --max-abs 1e-3"
 )
@@ -179,25 +182,29 @@ def optimize(
         typer.Option(
             help="Largest absolute error allowed against float32 (and Keras); inf for none."
         ),
-    ] = 1e-3,
+    ] = DEFAULT_MAX_ABS,
     min_agreement: Annotated[
         float, typer.Option(help="Smallest share of unchanged labels allowed (classifiers).")
-    ] = 0.99,
+    ] = DEFAULT_MIN_AGREEMENT,
     target: Annotated[Target, typer.Option(help="Where the model will run.")] = Target.cpu,
     try_: Annotated[
         str,
         typer.Option("--try", help="Transforms to try: ort,slim,fp16,int8-dynamic,int8-static."),
-    ] = "ort,slim,fp16,int8-dynamic,int8-static",
+    ] = ",".join(OPTIMIZE_TRANSFORMS),
     report: Annotated[
         Path | None, typer.Option(help="Also write the candidate table as JSON.")
     ] = None,
     calibration_rows: Annotated[
-        int, typer.Option(help="Rows of --data that calibrate int8 static (at most half).")
-    ] = 128,
+        int,
+        typer.Option(
+            help="Rows of --data that calibrate int8 static (at most half); the rest are split "
+            "into rows the int8 search chooses on and rows every verdict is measured on."
+        ),
+    ] = DEFAULT_CALIBRATION_ROWS,
     seconds: Annotated[float, typer.Option(help="Seconds of timing per candidate.")] = 1.0,
     throughput_batch: Annotated[
         int, typer.Option(help="Batch size of the throughput measurement.")
-    ] = 64,
+    ] = DEFAULT_THROUGHPUT_BATCH,
     threads: Threads = None,
     transformed_only: Annotated[
         bool, typer.Option("--transformed-only", help="Never choose the unchanged float32 model.")
@@ -217,42 +224,33 @@ def optimize(
 ) -> None:
     """Write the fastest variant of MODEL that stays inside an accuracy budget (exit 1 and
     nothing written if none does)."""
-    from portanet._files import refuse_overwrite
     from portanet.errors import ParityError
     from portanet.optimize import optimize_model
 
-    default = model.with_name(model.stem + ".optimized.onnx")
-    refuse_overwrite(
-        {"--output": output or default, "--report": report},
-        {"MODEL": model, "--data": data, "--source": source},
+    options = OptimizeOptions(
+        source=source,
+        output=output,
+        report=report,
+        max_abs=max_abs,
+        min_agreement=min_agreement,
+        target=target.value,
+        transforms=try_,
+        calibration_rows=calibration_rows,
+        seconds=seconds,
+        throughput_batch=throughput_batch,
+        threads=threads,
+        allow_unsafe=allow_unsafe,
+        transformed_only=transformed_only,
+        ops=ops.value,
+        goal=goal.value,
     )
     try:
-        result = optimize_model(
-            model,
-            data,
-            source=source,
-            output=output,
-            max_abs=max_abs,
-            min_agreement=min_agreement,
-            target=target.value,
-            transforms=try_,
-            calibration_rows=calibration_rows,
-            seconds=seconds,
-            throughput_batch=throughput_batch,
-            threads=threads,
-            allow_unsafe=allow_unsafe,
-            transformed_only=transformed_only,
-            ops=ops.value,
-            goal=goal.value,
-        )
+        result = optimize_model(model, data, options)
     except ParityError as exc:
-        failed: Any = exc.report
-        if failed is not None:
-            _print_result(failed)
-            _write_json(report, failed.to_dict())
+        if exc.report is not None:
+            _print_result(exc.report)
         raise
     _print_result(result)
-    _write_json(report, result.to_dict())
     chosen = result.chosen
     assert chosen is not None  # optimize_model raises when nothing is chosen
     out.print(
@@ -280,7 +278,9 @@ def bench(
         Path | None,
         typer.Option(help="Keras file to time in the same run (ratio ONNX / Keras)."),
     ] = None,
-    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,64,1024",
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = ",".join(
+        map(str, DEFAULT_BENCH_BATCH_SIZES)
+    ),
     seconds: Annotated[float, typer.Option(help="Seconds of timing per batch size.")] = 5.0,
     provider: Provider = None,
     threads: Threads = None,
@@ -295,22 +295,19 @@ def bench(
     allow_unsafe: AllowUnsafe = False,
 ) -> None:
     """Latency p50/p90/p99 and rows/s per batch size (and Keras' with --source)."""
-    from portanet._files import refuse_overwrite
-    from portanet.optimize.bench import bench_model, plot_bench
+    from portanet.optimize.bench import bench_model
 
-    refuse_overwrite({"--plot": plot}, {"MODEL": model, "--source": source, "--data": data})
-    result = bench_model(
-        model,
+    options = BenchOptions(
         source=source,
         batch_sizes=batch_sizes,
         seconds=seconds,
         provider=providers_arg(provider),
         threads=threads,
         data=data,
+        plot=plot,
         allow_unsafe=allow_unsafe,
     )
-    if plot is not None:
-        plot_bench(result, plot)
+    result = bench_model(model, options)
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
         return

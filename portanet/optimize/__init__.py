@@ -11,13 +11,16 @@ from portanet.optimize.bench import BenchReport, bench_model
 from portanet.optimize.evaluate import Budget, Candidate
 from portanet.optimize.optimize import LINEAGE, OptimizeResult, optimize_model
 from portanet.optimize.transforms import TRANSFORMS
+from portanet.options import BenchOptions, OptimizeOptions
 
 __all__ = [
     "LINEAGE",
     "TRANSFORMS",
+    "BenchOptions",
     "BenchReport",
     "Budget",
     "Candidate",
+    "OptimizeOptions",
     "OptimizeResult",
     "bench_model",
     "optimize_model",

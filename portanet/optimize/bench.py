@@ -3,6 +3,7 @@ Keras source in the same run (alternating slices, so both see the same machine).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import platform
@@ -13,13 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from portanet._files import sha256_of
+from portanet._files import refuse_overwrite, sha256_of
 from portanet.errors import InputError
 from portanet.optimize import data as rows_
 from portanet.optimize.timing import Latency, alternating, summarize
+from portanet.options import DEFAULT_BENCH_BATCH_SIZES, BenchOptions
 from portanet.runtime import load
 
-DEFAULT_BATCH_SIZES = (1, 8, 64, 1024)
+DEFAULT_BATCH_SIZES = DEFAULT_BENCH_BATCH_SIZES
 #: Rows of a batch at most (bounds memory for large samples).
 MAX_BATCH_ELEMENTS = 1 << 28
 
@@ -112,20 +114,29 @@ def _keras_call(
 
 def bench_model(
     model: str | os.PathLike[str],
-    *,
-    source: str | os.PathLike[str] | None = None,
-    batch_sizes: str | list[int] | tuple[int, ...] = DEFAULT_BATCH_SIZES,
-    seconds: float = 5.0,
-    provider: str | list[str] = "cpu",
-    threads: int | None = None,
-    data: str | os.PathLike[str] | None = None,
-    seed: int = 0,
-    allow_unsafe: bool = False,
+    options: BenchOptions | None = None,
+    **changes: Any,
 ) -> BenchReport:
-    """Time ``model`` for about ``seconds`` per batch size (warm-up excluded) on ``provider``
-    with ``threads`` (default: the CPUs this process may use); inputs are rows of ``data``
-    repeated to fill a batch, else seeded random values. With ``source`` the Keras model runs
-    the same batches in alternating slices."""
+    """Time ``model`` for about ``options.seconds`` per batch size (warm-up excluded) on
+    ``options.provider`` with ``options.threads`` (default: the CPUs this process may use);
+    inputs are rows of ``options.data`` repeated to fill a batch, else seeded random values.
+    With ``options.source`` the Keras model runs the same batches in alternating slices; with
+    ``options.plot`` latency and throughput are also drawn there. ``options``
+    (:class:`~portanet.options.BenchOptions`) fields may also be given as keywords, which
+    override it."""
+    opts = dataclasses.replace(options or BenchOptions(), **changes)
+    reads = {"MODEL": model, "--source": opts.source, "--data": opts.data}
+    refuse_overwrite({"--plot": opts.plot}, reads)
+    report = _bench(model, opts)
+    if opts.plot is not None:
+        plot_bench(report, opts.plot)
+    return report
+
+
+def _bench(model: str | os.PathLike[str], opts: BenchOptions) -> BenchReport:
+    source, seconds, threads, data = opts.source, opts.seconds, opts.threads, opts.data
+    batch_sizes, seed, allow_unsafe = opts.batch_sizes, opts.seed, opts.allow_unsafe
+    provider = opts.provider if isinstance(opts.provider, str) else list(opts.provider)
     sizes = parse_batch_sizes(batch_sizes)
     if seconds <= 0:
         raise InputError(f"seconds: expected a positive duration, got {seconds}")

@@ -139,6 +139,28 @@ def split_rows(feeds: Feeds, calibration: int, seed: int = 0) -> tuple[Feeds, Fe
     return take(feeds, np.sort(order[:count])), take(feeds, np.sort(order[count:]))
 
 
+def split_three(feeds: Feeds, calibration: int, seed: int = 0) -> tuple[Feeds, Feeds, Feeds]:
+    """A seeded split into three disjoint sets: calibration rows (as :func:`split_rows`), the
+    selection rows the int8 search judges its recipes and float nodes on, and the final rows
+    every candidate is measured on (the other half of the held-out rows). The search chooses on
+    rows the verdict never sees, so its choice cannot fit the rows it is judged by."""
+    rows = rows_of(feeds)
+    if rows < 6:
+        raise InputError(
+            f"--data: expected at least 6 rows (to calibrate, to select the int8 recipe on and "
+            f"to measure on), got {rows}"
+        )
+    count = min(calibration, rows // 2)
+    order = np.random.default_rng(seed).permutation(rows)
+    held = order[count:]
+    half = len(held) // 2
+    return (
+        take(feeds, np.sort(order[:count])),
+        take(feeds, np.sort(held[:half])),
+        take(feeds, np.sort(held[half:])),
+    )
+
+
 def random_feeds(model: Model, rows: int, seed: int = 0) -> Feeds:
     """Seeded inputs shaped for ``model`` (dynamic dimensions taken as 1 beyond the batch):
     uniform in [0, 1) for float inputs, zeros for integer ones (ids stay in any vocabulary)."""

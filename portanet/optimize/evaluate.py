@@ -4,7 +4,9 @@ Keras), label agreement for classifiers, and the budget it must stay inside (num
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import numpy as np
 
 from portanet.errors import InputError
 from portanet.optimize.data import Feeds, rows_of, take
-from portanet.optimize.timing import MARGIN, Latency
+from portanet.optimize.timing import MARGIN, Latency, compare, summarize
 from portanet.runtime import Model
 from portanet.schema import BINARY_CLASSIFIER, MULTICLASS_CLASSIFIER, ModelSchema
 
@@ -234,3 +236,43 @@ def real_gain(candidate: Candidate, goal: str) -> bool:
     at the ``goal``'s batch clears 1 + :data:`~portanet.optimize.timing.MARGIN`."""
     spread = candidate.speedup_spread if goal == "latency" else candidate.throughput_spread
     return spread is not None and spread[0] > 1 + MARGIN
+
+
+def tiled(feeds: Feeds, rows: int) -> Feeds:
+    """``rows`` rows taken cyclically from ``feeds`` (a timing batch of any size)."""
+    index = np.arange(rows) % rows_of(feeds)
+    return take(feeds, index)
+
+
+def time_candidates(
+    candidates: list[Candidate],
+    models: dict[str, Model],
+    evaluation: Feeds,
+    batch: int,
+    big: int,
+    seconds: float,
+) -> None:
+    """Batch-1 and throughput timings, alternating, each paired with the float32 model."""
+    ready = [c for c in candidates if c.error is None and c.name in models]
+    sizes = [(batch, "latency")] + ([(big, "throughput")] if big != batch else [])
+    for size, attribute in sizes:
+        feeds = tiled(evaluation, size)
+        calls: dict[str, Callable[[], Any]] = {
+            c.name: partial(models[c.name].run, feeds, allow_nan=True) for c in ready
+        }
+        share = seconds / len(sizes)
+        found = compare(calls, base=BASE, seconds=share)
+        for c in ready:
+            setattr(c, attribute, summarize(size, found.samples[c.name]))
+            if c.name == BASE:
+                continue
+            low, mid, high = found.speedup(c.name)
+            if attribute == "latency":
+                c.speedup, c.speedup_spread = mid, (low, high)
+            else:
+                c.throughput_speedup, c.throughput_spread = mid, (low, high)
+    for c in ready:
+        if big == batch:
+            c.throughput, c.throughput_speedup = c.latency, c.speedup
+            c.throughput_spread = c.speedup_spread
+    candidates[0].speedup = candidates[0].throughput_speedup = 1.0

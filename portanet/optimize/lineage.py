@@ -34,7 +34,7 @@ def lineage_of(
         "transforms": list(chosen.transforms),
         "target": result.target,
         "budget": result.budget.to_dict(),
-        "rows": {"calibration": result.calibration_rows, "evaluation": result.evaluation_rows},
+        "rows": result.to_dict()["rows"],
         "measured": {k: v for k, v in chosen.to_dict().items() if k not in ("name", "transforms")},
         "speedup": {
             f"batch_{result.batch}": chosen.speedup,

@@ -11,11 +11,10 @@ written atomically with ``portanet.lineage`` metadata; when none is, nothing is 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +33,12 @@ from portanet.optimize.evaluate import (
     measure_errors,
     outputs_on,
     real_gain,
+    time_candidates,
 )
 from portanet.optimize.int8 import cpu_has_vnni
 from portanet.optimize.lineage import lineage_of, write_variant
-from portanet.optimize.timing import MARGIN, compare, summarize
+from portanet.optimize.timing import MARGIN
+from portanet.options import OptimizeOptions
 from portanet.runtime import Model, load
 
 #: Metadata key of the optimization lineage.
@@ -69,6 +70,8 @@ class OptimizeResult:
     ops: str = "standard"
     goal: str = "latency"
     vnni: bool | None = None
+    #: Rows the int8 search chose on (disjoint from calibration and evaluation rows).
+    selection_rows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``--report``)."""
@@ -77,7 +80,11 @@ class OptimizeResult:
             "output": str(self.output) if self.output else None,
             "budget": self.budget.to_dict(),
             "target": self.target,
-            "rows": {"calibration": self.calibration_rows, "evaluation": self.evaluation_rows},
+            "rows": {
+                "calibration": self.calibration_rows,
+                "selection": self.selection_rows,
+                "evaluation": self.evaluation_rows,
+            },
             "batch": self.batch,
             "throughput_batch": self.throughput_batch,
             "candidates": [c.to_dict() for c in self.candidates],
@@ -117,12 +124,6 @@ def _keras_reference(
     return {name: np.concatenate([p[name] for p in parts]) for name in outputs}
 
 
-def _tiled(feeds: rows_.Feeds, rows: int) -> rows_.Feeds:
-    """``rows`` rows taken cyclically from ``feeds`` (a timing batch of any size)."""
-    index = np.arange(rows) % rows_.rows_of(feeds)
-    return rows_.take(feeds, index)
-
-
 #: Input values per timed call at most: a throughput batch of 224×224 images is lowered so that
 #: its activations (tens of MB per image) stay within a few hundred megabytes.
 MAX_BATCH_VALUES = 1 << 21
@@ -159,50 +160,71 @@ def _message(exc: BaseException) -> str:
 def optimize_model(
     model: str | os.PathLike[str],
     data: str | os.PathLike[str],
-    *,
-    source: str | os.PathLike[str] | None = None,
-    output: str | os.PathLike[str] | None = None,
-    max_abs: float = 1e-3,
-    min_agreement: float = 0.99,
-    target: str = "cpu",
-    transforms: str | list[str] | tuple[str, ...] = tf_.TRANSFORMS,
-    calibration_rows: int = 128,
-    seconds: float = 1.0,
-    throughput_batch: int = 64,
-    threads: int | None = None,
-    seed: int = 0,
-    allow_unsafe: bool = False,
-    transformed_only: bool = False,
-    ops: str = "standard",
-    goal: str = "latency",
+    options: OptimizeOptions | None = None,
+    **changes: Any,
 ) -> OptimizeResult:
-    """Try the ``transforms`` on ``model`` and write the fastest candidate inside the budget.
+    """Try the transforms of ``options`` (:class:`~portanet.options.OptimizeOptions`, whose
+    fields may also be given as keywords, overriding it) on ``model`` and write the fastest
+    candidate inside the budget.
 
-    ``data`` holds rows (see :func:`portanet.optimize.data.load_rows`); ``calibration_rows`` of
-    them (at most half) calibrate int8 static quantization, the others measure every candidate.
-    The budget: max abs error ≤ ``max_abs`` against the float32 model (and against Keras when
-    ``source`` is given) and, for classifiers, label agreement ≥ ``min_agreement``. Latency is
-    timed on ``target`` (``cpu`` or ``cuda``) in alternating slices, about ``seconds`` per
-    candidate and batch size, more while a verdict is undecided. ``goal`` (``latency``: batch
-    1; ``throughput``: ``throughput_batch``) is the speed-up that decides; a candidate wins only
-    when the low end of its per-slice speed-ups (20th percentile) exceeds 1 +
+    ``data`` holds rows (see :func:`portanet.optimize.data.load_rows`), split three ways
+    (:func:`~portanet.optimize.data.split_three`): ``calibration_rows`` of them (at most half)
+    calibrate int8 static quantization, half of the rest (the selection rows) judge the int8
+    search's recipes and float nodes, and the other half measure every candidate — the verdicts
+    and the figures written come from rows no choice was made on. Without ``int8-static`` no
+    selection rows are needed and all the held-out rows measure. The budget: max abs error ≤
+    ``max_abs`` against the float32 model (and against Keras when ``source`` is given) and, for
+    classifiers, label agreement ≥ ``min_agreement``. Latency is timed on ``target`` (``cpu`` or
+    ``cuda``) in alternating slices, about ``seconds`` per candidate and batch size, more while
+    a verdict is undecided. ``goal`` (``latency``: batch 1; ``throughput``:
+    ``throughput_batch``) is the speed-up that decides; a candidate wins only when the low end
+    of its per-slice speed-ups (20th percentile) exceeds 1 +
     :data:`~portanet.optimize.timing.MARGIN`, else the float32 model is kept and the result
     says no real gain was found. ``ops="standard"`` (default) chooses only files that any ONNX
     runtime can run; ``"any"`` also allows onnxruntime-only (``com.microsoft``) operators.
-    ``output`` defaults to ``MODEL.optimized.onnx``. With ``transformed_only`` the fastest
-    transformed candidate inside the budget is chosen even without a real gain. Raises
-    :class:`ParityError` (``.report`` is the :class:`OptimizeResult`) and writes nothing when
-    no candidate is inside the budget.
+    ``output`` defaults to ``MODEL.optimized.onnx``; ``report`` also writes the table as JSON.
+    With ``transformed_only`` the fastest transformed candidate inside the budget is chosen even
+    without a real gain. Raises :class:`ParityError` (``.report`` is the
+    :class:`OptimizeResult`) and writes nothing but the JSON report when no candidate is inside
+    the budget.
     """
+    opts = dataclasses.replace(options or OptimizeOptions(), **changes)
+    default = Path(model).with_name(Path(model).stem + ".optimized.onnx")
+    reads = {"MODEL": model, "--data": data, "--source": opts.source}
+    refuse_overwrite({"--output": opts.output or default, "--report": opts.report}, reads)
+    try:
+        result = _optimize(model, data, opts)
+    except ParityError as exc:
+        if opts.report is not None and isinstance(exc.report, OptimizeResult):
+            _write_json(opts.report, exc.report.to_dict())
+        raise
+    if opts.report is not None:
+        _write_json(opts.report, result.to_dict())
+    return result
+
+
+def _write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
+    import json
+
+    from portanet._files import write_bytes
+
+    write_bytes(Path(path), json.dumps(data, indent=2).encode() + b"\n")
+
+
+def _optimize(
+    model: str | os.PathLike[str], data: str | os.PathLike[str], opts: OptimizeOptions
+) -> OptimizeResult:
+    target, ops, goal, threads, seed = opts.target, opts.ops, opts.goal, opts.threads, opts.seed
+    source, output, seconds = opts.source, opts.output, opts.seconds
+    max_abs, min_agreement = opts.max_abs, opts.min_agreement
+    calibration_rows, throughput_batch = opts.calibration_rows, opts.throughput_batch
+    transformed_only, allow_unsafe = opts.transformed_only, opts.allow_unsafe
     if target not in TARGETS:
         raise InputError(f"target: expected one of {', '.join(TARGETS)}, got {target!r}")
     if ops not in OPS:
         raise InputError(f"ops: expected one of {', '.join(OPS)}, got {ops!r}")
     if goal not in GOALS:
         raise InputError(f"goal: expected one of {', '.join(GOALS)}, got {goal!r}")
-    default = Path(model).with_name(Path(model).stem + ".optimized.onnx")
-    reads = {"MODEL": model, "--data": data, "--source": source}
-    refuse_overwrite({"--output": output or default}, reads)
     budget = Budget(max_abs, min_agreement)
     budget.check()
     if seconds <= 0 or throughput_batch < 1 or calibration_rows < 1:
@@ -210,14 +232,19 @@ def optimize_model(
             f"expected seconds > 0, a throughput batch ≥ 1 and calibration rows ≥ "
             f"1, got {seconds}, {throughput_batch} and {calibration_rows}"
         )
-    names = tf_.parse_try(transforms)
+    names = tf_.parse_try(opts.transforms)
     base_path = Path(model)
     base = load(base_path, providers=TARGETS[target], strict=True, threads=threads)
     feeds = rows_.load_rows(data, base)
-    calibration, evaluation = rows_.split_rows(feeds, calibration_rows, seed)
+    if "int8-static" in names:
+        calibration, selection, evaluation = rows_.split_three(feeds, calibration_rows, seed)
+    else:
+        calibration, evaluation = rows_.split_rows(feeds, calibration_rows, seed)
+        selection = rows_.take(evaluation, slice(0, 0))
     del feeds
     fixed = rows_.fixed_batch(base)
-    batch, big = (fixed, fixed) if fixed else (1, min(throughput_batch, rows_.rows_of(evaluation)))
+    # The throughput batch repeats the final rows cyclically when it holds more than there are.
+    batch, big = (fixed, fixed) if fixed else (1, throughput_batch)
     notes = []
     if not fixed and big > (bounded := rows_bound(evaluation)):
         notes.append(
@@ -233,10 +260,13 @@ def optimize_model(
     # The float32 model is timed in the same kind of session as every candidate.
     models: dict[str, Model] = {BASE: _session(base_path, base.providers, threads)}
 
+    selected = outputs_on(base, selection, fixed) if rows_.rows_of(selection) else {}
+
     def judge(path: Path) -> tuple[float | None, float, bool]:
+        """The int8 search's verdict, on the selection rows only (against float32)."""
         trial = Candidate("trial", ())
-        got = outputs_on(_session(path, base.providers, threads), evaluation, fixed)
-        measure_errors(trial, reference, got, keras, base.schema, budget)
+        got = outputs_on(_session(path, base.providers, threads), selection, fixed)
+        measure_errors(trial, selected, got, None, base.schema, budget)
         return trial.agreement, float(trial.max_abs or 0.0), trial.within_budget
 
     with tempfile.TemporaryDirectory(prefix="portanet-optimize-") as scratch:
@@ -279,7 +309,7 @@ def optimize_model(
                         f"onnxruntime-only ops ({', '.join(candidate.nonstandard_ops)}); "
                         f"--ops any allows them"
                     )
-        _time(candidates, models, evaluation, batch, big, seconds)
+        time_candidates(candidates, models, evaluation, batch, big, seconds)
         result = OptimizeResult(
             candidates,
             None,
@@ -292,6 +322,7 @@ def optimize_model(
             big,
         )
         result.ops, result.goal, result.vnni = ops, goal, vnni
+        result.selection_rows = rows_.rows_of(selection)
         result.notes.extend(notes)
         result.chosen = _choose(result, transformed_only)
         if result.chosen is None:
@@ -316,40 +347,6 @@ def optimize_model(
         write_variant(chosen.path, base_bytes, result.lineage, target_path)
         result.output = target_path
     return result
-
-
-def _time(
-    candidates: list[Candidate],
-    models: dict[str, Model],
-    evaluation: rows_.Feeds,
-    batch: int,
-    big: int,
-    seconds: float,
-) -> None:
-    """Batch-1 and throughput timings, alternating, each paired with the float32 model."""
-    ready = [c for c in candidates if c.error is None and c.name in models]
-    sizes = [(batch, "latency")] + ([(big, "throughput")] if big != batch else [])
-    for size, attribute in sizes:
-        feeds = _tiled(evaluation, size)
-        calls: dict[str, Callable[[], Any]] = {
-            c.name: partial(models[c.name].run, feeds, allow_nan=True) for c in ready
-        }
-        share = seconds / len(sizes)
-        found = compare(calls, base=BASE, seconds=share)
-        for c in ready:
-            setattr(c, attribute, summarize(size, found.samples[c.name]))
-            if c.name == BASE:
-                continue
-            low, mid, high = found.speedup(c.name)
-            if attribute == "latency":
-                c.speedup, c.speedup_spread = mid, (low, high)
-            else:
-                c.throughput_speedup, c.throughput_spread = mid, (low, high)
-    for c in ready:
-        if big == batch:
-            c.throughput, c.throughput_speedup = c.latency, c.speedup
-            c.throughput_spread = c.speedup_spread
-    candidates[0].speedup = candidates[0].throughput_speedup = 1.0
 
 
 def _choose(result: OptimizeResult, transformed_only: bool) -> Candidate | None:

@@ -22,11 +22,12 @@ import numpy as np
 
 from portanet.errors import InputError
 from portanet.optimize.quiet import quiet
+from portanet.options import OPTIMIZE_TRANSFORMS
 
 Feeds = dict[str, np.ndarray]
 
 #: Every transform, in the order they are tried.
-TRANSFORMS = ("ort", "slim", "fp16", "int8-dynamic", "int8-static")
+TRANSFORMS = OPTIMIZE_TRANSFORMS
 #: Chains worth trying when both parts are asked for (slim first: a simpler graph quantizes
 #: and converts more cleanly).
 COMBINATIONS = (("slim", "fp16"), ("slim", "int8-dynamic"), ("slim", "int8-static"))

@@ -49,7 +49,11 @@ def test_a_tight_budget_keeps_the_fewest_sensitive_nodes_in_float(digits, tmp_pa
     info = candidate.int8
     steps = info["steps"]
     recipes = [s for s in steps if s["float_nodes"] == 0]
-    assert [s["recipe"].split(",")[0] for s in recipes] == ["MinMax", "Entropy", "Percentile"]
+    assert [tuple(s["recipe"].split(", ")[:2]) for s in recipes] == [
+        (method, granularity)
+        for method in ("MinMax", "Entropy", "Percentile")
+        for granularity in ("per-channel", "per-tensor")
+    ]
     assert not any(s["inside"] for s in recipes)  # no recipe alone meets it
     kept = len(info["float_nodes"])
     assert kept >= 1 and candidate.within_budget and candidate.max_abs <= tight
@@ -64,16 +68,26 @@ def test_a_tight_budget_keeps_the_fewest_sensitive_nodes_in_float(digits, tmp_pa
         node = next(n for n in graph.node if n.name == name)
         if node.op_type in ("Conv", "Gemm", "MatMul"):
             assert node.input[1] in floats, (name, node.input[1])
+    # The softmax writing the output and the Gemm computing its scores stay float: no 8-bit
+    # steps in the scores, so no label ties; nothing between them is quantized.
+    outputs = {o.name for o in graph.output}
+    (softmax,) = [n for n in graph.node if outputs & set(n.output)]
+    (gemm,) = [n for n in graph.node if softmax.input[0] in n.output]
+    assert softmax.op_type == "Softmax" and gemm.op_type in ("Gemm", "MatMul")
+    assert info["output_float"] == [softmax.name, gemm.name]
+    assert gemm.input[1] in floats
     lineage = json.loads(
         portanet.load(result.output).session.get_modelmeta().custom_metadata_map[LINEAGE]
     )
     assert lineage["int8"]["float_nodes"] == info["float_nodes"]
     assert lineage["cpu"]["vnni"] == cpu_has_vnni()
     assert lineage["int8"]["reduce_range"] is (cpu_has_vnni() is False)
+    reason = lineage["int8"]["reduce_range_reason"]
+    assert reason.startswith("7-bit" if cpu_has_vnni() is False else "8-bit") and "VNNI" in reason
     # The figure recorded is the written file's, measured again here.
     base, written = portanet.load(digits.onnx_path), portanet.load(result.output)
-    from portanet.optimize.data import load_rows, split_rows
+    from portanet.optimize.data import load_rows, split_three
 
-    _, held = split_rows(load_rows(digits.rows_path, base), 128, seed=0)
+    *_, held = split_three(load_rows(digits.rows_path, base), 128, seed=0)
     diff = np.abs(base.predict(held["pixels"]) - written.predict(held["pixels"])).max()
     assert float(diff) == lineage["proof"]["vs_float32"]["max_abs"]

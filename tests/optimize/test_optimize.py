@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 import portanet
-from portanet.optimize.data import load_rows, split_rows
+from portanet.optimize.data import load_rows, split_three
 from portanet.optimize.optimize import LINEAGE
 from portanet.optimize.timing import MARGIN
 from tests.helpers import run_cli
@@ -55,17 +55,35 @@ def test_int8_static_inside_the_agreement_budget_and_confirmed_independently(dig
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     base = portanet.load(digits.onnx_path)
-    _, evaluation = split_rows(load_rows(digits.rows_path, base), 128, seed=0)
+    calibration, selection, evaluation = split_three(load_rows(digits.rows_path, base), 128, seed=0)
     assert len(evaluation["pixels"]) == table["rows"]["evaluation"]
+    assert len(selection["pixels"]) == table["rows"]["selection"] > 0
+    # Calibration, selection and evaluation rows are three disjoint sets of the given rows.
+    sets = [{r.tobytes() for r in part["pixels"]} for part in (calibration, selection, evaluation)]
+    assert sum(map(len, sets)) == len({r.tobytes() for r in digits.rows})
     x = evaluation["pixels"]
     want = _session(digits.onnx_path).run(None, {"pixels": x})[0]
     got = _session(out).run(None, {"pixels": x})[0]
+    # The int8 search judged its steps on the selection rows, not on the rows of the verdict:
+    # the kept step's agreement is the written file's on the selection rows.
+    info = chosen["int8"]
+    kept = [
+        s
+        for s in info["steps"]
+        if s["recipe"].startswith(info["recipe"]) and s["float_nodes"] == len(info["float_nodes"])
+    ][-1]
+    sx = selection["pixels"]
+    on_selection = np.mean(
+        _session(digits.onnx_path).run(None, {"pixels": sx})[0].argmax(1)
+        == _session(out).run(None, {"pixels": sx})[0].argmax(1)
+    )
+    assert kept["agreement"] == pytest.approx(float(on_selection))
     assert float(np.abs(want - got).max()) == pytest.approx(chosen["max_abs"], rel=1e-5)
     agreement = float(np.mean(want.argmax(1) == got.argmax(1)))
     assert agreement == pytest.approx(chosen["agreement"]) and agreement >= 0.99
     # The int8 model still reads the digits it never saw: accuracy within 2 points of float32.
-    index = np.sort(np.random.default_rng(0).permutation(len(digits.rows))[128:])
-    truth = digits.labels[index]
+    order = np.random.default_rng(0).permutation(len(digits.rows))[128:]
+    truth = digits.labels[np.sort(order[len(order) // 2 :])]
     assert float(np.mean(got.argmax(1) == truth)) >= float(np.mean(want.argmax(1) == truth)) - 0.02
 
     # Lineage metadata: the base file's sha256, the transforms, the budget and the figures;
@@ -230,15 +248,27 @@ def test_a_library_error_is_reported_whole():
 
 def test_onnxruntime_only_candidates_need_ops_any_and_the_lineage_says_so(digits, tmp_path):
     from portanet.errors import ParityError
-    from portanet.optimize import optimize_model
+    from portanet.optimize import OptimizeOptions, optimize_model
 
     common = dict(max_abs=0.05, transforms="ort", transformed_only=True, seconds=0.1)
+    options = OptimizeOptions(output=tmp_path / "no.onnx", report=tmp_path / "no.json", **common)
     with pytest.raises(ParityError) as refused:
-        optimize_model(digits.onnx_path, digits.rows_path, output=tmp_path / "no.onnx", **common)
+        optimize_model(digits.onnx_path, digits.rows_path, options)
     assert "onnxruntime-only ops (com.microsoft:" in str(refused.value)
     assert "--ops any allows them" in str(refused.value) and not (tmp_path / "no.onnx").exists()
+    # The JSON report is written even when nothing is chosen; without int8-static no rows are
+    # set aside for the search.
+    table = json.loads((tmp_path / "no.json").read_text())
+    assert table["chosen"] is None and table["rows"]["selection"] == 0
+    assert table["rows"]["evaluation"] == len(digits.rows) - 128
+    # Keywords override the options object's fields.
     result = optimize_model(
-        digits.onnx_path, digits.rows_path, output=tmp_path / "ort.onnx", ops="any", **common
+        digits.onnx_path,
+        digits.rows_path,
+        options,
+        output=tmp_path / "ort.onnx",
+        report=None,
+        ops="any",
     )
     assert result.chosen.name == "ort"
     lineage = result.lineage
@@ -256,3 +286,23 @@ def test_timed_and_evaluated_batches_are_bounded_for_large_rows():
     assert chunk_rows(images) == 8 and rows_bound(images) == MAX_BATCH_VALUES // (224 * 224 * 3)
     small = {"x": np.zeros((40, 8), dtype=np.float32)}
     assert chunk_rows(small) == 32 and rows_bound(small) == MAX_BATCH_VALUES // 8
+
+
+def test_the_commands_take_their_defaults_from_the_options_objects():
+    """``optimize`` and ``bench`` show the defaults the library objects define (once)."""
+    import typer.main
+
+    from portanet.cli.app import app
+    from portanet.options import BenchOptions, OptimizeOptions
+
+    command = typer.main.get_command(app)
+    params = {
+        name: {p.name: p.default for p in command.commands[name].params}  # type: ignore[attr-defined]
+        for name in ("optimize", "bench")
+    }
+    opt, bench = OptimizeOptions(), BenchOptions()
+    for field in ("max_abs", "min_agreement", "calibration_rows", "seconds", "throughput_batch"):
+        assert params["optimize"][field] == getattr(opt, field), field
+    assert params["optimize"]["try_"] == ",".join(opt.transforms)
+    assert params["bench"]["batch_sizes"] == ",".join(map(str, bench.batch_sizes))
+    assert params["bench"]["seconds"] == bench.seconds
