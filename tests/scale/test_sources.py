@@ -38,7 +38,7 @@ def test_read_blocks_number_csv_lines_and_parquet_rows(tmp_path: Path):
     assert errors == [None, None, None, f"column {name!r}: expected a number, got 'n/a'", None]
     parquet_file = next(f for f in files if f.fmt == "parquet")
     table = pa.concat_tables(read_file(0, parquet_file, columns, 2))
-    assert table.column(ROW_COLUMN).to_pylist() == [1, 2, 3, 4, 5]
+    assert table.column(ROW_COLUMN).to_pylist() == [0, 1, 2, 3, 4]  # row indices
     assert table.column("id").to_pylist() == pq.read_table(parquet_path)["id"].to_pylist()
     assert all(table.schema.field(n).type == pa.float32() for n in FEATURES)
 
