@@ -128,15 +128,23 @@ def _fitted(path: Path, spec: TensorSpec, shape: tuple, array: np.ndarray) -> np
 def split_rows(feeds: Feeds, calibration: int, seed: int = 0) -> tuple[Feeds, Feeds]:
     """A seeded split into calibration rows and the held-out rows every candidate is measured
     on; at least as many rows are held out as used for calibration when there are few."""
+    first, held = _shuffled(
+        feeds, calibration, seed, 4, "some to calibrate, the rest to measure on"
+    )
+    return take(feeds, first), take(feeds, np.sort(held))
+
+
+def _shuffled(
+    feeds: Feeds, calibration: int, seed: int, minimum: int, purpose: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded calibration row indices (sorted; at most half the rows) and the other rows'
+    indices in shuffled order; at least ``minimum`` rows are required (``purpose`` says why)."""
     rows = rows_of(feeds)
-    if rows < 4:
-        raise InputError(
-            f"--data: expected at least 4 rows (some to calibrate, the rest to "
-            f"measure on), got {rows}"
-        )
+    if rows < minimum:
+        raise InputError(f"--data: expected at least {minimum} rows ({purpose}), got {rows}")
     count = min(calibration, rows // 2)
     order = np.random.default_rng(seed).permutation(rows)
-    return take(feeds, np.sort(order[:count])), take(feeds, np.sort(order[count:]))
+    return np.sort(order[:count]), order[count:]
 
 
 def split_three(feeds: Feeds, calibration: int, seed: int = 0) -> tuple[Feeds, Feeds, Feeds]:
@@ -144,18 +152,12 @@ def split_three(feeds: Feeds, calibration: int, seed: int = 0) -> tuple[Feeds, F
     selection rows the int8 search judges its recipes and float nodes on, and the final rows
     every candidate is measured on (the other half of the held-out rows). The search chooses on
     rows the verdict never sees, so its choice cannot fit the rows it is judged by."""
-    rows = rows_of(feeds)
-    if rows < 6:
-        raise InputError(
-            f"--data: expected at least 6 rows (to calibrate, to select the int8 recipe on and "
-            f"to measure on), got {rows}"
-        )
-    count = min(calibration, rows // 2)
-    order = np.random.default_rng(seed).permutation(rows)
-    held = order[count:]
+    first, held = _shuffled(
+        feeds, calibration, seed, 6, "to calibrate, to select the int8 recipe on and to measure on"
+    )
     half = len(held) // 2
     return (
-        take(feeds, np.sort(order[:count])),
+        take(feeds, first),
         take(feeds, np.sort(held[:half])),
         take(feeds, np.sort(held[half:])),
     )
