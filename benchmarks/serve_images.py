@@ -86,9 +86,11 @@ def prepared(blobs: list[bytes], model) -> np.ndarray:
     )
 
 
-def bare_loop(path: Path, images: np.ndarray, seconds: float, sessions: int, threads: int) -> float:
+def bare_loop(
+    path: Path, images: np.ndarray, seconds: float, sessions: int, threads: int
+) -> tuple[float, float]:
     """Images/s of ``sessions`` sessions (``threads`` intra-op threads each), each looping
-    batch-1 runs in its own Python thread for ``seconds``."""
+    batch-1 runs in its own Python thread for ``seconds``, and images per CPU-second."""
     import onnxruntime as ort
 
     def session() -> ort.InferenceSession:
@@ -113,14 +115,34 @@ def bare_loop(path: Path, images: np.ndarray, seconds: float, sessions: int, thr
 
     for s in opened:  # warm up
         s.run(None, {name: images[0][None]})
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     deadline = started + seconds
     workers = [threading.Thread(target=loop, args=(i,)) for i in range(sessions)]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-    return sum(counts) / (time.perf_counter() - started)
+    elapsed, used = time.perf_counter() - started, cpu_seconds() - cpu
+    return sum(counts) / elapsed, sum(counts) / max(used, 1e-9)
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of this process (threads included), or of process ``pid``
+    and its children (a server's workers)."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    import psutil
+
+    process = psutil.Process(pid)
+    total = 0.0
+    for each in [process, *process.children(recursive=True)]:
+        try:
+            times = each.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def bodies(kind: str, model_name: str, input_name: str, output: str, images, blobs) -> list[bytes]:
@@ -217,15 +239,18 @@ def main() -> None:
     if args.only:
         rows = {k: v for k, v in rows.items() if any(o in k for o in args.only)}
     bare: list[float] = []
+    bare_per_cpu: list[float] = []
     served: dict[str, list[dict]] = {k: [] for k in rows}
     check = checker(expected)
     for run in range(args.runs):
-        per_core = bare_loop(path, images, min(args.seconds, 5.0), cpus, 1)
-        one = bare_loop(path, images, min(args.seconds, 5.0), 1, cpus)
+        per_core, per_core_cpu = bare_loop(path, images, min(args.seconds, 5.0), cpus, 1)
+        one, one_cpu = bare_loop(path, images, min(args.seconds, 5.0), 1, cpus)
         bare.append(max(per_core, one))
+        bare_per_cpu.append(per_core_cpu if per_core >= one else one_cpu)
         print(
             f"  run {run + 1} bare onnxruntime: {cpus} x 1-thread sessions {per_core:6.1f} "
-            f"img/s, 1 x {cpus}-thread session {one:6.1f} img/s",
+            f"img/s ({per_core_cpu:.0f} per CPU-second), 1 x {cpus}-thread session "
+            f"{one:6.1f} img/s ({one_cpu:.0f} per CPU-second)",
             flush=True,
         )
         order = list(rows.items()) if run % 2 == 0 else list(rows.items())[::-1]
@@ -252,31 +277,47 @@ def main() -> None:
             try:
                 payload = bodies(kind, "teachable", input_name, output, images, blobs)
                 run_load("127.0.0.1", port, payload, check, clients=CLIENTS, seconds=1.0)
+                server_cpu, client_cpu = cpu_seconds(server.process.pid), cpu_seconds()
                 result = run_load(
                     "127.0.0.1", port, payload, check, clients=CLIENTS, seconds=args.seconds
                 )
+                server_cpu = cpu_seconds(server.process.pid) - server_cpu
+                client_cpu = cpu_seconds() - client_cpu
             finally:
                 server.stop()
             summary = result.summary()
+            summary["per_server_cpu"] = result.requests / max(server_cpu, 1e-9)
+            summary["client_share"] = client_cpu / max(client_cpu + server_cpu, 1e-9)
             served[label].append(summary)
             print(
                 f"  run {run + 1} {label:<28} {summary['req_s']:7.1f} img/s  p50 "
                 f"{summary['p50_ms']:7.1f} ms  p99 {summary['p99_ms']:7.1f} ms  errors "
-                f"{summary['errors']} wrong {summary['wrong']} {result.first_error[:80]}",
+                f"{summary['errors']} wrong {summary['wrong']} {result.first_error[:80]}\n"
+                f"      {summary['per_server_cpu']:.0f} images per server CPU-second; the load "
+                f"generator took {summary['client_share']:.0%} of the CPU time",
                 flush=True,
             )
     print()
-    print(f"| {'setting':<28} | {'images/s':>14} | {'p99 ms':>14} | vs bare onnxruntime |")
-    print(f"|{'-' * 30}|{'-' * 16}|{'-' * 16}|{'-' * 21}|")
     print(
-        f"| {'bare onnxruntime (best)':<28} | {span(bare, '.1f'):>14} | {'':>14} | {'1.00':>19} |"
+        f"| {'setting':<28} | {'images/s':>14} | {'p99 ms':>14} | vs bare onnxruntime "
+        f"| per CPU-second | vs bare, per CPU-second | load generator's CPU share |"
+    )
+    print(f"|{'-' * 30}|{'-' * 16}|{'-' * 16}|{'-' * 21}|{'-' * 16}|{'-' * 25}|{'-' * 28}|")
+    print(
+        f"| {'bare onnxruntime (best)':<28} | {span(bare, '.1f'):>14} | {'':>14} | {'1.00':>19} "
+        f"| {span(bare_per_cpu, '.0f'):>14} | {'1.00':>23} | {'':>26} |"
     )
     for label, results in served.items():
         rates = [r["req_s"] for r in results]
         ratios = [r / b for r, b in zip(rates, bare, strict=True)]
+        per_cpu = [r["per_server_cpu"] for r in results]
+        cpu_ratios = [r / b for r, b in zip(per_cpu, bare_per_cpu, strict=True)]
+        shares = [100 * r["client_share"] for r in results]
         print(
             f"| {label:<28} | {span(rates, '.1f'):>14} | "
-            f"{span([r['p99_ms'] for r in results], '.0f'):>14} | {span(ratios, '.2f'):>19} |"
+            f"{span([r['p99_ms'] for r in results], '.0f'):>14} | {span(ratios, '.2f'):>19} "
+            f"| {span(per_cpu, '.0f'):>14} | {span(cpu_ratios, '.2f'):>23} "
+            f"| {span(shares, '.0f') + ' %':>26} |"
         )
     print()
 
