@@ -175,6 +175,15 @@ class Predictor:
             return origin, f"the row with {shown}"
         return origin, f"row {row + 1} of a batch of {table.num_rows}"
 
+    def _numbered(self, table: Any, row: int) -> tuple[str | None, int | None]:
+        """(``line``/``row``/``record``, its number in its file) of ``row``; (None, None) for
+        rows without a file position (a dataset given to :func:`predict_dataset`)."""
+        names = table.column_names
+        if FILE_COLUMN in names and ROW_COLUMN in names and self.files:
+            word = self.files[int(table.column(FILE_COLUMN)[row].as_py())][1]
+            return word, int(table.column(ROW_COLUMN)[row].as_py())
+        return None, None
+
     def _reject(
         self, table: Any, rows: np.ndarray, features: Sequence[str], reasons: Sequence[Any]
     ) -> None:
@@ -184,15 +193,14 @@ class Predictor:
 
         if self.rejected_dir is None:
             return
-        names = table.column_names
         take = pa.array(rows)
+        located = [self._numbered(table, int(r)) for r in rows]
+        # The local engine's columns (file, unit, number, reason): a CSV line counts from 1,
+        # a Parquet row is a 0-based index, and the unit says which a number is.
         columns: dict[str, Any] = {
             "file": pa.array([self._location(table, int(r))[0] for r in rows], pa.string()),
-            "row": (
-                table.column(ROW_COLUMN).take(take)
-                if ROW_COLUMN in names
-                else pa.nulls(len(rows), pa.int64())
-            ),
+            "unit": pa.array([unit for unit, _ in located], pa.string()),
+            "number": pa.array([number for _, number in located], pa.int64()),
             "reason": pa.array([reasons[int(r)] for r in rows], pa.string()),
         }
         for k in self.keep:

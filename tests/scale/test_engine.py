@@ -200,7 +200,9 @@ def test_skip_writes_bad_rows_aside_and_predicts_the_rest(ray_head, tmp_path: Pa
     rejected = pads.dataset(str(rejected_dir), format="parquet").to_table().sort_by("id")
     assert rejected.column("id").to_pylist() == [38, 88, 1006]
     assert rejected.column("file").to_pylist() == [str(csv_path), str(csv_path), str(parquet_path)]
-    assert rejected.column("row").to_pylist() == [40, 90, 6]  # CSV lines, a Parquet row index
+    # CSV lines (from 1), a Parquet row index (from 0): the local engine's columns
+    assert rejected.column("unit").to_pylist() == ["line", "line", "row"]
+    assert rejected.column("number").to_pylist() == [40, 90, 6]
     assert rejected.column("reason").to_pylist() == [
         "column 'glucose': expected a number, got 'high'",
         # the local engine's reasons, word for word (one value policy)
@@ -317,6 +319,17 @@ def test_jsonl_in_and_out_under_the_local_engines_value_policy(ray_head, tmp_pat
     assert local.returncode == 0, local.stderr
     listed = pacsv.read_csv(tmp_path / "local.rejected.csv").to_pydict()
     assert sorted(listed["reason"]) == sorted(reasons)
+    # the same rows, named the same way: file, unit and number agree with the local listing
+    local_rows = sorted(zip(listed["file"], listed["unit"], listed["number"], strict=True))
+    ray_rows = sorted(
+        zip(
+            rejected.column("file").to_pylist(),
+            rejected.column("unit").to_pylist(),
+            rejected.column("number").to_pylist(),
+            strict=True,
+        )
+    )
+    assert ray_rows == local_rows
     assert any("column 'glucose': expected a number, got \"high\"" in r for r in reasons)
     assert any("got 1e+39, outside float32 range" in r for r in reasons)
     refused = _ray_infer(ray_head, str(data / "b.csv"), *common, str(tmp_path / "refused"))
