@@ -63,7 +63,8 @@ def sample_inputs(model, rows: int, seed: int = 0) -> list:
     import numpy as np
 
     from portanet.export.convert.keras_to_onnx import keras_signature, trace_keras
-    from portanet.export.verify.inputs import input_hints, random_array
+    from portanet.export.verify.hints import input_hints
+    from portanet.export.verify.inputs import random_array
 
     specs, _ = keras_signature(model)
     hints = input_hints(trace_keras(model, specs)[1], specs)

@@ -25,7 +25,7 @@ from typing import Any, cast
 import numpy as np
 
 from portanet.errors import InputError
-from portanet.export.verify.inputs import source_input
+from portanet.export.verify.hints import source_input
 from portanet.schema import NAMED_RANGES, ImageSpec, TensorSpec, parse_value_range
 
 #: keras.applications networks by layer names only they have, and their preprocess_input mode.

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from portanet.errors import InputError, ParityError
+from portanet.errors import InputError, ParityError, first_line
 from portanet.export.keras.load import LoadedKeras, load_keras
 from portanet.export.verify.compare import (
     DEFAULT_ATOL,
@@ -25,8 +25,9 @@ from portanet.export.verify.compare import (
     check_tolerance_mode,
     compare,
 )
-from portanet.export.verify.inputs import gate_inputs, input_hints
-from portanet.export.verify.noise import add_float64, measure, refine
+from portanet.export.verify.hints import input_hints
+from portanet.export.verify.inputs import GateInputs, SmallerSizes, gate_inputs
+from portanet.export.verify.noise import NoiseFloor, add_float64, measure, refine
 from portanet.export.verify.runners import KerasRunner, OnnxRunner, keras_specs
 from portanet.runtime import Model, load
 from portanet.schema import ModelSchema
@@ -98,37 +99,17 @@ def run_gate(
     inputs = gate_inputs(
         schema, data=data, seed=seed, hints=input_hints(trace, keras_specs(schema)), probe=keras.run
     )
-    reference = keras.run(inputs.feeds)
-    candidate = OnnxRunner(runtime, schema).run(inputs.feeds)
-    floor = measure(keras.run, inputs.feeds, reference, seed=seed, fixed=inputs.integer)
-    threshold = schema.threshold if schema.threshold is not None else 0.5
-
-    def compared() -> ParityReport:
-        return compare(
-            reference,
-            candidate,
-            atol=atol,
-            rtol=rtol,
-            task=schema.task,
-            threshold=threshold,
-            inputs_from=inputs.description,
-            noise=floor.per_output,
-            tolerance_mode=tolerance_mode,
-        )
-
-    report = compared()
-    if any(o.violations for o in report.outputs):  # explain it: Keras against float64 too
-        add_float64(floor, loaded.model, inputs.feeds, reference)
-        report = compared()
-        unexplained = sorted(
-            {r for o in report.outputs if o.unexplained for r in o.unexplained_rows}
-        )
-        if unexplained:  # a closer look where the first samples did not explain the error
-            refine(floor, keras.run, inputs.feeds, reference, unexplained, seed=seed)
-            report = compared()
-    report = dataclasses.replace(
-        report, noise=floor.to_dict(), batches=inputs.batches, synthetic=inputs.synthetic
-    )
+    onnx = OnnxRunner(runtime, schema)
+    settings = {
+        "atol": atol,
+        "rtol": rtol,
+        "task": schema.task,
+        "threshold": schema.threshold if schema.threshold is not None else 0.5,
+        "tolerance_mode": tolerance_mode,
+    }
+    reference, candidate, floor, report = _compared(loaded, keras, onnx, inputs, seed, settings)
+    if report and inputs.smaller is not None:
+        report = _smaller_sizes(loaded, keras, onnx, inputs.smaller, seed, settings, report)
     if onnx_model is not None and (layerwise or not report.passed):
         from portanet.export.verify.layerwise import compare_layers, layerwise_rows
 
@@ -151,6 +132,83 @@ def run_gate(
     if not report:
         raise ParityError(f"{loaded.path}: {report.failure_message()}", report)
     return GateReport(report, dict(reference), dict(candidate))
+
+
+def _smaller_sizes(
+    loaded: LoadedKeras,
+    keras: KerasRunner,
+    onnx: OnnxRunner,
+    smaller: SmallerSizes,
+    seed: int,
+    settings: dict[str, Any],
+    report: ParityReport,
+) -> ParityReport:
+    """Compare at the smallest of ``smaller``'s sizes that onnxruntime runs (raising
+    :class:`ParityError` when they differ there), and say in ``report``'s description which
+    size it was and which smaller sizes Keras runs but onnxruntime refuses (with an error,
+    never an answer: such inputs fail loudly in portanet too)."""
+    refused: list[tuple[int, str]] = []
+    for size in smaller.sizes:
+        inputs = smaller.at(size)
+        try:
+            onnx.run(inputs.feeds)
+        except InputError as exc:  # onnxruntime cannot run the graph at this size; Keras can
+            refused.append((size, first_line(exc, 200)))
+            continue
+        small = _compared(loaded, keras, onnx, inputs, seed, settings)[3]
+        if not small:
+            raise ParityError(f"{loaded.path}: {small.failure_message()}", small)
+        said = f"also at {size}×{size} (random batches of 1, 7): max abs error {small.max_abs:.2g}"
+        break
+    else:
+        said = "no smaller size that Keras runs also runs in onnxruntime"
+    if refused:
+        first, message = refused[0]
+        sizes = ", ".join(f"{s}×{s}" for s, _ in refused)
+        said += (
+            f"; onnxruntime refuses the graph at {sizes}, which Keras runs (at {first}×{first}: "
+            f"{message}): such inputs fail with an error"
+        )
+    return dataclasses.replace(report, inputs_from=f"{report.inputs_from}; {said}")
+
+
+def _compared(
+    loaded: LoadedKeras,
+    keras: KerasRunner,
+    onnx: OnnxRunner,
+    inputs: GateInputs,
+    seed: int,
+    settings: dict[str, Any],
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], NoiseFloor, ParityReport]:
+    """Keras' and ONNX's outputs for ``inputs``, the noise floor around Keras' and the
+    comparison: violations are explained against Keras in float64, then looked at closer."""
+    reference = keras.run(inputs.feeds)
+    candidate = onnx.run(inputs.feeds)
+    floor = measure(keras.run, inputs.feeds, reference, seed=seed, fixed=inputs.integer)
+
+    def compared() -> ParityReport:
+        return compare(
+            reference,
+            candidate,
+            inputs_from=inputs.description,
+            noise=floor.per_output,
+            **settings,
+        )
+
+    report = compared()
+    if any(o.violations for o in report.outputs):  # explain it: Keras against float64 too
+        add_float64(floor, loaded.model, inputs.feeds, reference)
+        report = compared()
+        unexplained = sorted(
+            {r for o in report.outputs if o.unexplained for r in o.unexplained_rows}
+        )
+        if unexplained:  # a closer look where the first samples did not explain the error
+            refine(floor, keras.run, inputs.feeds, reference, unexplained, seed=seed)
+            report = compared()
+    report = dataclasses.replace(
+        report, noise=floor.to_dict(), batches=inputs.batches, synthetic=inputs.synthetic
+    )
+    return reference, candidate, floor, report
 
 
 def verify(

@@ -20,6 +20,7 @@ import numpy as np
 
 from portanet.errors import InputError, first_line
 from portanet.export.verify.data import check_whole, read_data
+from portanet.export.verify.hints import InputHint, integer_inputs
 from portanet.export.verify.runners import fixed_batch, keras_specs
 from portanet.schema import ModelSchema, TensorSpec
 
@@ -37,97 +38,6 @@ PROBE_SIZES = (8, 16, 32, 48, 64, 96, 128, 160, 192, 224)
 COMMON_SIZE = 224
 #: Size of any other unknown dimension (a sequence's length).
 DEFAULT_DYNAMIC = 8
-
-#: Ops that pass a model input on unchanged in value (walked back to find the input).
-_PASS_THROUGH = {"Identity", "Cast", "ExpandDims", "Squeeze", "Reshape"}
-#: A Rescaling scale at most this small means 8-bit pixels are expected.
-_PIXEL_SCALE = 0.1
-
-
-@dataclass(frozen=True)
-class InputHint:
-    """The range random values for one input are drawn from, and why."""
-
-    low: Any
-    high: Any
-    integer: bool = False
-    reason: str = ""
-
-
-def source_input(tensor: Any) -> str | None:
-    """The name of the placeholder (model input) a tensor is a pass-through copy of."""
-    op = getattr(tensor, "op", None)
-    for _ in range(8):
-        if op is None:
-            return None
-        if op.type == "Placeholder":
-            return str(op.name)
-        if op.type not in _PASS_THROUGH or not op.inputs:
-            return None
-        op = op.inputs[0].op
-    return None
-
-
-def _as_sample(value: Any, spec: TensorSpec) -> np.ndarray:
-    sample = tuple(d if isinstance(d, int) else 1 for d in spec.shape[1:])
-    array = np.asarray(value, dtype=np.float64)
-    return (
-        np.broadcast_to(array, (1, *sample))[0]
-        if array.ndim > len(sample)
-        else np.broadcast_to(array, sample)
-    )
-
-
-def _hint_for(layer: Any, class_name: str, spec: TensorSpec) -> InputHint | None:
-    if class_name == "Embedding" and getattr(layer, "input_dim", None):
-        return InputHint(0, int(layer.input_dim), True, f"Embedding {layer.name!r} vocabulary")
-    if class_name == "CategoryEncoding" and getattr(layer, "num_tokens", None):
-        return InputHint(
-            0, int(layer.num_tokens), True, f"CategoryEncoding {layer.name!r} categories"
-        )
-    if class_name == "IntegerLookup":
-        values: list[Any] = list(getattr(layer, "get_vocabulary", lambda: [])())
-        known = [int(v) for v in values if isinstance(v, (int, np.integer)) and v >= 0]
-        if known:
-            return InputHint(0, max(known) + 1, True, f"IntegerLookup {layer.name!r} vocabulary")
-    if class_name == "Rescaling":
-        scale = np.abs(np.asarray(getattr(layer, "scale", 1.0), dtype=np.float64))
-        if scale.size and float(scale.max()) <= _PIXEL_SCALE:
-            return InputHint(0.0, 255.0, False, f"Rescaling {layer.name!r}: pixels")
-        return None
-    if class_name == "Normalization" and not getattr(layer, "invert", False):
-        mean, variance = getattr(layer, "mean", None), getattr(layer, "variance", None)
-        if mean is None or variance is None:
-            return None
-        try:
-            centre = _as_sample(mean, spec)
-            spread = 2.0 * np.sqrt(np.maximum(_as_sample(variance, spec), 0.0))
-        except ValueError:
-            return None
-        return InputHint(
-            centre - spread, centre + spread, False, f"Normalization {layer.name!r}: mean ± 2 sd"
-        )
-    return None
-
-
-def input_hints(trace: Any, specs: list[TensorSpec]) -> dict[str, InputHint]:
-    """Ranges for the inputs read directly by an Embedding, Rescaling or Normalization layer
-    (from a :class:`portanet.export.convert.layertrace.LayerTrace`); Embedding wins over the
-    others."""
-    by_name = {s.name: s for s in specs}
-    hints: dict[str, InputHint] = {}
-    for call in trace.calls if trace is not None else []:
-        if call.container:
-            continue
-        for tensor in call.inputs[:1]:
-            name = source_input(tensor)
-            spec = by_name.get(name or "")
-            if spec is None or name is None:
-                continue
-            hint = _hint_for(call.layer, call.class_name, spec)
-            if name is not None and hint is not None and (name not in hints or hint.integer):
-                hints[name] = hint
-    return hints
 
 
 def random_array(
@@ -179,19 +89,30 @@ def _at_size(spec: TensorSpec, size: int) -> tuple[int, ...]:
     return (dims[0], dims[1], channel)
 
 
-def dynamic_shapes(
-    specs: list[TensorSpec], probe: Any, hints: dict[str, InputHint]
-) -> tuple[dict[str, tuple[int, ...]], str]:
+@dataclass(frozen=True)
+class ProbedSizes:
+    """What probing an image input of unknown height and width found: the sample shapes the
+    gate runs (``shapes``), the smaller sizes the gate checks too (``smaller``: Keras' smallest
+    size and the probe sizes above it, below the one used) and the sentence that says so."""
+
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    smaller: tuple[int, ...] = ()
+    said: str = ""
+
+
+def dynamic_shapes(specs: list[TensorSpec], probe: Any, hints: dict[str, InputHint]) -> ProbedSizes:
     """Sample shapes for image inputs with unknown height/width that Keras can run, and a
     sentence saying which sizes were tried and used.
 
     ``probe(feeds)`` runs Keras on one row; each size of :data:`PROBE_SIZES` is tried until
     one runs (the architecture's minimum among them); :data:`COMMON_SIZE` is used when Keras
-    runs it, else that minimum. A size Keras cannot run is Keras' limit, never blamed on the
-    ONNX graph: with none, an :class:`InputError` names the sizes and Keras' message."""
+    runs it — and the sizes from the minimum up are checked too, on small batches of their own
+    (:class:`SmallerSizes`) — else that minimum.
+    A size Keras cannot run is Keras' limit, never blamed on the ONNX graph: with none, an
+    :class:`InputError` names the sizes and Keras' message."""
     dynamic = [s for s in specs if _spatial(s)]
     if not dynamic or probe is None:
-        return {}, ""
+        return ProbedSizes()
     rng = np.random.default_rng(0)
     failures: dict[int, str] = {}
 
@@ -229,7 +150,8 @@ def dynamic_shapes(
         + f", gate used {used}×{used} for "
         + ", ".join(repr(s.name) for s in dynamic)
     )
-    return shapes, said
+    smaller = tuple(size for size in PROBE_SIZES if minimum <= size < used)
+    return ProbedSizes(shapes, smaller, said)
 
 
 def batch_sizes(row_bytes: int, fixed: int | None) -> tuple[int, ...]:
@@ -239,16 +161,6 @@ def batch_sizes(row_bytes: int, fixed: int | None) -> tuple[int, ...]:
     large = min(RANDOM_BATCHES[-1], max(MIN_LARGE_BATCH, GATE_BATCH_BYTES // max(row_bytes, 1)))
     usual = (*RANDOM_BATCHES[:-1], large)
     return (fixed,) * max(2, -(-sum(usual) // fixed)) if fixed else usual
-
-
-def integer_inputs(specs: list[TensorSpec], hints: dict[str, InputHint]) -> frozenset[str]:
-    """Inputs holding whole numbers (token ids, category indices, integer dtypes): the noise
-    floor never nudges them, since one ulp can cross from one id to the next."""
-    return frozenset(
-        s.name
-        for s in specs
-        if s.numpy_dtype.kind in "iub" or (s.name in hints and hints[s.name].integer)
-    )
 
 
 @dataclass
@@ -263,6 +175,9 @@ class GateInputs:
     synthetic: bool = False
     #: Inputs holding whole numbers (ids, categories): never nudged (see :func:`integer_inputs`).
     integer: frozenset[str] = frozenset()
+    #: Inputs at smaller sizes (an image input of unknown size whose gate ran at
+    #: :data:`COMMON_SIZE`), compared by the gate on their own; else None.
+    smaller: SmallerSizes | None = None
 
 
 def _bounds(
@@ -309,6 +224,7 @@ def gate_inputs(
     real: dict[str, np.ndarray] | None = None
     described: list[str] = []
     shapes: dict[str, tuple[int, ...]] = {}
+    probed = ProbedSizes()
     if data is not None:
         real = read_data(Path(data), schema, specs)
         for name in integer:
@@ -322,9 +238,10 @@ def gate_inputs(
             if not all(isinstance(d, int) for d in s.shape[1:])
         }
     else:
-        shapes, said = dynamic_shapes(specs, probe, hints)
-        if said:
-            described.append(said)
+        probed = dynamic_shapes(specs, probe, hints)
+        shapes = probed.shapes
+        if probed.said:
+            described.append(probed.said)
     if batches is None:
         row_bytes = sum(
             int(np.prod(sample_shape(s, shapes.get(s.name)))) * s.numpy_dtype.itemsize
@@ -363,4 +280,49 @@ def gate_inputs(
         (label, int(start), int(end - start))
         for label, start, end in zip(labels, starts[:-1], starts[1:], strict=False)
     ]
-    return GateInputs(feeds, "; ".join(described), spans, real is None, integer)
+    smaller = None
+    if real is None and probed.smaller:
+        smaller = SmallerSizes(probed.smaller, specs, hints, integer, seed)
+    return GateInputs(feeds, "; ".join(described), spans, real is None, integer, smaller)
+
+
+#: Random batch sizes at each smaller image size (a second, cheaper check).
+SMALLER_BATCHES = (1, 7)
+
+
+@dataclass(frozen=True)
+class SmallerSizes:
+    """Image sizes Keras runs below the one the gate used (smallest first: the architecture's
+    minimum, then the probe sizes above it), and the gate inputs at each (:meth:`at`)."""
+
+    sizes: tuple[int, ...]
+    specs: list[TensorSpec]
+    hints: dict[str, InputHint]
+    integer: frozenset[str]
+    seed: int
+
+    def at(self, size: int) -> GateInputs:
+        """Seeded random batches of :data:`SMALLER_BATCHES` rows at ``size``×``size``."""
+        rng = np.random.default_rng(self.seed + size)
+        parts = [
+            {
+                s.name: random_array(
+                    s,
+                    rows,
+                    rng,
+                    hint=self.hints.get(s.name),
+                    sample=_at_size(s, size) if _spatial(s) else None,
+                )
+                for s in self.specs
+            }
+            for rows in SMALLER_BATCHES
+        ]
+        feeds = {s.name: np.concatenate([p[s.name] for p in parts]) for s in self.specs}
+        starts = np.cumsum([0, *SMALLER_BATCHES])
+        spans = [
+            (f"random batch {i + 1} of {rows} rows at {size}×{size}", int(start), rows)
+            for i, (rows, start) in enumerate(zip(SMALLER_BATCHES, starts, strict=False))
+        ]
+        batches = ", ".join(map(str, SMALLER_BATCHES))
+        description = f"synthetic; at {size}×{size}: random batches of {batches} (seed {self.seed})"
+        return GateInputs(feeds, description, spans, True, self.integer)

@@ -3,10 +3,12 @@ run at sizes Keras itself accepts (probed), never blamed on onnxruntime."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
-from portanet.errors import InputError
+from portanet.errors import InputError, ParityError
 from portanet.export import export_model
 from portanet.export.keras.load import quiet_tensorflow
 from portanet.export.verify.inputs import (
@@ -69,8 +71,55 @@ def test_a_fully_convolutional_model_exports_with_parity_at_probed_sizes(tmp_pat
     report = result.report
     assert report.passed and report.max_abs < 1e-5
     assert "Keras runs 8×8 and up" in report.inputs_from
-    assert "gate used 224×224" in report.inputs_from
+    assert "gate used 224×224 for " in report.inputs_from
+    assert "also at 8×8 (random batches of 1, 7): max abs error" in report.inputs_from
     assert report.outputs[0].elements == report.samples * 111 * 111 * 2
+
+
+def _wrong_below(path, height: int, target):
+    """``path``'s graph with 1.0 added to its output wherever the input is under ``height``
+    pixels high: right at 224×224, wrong at the architecture's smallest size."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    image, output = graph.input[0].name, graph.output[0].name
+    for node in graph.node:  # the old output becomes an inner tensor
+        node.output[:] = ["clean_output" if o == output else o for o in node.output]
+    graph.initializer.extend(
+        [
+            helper.make_tensor("axis_1", TensorProto.INT64, [], [1]),
+            helper.make_tensor("limit", TensorProto.INT64, [], [height]),
+        ]
+    )
+    graph.node.extend(
+        [
+            helper.make_node("Shape", [image], ["image_shape"]),
+            helper.make_node("Gather", ["image_shape", "axis_1"], ["image_height"]),
+            helper.make_node("Less", ["image_height", "limit"], ["too_small"]),
+            helper.make_node("Cast", ["too_small"], ["shift"], to=TensorProto.FLOAT),
+            helper.make_node("Add", ["clean_output", "shift"], [output]),
+        ]
+    )
+    onnx.checker.check_model(model)
+    onnx.save(model, str(target))
+    return target
+
+
+def test_a_graph_wrong_only_at_the_smallest_size_fails_the_gate(tmp_path):
+    from portanet.export.verify.gate import verify
+
+    model = _fully_convolutional()
+    model.save(tmp_path / "fcn.keras")
+    export_model(tmp_path / "fcn.keras", tmp_path / "fcn.onnx")
+    assert verify(tmp_path / "fcn.keras", tmp_path / "fcn.onnx").passed
+    wrong = _wrong_below(tmp_path / "fcn.onnx", 100, tmp_path / "wrong.onnx")
+    with pytest.raises(ParityError) as failed:
+        verify(tmp_path / "fcn.keras", wrong)
+    report = failed.value.report
+    assert report.inputs_from.startswith("synthetic; at 8×8: random batches of 1, 7")
+    assert report.max_abs == pytest.approx(1.0, abs=1e-4)
 
 
 def test_the_probe_finds_the_architectures_minimum(tmp_path):
@@ -107,6 +156,11 @@ def test_mobilenet_v3_small_with_dynamic_sizes_exports_with_parity(tmp_path):
     model = keras.applications.MobileNetV3Small(weights=None, input_shape=(None, None, 3))
     report = export_model(model, tmp_path / "mnv3.onnx").report
     assert report.passed and "gate used 224×224" in report.inputs_from
+    # Keras runs it from 8×8; onnxruntime's graph refuses the smallest sizes (its NCHWc
+    # convolution on a 1×1 map): said, and parity checked at the smallest size it runs
+    assert "onnxruntime refuses the graph at 8×8" in report.inputs_from
+    assert "such inputs fail with an error" in report.inputs_from
+    assert re.search(r"also at (\d+)×\1 \(random batches of 1, 7\): max abs", report.inputs_from)
 
 
 def test_data_gives_the_length_of_a_dynamic_sequence(tmp_path):
