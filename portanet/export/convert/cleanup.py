@@ -14,6 +14,7 @@ Export side only (onnx and onnxruntime).
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +22,27 @@ from typing import Any
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 
 
-def non_standard_ops(proto: Any) -> list[str]:
-    """``domain.op`` of every node (subgraphs included) outside :data:`STANDARD_DOMAINS`."""
+def every_node(graph: Any) -> Iterator[Any]:
+    """Every node of an ONNX ``graph``, those of its subgraphs (``If``/``Loop``/``Scan``
+    bodies, at any depth) included, each graph's own nodes before its subgraphs'."""
     import onnx
 
-    found: list[str] = []
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from every_node(attribute.g)
+            for sub in attribute.graphs:
+                yield from every_node(sub)
 
-    def visit(graph: Any) -> None:
-        for node in graph.node:
-            if node.domain not in STANDARD_DOMAINS:
-                found.append(f"{node.domain}.{node.op_type}")
-            for attribute in node.attribute:
-                if attribute.type == onnx.AttributeProto.GRAPH:
-                    visit(attribute.g)
-                for sub in attribute.graphs:
-                    visit(sub)
 
-    visit(proto.graph)
-    return found
+def non_standard_ops(proto: Any) -> list[str]:
+    """``domain.op`` of every node (subgraphs included) outside :data:`STANDARD_DOMAINS`."""
+    return [
+        f"{node.domain}.{node.op_type}"
+        for node in every_node(proto.graph)
+        if node.domain not in STANDARD_DOMAINS
+    ]
 
 
 def basic_optimize(proto: Any) -> Any:

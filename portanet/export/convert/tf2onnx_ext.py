@@ -177,23 +177,16 @@ def unconvertible_nodes(proto: Any, opset: int) -> list[tuple[str, str]]:
     at ``opset`` — what tf2onnx left in TensorFlow form."""
     import onnx
 
+    from portanet.export.convert.cleanup import every_node
+
     imported = {o.domain for o in proto.opset_import} | {"", "ai.onnx"}
     found: list[tuple[str, str]] = []
-
-    def visit(graph: Any) -> None:
-        for node in graph.node:
-            if node.domain in ("", "ai.onnx"):
-                try:
-                    onnx.defs.get_schema(node.op_type, opset, "")
-                except onnx.defs.SchemaError:
-                    found.append((node.name, node.op_type))
-            elif node.domain not in imported:
-                found.append((node.name, f"{node.domain}.{node.op_type}"))
-            for attribute in node.attribute:
-                if attribute.type == onnx.AttributeProto.GRAPH:
-                    visit(attribute.g)
-                for sub in attribute.graphs:
-                    visit(sub)
-
-    visit(proto.graph)
+    for node in every_node(proto.graph):
+        if node.domain in ("", "ai.onnx"):
+            try:
+                onnx.defs.get_schema(node.op_type, opset, "")
+            except onnx.defs.SchemaError:
+                found.append((node.name, node.op_type))
+        elif node.domain not in imported:
+            found.append((node.name, f"{node.domain}.{node.op_type}"))
     return found

@@ -6,7 +6,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from portanet.export.convert.cleanup import basic_optimize, non_standard_ops
+from portanet.export.convert.cleanup import basic_optimize, every_node, non_standard_ops
 
 
 def _transpose_pair_model() -> onnx.ModelProto:
@@ -70,3 +70,34 @@ def test_non_standard_operators_are_found_in_subgraphs_too():
         helper.make_node("If", ["c"], ["d"], then_branch=inner, else_branch=inner)
     )
     assert non_standard_ops(model) == ["com.microsoft.FusedGemm"] * 2
+
+
+def test_every_node_walks_subgraphs_at_any_depth_in_order():
+    leaf = helper.make_graph(
+        [helper.make_node("Relu", ["a"], ["b"], name="leaf")],
+        "leaf",
+        [],
+        [helper.make_tensor_value_info("b", TensorProto.FLOAT, None)],
+    )
+    middle = helper.make_graph(
+        [
+            helper.make_node("Identity", ["x"], ["y"], name="middle"),
+            helper.make_node(
+                "If", ["c"], ["z"], name="inner_if", then_branch=leaf, else_branch=leaf
+            ),
+        ],
+        "middle",
+        [],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+    )
+    outer = helper.make_graph(
+        [
+            helper.make_node("Loop", ["n", "cond"], ["out"], name="loop", body=middle),
+            helper.make_node("Abs", ["out"], ["final"], name="last"),
+        ],
+        "outer",
+        [],
+        [helper.make_tensor_value_info("final", TensorProto.FLOAT, None)],
+    )
+    names = [node.name for node in every_node(outer)]
+    assert names == ["loop", "middle", "inner_if", "leaf", "leaf", "last"]
