@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,6 +118,7 @@ def main() -> None:
         head = RayHead(num_cpus=2)
         ray_args = ["--engine", "ray", "--address", head.address]
         best: dict[tuple[str, int], float] = {}
+        every: dict[tuple[str, int], list[float]] = {}
         fixed: list[float] = []
         local_fixed: list[float] = []
         for run in range(options.runs):
@@ -131,6 +133,7 @@ def main() -> None:
                 )
                 for key, value in ((("local", n), local_s), (("ray", n), ray_s)):
                     best[key] = min(best.get(key, value), value)
+                    every.setdefault(key, []).append(value)
                 print(
                     f"run {run + 1}, {n:,} rows: local {local_s:.2f} s | ray {ray_s:.2f} s",
                     flush=True,
@@ -166,6 +169,19 @@ def main() -> None:
             engine: extra / (best[(engine, large_rows)] - best[(engine, small_rows)])
             for engine in ("local", "ray")
         }
+        # The same from the medians: steadier than the best times when single runs jump.
+        median = {key: statistics.median(values) for key, values in every.items()}
+        if all(median[(e, large_rows)] > median[(e, small_rows)] for e in ("local", "ray")):
+            by_median = {
+                e: extra / (median[(e, large_rows)] - median[(e, small_rows)])
+                for e in ("local", "ray")
+            }
+            print(
+                f"marginal throughput from the medians of {options.runs} runs: local "
+                f"{by_median['local']:,.0f} rows/s, ray {by_median['ray']:,.0f} rows/s, ratio "
+                f"{by_median['ray'] / by_median['local']:.2f}x; ray intercept "
+                f"{median[('ray', small_rows)] - small_rows / by_median['ray']:.2f} s"
+            )
         intercept = best[("ray", small_rows)] - small_rows / marginal["ray"]
         local_intercept = best[("local", small_rows)] - small_rows / marginal["local"]
         print(
