@@ -113,7 +113,7 @@ def uvicorn_config(app: Any, options: ServeOptions, drain_left: float) -> Any:
         log_config=None,
         access_log=False,
         lifespan="on",
-        http=timed_protocol(options.read_timeout),
+        http=timed_protocol(options.read_timeout, options.max_body_bytes),
         timeout_keep_alive=max(1, round(options.keep_alive_timeout)),
         timeout_graceful_shutdown=max(0, int(drain_left)),
         limit_concurrency=max_connections(options),
