@@ -63,3 +63,13 @@ def test_depth_and_malformed_json_are_400():
         loads(deep)
     with pytest.raises(ProtocolError, match="malformed JSON"):
         loads(b'{"inputs": [1, 2')
+
+
+def test_count_byte_counts_across_its_steps_and_in_views():
+    from portanet.serve import json_tensors
+
+    text = (b"[1,2],[3]," * 300_000) + b"["  # 3 MB: several steps of the count
+    assert json_tensors.count_byte(text, b"[") == text.count(b"[") == 600_001
+    assert json_tensors.count_byte(text, b",") == text.count(b",")
+    assert json_tensors.count_byte(memoryview(text)[1:7], b",") == 2
+    assert json_tensors.count_byte(b"", b"[") == 0
