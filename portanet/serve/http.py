@@ -60,7 +60,8 @@ class JoinedWrites:
         pending = self._pending
         if pending is not None:
             self._pending = None
-            self._transport.write(pending)
+            if not self._transport.is_closing():  # the client may have gone meanwhile
+                self._transport.write(pending)
 
     def close(self) -> None:
         self.flush()

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from portanet.serve.datatypes import DATATYPES
-from portanet.serve.json_tensors import MAX_DEPTH, bools_in_data, loads, tensor_from_json
+from portanet.serve.json_tensors import (
+    MAX_DEPTH,
+    bools_in_data,
+    count_byte,
+    loads,
+    tensor_from_json,
+)
 from portanet.serve.protocol import ProtocolError
 
 FP32, FP16, INT8, BOOL = (DATATYPES[n] for n in ("FP32", "FP16", "INT8", "BOOL"))
@@ -66,10 +72,8 @@ def test_depth_and_malformed_json_are_400():
 
 
 def test_count_byte_counts_across_its_steps_and_in_views():
-    from portanet.serve import json_tensors
-
     text = (b"[1,2],[3]," * 300_000) + b"["  # 3 MB: several steps of the count
-    assert json_tensors.count_byte(text, b"[") == text.count(b"[") == 600_001
-    assert json_tensors.count_byte(text, b",") == text.count(b",")
-    assert json_tensors.count_byte(memoryview(text)[1:7], b",") == 2
-    assert json_tensors.count_byte(b"", b"[") == 0
+    assert count_byte(text, b"[") == text.count(b"[") == 600_001
+    assert count_byte(text, b",") == text.count(b",")
+    assert count_byte(memoryview(text)[1:7], b",") == 2
+    assert count_byte(b"", b"[") == 0
