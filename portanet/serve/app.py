@@ -37,8 +37,14 @@ from portanet.serve.repository import VERSION, ServedModel
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _JSON = b"application/json"
 _CLOSE = ((b"connection", b"close"),)
-#: Bodies at least this large (or compressed) are decoded in a thread, off the event loop.
+#: JSON bodies at least this large (and every compressed body) are decoded in a thread, off
+#: the event loop.
 OFFLOAD_BYTES = 32 * 1024
+#: Binary-extension bodies of numeric tensors up to this size are decoded on the event loop:
+#: their tensors are views of the body, and checking them (NaN/Inf, shapes) costs about 75 µs
+#: per MB, less than a hand-off to a decode thread and back (measured: a 0.6 MB image body
+#: decodes in 45 µs; the two thread hops cost the server 0.2 ms of CPU per request).
+INLINE_BINARY_BYTES = 4 * 1024 * 1024
 _GET = b"GET, HEAD"
 
 
@@ -319,10 +325,23 @@ class ServeApp:
             )
             return request, feeds, rows
 
-        if len(body) < OFFLOAD_BYTES and not encoding and b'"BYTES"' not in body[:4096]:
+        if not encoding and _cheap_on_loop(body, header_length):
             return decode()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._decoder, decode)
+
+
+def _cheap_on_loop(body: bytes, header_length: int | None) -> bool:
+    """Whether an uncompressed body is cheap enough to decode on the event loop: a small one,
+    or a binary-extension one of numeric tensors within :data:`INLINE_BINARY_BYTES` (a header
+    naming ``BYTES`` — encoded images, decoded in a thread — or holding an escape that could
+    spell it goes to a thread)."""
+    if header_length is None or not 0 < header_length <= len(body):
+        return len(body) < OFFLOAD_BYTES and b'"BYTES"' not in body[:4096]
+    if len(body) > INLINE_BINARY_BYTES or header_length >= OFFLOAD_BYTES:
+        return False
+    header = body[:header_length]
+    return b"BYTES" not in header and b"\\" not in header
 
 
 async def _respond(

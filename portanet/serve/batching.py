@@ -242,16 +242,9 @@ class Batcher:
         self._depth_metric.set(len(self._pending))
         return batch
 
-    def _infer(
-        self, feeds: dict[str, np.ndarray], session: int
-    ) -> tuple[dict[str, np.ndarray], float]:
-        start = time.perf_counter()
-        # checked before queueing
-        outputs = self.served.sessions[session].run(feeds, allow_nan=True)
-        return outputs, time.perf_counter() - start
-
-    async def _run(self, batch: list[_Item], session: int) -> None:
-        rows = sum(item.rows for item in batch)
+    def _infer(self, batch: list[_Item], session: int) -> tuple[dict[str, np.ndarray], float]:
+        """Stack the batch's feeds (in the session's thread: large inputs cost a copy) and run
+        them, timing the run."""
         if len(batch) == 1:
             feeds = batch[0].feeds
         else:
@@ -259,13 +252,20 @@ class Batcher:
                 name: np.concatenate([item.feeds[name] for item in batch])
                 for name in batch[0].feeds
             }
+        start = time.perf_counter()
+        # checked before queueing
+        outputs = self.served.sessions[session].run(feeds, allow_nan=True)
+        return outputs, time.perf_counter() - start
+
+    async def _run(self, batch: list[_Item], session: int) -> None:
+        rows = sum(item.rows for item in batch)
         try:
             if self._run_seconds < INLINE_SECONDS:
-                outputs, seconds = self._infer(feeds, session)
+                outputs, seconds = self._infer(batch, session)
             else:
                 loop = asyncio.get_running_loop()
                 outputs, seconds = await loop.run_in_executor(
-                    self._executor, self._infer, feeds, session
+                    self._executor, self._infer, batch, session
                 )
         except Exception as exc:
             if len(batch) > 1:  # a run-time failure: find the request it belongs to

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import zlib
 
-from portanet.serve.json_tensors import loads
+from portanet.serve.json_tensors import count_byte, loads
 from portanet.serve.protocol import InferRequest, ProtocolError, parse_infer_request
 
 
@@ -100,8 +100,7 @@ def _count_json_values(text: bytes | memoryview, max_elements: int) -> None:
     """Refuse a JSON body that may hold more values than the element cap, before parsing."""
     if len(text) < 2 * max_elements:  # each value takes a digit and a comma at least
         return
-    data = bytes(text) if isinstance(text, memoryview) else text
-    bound = data.count(b",") + 1
+    bound = count_byte(text, b",") + 1
     if bound > max_elements:
         raise too_large(
             "tensor elements",
@@ -125,7 +124,7 @@ def _inflate_json(inflater: Inflater, max_bytes: int, max_elements: int) -> byte
         if not piece:
             break
         size += len(piece)
-        commas += piece.count(b",")
+        commas += count_byte(piece, b",")
         if size > max_bytes:
             raise too_large("a decompressed body in bytes", max_bytes, "more", "--max-body-mb")
         if commas + 1 > max_elements:

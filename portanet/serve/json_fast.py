@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from portanet.serve.json_tensors import count_byte
+
 try:  # the serve extra's; without it every body takes the ordinary path
     import simdjson
 except ImportError:  # pragma: no cover - installed with portanet[serve]
@@ -88,7 +90,7 @@ def parse_large(raw: bytes) -> dict[str, Any] | None:
             doc[key] = tensors
         else:
             doc[key] = _plain(value)
-    if raw.count(b"[") != arrays + _brackets(doc):
+    if count_byte(raw, b"[") != arrays + _brackets(doc):
         return None  # a nested data array (or a duplicate key): the ordinary reader decides
     return doc
 

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from portanet.serve.datatypes import DATATYPES
-from portanet.serve.json_tensors import MAX_DEPTH, bools_in_data, loads, tensor_from_json
+from portanet.serve.json_tensors import (
+    MAX_DEPTH,
+    bools_in_data,
+    count_byte,
+    loads,
+    tensor_from_json,
+)
 from portanet.serve.protocol import ProtocolError
 
 FP32, FP16, INT8, BOOL = (DATATYPES[n] for n in ("FP32", "FP16", "INT8", "BOOL"))
@@ -63,3 +69,11 @@ def test_depth_and_malformed_json_are_400():
         loads(deep)
     with pytest.raises(ProtocolError, match="malformed JSON"):
         loads(b'{"inputs": [1, 2')
+
+
+def test_count_byte_counts_across_its_steps_and_in_views():
+    text = (b"[1,2],[3]," * 300_000) + b"["  # 3 MB: several steps of the count
+    assert count_byte(text, b"[") == text.count(b"[") == 600_001
+    assert count_byte(text, b",") == text.count(b",")
+    assert count_byte(memoryview(text)[1:7], b",") == 2
+    assert count_byte(b"", b"[") == 0

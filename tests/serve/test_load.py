@@ -95,6 +95,12 @@ def test_sigterm_during_load_loses_no_accepted_request(start_server, pima):
 
     def client(index: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            _requests(index, conn)
+        finally:
+            conn.close()  # every return path: no socket left to the garbage collector
+
+    def _requests(index: int, conn: http.client.HTTPConnection) -> None:
         for n in range(5000):  # bounded, and stopped by the first 503 or closed connection
             rows = pima_rows(1 + (index + n) % 3, seed=index * 10000 + n)
             body = json.dumps(

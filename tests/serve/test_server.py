@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import platform
 import resource
 import signal
 import socket
@@ -242,3 +243,27 @@ def test_slow_body_gets_408_after_the_read_timeout(start_server):
     assert b"within the read timeout (1 s between chunks)" in raw
     sock.close()
     assert _good_answers(server, 2) == [200, 200]
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+def test_malloc_tuning_applies_unless_the_operator_set_it():
+    code = "from portanet.serve.server import tune_malloc; print(tune_malloc())"
+
+    def run(**env: str) -> str:
+        clean = {
+            k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_MMAP", "MALLOC_TRIM"))
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**clean, **env},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    assert run() == "True"
+    assert run(MALLOC_TRIM_THRESHOLD_="131072") == "False"
+    assert run(MALLOC_MMAP_THRESHOLD_="131072") == "False"
