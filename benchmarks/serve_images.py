@@ -232,6 +232,7 @@ def main() -> None:
     rows = {
         "binary, batching on": ("binary", ()),
         "binary, batching off": ("binary", ("--max-batch-size", "1")),
+        "binary, 2 workers": ("binary", ("--workers", "2")),
         "JSON, batching on": ("json", ()),
         "JSON, 2 workers": ("json", ("--workers", "2")),
         "encoded JPEG, batching on": ("jpeg", ()),
