@@ -105,6 +105,8 @@ class SearchResult:
     steps: list[Step] = field(default_factory=list)
     #: Nodes writing the graph's outputs, always kept in float (see :func:`output_nodes`).
     output_float: list[str] = field(default_factory=list)
+    #: The analytic bias correction kept (layers and largest shift), ``None`` when not kept.
+    bias_correction: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (kept in the lineage)."""
@@ -115,6 +117,7 @@ class SearchResult:
             "cpu_vnni": self.vnni,
             "float_nodes": self.float_nodes,
             "output_float": self.output_float,
+            "bias_correction": self.bias_correction,
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -336,19 +339,30 @@ def search(
                 best = (score, method, per_channel, target, len(steps) - 1)
     if best is None:
         raise InputError("int8: no calibration method could quantize this graph")
-    _, method, per_channel, path, index = best
+    score, method, per_channel, path, index = best
     label = f"{method}, {'per-channel' if per_channel else 'per-tensor'}"
     result = SearchResult(path, label, reduce_range, vnni, [], steps, keep)
-    if steps[index].inside:
-        return result
-    ranked = [n for n in sensitivity(pre, path, calibration, folder) if n not in keep]
     cache = folder / f"ranges.{method}.json"
+    options = dict(
+        method=method,
+        calibration=calibration,
+        cache=cache,
+        reduce_range=reduce_range,
+        fixed_batch=fixed_batch,
+        per_channel=per_channel,
+    )
+    source, inside = _bias_corrections(
+        pre, folder, result, (score, steps[index].inside), judge, options
+    )
+    if inside:
+        return result
+    ranked = [n for n in sensitivity(pre, result.path, calibration, folder) if n not in keep]
     tried: dict[int, tuple[Path, bool]] = {}
 
     def attempt(count: int) -> bool:
         target = folder / f"int8.{method}.{int(per_channel)}.float{count}.onnx"
         quantize(
-            pre,
+            source(keep + ranked[:count]),
             target,
             method=method,
             calibration=calibration,
@@ -359,7 +373,9 @@ def search(
             per_channel=per_channel,
         )
         agreement, max_abs, inside = judge(target)
-        steps.append(Step(f"{label}, most sensitive in float", count, agreement, max_abs, inside))
+        steps.append(
+            Step(f"{result.recipe}, most sensitive in float", count, agreement, max_abs, inside)
+        )
         tried[count] = (target, inside)
         return inside
 
@@ -381,3 +397,45 @@ def search(
             low = middle
     result.path, result.float_nodes = tried[high][0], ranked[:high]
     return result
+
+
+def _bias_corrections(
+    pre: Path,
+    folder: Path,
+    result: SearchResult,
+    best: tuple[tuple[float, float], bool],
+    judge: Judge,
+    options: dict[str, Any],
+) -> tuple[Callable[[list[str]], Path], bool]:
+    """Both bias corrections (:mod:`portanet.optimize.bias_correction`) of the best recipe,
+    each a step; the one scoring best on the selection rows is kept if it scores at least as
+    well as the uncorrected model. Returns what later builds quantize for a list of float
+    nodes (the pre-processed model, or a copy with the kept shifts of the layers still
+    quantized) and whether the model kept is inside the budget."""
+    from portanet.optimize import bias_correction as bc
+
+    rows, batch, _ = _usable_rows(options["calibration"], options["fixed_batch"])
+    if not options["fixed_batch"]:  # a few rows per call: every layer's input is kept
+        batch = bc.STATISTICS_BATCH
+
+    def quantize_from(source: Path, target: Path) -> None:
+        quantize(source, target, exclude=result.output_float, **options)
+
+    def unchanged(excluded: list[str]) -> Path:
+        return pre
+
+    source: Callable[[list[str]], Path] = unchanged
+    score, inside = best
+    for way, target, fixes in bc.corrections(pre, result.path, folder, rows, batch, quantize_from):
+        agreement, max_abs, ok = judge(target)
+        note = f"{len(fixes)} biases corrected"
+        step = Step(f"{result.recipe}, {way} bias correction", 0, agreement, max_abs, ok, note)
+        result.steps.append(step)
+        if (agreement if agreement is not None else 0.0, -max_abs) >= score:
+            score, inside = (agreement or 0.0, -max_abs), ok
+            result.path = target
+            result.bias_correction = {"method": way, "layers": [f.to_dict() for f in fixes]}
+            source = bc.shifted_sources(pre, fixes, folder / way)
+    if result.bias_correction:
+        result.recipe += f", {result.bias_correction['method']} bias correction"
+    return source, inside
