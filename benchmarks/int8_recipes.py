@@ -1,6 +1,5 @@
 """Which int8 recipes can keep the Teachable Machine MobileNet within 1 % of float32 and Keras,
-and how fast each is: the evidence behind docs/optimize.md's "why the MobileNet target is not
-met" and its recipe table.
+and how fast each is: the evidence behind docs/optimize.md's MobileNet recipe table.
 
 Every recipe is built with onnxruntime's own quantizer (QDQ, uint8 activations, symmetric int8
 weights per output channel unless said) from cached calibration ranges (the first 128, 256 or
@@ -15,8 +14,8 @@ quantized layer's bias by ``(W_q − W) · E[x]`` from the float model's mean in
 calibration crops; ``sequential`` layer by layer by the measured mean output error with the
 earlier layers already corrected. Both re-quantize from the same cached ranges.
 
-    .venv/bin/python benchmarks/int8_recipes.py --threads 1 --out /tmp/int8-recipes
-    .venv/bin/python benchmarks/int8_recipes.py --only analytic --out /tmp/int8-recipes
+    .venv/bin/python benchmarks/int8_recipes.py --threads 1 --out /tmp/int8-recipes  # ~12 min
+    .venv/bin/python benchmarks/int8_recipes.py --only "analytic|sequential" --out /tmp/int8-recipes
     .venv/bin/python benchmarks/int8_recipes.py --time --out /tmp/int8-recipes   # then time
 
 Results accumulate in ``OUT/results.json`` (one row per recipe, with its date); the table
@@ -98,6 +97,8 @@ def recipes() -> list[Recipe]:
         # 2. sequential empirical bias correction
         Recipe("Percentile, all int8, sequential BC", P, bias="sequential"),
         Recipe("Percentile, first conv float, sequential BC", P, exclude=first, bias="sequential"),
+        Recipe("Entropy, all int8, sequential BC", E, bias="sequential"),
+        Recipe("Percentile 368, all int8, sequential BC", P, 368, bias="sequential"),
         # 3. more calibration crops
         Recipe("Percentile 256, all int8", P, 256),
         Recipe("Percentile 368, all int8", P, 368),
@@ -391,10 +392,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per recipe")
     parser.add_argument("--out", type=Path, default=Path("/tmp/int8-recipes"))
-    parser.add_argument("--only", default="", help="comma-separated substrings of recipe names")
+    parser.add_argument("--only", default="", help="'|'-separated substrings of recipe names")
     parser.add_argument("--groups", action="store_true", help="also the float-group recipes")
     parser.add_argument("--time", action="store_true", help="time every distinct graph built")
     parser.add_argument("--rebuild", action="store_true", help="build recipes measured before")
+    parser.add_argument("--rounds", type=int, default=8, help="alternating timing rounds")
+    parser.add_argument(
+        "--time-only",
+        default="",
+        help="with --time: only the graphs of these recipes ('|'-separated exact names)",
+    )
     args = parser.parse_args()
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -423,7 +430,7 @@ def main() -> None:
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.exists() else {}
     builder = Builder(folder, pre, calibration, args.threads)
     chosen = recipes() + (group_recipes() if args.groups else [])
-    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    only = [s.strip() for s in args.only.split("|") if s.strip()]
     if only:
         chosen = [r for r in chosen if any(s in r.name for s in only)]
     sensitive: list[str] = []
@@ -478,7 +485,10 @@ def time_structures(
     from portanet.optimize.timing import compare
 
     firsts: dict[str, str] = {}
+    wanted = [n for n in args.time_only.split("|") if n]
     for name, row in results.items():
+        if wanted and name not in wanted:
+            continue
         if "structure" in row and (folder / row["file"]).exists():
             firsts.setdefault(row["structure"], name)
     sessions = {"float32": session(base, args.threads)} | {
@@ -489,7 +499,9 @@ def time_structures(
     calls: dict[str, Callable[[], Any]] = {
         k: functools.partial(s.run, None, one) for k, s in sessions.items()
     }
-    found = compare(calls, base="float32", seconds=args.seconds, min_rounds=8, max_rounds=8)
+    found = compare(
+        calls, base="float32", seconds=args.seconds, min_rounds=args.rounds, max_rounds=args.rounds
+    )
     today = datetime.date.today().isoformat()
     for structure, first in firsts.items():
         speed = found.speedup(first)
@@ -499,6 +511,7 @@ def time_structures(
                 row["timed_as"] = first
                 row["timed_date"] = today
                 row["timed_threads"] = args.threads
+                row["timed_rounds"] = args.rounds
 
 
 def print_table(results: dict[str, Any], float_keras: float, threads: int) -> None:
