@@ -199,12 +199,14 @@ def means(
 ) -> dict[str, np.ndarray]:
     """Mean of each of ``tensors`` of ``model`` over ``rows``, reduced over the axes
     ``keep(name, rank)`` does not list (float64)."""
-    session = _session(_exposing(model, tensors), threads)
+    computed = [t for t in tensors if t not in rows]  # a graph input is read from the rows
+    session = _session(_exposing(model, computed), threads) if computed else None
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     for feeds in _batches(rows, batch):
-        got = session.run(tensors, feeds)
-        for name, value in zip(tensors, got, strict=True):
+        got = dict(zip(computed, session.run(computed, feeds) if session else [], strict=True))
+        for name in tensors:
+            value = feeds[name] if name in feeds else got[name]
             kept = keep(name, value.ndim)
             axes = tuple(a for a in range(value.ndim) if a not in kept)
             total = np.asarray(value, dtype=np.float64).sum(axis=axes)
@@ -248,7 +250,7 @@ def analytic_shifts(
     ``(W_q − W) · E[x]`` with ``E[x]`` the float model's mean input on ``rows``."""
     from onnx import numpy_helper
 
-    found = [x for x in layers(float_model)]
+    found = layers(float_model)
     weights = dequantized_weights(qdq_model, [x.node for x in found])
     found = [x for x in found if x.node in weights]
     if not found:
