@@ -213,7 +213,7 @@ class Builder:
     def __init__(self, folder: Path, pre: Path, calibration: np.ndarray, threads: int) -> None:
         import onnx
 
-        from portanet.optimize.int8 import output_nodes
+        from portanet.optimize.sensitivity import output_nodes
 
         self.folder, self.pre, self.calibration, self.threads = folder, pre, calibration, threads
         self.model = onnx.load(str(pre))
@@ -241,7 +241,7 @@ class Builder:
             save_tensors_data,
         )
 
-        from portanet.optimize import bias_correction as bc
+        from portanet.optimize import activations
 
         target = self.cache(recipe)
         if target.exists():
@@ -261,8 +261,8 @@ class Builder:
         rows = self.rows(recipe)
         for start in range(0, len(names), 40):  # a few dozen tensors per pass bounds memory
             group = names[start : start + 40]
-            session = bc._session(bc._exposing(self.model, group), self.threads)
-            for feeds in bc._batches(rows, 8):
+            session = activations.session(activations.exposing(self.model, group), self.threads)
+            for feeds in activations.batches(rows, 8):
                 for n, value in zip(group, session.run(group, feeds), strict=True):
                     hist[n] += np.histogram(value, edges[n])[0]
         ranges = {}
@@ -313,7 +313,7 @@ class Builder:
             quantize_static,
         )
 
-        from portanet.optimize.int8 import _Reader
+        from portanet.optimize.activations import Reader
         from portanet.optimize.quiet import quiet
 
         copy = onnx.ModelProto()
@@ -322,7 +322,7 @@ class Builder:
             quantize_static(
                 copy,
                 str(target),
-                _Reader(self.rows(recipe), 8),  # type: ignore[arg-type]
+                Reader(self.rows(recipe), 8),  # type: ignore[arg-type]
                 quant_format=QuantFormat.QDQ,
                 per_channel=recipe.per_channel,
                 reduce_range=recipe.reduce_range,
@@ -378,7 +378,7 @@ def least_accurate_tensors(builder: Builder, folder: Path, threads: int) -> list
     optimizer's own ranking, :func:`portanet.optimize.int8.sensitivity`, mapped to outputs)."""
     import onnx
 
-    from portanet.optimize.int8 import sensitivity
+    from portanet.optimize.sensitivity import sensitivity
 
     base = folder / "recipe.sensitivity.onnx"
     builder.quantize(Recipe("base"), builder.model, base, [])

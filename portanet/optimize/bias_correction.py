@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from portanet.optimize.activations import means, session
+
 Feeds = dict[str, np.ndarray]
 #: Operators whose constant weight is quantized and whose bias absorbs a correction.
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
@@ -153,70 +155,6 @@ def dequantized_weights(qdq_model: Any, names: list[str]) -> dict[str, np.ndarra
     return found
 
 
-def _batches(rows: Feeds, batch: int) -> Iterator[Feeds]:
-    count = len(next(iter(rows.values())))
-    for start in range(0, count - count % batch or count, batch):
-        yield {k: v[start : start + batch] for k, v in rows.items()}
-
-
-def _session(model: Any, threads: int) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.enable_cpu_mem_arena = False
-    options.log_severity_level = 3
-    return ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-
-
-def _exposing(model: Any, tensors: list[str]) -> Any:
-    """A copy of ``model`` whose graph also outputs ``tensors`` (float)."""
-    import onnx
-
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    present = {o.name for o in copy.graph.output}
-    for name in tensors:
-        if name not in present:
-            copy.graph.output.append(
-                onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
-            )
-            present.add(name)
-    return copy
-
-
-def means(
-    model: Any,
-    rows: Feeds,
-    tensors: list[str],
-    *,
-    keep: Callable[[str, int], tuple[int, ...]],
-    batch: int = STATISTICS_BATCH,
-    threads: int = 1,
-) -> dict[str, np.ndarray]:
-    """Mean of each of ``tensors`` of ``model`` over ``rows``, reduced over the axes
-    ``keep(name, rank)`` does not list (float64)."""
-    computed = [t for t in tensors if t not in rows]  # a graph input is read from the rows
-    session = _session(_exposing(model, computed), threads) if computed else None
-    sums: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
-    for feeds in _batches(rows, batch):
-        got = dict(zip(computed, session.run(computed, feeds) if session else [], strict=True))
-        for name in tensors:
-            value = feeds[name] if name in feeds else got[name]
-            kept = keep(name, value.ndim)
-            axes = tuple(a for a in range(value.ndim) if a not in kept)
-            total = np.asarray(value, dtype=np.float64).sum(axis=axes)
-            sums[name] = sums[name] + total if name in sums else total
-            counts[name] = counts.get(name, 0) + int(
-                np.prod([value.shape[a] for a in axes], dtype=np.int64)
-            )
-    return {name: sums[name] / counts[name] for name in sums}
-
-
 def _conv_error(node: Any, weight_error: np.ndarray, mean_map: np.ndarray) -> np.ndarray:
     """Mean per output channel of ``Conv(mean_map, weight_error)`` with ``node``'s
     attributes (strides, pads, groups): the expected output error of a convolution."""
@@ -234,7 +172,7 @@ def _conv_error(node: Any, weight_error: np.ndarray, mean_map: np.ndarray) -> np
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    (out,) = _session(model, 1).run(None, {"x": mean_map[None].astype(np.float32)})
+    (out,) = session(model, 1).run(None, {"x": mean_map[None].astype(np.float32)})
     return np.asarray(out, dtype=np.float64).mean(axis=(0, *range(2, out.ndim)))
 
 

@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
+from portanet.optimize import activations
 from portanet.optimize import bias_correction as bc
 from portanet.optimize.int8 import quantize
 from portanet.optimize.quiet import quiet
@@ -44,7 +45,7 @@ def _quantized(
 def _run(
     model: onnx.ModelProto, rows: dict[str, np.ndarray], tensors: list[str]
 ) -> list[np.ndarray]:
-    copy = bc._exposing(model, tensors)
+    copy = activations.exposing(model, tensors)
     session = ort.InferenceSession(copy.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(tensors, rows)
 
