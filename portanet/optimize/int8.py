@@ -8,10 +8,11 @@ in float, until the selection rows (which the final verdict never sees) are insi
    and per tensor, uint8 activations, 7-bit weights (``reduce_range``) on CPUs without VNNI,
    where 8-bit dot products saturate. The recipe with the best label agreement (then the
    smallest error) on the selection rows is kept.
-3. If it is still outside the budget, rank the quantized nodes by their measured sensitivity —
-   the signal-to-quantization-noise ratio (SQNR) of their output, from onnxruntime's
-   ``qdq_loss_debug`` — and keep the 1, 2, 4, … most sensitive in float, then bisect down to
-   the fewest that meet the budget.
+3. Correct its biases, analytically and sequentially (:mod:`portanet.optimize.bias_correction`);
+   the better of the two is kept when it does at least as well on the selection rows.
+4. If it is still outside the budget, rank the quantized nodes by their measured sensitivity
+   (:mod:`portanet.optimize.sensitivity`) and keep the 1, 2, 4, … most sensitive in float,
+   then bisect down to the fewest that meet the budget.
 
 Every build is a :class:`Step` in the table ``optimize`` prints: what was tried, how many nodes
 stayed float, and what it bought.
@@ -28,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from portanet.errors import InputError
+from portanet.optimize.activations import Reader
+from portanet.optimize.sensitivity import output_nodes, sensitivity
 
 Feeds = dict[str, np.ndarray]
 #: Calibration methods tried, in order (onnxruntime's ``CalibrationMethod`` names).
@@ -38,10 +41,6 @@ GRANULARITIES = (True, False)
 #: Rows run through the calibration model per call, and per strided collection.
 CALIBRATION_BATCH = 8
 STRIDE_ROWS = 8
-#: Operators with weights, ranked before the others (see :func:`sensitivity`).
-COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-#: Rows whose activations are compared for the sensitivity ranking (bounds its memory).
-SENSITIVITY_ROWS = 4
 
 
 def cpu_has_vnni() -> bool | None:
@@ -105,6 +104,8 @@ class SearchResult:
     steps: list[Step] = field(default_factory=list)
     #: Nodes writing the graph's outputs, always kept in float (see :func:`output_nodes`).
     output_float: list[str] = field(default_factory=list)
+    #: The analytic bias correction kept (layers and largest shift), ``None`` when not kept.
+    bias_correction: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (kept in the lineage)."""
@@ -115,40 +116,13 @@ class SearchResult:
             "cpu_vnni": self.vnni,
             "float_nodes": self.float_nodes,
             "output_float": self.output_float,
+            "bias_correction": self.bias_correction,
             "steps": [s.to_dict() for s in self.steps],
         }
 
 
 #: Judges a built model: (label agreement or None, max abs error, inside the budget).
 Judge = Callable[[Path], tuple[float | None, float, bool]]
-
-
-class _Reader:
-    """A calibration reader over ``rows`` in batches, restartable on a row range (what
-    ``CalibStridedMinMax`` asks of it)."""
-
-    def __init__(self, rows: Feeds, batch: int) -> None:
-        self._rows, self._batch = rows, batch
-        self._count = len(next(iter(rows.values())))
-        self.set_range(0, self._count)
-
-    def __len__(self) -> int:
-        return self._count
-
-    def set_range(self, start_index: int, end_index: int) -> None:
-        self._next, self._end = start_index, min(end_index, self._count)
-
-    def get_next(self) -> Feeds | None:
-        if self._next >= self._end:
-            return None
-        stop = min(self._next + self._batch, self._end)
-        batch = {k: v[self._next : stop] for k, v in self._rows.items()}
-        self._next = stop
-        return batch
-
-    def __iter__(self) -> Any:
-        self.set_range(0, self._count)
-        return iter(self.get_next, None)
 
 
 def _usable_rows(calibration: Feeds, fixed_batch: int | None) -> tuple[Feeds, int, int]:
@@ -194,7 +168,7 @@ def quantize(
         quantize_static(
             str(pre),
             str(target),
-            _Reader(rows, batch),  # type: ignore[arg-type]
+            Reader(rows, batch),  # type: ignore[arg-type]
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
             reduce_range=reduce_range,
@@ -205,92 +179,6 @@ def quantize(
             calibration_cache_path=str(cache),
             extra_options={"WeightSymmetric": True, "CalibStridedMinMax": stride},
         )
-
-
-def sensitivity(float_model: Path, qdq_model: Path, rows: Feeds, folder: Path) -> list[str]:
-    """Quantized nodes of ``float_model``, most sensitive first: ranked by the SQNR (dB) of
-    their output in ``qdq_model`` against the float model's, on a few rows."""
-    import onnx
-    from onnxruntime.quantization import qdq_loss_debug as debug
-
-    from portanet.optimize.quiet import quiet
-
-    few = {k: v[:SENSITIVITY_ROWS] for k, v in rows.items()}
-    activations = {}
-    for name, path in (("float", float_model), ("qdq", qdq_model)):
-        augmented = folder / f"{name}.debug.onnx"
-        with quiet():
-            debug.modify_model_output_intermediate_tensors(str(path), str(augmented))
-            activations[name] = debug.collect_activations(str(augmented), _Reader(few, len(few)))  # type: ignore[arg-type]
-        augmented.unlink()
-    matched = debug.create_activation_matching(activations["qdq"], activations["float"])
-    errors = debug.compute_activation_error(matched)
-    del activations, matched
-    graph = onnx.load(str(float_model), load_external_data=False).graph
-    scored = []
-    for node in graph.node:
-        if not node.name:
-            continue
-        sqnr = [errors[o]["xmodel_err"] for o in node.output if "xmodel_err" in errors.get(o, {})]
-        if sqnr:
-            scored.append((min(sqnr), node.name))
-    # Accumulated error hides which node added it: rank by each node's drop in SQNR from its
-    # worst input (its own contribution), falling back to its output SQNR.
-    produced = {o: n for n in graph.node for o in n.output}
-    ops = {n.name: n.op_type for n in graph.node}
-    contribution = []
-    for out_sqnr, name in scored:
-        node = next(n for n in graph.node if n.name == name)
-        inputs = [
-            errors[i]["xmodel_err"]
-            for i in node.input
-            if i in produced and "xmodel_err" in errors.get(i, {})
-        ]
-        before = min(inputs) if inputs else math.inf
-        contribution.append((min(before, 200.0) - out_sqnr, -out_sqnr, name))
-    contribution.sort(reverse=True)
-    # Compute nodes (convolutions, matrix products) first: keeping an activation or a reshape
-    # in float only moves the quantize/dequantize pairs around it (measured on the Teachable
-    # Machine MobileNet: its Relu6 nodes ranked first needed 75 float nodes for 99 %, its
-    # projection convolutions 7).
-    weighted = [c for c in contribution if ops.get(c[2]) in COMPUTE_OPS]
-    rest = [c for c in contribution if ops.get(c[2]) not in COMPUTE_OPS]
-    ranked = [name for _, _, name in weighted + rest]
-    # Nodes the quantizer may touch whose outputs were not compared (a graph output, a shape
-    # op) come last, in graph order, so keeping every node in float is reachable.
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
-
-    quantizable = set(QDQRegistry) | set(QLinearOpsRegistry)
-    seen = set(ranked)
-    return ranked + [
-        n.name for n in graph.node if n.name and n.op_type in quantizable and n.name not in seen
-    ]
-
-
-#: Operators that only rescale or reshape the scores before the output: the node feeding
-#: them is kept float too.
-PASS_THROUGH = ("Softmax", "LogSoftmax", "Sigmoid", "Identity", "Reshape", "Flatten", "Squeeze")
-
-
-def output_nodes(model: Path) -> list[str]:
-    """Named nodes that write a graph output, and back through :data:`PASS_THROUGH` operators
-    the node that computes the scores: kept in float by every recipe. 8-bit scores have 1/255
-    steps, so two close class scores become equal and the label flips on a tie (measured: a
-    digit scored 0.49 / 0.42 in float read 0.451 / 0.451 with its logits in int8)."""
-    import onnx
-
-    graph = onnx.load(str(model), load_external_data=False).graph
-    producer = {o: n for n in graph.node for o in n.output}
-    found: list[str] = []
-    todo = [producer[o.name] for o in graph.output if o.name in producer]
-    while todo:
-        node = todo.pop()
-        if not node.name or node.name in found:
-            continue
-        found.append(node.name)
-        if node.op_type in PASS_THROUGH:
-            todo += [producer[i] for i in node.input[:1] if i in producer]
-    return found
 
 
 def search(
@@ -336,19 +224,30 @@ def search(
                 best = (score, method, per_channel, target, len(steps) - 1)
     if best is None:
         raise InputError("int8: no calibration method could quantize this graph")
-    _, method, per_channel, path, index = best
+    score, method, per_channel, path, index = best
     label = f"{method}, {'per-channel' if per_channel else 'per-tensor'}"
     result = SearchResult(path, label, reduce_range, vnni, [], steps, keep)
-    if steps[index].inside:
-        return result
-    ranked = [n for n in sensitivity(pre, path, calibration, folder) if n not in keep]
     cache = folder / f"ranges.{method}.json"
+    options = dict(
+        method=method,
+        calibration=calibration,
+        cache=cache,
+        reduce_range=reduce_range,
+        fixed_batch=fixed_batch,
+        per_channel=per_channel,
+    )
+    source, inside = _bias_corrections(
+        pre, folder, result, (score, steps[index].inside), judge, options
+    )
+    if inside:
+        return result
+    ranked = [n for n in sensitivity(pre, result.path, calibration, folder) if n not in keep]
     tried: dict[int, tuple[Path, bool]] = {}
 
     def attempt(count: int) -> bool:
         target = folder / f"int8.{method}.{int(per_channel)}.float{count}.onnx"
         quantize(
-            pre,
+            source(keep + ranked[:count]),
             target,
             method=method,
             calibration=calibration,
@@ -359,7 +258,9 @@ def search(
             per_channel=per_channel,
         )
         agreement, max_abs, inside = judge(target)
-        steps.append(Step(f"{label}, most sensitive in float", count, agreement, max_abs, inside))
+        steps.append(
+            Step(f"{result.recipe}, most sensitive in float", count, agreement, max_abs, inside)
+        )
         tried[count] = (target, inside)
         return inside
 
@@ -381,3 +282,45 @@ def search(
             low = middle
     result.path, result.float_nodes = tried[high][0], ranked[:high]
     return result
+
+
+def _bias_corrections(
+    pre: Path,
+    folder: Path,
+    result: SearchResult,
+    best: tuple[tuple[float, float], bool],
+    judge: Judge,
+    options: dict[str, Any],
+) -> tuple[Callable[[list[str]], Path], bool]:
+    """Both bias corrections (:mod:`portanet.optimize.bias_correction`) of the best recipe,
+    each a step; the one scoring best on the selection rows is kept if it scores at least as
+    well as the uncorrected model. Returns what later builds quantize for a list of float
+    nodes (the pre-processed model, or a copy with the kept shifts of the layers still
+    quantized) and whether the model kept is inside the budget."""
+    from portanet.optimize import bias_correction as bc
+
+    rows, batch, _ = _usable_rows(options["calibration"], options["fixed_batch"])
+    if not options["fixed_batch"]:  # a few rows per call: every layer's input is kept
+        batch = bc.STATISTICS_BATCH
+
+    def quantize_from(source: Path, target: Path) -> None:
+        quantize(source, target, exclude=result.output_float, **options)
+
+    def unchanged(excluded: list[str]) -> Path:
+        return pre
+
+    source: Callable[[list[str]], Path] = unchanged
+    score, inside = best
+    for way, target, fixes in bc.corrections(pre, result.path, folder, rows, batch, quantize_from):
+        agreement, max_abs, ok = judge(target)
+        note = f"{len(fixes)} biases corrected"
+        step = Step(f"{result.recipe}, {way} bias correction", 0, agreement, max_abs, ok, note)
+        result.steps.append(step)
+        if (agreement if agreement is not None else 0.0, -max_abs) >= score:
+            score, inside = (agreement or 0.0, -max_abs), ok
+            result.path = target
+            result.bias_correction = {"method": way, "layers": [f.to_dict() for f in fixes]}
+            source = bc.shifted_sources(pre, fixes, folder / way)
+    if result.bias_correction:
+        result.recipe += f", {result.bias_correction['method']} bias correction"
+    return source, inside

@@ -48,7 +48,7 @@ def test_a_tight_budget_keeps_the_fewest_sensitive_nodes_in_float(digits, tmp_pa
     (candidate,) = [c for c in result.candidates if c.name == "int8-static"]
     info = candidate.int8
     steps = info["steps"]
-    recipes = [s for s in steps if s["float_nodes"] == 0]
+    recipes = [s for s in steps if s["float_nodes"] == 0 and "bias correction" not in s["recipe"]]
     assert [tuple(s["recipe"].split(", ")[:2]) for s in recipes] == [
         (method, granularity)
         for method in ("MinMax", "Entropy", "Percentile")
@@ -91,3 +91,47 @@ def test_a_tight_budget_keeps_the_fewest_sensitive_nodes_in_float(digits, tmp_pa
     *_, held = split_three(load_rows(digits.rows_path, base), 128, seed=0)
     diff = np.abs(base.predict(held["pixels"]) - written.predict(held["pixels"])).max()
     assert float(diff) == lineage["proof"]["vs_float32"]["max_abs"]
+
+
+def test_both_bias_corrections_are_steps_and_the_one_kept_is_in_the_lineage(digits, tmp_path):
+    """After the six recipes the search tries the analytic and the sequential bias correction
+    of the best one; a correction is kept only when it scores at least as well on the
+    selection rows, and the written file's lineage names it."""
+    result = optimize_model(
+        digits.onnx_path,
+        digits.rows_path,
+        output=tmp_path / "int8.onnx",
+        max_abs=float("inf"),
+        min_agreement=0.99,
+        transforms="int8-static",
+        transformed_only=True,
+        seconds=0.1,
+    )
+    info = result.candidates[1].int8
+    steps = info["steps"]
+    recipes, corrections = steps[:6], steps[6:8]
+    assert [s["recipe"].rsplit(", ", 1)[-1] for s in corrections] == [
+        "analytic bias correction",
+        "sequential bias correction",
+    ]
+
+    def score(step: dict) -> tuple[float, float]:
+        return (step["agreement"], -step["max_abs"])
+
+    best = max(recipes, key=score)
+    for step in corrections:
+        assert step["recipe"].startswith(best["recipe"].rsplit(", ", 1)[0])
+        assert step["note"].endswith("biases corrected") and int(step["note"].split()[0]) >= 3
+    lineage = json.loads(
+        portanet.load(result.output).session.get_modelmeta().custom_metadata_map[LINEAGE]
+    )
+    kept = info["bias_correction"]
+    assert lineage["int8"]["bias_correction"] == kept
+    if kept is None:
+        assert all(score(s) < score(best) for s in corrections)
+    else:
+        chosen = corrections[0 if kept["method"] == "analytic" else 1]
+        assert score(chosen) >= score(best) and info["recipe"].endswith(
+            f"{kept['method']} bias correction"
+        )
+        assert len(kept["layers"]) >= 3 and all(x["max_abs_shift"] > 0 for x in kept["layers"])
