@@ -135,22 +135,27 @@ def load_stage(source: Any, output: Any, options: ExportOptions) -> tuple[Loaded
 def convert_stage(loaded: LoadedKeras, options: ExportOptions) -> tuple[Converted, int | None]:
     """Stage 2: the memory preflight (unless ``options.memory_check`` is off), then the
     conversion; returns it with the memory estimate (bytes, ``None`` when not checked)."""
-    estimate = (
-        check_memory(
+    from portanet.export.convert.lifted import lifted_for
+
+    cleanup, lift = options.graph_cleanup(), not options.layerwise  # layerwise: tf2onnx's names
+    estimate = None
+    if options.memory_check:
+        streamed = streamed_bytes(loaded.model)
+        lifted = lifted_for(loaded, cleanup, lift) if not streamed else None
+        estimate = check_memory(
             weight_bytes(loaded.model),
             loaded.path,
-            options.graph_cleanup(),
-            streamed_bytes(loaded.model),
+            cleanup,
+            streamed,
+            lifted.nbytes if lifted is not None else 0,
         )
-        if options.memory_check
-        else None
-    )
     converted = convert(
         loaded,
         opset=options.opset,
         batch_size=options.batch_size,
         inputs_as_nchw=options.inputs_as_nchw,
-        cleanup=options.graph_cleanup(),
+        cleanup=cleanup,
+        lift_weights=lift,
     )
     return converted, estimate
 
@@ -382,8 +387,8 @@ def _checked_bytes(proto: Any, source: Path) -> bytes:
     import onnx
 
     data = proto.SerializeToString()
-    try:
-        onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+    try:  # the bytes themselves: no second parsed copy of every weight in Python
+        onnx.checker.check_model(data, full_check=True)
     except Exception as exc:  # onnx.checker.ValidationError and shape-inference errors
         raise ConversionError(
             f"{source}: the converted ONNX model is invalid (onnx.checker): {first_line(exc)}"
