@@ -334,6 +334,10 @@ def export_model(
         timeline.start("gate")
         gate, pipeline = gate_stage(loaded, converted, runnable, options)
         timeline.end()
+    # The onnxruntime session and the checked bytes (a copy of every weight each) are done
+    # with: freed before the write serializes the graph once more.
+    runnable = dataclasses.replace(runnable, runtime=None, candidate=b"")
+    release_memory()
     timeline.start("write")
     run = run_record(timeline.records, estimate)
     path = write_stage(loaded, converted, runnable, gate, pipeline, target, run, options)
