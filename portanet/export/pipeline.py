@@ -142,13 +142,9 @@ def convert_stage(loaded: LoadedKeras, options: ExportOptions) -> tuple[Converte
     if options.memory_check:
         streamed = streamed_bytes(loaded.model)
         lifted = lifted_for(loaded, cleanup, lift) if not streamed else None
-        estimate = check_memory(
-            weight_bytes(loaded.model),
-            loaded.path,
-            cleanup,
-            streamed,
-            lifted.nbytes if lifted is not None else 0,
-        )
+        lifted_bytes = lifted.nbytes if lifted is not None else 0
+        total = weight_bytes(loaded.model)
+        estimate = check_memory(total, loaded.path, cleanup, streamed, lifted_bytes)
     converted = convert(
         loaded,
         opset=options.opset,
@@ -328,6 +324,9 @@ def export_model(
     timeline.end()
     timeline.start("check")
     runnable = check_stage(loaded, converted, target, options)
+    if isinstance(runnable.candidate, bytes):  # the checked bytes hold the graph until the write
+        converted = dataclasses.replace(converted, proto=None)
+        release_memory()
     timeline.end()
     gate = pipeline = None
     if options.verify:
@@ -335,7 +334,11 @@ def export_model(
         gate, pipeline = gate_stage(loaded, converted, runnable, options)
         timeline.end()
     # The onnxruntime session and the checked bytes (a copy of every weight each) are done
-    # with: freed before the write serializes the graph once more.
+    # with: the graph is read back from the bytes and they are freed before the write.
+    if isinstance(runnable.candidate, bytes) and converted.proto is None:
+        import onnx
+
+        converted = dataclasses.replace(converted, proto=onnx.load_from_string(runnable.candidate))
     runnable = dataclasses.replace(runnable, runtime=None, candidate=b"")
     release_memory()
     timeline.start("write")
