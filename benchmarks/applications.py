@@ -5,7 +5,8 @@ process, then run ``python -m portanet export`` on it — the parity gate includ
 child, one export at a time. Printed per network: the weights (MB), the export's wall time and
 CPU time (user + system: steadier than wall time on a shared machine), the export process's
 peak RSS (``os.wait4``, the kernel's figure for that one process), that peak as
-a multiple of the weights, and the gate's largest absolute error (from ``--report``).
+a multiple of the weights, the gate's largest absolute error and the peak RSS the export
+recorded at the end of each stage with its memory preflight's estimate (from ``--report``).
 
 ``--baseline REF`` also exports each network with the code of git revision ``REF`` (extracted
 from this repository into a temporary folder) right after the current code's export, so the two
@@ -53,6 +54,8 @@ class Run:
     peak_rss: int
     max_abs: float | None
     last_line: str
+    #: Peak RSS (GiB) at the end of each stage, as the export recorded it, and its estimate.
+    stages: str = "-"
 
 
 def build(name: str, path: Path) -> int:
@@ -80,15 +83,25 @@ def export(code: Path, label: str, source: Path, folder: Path, extra: list[str])
         log.seek(0)
         lines = [line for line in log.read().decode(errors="replace").splitlines() if line]
     child.returncode = os.waitstatus_to_exitcode(status)
-    max_abs = None
+    max_abs, stages = None, "-"
     if report.exists():
-        outputs = json.loads(report.read_text()).get("outputs", [])
+        recorded = json.loads(report.read_text())
+        outputs = recorded.get("outputs", [])
         max_abs = max((float(o["max_abs"]) for o in outputs), default=None)
+        stages = _stage_peaks(recorded.get("export") or {})
     for stale in folder.glob(f"{label}.onnx*"):
         stale.unlink()
     cpu = usage.ru_utime + usage.ru_stime
     last = (lines or [""])[-1]
-    return Run(label, child.returncode, seconds, cpu, usage.ru_maxrss * 1024, max_abs, last)
+    peak = usage.ru_maxrss * 1024
+    return Run(label, child.returncode, seconds, cpu, peak, max_abs, last, stages)
+
+
+def _stage_peaks(record: dict) -> str:
+    """``load/convert/check/gate/write`` peak RSS so far (GiB) and the preflight's estimate."""
+    peaks = "/".join(f"{s['peak_rss'] / 2**30:.2f}" for s in record.get("stages", []))
+    estimate = record.get("memory_estimate")
+    return f"{peaks} (est. {estimate / 2**30:.2f})" if estimate else peaks or "-"
 
 
 def baseline_tree(ref: str, folder: Path, repository: str) -> Path:
@@ -108,7 +121,8 @@ def row(name: str, weights: int, run: Run) -> str:
     return (
         f"| {name} | {run.code} | {weights / 1e6:.0f} | {run.seconds:.1f} | "
         f"{run.cpu_seconds:.1f} | "
-        f"{run.peak_rss / 2**30:.2f} | {run.peak_rss / weights:.0f}x | {error} | {status} |"
+        f"{run.peak_rss / 2**30:.2f} | {run.peak_rss / weights:.0f}x | {error} | {status} "
+        f"| {run.stages} |"
     )
 
 
@@ -131,9 +145,9 @@ def main() -> None:
     current_extra = extra + (["--graph-cleanup", args.graph_cleanup] if args.graph_cleanup else [])
     print(
         "| network | code | weights MB | time s | CPU s | peak RSS GiB | RSS/weights | max abs "
-        "| result |"
+        "| result | GiB after load/convert/check/gate/write |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|---|")
     with tempfile.TemporaryDirectory(prefix="portanet-apps-") as scratch:
         folder = Path(scratch)
         base = None
@@ -152,7 +166,7 @@ def main() -> None:
                 print(
                     f"|  | ratio baseline/current |  | {before.seconds / current.seconds:.2f}x "
                     f"| {before.cpu_seconds / current.cpu_seconds:.2f}x "
-                    f"| {before.peak_rss / current.peak_rss:.2f}x |  |  |  |",
+                    f"| {before.peak_rss / current.peak_rss:.2f}x |  |  |  |  |",
                     flush=True,
                 )
             source.unlink()

@@ -135,22 +135,23 @@ def load_stage(source: Any, output: Any, options: ExportOptions) -> tuple[Loaded
 def convert_stage(loaded: LoadedKeras, options: ExportOptions) -> tuple[Converted, int | None]:
     """Stage 2: the memory preflight (unless ``options.memory_check`` is off), then the
     conversion; returns it with the memory estimate (bytes, ``None`` when not checked)."""
-    estimate = (
-        check_memory(
-            weight_bytes(loaded.model),
-            loaded.path,
-            options.graph_cleanup(),
-            streamed_bytes(loaded.model),
-        )
-        if options.memory_check
-        else None
-    )
+    from portanet.export.convert.lifted import lifted_for
+
+    cleanup, lift = options.graph_cleanup(), not options.layerwise  # layerwise: tf2onnx's names
+    estimate = None
+    if options.memory_check:
+        streamed = streamed_bytes(loaded.model)
+        lifted = lifted_for(loaded, cleanup, lift) if not streamed else None
+        lifted_bytes = lifted.nbytes if lifted is not None else 0
+        total = weight_bytes(loaded.model)
+        estimate = check_memory(total, loaded.path, cleanup, streamed, lifted_bytes)
     converted = convert(
         loaded,
         opset=options.opset,
         batch_size=options.batch_size,
         inputs_as_nchw=options.inputs_as_nchw,
-        cleanup=options.graph_cleanup(),
+        cleanup=cleanup,
+        lift_weights=lift,
     )
     return converted, estimate
 
@@ -323,12 +324,23 @@ def export_model(
     timeline.end()
     timeline.start("check")
     runnable = check_stage(loaded, converted, target, options)
+    if isinstance(runnable.candidate, bytes):  # the checked bytes hold the graph until the write
+        converted = dataclasses.replace(converted, proto=None)
+        release_memory()
     timeline.end()
     gate = pipeline = None
     if options.verify:
         timeline.start("gate")
         gate, pipeline = gate_stage(loaded, converted, runnable, options)
         timeline.end()
+    # The onnxruntime session and the checked bytes (a copy of every weight each) are done
+    # with: the graph is read back from the bytes and they are freed before the write.
+    if isinstance(runnable.candidate, bytes) and converted.proto is None:
+        import onnx
+
+        converted = dataclasses.replace(converted, proto=onnx.load_from_string(runnable.candidate))
+    runnable = dataclasses.replace(runnable, runtime=None, candidate=b"")
+    release_memory()
     timeline.start("write")
     run = run_record(timeline.records, estimate)
     path = write_stage(loaded, converted, runnable, gate, pipeline, target, run, options)
@@ -382,8 +394,8 @@ def _checked_bytes(proto: Any, source: Path) -> bytes:
     import onnx
 
     data = proto.SerializeToString()
-    try:
-        onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+    try:  # the bytes themselves: no second parsed copy of every weight in Python
+        onnx.checker.check_model(data, full_check=True)
     except Exception as exc:  # onnx.checker.ValidationError and shape-inference errors
         raise ConversionError(
             f"{source}: the converted ONNX model is invalid (onnx.checker): {first_line(exc)}"

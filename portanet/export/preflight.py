@@ -20,16 +20,28 @@ from portanet.errors import ConversionError
 #: optimizers, ONNX proto, check), by graph clean-up, measured on keras.applications networks
 #: (docs/conversion.md), rounded up.
 BYTES_PER_WEIGHT_BYTE = {"tf2onnx": 32, "onnxruntime": 18}
+#: Extra peak memory of a conversion per byte of weights lifted out of the graph and put back by
+#: onnxruntime's clean-up (portanet/export/convert/lifted.py: the weights read back into the
+#: graph, onnxruntime's folded kernels), measured the same way (ConvNeXtXLarge: 2.4), rounded up.
+LIFTED_BYTES_PER_WEIGHT_BYTE = 3
 #: Extra peak memory of a conversion whatever its weights (TensorFlow's tracing and grappler).
 FIXED_BYTES = 768 * 2**20
 
 
-def estimate_peak(weight_bytes: int, cleanup: str = "tf2onnx", streamed: int = 0) -> int:
+def estimate_peak(
+    weight_bytes: int, cleanup: str = "tf2onnx", streamed: int = 0, lifted: int = 0
+) -> int:
     """Bytes a conversion of a model with ``weight_bytes`` of weights adds to this process;
     ``streamed`` of them go to an external-data file without a copy in any graph (counted
-    once)."""
-    in_graph = max(0, int(weight_bytes) - int(streamed))
-    return FIXED_BYTES + BYTES_PER_WEIGHT_BYTE[cleanup] * in_graph + int(streamed)
+    once), ``lifted`` of them stay out of the conversion and are put back by onnxruntime's
+    clean-up (:data:`LIFTED_BYTES_PER_WEIGHT_BYTE` each)."""
+    in_graph = max(0, int(weight_bytes) - int(streamed) - int(lifted))
+    return (
+        FIXED_BYTES
+        + BYTES_PER_WEIGHT_BYTE[cleanup] * in_graph
+        + int(streamed)
+        + LIFTED_BYTES_PER_WEIGHT_BYTE * int(lifted)
+    )
 
 
 def _meminfo_available(path: Path = Path("/proc/meminfo")) -> int | None:
@@ -67,11 +79,15 @@ def available_memory() -> int | None:
 
 
 def check_memory(
-    weight_bytes: int, source: str | os.PathLike[str], cleanup: str = "tf2onnx", streamed: int = 0
+    weight_bytes: int,
+    source: str | os.PathLike[str],
+    cleanup: str = "tf2onnx",
+    streamed: int = 0,
+    lifted: int = 0,
 ) -> int:
     """Refuse (exit 3) a conversion whose estimated peak exceeds the available memory; returns
     the estimate in bytes (arguments as for :func:`estimate_peak`)."""
-    estimate = estimate_peak(weight_bytes, cleanup, streamed)
+    estimate = estimate_peak(weight_bytes, cleanup, streamed, lifted)
     available = available_memory()
     if available is not None and estimate > available:
         raise ConversionError(

@@ -12,9 +12,6 @@ from packaging.requirements import Requirement
 from tests.helpers import REPO
 
 INTERNALS = {
-    ("keras.src.backend.common.stateless_scope", "in_stateless_scope"): (
-        "no public query for 'inside a StatelessScope' (export/convert/rnn.py)"
-    ),
     ("tensorflow.python.framework.convert_to_constants", "_FunctionConverterDataInEager"): (
         "TF2 has no public graph freezing; convert_variables_to_constants_v2's own first steps "
         "(without rebuilding a concrete function the export never runs: export/convert)"

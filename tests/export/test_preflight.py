@@ -16,6 +16,15 @@ def test_estimate_grows_with_the_weights_and_streamed_weights_count_once():
     assert streamed < preflight.FIXED_BYTES + 3 * 10**9 + 64 * 10**6
 
 
+def test_lifted_weights_cost_their_own_smaller_factor():
+    lifted = preflight.estimate_peak(10**9, "onnxruntime", lifted=10**9 - 10**7)
+    in_graph = preflight.BYTES_PER_WEIGHT_BYTE["onnxruntime"] * 10**7
+    assert lifted == (
+        preflight.FIXED_BYTES + in_graph + preflight.LIFTED_BYTES_PER_WEIGHT_BYTE * (10**9 - 10**7)
+    )
+    assert lifted < preflight.estimate_peak(10**9, "onnxruntime")
+
+
 def test_meminfo_and_cgroup_files_are_read(tmp_path):
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:    1000000 kB\n")

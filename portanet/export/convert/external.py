@@ -62,7 +62,7 @@ class ExternalWeights:
     @property
     def nbytes(self) -> int:
         """Bytes the external file will hold (before alignment)."""
-        return sum(int(np.prod(v.shape)) * np.dtype(_dtype(v)).itemsize for v in self.variables)
+        return sum(nbytes(v) for v in self.variables)
 
     def specs(self) -> list[tuple[str, tuple[int, ...], str]]:
         """(input name, shape, dtype) of each variable traced as an input."""
@@ -114,6 +114,11 @@ class ExternalWeights:
 
 def _dtype(variable: Any) -> str:
     return str(getattr(variable.dtype, "name", variable.dtype))
+
+
+def nbytes(variable: Any) -> int:
+    """Bytes of one variable's values (read from its shape and dtype, not its values)."""
+    return int(np.prod(variable.shape)) * np.dtype(_dtype(variable)).itemsize
 
 
 def _chunks(variable: Any, limit: int = CHUNK_BYTES) -> Iterator[np.ndarray]:

@@ -8,7 +8,9 @@ LSTMs still become ONNX ``LSTM`` ops) and nested XLA functions are made inlinabl
 ``GraphDef`` goes through tf2onnx's steps without its whole-graph copies
 (:mod:`portanet.export.convert.lean`) with portanet's extra op handlers
 (:mod:`portanet.export.convert.tf2onnx_ext`), then — with ``cleanup="onnxruntime"`` — through
-onnxruntime's basic offline optimization (:mod:`portanet.export.convert.cleanup`). Any op left
+onnxruntime's basic offline optimization (:mod:`portanet.export.convert.cleanup`), a Keras 3
+model's large weights kept out of all of it and put back by the clean-up
+(:mod:`portanet.export.convert.lifted`). Any op left
 unconverted is refused with the layer(s) it comes from; the graph must take exactly the model's
 inputs; inputs and outputs get the Keras names and the batch dimension is ``batch``.
 """
@@ -138,16 +140,12 @@ def _refuse_too_large(size: int, source: Path, what: str) -> None:
 
 def _large_weights(model: Any) -> list[Any]:
     """The model's distinct variables of at least ``EXTERNAL_MIN_BYTES``."""
-    from portanet.export.convert.external import EXTERNAL_MIN_BYTES
+    from portanet.export.convert.external import EXTERNAL_MIN_BYTES, nbytes
 
     seen: set[int] = set()
     large = []
     for weight in model.weights:
-        size = (
-            int(np.prod(weight.shape))
-            * np.dtype(str(getattr(weight.dtype, "name", weight.dtype))).itemsize
-        )
-        if size >= EXTERNAL_MIN_BYTES and id(weight) not in seen:
+        if nbytes(weight) >= EXTERNAL_MIN_BYTES and id(weight) not in seen:
             seen.add(id(weight))
             large.append(weight)
     return large
@@ -156,12 +154,11 @@ def _large_weights(model: Any) -> list[Any]:
 def streamed_bytes(model: Any) -> int:
     """Bytes of the weights a conversion writes to external data (0 for a model under the
     protobuf limit): they never enter a graph, so they cost no copies."""
+    from portanet.export.convert.external import nbytes
+
     if weight_bytes(model) <= PROTOBUF_LIMIT - GRAPH_HEADROOM:
         return 0
-    return sum(
-        int(np.prod(w.shape)) * np.dtype(str(getattr(w.dtype, "name", w.dtype))).itemsize
-        for w in _large_weights(model)
-    )
+    return sum(nbytes(w) for w in _large_weights(model))
 
 
 def external_weights(loaded: LoadedKeras) -> Any:
@@ -224,6 +221,8 @@ def trace_keras(
     signature = [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=s.name) for s in inputs]
     rnns = native_rnns if native_rnns is not None else NativeRnns()
     extra = external.specs() if external is not None else []
+    if external is not None:
+        rnns.traced_inputs.update(id(v) for v in external.variables)
     # The first dimension is left open: grappler feeds placeholders of known shape with a
     # zero tensor of that shape, a second copy of every large weight. ensure_shape (an
     # Identity in ONNX) gives Keras the variable's own shape back.
@@ -295,13 +294,17 @@ def convert(
     batch_size: int | None = None,
     inputs_as_nchw: Sequence[str] | None = None,
     cleanup: str = "tf2onnx",
+    lift_weights: bool = True,
 ) -> Converted:
     """Convert a loaded Keras model to ONNX with readable I/O names (``loaded`` is not changed).
 
     ``batch_size`` fixes the batch dimension (dynamic ``batch`` otherwise); ``inputs_as_nchw``
     names image inputs that the ONNX graph takes channels-first; ``cleanup`` picks who cleans the
-    graph (:data:`portanet.export.convert.lean.CLEANUPS`). Raises
-    :class:`ConversionError` naming the Keras layer(s) when an op cannot be converted.
+    graph (:data:`portanet.export.convert.lean.CLEANUPS`). With ``cleanup="onnxruntime"`` and
+    ``lift_weights``, a Keras 3 model's large weights stay out of the conversion and are put
+    back by the clean-up (:mod:`portanet.export.convert.lifted`; the layerwise comparison turns
+    it off: it needs tf2onnx's tensor names). Raises :class:`ConversionError` naming the Keras
+    layer(s) when an op cannot be converted.
     """
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise InputError(
@@ -323,13 +326,17 @@ def convert(
     inputs, output_names = keras_signature(model)
     nchw = _nchw_names(inputs, inputs_as_nchw, loaded.path)
     external = external_weights(loaded)
-    extra_names = [name for name, _, _ in external.specs()] if external is not None else []
+    from portanet.export.convert.lifted import lifted_for
+
+    lifted = lifted_for(loaded, cleanup, lift_weights) if external is None else None
+    traced_inputs = external if external is not None else lifted
+    extra_names = [n for n, _, _ in traced_inputs.specs()] if traced_inputs is not None else []
     if batch_size is not None:
         inputs = [TensorSpec(s.name, (batch_size, *s.shape[1:]), s.dtype) for s in inputs]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            concrete, trace = trace_keras(model, inputs, rnns, external)
+            concrete, trace = trace_keras(model, inputs, rnns, traced_inputs)
             graph_def, tf_inputs, tf_outputs = freeze(concrete)
             tf2onnx_ext.strip_xla_markers(graph_def)
             renames = dict(zip(tf_inputs, [s.name for s in inputs] + extra_names, strict=False))
@@ -353,7 +360,7 @@ def convert(
         raise ConversionError(
             f"{loaded.path}: tf2onnx could not convert the model: {first_line(exc)}"
         ) from exc
-    _refuse_unconvertible(proto, opset, trace, log, loaded.path)
+    tf2onnx_ext.refuse_unconvertible(proto, opset, trace, log, loaded.path)
     expected = [f"{s.name}:0" for s in inputs] + [f"{n}:0" for n in extra_names]
     got = [i.name for i in proto.graph.input if i.name not in extra_names]
     if sorted(got) != sorted(s.name for s in inputs) or sorted(tf_inputs) != sorted(expected):
@@ -369,7 +376,13 @@ def convert(
     _name_batch_dimension(proto, dynamic=batch_size is None)
     if external is None and cleanup == "onnxruntime":
         release_memory()  # the TensorFlow graphs before onnxruntime's session
-        proto = basic_optimize(proto)
+        proto = basic_optimize(proto, lifted)  # lifted weights put back as initializers
+        left = [i.name for i in proto.graph.input if i.name in extra_names]
+        if left:
+            raise ConversionError(
+                f"{loaded.path}: expected the model's weights {left[:3]} back in the graph as "
+                f"initializers, got them as graph inputs; export with --graph-cleanup tf2onnx"
+            )
     _refuse_too_large(proto.ByteSize(), loaded.path, "the converted ONNX model takes")
     inputs = [
         TensorSpec(s.name, (s.shape[0], s.shape[3], s.shape[1], s.shape[2]), s.dtype)
@@ -378,32 +391,6 @@ def convert(
         for s in inputs
     ]
     return Converted(proto, inputs, nchw, external, trace)
-
-
-def _refuse_unconvertible(proto: Any, opset: int, trace: Any, log: Any, source: Path) -> None:
-    from portanet.export.convert.tf2onnx_ext import unconvertible_nodes
-
-    bad = unconvertible_nodes(proto, opset)
-    if not bad:
-        return
-    by_op: dict[str, list[str]] = {}
-    for node, op in bad:
-        call = trace.layer_of(node)
-        where = f"layer {call.label}" if call else f"node {node!r} (outside any Keras layer)"
-        if where not in by_op.setdefault(op, []):
-            by_op[op].append(where)
-    parts = []
-    for op, places in by_op.items():
-        shown = ", ".join(places[:4]) + (f" and {len(places) - 4} more" if len(places) > 4 else "")
-        parts.append(f"TensorFlow op {op} in {shown}")
-    failed = f" (tf2onnx reported failures for {log.failed_nodes[:3]})" if log.failed_nodes else ""
-    raise ConversionError(
-        f"{source}: cannot convert to ONNX opset {opset}: expected every op "
-        f"to have a tf2onnx conversion, got none for "
-        + "; ".join(parts)
-        + failed
-        + "; nothing was written"
-    )
 
 
 def _name_batch_dimension(proto: Any, *, dynamic: bool) -> None:

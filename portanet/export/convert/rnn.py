@@ -220,16 +220,6 @@ def rnn_spec(layer: Any, name: str) -> RnnSpec | None:
     )
 
 
-def _in_stateless_scope() -> bool:
-    try:
-        # Keras internal (no public query; keras.StatelessScope only enters one); pinned by
-        # pyproject's keras bound and checked by tests/export/test_internals.py
-        from keras.src.backend.common.stateless_scope import in_stateless_scope
-    except ImportError:
-        return False
-    return bool(in_stateless_scope())
-
-
 def _never_run(*_: Any) -> Any:
     raise RuntimeError("portanet's recurrent-layer placeholder is converted, never run")
 
@@ -241,6 +231,9 @@ class NativeRnns:
     specs: dict[str, RnnSpec] = field(default_factory=dict)
     #: Layer name → why it was left to tf2onnx (for messages and tests).
     skipped: dict[str, str] = field(default_factory=dict)
+    #: ``id``s of the variables traced as inputs (:mod:`portanet.export.convert.external`):
+    #: a layer with one of them has no constant weights to give the native operator.
+    traced_inputs: set[int] = field(default_factory=set)
 
     def substitute(self, path: str, layer: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
         """The placeholder output replacing ``layer``'s call, or ``None`` to trace it as is."""
@@ -249,7 +242,7 @@ class NativeRnns:
         kind = type(layer).__name__
         if kind not in SUPPORTED and kind != "Bidirectional":
             return None
-        if _in_stateless_scope():
+        if any(id(w) in self.traced_inputs for w in layer.weights):
             self.skipped[path] = "its weights are traced as inputs (a model over 2 GB)"
             return None
         if (

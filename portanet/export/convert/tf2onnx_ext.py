@@ -12,7 +12,8 @@
 * :func:`captured_log`: tf2onnx logs what it could not convert and carries on; the records are
   collected (and kept off the terminal) so portanet can refuse with names instead.
 * :func:`unconvertible_nodes`: the nodes of a converted graph that are not ONNX operators at the
-  target opset — the ops tf2onnx left unconverted.
+  target opset — the ops tf2onnx left unconverted; :func:`refuse_unconvertible` names their
+  Keras layers in the refusal.
 
 Importing this module registers the handlers. Export side only.
 """
@@ -23,11 +24,14 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tf2onnx import constants, utils
 from tf2onnx.handler import tf_op
+
+from portanet.errors import ConversionError
 
 #: Markers that keep a TensorFlow function from being inlined.
 NOINLINE_ATTRS = ("_XlaMustCompile", "_noinline")
@@ -190,3 +194,29 @@ def unconvertible_nodes(proto: Any, opset: int) -> list[tuple[str, str]]:
         elif node.domain not in imported:
             found.append((node.name, f"{node.domain}.{node.op_type}"))
     return found
+
+
+def refuse_unconvertible(proto: Any, opset: int, trace: Any, log: Any, source: Path) -> None:
+    """Raise :class:`~portanet.errors.ConversionError` naming the Keras layer(s) (from
+    ``trace``) of every op tf2onnx left unconverted in ``proto``; nothing when there is none."""
+    bad = unconvertible_nodes(proto, opset)
+    if not bad:
+        return
+    by_op: dict[str, list[str]] = {}
+    for node, op in bad:
+        call = trace.layer_of(node)
+        where = f"layer {call.label}" if call else f"node {node!r} (outside any Keras layer)"
+        if where not in by_op.setdefault(op, []):
+            by_op[op].append(where)
+    parts = []
+    for op, places in by_op.items():
+        shown = ", ".join(places[:4]) + (f" and {len(places) - 4} more" if len(places) > 4 else "")
+        parts.append(f"TensorFlow op {op} in {shown}")
+    failed = f" (tf2onnx reported failures for {log.failed_nodes[:3]})" if log.failed_nodes else ""
+    raise ConversionError(
+        f"{source}: cannot convert to ONNX opset {opset}: expected every op "
+        f"to have a tf2onnx conversion, got none for "
+        + "; ".join(parts)
+        + failed
+        + "; nothing was written"
+    )
