@@ -261,6 +261,28 @@ def _signals_unwind() -> Iterator[None]:
                 signal.signal(sig, handler)
 
 
+#: Times Ray Client is asked for a session: its proxy starts a server process per client,
+#: which on a loaded head can miss the proxy's own start-up deadline ("Initialization failure
+#: from server"); a second request usually finds the machine less busy.
+CLIENT_ATTEMPTS = 2
+
+
+def _init_remote(address: str) -> None:
+    """``ray.init`` at a head's GCS address, or through Ray Client for ``ray://``, asking
+    Ray Client again when its per-client server failed to start."""
+    import ray
+
+    for attempt in range(1, CLIENT_ATTEMPTS + 1):
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+            return
+        except (ConnectionError, RuntimeError) as exc:
+            retry = is_client(address) and "Initialization failure from server" in str(exc)
+            if not retry or attempt == CLIENT_ATTEMPTS:
+                raise
+            ray.shutdown()
+
+
 def _connected(address: str | None, num_cpus: int | None) -> Iterator[bool]:
     import ray
 
@@ -281,7 +303,7 @@ def _connected(address: str | None, num_cpus: int | None) -> Iterator[bool]:
                     configure_logging=False,
                 )
             else:
-                ray.init(address=address, log_to_driver=False, configure_logging=False)
+                _init_remote(address)
     except Interrupted:
         ray.shutdown()
         if temp_dir:

@@ -189,3 +189,40 @@ def test_options_are_checked_before_any_cluster_is_reached(tmp_path: Path):
         assert done.returncode == 2, done.stderr
         assert message in done.stderr and "no Ray cluster" not in done.stderr, done.stderr
         assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize(
+    "address, failures, calls, connected",
+    [
+        ("ray://127.0.0.1:10001", 1, 2, True),  # Ray Client's server missed its start: asked again
+        ("ray://127.0.0.1:10001", 2, 2, False),  # twice: the failure is the user's answer
+        ("127.0.0.1:6379", 1, 1, False),  # a GCS address: no Ray Client, no second request
+    ],
+)
+def test_ray_client_is_asked_again_when_its_server_failed_to_start(
+    monkeypatch, address, failures, calls, connected
+):
+    """Ray Client's proxy starts a server process per client and gives up on it under load
+    (seen in a CI run at load average 5): that one failure is retried once. Ray's failure
+    cannot be produced on demand here, so ``ray.init`` is replaced by one that raises exactly
+    what Ray Client raises (``ConnectionAbortedError``, ray/util/client/worker.py)."""
+    require_ray()
+    import ray
+
+    from portanet.scale import cluster
+
+    seen: list[str] = []
+
+    def init(address: str, **_: object) -> None:
+        seen.append(address)
+        if len(seen) <= failures:
+            raise ConnectionAbortedError("Initialization failure from server:\n")
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    if connected:
+        cluster._init_remote(address)
+    else:
+        with pytest.raises(ConnectionAbortedError):
+            cluster._init_remote(address)
+    assert seen == [address] * calls
