@@ -3,8 +3,6 @@ run at sizes Keras itself accepts (probed), never blamed on onnxruntime."""
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 
@@ -155,12 +153,20 @@ def test_data_gives_the_size_of_a_dynamic_image_input(tmp_path):
 def test_mobilenet_v3_small_with_dynamic_sizes_exports_with_parity(tmp_path):
     model = keras.applications.MobileNetV3Small(weights=None, input_shape=(None, None, 3))
     report = export_model(model, tmp_path / "mnv3.onnx").report
-    assert report.passed and "gate used 224×224" in report.inputs_from
-    # Keras runs it from 8×8; onnxruntime's graph refuses the smallest sizes (its NCHWc
-    # convolution on a 1×1 map): said, and parity checked at the smallest size it runs
-    assert "onnxruntime refuses the graph at 8×8" in report.inputs_from
-    assert "such inputs fail with an error" in report.inputs_from
-    assert re.search(r"also at (\d+)×\1 \(random batches of 1, 7\): max abs", report.inputs_from)
+    said = report.inputs_from
+    assert report.passed and "gate used 224×224" in said
+    # 8×8 and 16×16: depending on the process, Keras itself refuses them (as in a full test
+    # run) or runs them while onnxruntime's graph refuses them (its NCHWc convolution on a 1×1
+    # map, as in this file alone); either is said, never blamed on the wrong side, and parity
+    # is checked at 32×32, the smallest size both run
+    keras_refuses = "Keras runs 32×32 and up (not 8, 16)" in said
+    onnxruntime_refuses = (
+        "Keras runs 8×8 and up" in said
+        and "onnxruntime refuses the graph at 8×8, 16×16, which Keras runs" in said
+        and "such inputs fail with an error" in said
+    )
+    assert keras_refuses != onnxruntime_refuses, said
+    assert "also at 32×32 (random batches of 1, 7): max abs error" in said
 
 
 def test_data_gives_the_length_of_a_dynamic_sequence(tmp_path):
