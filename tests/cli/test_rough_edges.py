@@ -93,6 +93,13 @@ def test_export_to_a_closed_pipe_is_exit_141(tmp_path):
     assert result.returncode == 141, result.stderr.decode()[-500:]
 
 
+def ctrl_c_at_its_default() -> None:
+    """Start a child as a terminal starts a foreground command, with Ctrl-C at its default: a
+    test run started in the background by a non-interactive shell (``nohup … &``) ignores
+    SIGINT, children inherit that, and Python then never installs its Ctrl-C handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_is_answered_within_a_second_even_inside_a_native_call(tmp_path):
     """The main thread sits in one long BLAS call, where Python's own handler cannot run."""
     script = tmp_path / "busy.py"
@@ -106,7 +113,11 @@ def test_ctrl_c_is_answered_within_a_second_even_inside_a_native_call(tmp_path):
         "    a @ a\n"
     )
     with subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        preexec_fn=ctrl_c_at_its_default,
     ) as process:
         assert process.stdout is not None and process.stdout.readline() == b"ready\n"
         time.sleep(0.5)
@@ -127,6 +138,7 @@ def test_ctrl_c_during_export_ends_with_130_and_leaves_no_file(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO,
+        preexec_fn=ctrl_c_at_its_default,
     ) as process:
         # Inside the command: TensorFlow's libraries are loaded (its import or the conversion).
         maps = Path(f"/proc/{process.pid}/maps")
