@@ -125,6 +125,8 @@ def _chunks(variable: Any, limit: int = CHUNK_BYTES) -> Iterator[np.ndarray]:
     """A variable's values as numpy arrays of at most about ``limit`` bytes, in order
     (slices along the first axis, read one at a time)."""
     value = getattr(variable, "value", variable)
+    if callable(value):  # tf.Variable (tf-keras): a method; Keras 3's is a property
+        value = value()
     shape = tuple(int(d) for d in variable.shape)
     row_bytes = int(np.prod(shape[1:])) * np.dtype(_dtype(variable)).itemsize if shape else 0
     if not shape or row_bytes * shape[0] <= limit:

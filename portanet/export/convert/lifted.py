@@ -54,10 +54,13 @@ def _layers(layer: Any, seen: set[int] | None = None) -> Iterator[Any]:
 
 def recurrent_variables(model: Any) -> set[int]:
     """``id``s of the variables of the model's recurrent layers (``keras.layers.RNN`` and
-    ``Bidirectional``, nested ones included): the native conversion reads them as constants."""
-    import keras
+    ``Bidirectional``, nested ones included; tf-keras' own for a tf-keras model): the native
+    conversion reads them as constants."""
+    import importlib
 
-    kinds = (keras.layers.RNN, keras.layers.Bidirectional)
+    tf_keras = type(model).__module__.startswith("tf_keras")
+    library = importlib.import_module("tf_keras" if tf_keras else "keras")
+    kinds = (library.layers.RNN, library.layers.Bidirectional)
     return {id(w) for layer in _layers(model) if isinstance(layer, kinds) for w in layer.weights}
 
 
