@@ -173,7 +173,11 @@ def external_weights(loaded: LoadedKeras) -> Any:
     total = weight_bytes(model)
     if total <= PROTOBUF_LIMIT - GRAPH_HEADROOM:
         return None
-    if loaded.loader not in ("keras", "tf_keras") or not hasattr(model, "weights"):
+    from portanet.export.convert.unfrozen import traces_unfrozen
+
+    module = type(model).__module__
+    keras3 = loaded.loader == "keras" and module.startswith("keras")
+    if not keras3 and not (loaded.loader == "tf_keras" and traces_unfrozen(model)):
         raise ConversionError(
             f"{loaded.path}: the model's weights take {total / 1e9:.2f} GB, over the 2 GB a "
             f"single ONNX graph holds; portanet writes such models with external data from "
