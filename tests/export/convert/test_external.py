@@ -10,7 +10,6 @@ import onnx
 import pytest
 
 import portanet
-from portanet.errors import ConversionError
 from portanet.export.keras.load import quiet_tensorflow
 
 quiet_tensorflow()

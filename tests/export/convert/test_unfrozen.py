@@ -100,7 +100,9 @@ def test_the_frozen_graph_holds_only_the_small_weights(monkeypatch):
     # What TensorFlow itself computes from the rewritten graph is the model's answer.
     ids = np.random.default_rng(1).integers(0, 4000, (4, 6)).astype(np.int32)
     feeds = {"ids:0": ids}
-    feeds.update({f"{n}:0": v.numpy() for n, v in zip(external.names, external.variables)})
+    feeds.update(
+        {f"{n}:0": v.numpy() for n, v in zip(external.names, external.variables, strict=True)}
+    )
     with tf.Graph().as_default() as graph:
         tf.import_graph_def(graph_def, name="")
         with tf.compat.v1.Session(graph=graph) as session:
