@@ -143,8 +143,13 @@ def main() -> None:
             f"8 × {weights / 1e9:.2f} + 1.5 = {target_bytes / 1e9:.2f} GB: "
             f"{'inside' if peak <= target_bytes else 'OVER'}"
         )
+        stages = (recorded.get("export") or {}).get("stages", [])
+        peaks = ", ".join(
+            f"{s['stage']} {s['peak_rss'] / 1e9:.2f} ({s['seconds']:.0f} s)" for s in stages
+        )
+        print(f"peak RSS (GB) at the end of each stage: {peaks or '-'}")
         if estimate:
-            print(f"preflight estimate {estimate / 1e9:.2f} GB")
+            print(f"preflight estimate of what the conversion adds: {estimate / 1e9:.2f} GB")
         print(f"parity passed={recorded.get('passed')} max_abs={max_abs}")
         print(f"files: {files}")
         if code != 0:
