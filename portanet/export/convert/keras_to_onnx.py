@@ -359,7 +359,13 @@ def convert(
             warnings.simplefilter("ignore")
             concrete, trace = trace_keras(model, inputs, rnns, traced_inputs)
             unfrozen = traced_inputs if traces_unfrozen(model) else None
-            graph_def, tf_inputs, tf_outputs = freeze(concrete, unfrozen)
+            try:
+                graph_def, tf_inputs, tf_outputs = freeze(concrete, unfrozen)
+            except ConversionError:
+                if lifted is None or unfrozen is None:
+                    raise
+                lifted, extra_names = None, []  # a weight read another way: all kept in
+                graph_def, tf_inputs, tf_outputs = freeze(concrete)
             tf2onnx_ext.strip_xla_markers(graph_def)
             renames = dict(zip(tf_inputs, [s.name for s in inputs] + extra_names, strict=False))
             renames.update(zip(tf_outputs, output_names, strict=False))

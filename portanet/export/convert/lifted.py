@@ -67,19 +67,20 @@ def recurrent_variables(model: Any) -> set[int]:
 def lifted_for(loaded: Any, cleanup: str, lift_weights: bool = True) -> ExternalWeights | None:
     """The weights a conversion of ``loaded`` (a :class:`~portanet.export.keras.load.LoadedKeras`
     under the protobuf limit) lifts out: :func:`lifted_weights` with onnxruntime's clean-up for
-    a model loaded by Keras 3, else ``None``."""
-    if cleanup != "onnxruntime" or not lift_weights or loaded.loader != "keras":
+    a model loaded by Keras 3 or tf-keras, else ``None``."""
+    if cleanup != "onnxruntime" or not lift_weights or loaded.loader not in ("keras", "tf_keras"):
         return None
     return lifted_weights(loaded.model)
 
 
 def lifted_weights(model: Any) -> ExternalWeights | None:
-    """The variables of a Keras 3 ``model`` to trace as inputs and put back after conversion
-    (distinct, at least ``EXTERNAL_MIN_BYTES``, none of a recurrent layer), named by number
-    and path (``portanet_external_3_conv1_kernel``); ``None`` when there are none or the
-    model is not a Keras 3 one."""
-    if not type(model).__module__.startswith("keras"):
-        return None  # tf-keras: no StatelessScope
+    """The variables of a Keras 3 or tf-keras ``model`` to trace as inputs and put back after
+    conversion (distinct, at least ``EXTERNAL_MIN_BYTES``, none of a recurrent layer), named by
+    number and path (``portanet_external_3_conv1_kernel``); ``None`` when there are none or the
+    model is neither. A tf-keras model has no ``StatelessScope``: it is frozen around them
+    (:mod:`portanet.export.convert.unfrozen`)."""
+    if not type(model).__module__.startswith(("keras", "tf_keras")):
+        return None
     recurrent = recurrent_variables(model)
     seen: set[int] = set()
     chosen = []
