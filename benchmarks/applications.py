@@ -40,7 +40,8 @@ import numpy as np
 keras = importlib.import_module(sys.argv[3] if len(sys.argv) > 3 else "keras")
 model = getattr(keras.applications, sys.argv[1])(weights=None)
 model.save(sys.argv[2])
-weights = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights)
+dtypes = [np.dtype(getattr(w.dtype, "name", w.dtype)) for w in model.weights]
+weights = sum(int(np.prod(w.shape)) * d.itemsize for w, d in zip(model.weights, dtypes))
 print(json.dumps({"weights": weights}))
 """
 
