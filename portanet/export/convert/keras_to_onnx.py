@@ -8,8 +8,8 @@ LSTMs still become ONNX ``LSTM`` ops) and nested XLA functions are made inlinabl
 ``GraphDef`` goes through tf2onnx's steps without its whole-graph copies
 (:mod:`portanet.export.convert.lean`) with portanet's extra op handlers
 (:mod:`portanet.export.convert.tf2onnx_ext`), then — with ``cleanup="onnxruntime"`` — through
-onnxruntime's basic offline optimization (:mod:`portanet.export.convert.cleanup`), a Keras 3
-model's large weights kept out of all of it and put back by the clean-up
+onnxruntime's basic offline optimization (:mod:`portanet.export.convert.cleanup`), a Keras 3 or
+tf-keras model's large weights kept out of all of it and put back by the clean-up
 (:mod:`portanet.export.convert.lifted`). Any op left
 unconverted is refused with the layer(s) it comes from; the graph must take exactly the model's
 inputs; inputs and outputs get the Keras names and the batch dimension is ``batch``.
@@ -321,7 +321,7 @@ def convert(
     ``batch_size`` fixes the batch dimension (dynamic ``batch`` otherwise); ``inputs_as_nchw``
     names image inputs that the ONNX graph takes channels-first; ``cleanup`` picks who cleans the
     graph (:data:`portanet.export.convert.lean.CLEANUPS`). With ``cleanup="onnxruntime"`` and
-    ``lift_weights``, a Keras 3 model's large weights stay out of the conversion and are put
+    ``lift_weights``, a Keras model's large weights stay out of the conversion and are put
     back by the clean-up (:mod:`portanet.export.convert.lifted`; the layerwise comparison turns
     it off: it needs tf2onnx's tensor names). Raises :class:`ConversionError` naming the Keras
     layer(s) when an op cannot be converted.

@@ -2,14 +2,16 @@
 
 Freezing a graph, grappler and tf2onnx each hold their own copy of every constant, so a
 network's conversion used to peak at 14–23× its weights (VGG19: 9.2 GiB for 575 MB). For a
-Keras 3 model converted with onnxruntime's clean-up, portanet keeps its large weights out of all
-of them, as it does for models over 2 GB (:mod:`portanet.export.convert.external`):
+Keras 3 or tf-keras model converted with onnxruntime's clean-up, portanet keeps its large weights
+out of all of them, as it does for models over 2 GB (:mod:`portanet.export.convert.external`):
 
 * :func:`lifted_weights` picks the variables of at least ``EXTERNAL_MIN_BYTES`` — except those
   of recurrent layers, which the native ``LSTM``/``GRU``/``RNN`` conversion
   (:mod:`portanet.export.convert.rnn`) reads as constants — and the model is traced with them as
-  extra inputs (Keras 3's ``StatelessScope``): the frozen ``GraphDef``, grappler and tf2onnx only
-  see a small graph;
+  extra inputs (Keras 3's ``StatelessScope``; a tf-keras model is frozen around them and their
+  reads made inputs, :mod:`portanet.export.convert.unfrozen`, or — when one is read another
+  way, say inside a ``tf.cond`` — converted with every weight as a constant): the frozen
+  ``GraphDef``, grappler and tf2onnx only see a small graph;
 * :func:`portanet.export.convert.cleanup.basic_optimize` then writes them, straight from the
   variables, into a temporary external-data file beside the small graph, lets onnxruntime's
   basic offline optimization read both by path (it folds the ``Transpose``/``Reshape`` tf2onnx
@@ -17,8 +19,8 @@ of them, as it does for models over 2 GB (:mod:`portanet.export.convert.external
   external data too, and reads that back into one self-contained graph: the published
   ``.onnx`` is a single file, exactly as before.
 
-tf-keras models (no stateless call), the layerwise comparison (which needs tf2onnx's tensor
-names) and tf2onnx's own clean-up keep the weights in the graph. Export side only.
+The layerwise comparison (which needs tf2onnx's tensor names) and tf2onnx's own clean-up keep
+the weights in the graph. Export side only.
 """
 
 from __future__ import annotations
