@@ -22,6 +22,7 @@ import tf_keras  # noqa: E402
 import portanet.export.convert.keras_to_onnx as conversion  # noqa: E402
 from portanet.export.convert.external import INPUT_PREFIX, ExternalWeights  # noqa: E402
 from portanet.export.convert.unfrozen import traces_unfrozen  # noqa: E402
+from portanet.export.preflight import estimate_peak  # noqa: E402
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("seeded")
@@ -74,7 +75,15 @@ def test_a_tf_keras_h5_over_the_limit_exports_with_external_data(tmp_path, monke
     assert {e["location"] for e in external.values()} == {"ids.onnx.data"}
     assert all(int(e["offset"]) % 4096 == 0 for e in external.values())
     assert [i.name for i in proto.graph.input] == ["ids"]
-    assert json.loads(report.read_text())["passed"] is True
+    recorded = json.loads(report.read_text())
+    assert recorded["passed"] is True
+    total = conversion.weight_bytes(model)  # the preflight counted the streamed weights once
+    streamed = _large_nbytes(model)
+    assert (
+        recorded["export"]["memory_estimate"]
+        == estimate_peak(total, "onnxruntime", streamed=streamed)
+        < estimate_peak(total, "onnxruntime")
+    )
     runtime = portanet.load(out / "ids.onnx")
     assert runtime.metadata["portanet.parity"]["passed"] is True
     ids = np.random.default_rng(5).integers(0, 4000, (9, 6)).astype(np.int32)
@@ -108,6 +117,18 @@ def test_the_frozen_graph_holds_only_the_small_weights(monkeypatch):
         with tf.compat.v1.Session(graph=graph) as session:
             got = session.run(concrete.outputs[0].name, feed_dict=feeds)
     assert np.abs(got - model(ids).numpy()).max() < 1e-6
+
+
+def test_the_layerwise_comparison_finds_the_layers_of_an_unfrozen_model(tmp_path, monkeypatch):
+    from portanet.export import export_model
+
+    model = _ids_model()
+    _lower_limit(monkeypatch, model)
+    result = export_model(model, tmp_path / "ids.onnx", layerwise=True)
+    assert result.report.passed and result.data is not None and result.data.is_file()
+    table = result.report.layerwise
+    assert {"wide", "score"} <= {row.layer for row in table.rows}
+    assert table.first_failure is None
 
 
 class _BranchReader(tf_keras.layers.Layer):
