@@ -61,10 +61,11 @@ def reads_as_inputs(
     names = []
     for placeholder, (input_name, shape, dtype) in zip(placeholders, specs, strict=True):
         tf_dtype = tf.as_dtype(dtype).as_datatype_enum
-        if placeholder is None:  # never read: an input nothing uses, as Keras 3 gives it
+        node = nodes.get(placeholder) if placeholder is not None else None
+        if node is None:  # never read: an input nothing uses, as Keras 3 gives it
+            placeholder = None
             node = graph_def.node.add(name=input_name, op="Placeholder")
         else:
-            node = nodes[placeholder]
             node.name = input_name
             node.ClearField("attr")
         node.attr["dtype"].type = tf_dtype

@@ -211,3 +211,30 @@ def test_external_weights_write_a_tf_variable_in_chunks(tmp_path):
     assert [c.shape for c in chunks] == [(7, 5), (7, 5), (7, 5), (3, 5)]
     data = weights.write(proto, tmp_path / "m.onnx")
     assert np.array_equal(np.fromfile(data, dtype=np.float32).reshape(24, 5), variable.numpy())
+
+
+class _SpareKernel(tf_keras.layers.Layer):
+    """A layer with a large weight its call never reads (kept, as Keras keeps it)."""
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight("kernel", (int(input_shape[-1]), 600))
+        self.spare = self.add_weight("spare", (600, 600))
+
+    def call(self, inputs):
+        return tf.matmul(inputs, self.kernel)
+
+
+def test_a_large_weight_the_call_never_reads_is_still_written(tmp_path, monkeypatch):
+    from portanet.export import export_model
+
+    inputs = tf_keras.Input((600,), name="x")
+    model = tf_keras.Model(inputs, _SpareKernel(name="spare_kernel")(inputs))
+    _lower_limit(monkeypatch, model)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = export_model(model, out / "spare.onnx")
+    assert result.report.passed
+    proto = onnx.load(str(out / "spare.onnx"), load_external_data=False)
+    assert len(proto.graph.initializer) == 2 and [i.name for i in proto.graph.input] == ["x"]
+    x = np.random.default_rng(4).normal(size=(3, 600)).astype(np.float32)
+    assert np.abs(portanet.load(out / "spare.onnx").predict(x) - model(x).numpy()).max() < 1e-4
