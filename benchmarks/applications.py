@@ -15,6 +15,7 @@ are measured side by side on the same machine, and prints the ratio of the times
     python benchmarks/applications.py ResNet50 MobileNetV2 EfficientNetB0 ConvNeXtTiny
     python benchmarks/applications.py ResNet50 --baseline baa2b6a       # before / after
     python benchmarks/applications.py VGG16 --format keras --graph-cleanup onnxruntime
+    python benchmarks/applications.py ResNet50 --library tf_keras --baseline aba2f9f  # Keras 2
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ REPO = Path(__file__).resolve().parents[1]
 BUILD = """
 import json, os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-import keras
+import importlib
 import numpy as np
+keras = importlib.import_module(sys.argv[3] if len(sys.argv) > 3 else "keras")
 model = getattr(keras.applications, sys.argv[1])(weights=None)
 model.save(sys.argv[2])
-weights = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights)
+dtypes = [np.dtype(getattr(w.dtype, "name", w.dtype)) for w in model.weights]
+weights = sum(int(np.prod(w.shape)) * d.itemsize for w, d in zip(model.weights, dtypes))
 print(json.dumps({"weights": weights}))
 """
 
@@ -58,10 +61,11 @@ class Run:
     stages: str = "-"
 
 
-def build(name: str, path: Path) -> int:
-    """Save ``keras.applications.<name>(weights=None)`` at ``path``; returns its weight bytes."""
+def build(name: str, path: Path, library: str = "keras") -> int:
+    """Save ``<library>.applications.<name>(weights=None)`` at ``path`` (Keras 3, or tf-keras
+    for a Keras 2 file); returns its weight bytes."""
     done = subprocess.run(
-        [sys.executable, "-c", BUILD, name, str(path)], capture_output=True, text=True
+        [sys.executable, "-c", BUILD, name, str(path), library], capture_output=True, text=True
     )
     if done.returncode != 0:
         raise SystemExit(f"{name}: could not build: {done.stderr.strip().splitlines()[-1:]}")
@@ -130,6 +134,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("networks", nargs="+", help="keras.applications names, e.g. ResNet50")
     parser.add_argument("--format", choices=["h5", "keras"], default="h5")
+    parser.add_argument(
+        "--library", choices=["keras", "tf_keras"], default="keras", help="who builds and saves"
+    )
     parser.add_argument("--baseline", metavar="REF", help="also export with git revision REF")
     parser.add_argument(
         "--git-dir", default=str(REPO), help="repository holding REF (default: this checkout)"
@@ -155,7 +162,7 @@ def main() -> None:
             base = baseline_tree(args.baseline, folder / "baseline", args.git_dir)
         for name in args.networks:
             source = folder / f"{name}.{args.format}"
-            weights = build(name, source)
+            weights = build(name, source, args.library)
             current = export(REPO, "current", source, folder, current_extra)
             print(row(name, weights, current), flush=True)
             if current.returncode != 0:

@@ -2,12 +2,13 @@
 
 A single ``.onnx`` file is one protobuf message, which cannot exceed 2 GB; TensorFlow's
 ``GraphDef`` has the same limit, and freezing a large model copies every weight more than once.
-So for a Keras 3 model whose weights pass the limit, portanet never puts its large weights into
+So for a model whose weights pass the limit, portanet never puts its large weights into
 either message:
 
 * the model is traced with its large variables replaced by extra function inputs (Keras 3's
-  ``StatelessScope``), so the frozen graph — and the ONNX graph tf2onnx makes of it — takes them
-  as inputs and stays small;
+  ``StatelessScope``; a tf-keras model is frozen around them and their reads made inputs,
+  :mod:`portanet.export.convert.unfrozen`), so the frozen graph — and the ONNX graph tf2onnx
+  makes of it — takes them as inputs and stays small;
 * :class:`ExternalWeights` then turns those ONNX inputs into initializers stored in one file
   beside the model, ``<model>.onnx.data``, written straight from the Keras variables (offsets
   aligned to 4 KiB, read 64 MiB at a time: never a second copy of a large weight), named by a
@@ -17,7 +18,8 @@ either message:
   ``onnx.checker``, onnxruntime and the parity gate read them by path, and publishes them by
   renaming (data first, then the graph), so no reader ever sees a graph without its data.
 
-tf-keras models have no stateless call and are refused above the limit. Export side only.
+SavedModels only TensorFlow can load (a serving signature, no Keras model) are refused above
+the limit. Export side only.
 """
 
 from __future__ import annotations
@@ -125,6 +127,8 @@ def _chunks(variable: Any, limit: int = CHUNK_BYTES) -> Iterator[np.ndarray]:
     """A variable's values as numpy arrays of at most about ``limit`` bytes, in order
     (slices along the first axis, read one at a time)."""
     value = getattr(variable, "value", variable)
+    if callable(value):  # tf.Variable (tf-keras): a method; Keras 3's is a property
+        value = value()
     shape = tuple(int(d) for d in variable.shape)
     row_bytes = int(np.prod(shape[1:])) * np.dtype(_dtype(variable)).itemsize if shape else 0
     if not shape or row_bytes * shape[0] <= limit:

@@ -8,8 +8,8 @@ LSTMs still become ONNX ``LSTM`` ops) and nested XLA functions are made inlinabl
 ``GraphDef`` goes through tf2onnx's steps without its whole-graph copies
 (:mod:`portanet.export.convert.lean`) with portanet's extra op handlers
 (:mod:`portanet.export.convert.tf2onnx_ext`), then — with ``cleanup="onnxruntime"`` — through
-onnxruntime's basic offline optimization (:mod:`portanet.export.convert.cleanup`), a Keras 3
-model's large weights kept out of all of it and put back by the clean-up
+onnxruntime's basic offline optimization (:mod:`portanet.export.convert.cleanup`), a Keras 3 or
+tf-keras model's large weights kept out of all of it and put back by the clean-up
 (:mod:`portanet.export.convert.lifted`). Any op left
 unconverted is refused with the layer(s) it comes from; the graph must take exactly the model's
 inputs; inputs and outputs get the Keras names and the batch dimension is ``batch``.
@@ -139,10 +139,13 @@ def _refuse_too_large(size: int, source: Path, what: str) -> None:
 
 
 def _large_weights(model: Any) -> list[Any]:
-    """The model's distinct variables of at least ``EXTERNAL_MIN_BYTES``."""
+    """The model's distinct variables of at least ``EXTERNAL_MIN_BYTES`` (for tf-keras, none
+    of a recurrent layer: the native conversion reads those as constants)."""
     from portanet.export.convert.external import EXTERNAL_MIN_BYTES, nbytes
+    from portanet.export.convert.lifted import recurrent_variables
+    from portanet.export.convert.unfrozen import traces_unfrozen
 
-    seen: set[int] = set()
+    seen = recurrent_variables(model) if traces_unfrozen(model) else set()
     large = []
     for weight in model.weights:
         if nbytes(weight) >= EXTERNAL_MIN_BYTES and id(weight) not in seen:
@@ -170,11 +173,15 @@ def external_weights(loaded: LoadedKeras) -> Any:
     total = weight_bytes(model)
     if total <= PROTOBUF_LIMIT - GRAPH_HEADROOM:
         return None
-    if loaded.loader != "keras" or not type(model).__module__.startswith("keras"):
+    from portanet.export.convert.unfrozen import traces_unfrozen
+
+    module = type(model).__module__
+    keras3 = loaded.loader == "keras" and module.startswith("keras")
+    if not keras3 and not (loaded.loader == "tf_keras" and traces_unfrozen(model)):
         raise ConversionError(
             f"{loaded.path}: the model's weights take {total / 1e9:.2f} GB, over the 2 GB a "
             f"single ONNX graph holds; portanet writes such models with external data from "
-            f"Keras 3 models only, got one loaded with {loaded.loader}"
+            f"Keras 3 and tf-keras models only, got one loaded with {loaded.loader}"
         )
     large = _large_weights(model)
     external = ExternalWeights(large)
@@ -213,14 +220,16 @@ def trace_keras(
     (:mod:`portanet.export.convert.rnn`), recorded in ``native_rnns`` when given — every trace
     does the same, so tensor names agree between conversion and layerwise comparison.
     ``external`` (:class:`~portanet.export.convert.external.ExternalWeights`) makes large
-    variables extra inputs of the traced function (Keras 3's ``StatelessScope``)."""
+    variables extra inputs of the traced function (Keras 3's ``StatelessScope``; a tf-keras
+    model is traced as it is and frozen around them, :mod:`portanet.export.convert.unfrozen`)."""
     tf = quiet_tensorflow()
     from portanet.export.convert.layertrace import trace_model
     from portanet.export.convert.rnn import NativeRnns
+    from portanet.export.convert.unfrozen import traces_unfrozen
 
     signature = [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=s.name) for s in inputs]
     rnns = native_rnns if native_rnns is not None else NativeRnns()
-    extra = external.specs() if external is not None else []
+    extra = external.specs() if external is not None and not traces_unfrozen(model) else []
     if external is not None:
         rnns.traced_inputs.update(id(v) for v in external.variables)
     # The first dimension is left open: grappler feeds placeholders of known shape with a
@@ -247,10 +256,12 @@ def trace_keras(
     return trace_model(model, forward, signature, rnns.substitute)
 
 
-def freeze(concrete: Any) -> tuple[Any, list[str], list[str]]:
+def freeze(concrete: Any, kept: Any = None) -> tuple[Any, list[str], list[str]]:
     """The frozen ``GraphDef`` of a concrete function (variables and captured constants become
     graph constants, functions inlined, control flow kept: native LSTM/GRU loops stay loops),
-    with the names of its input and output tensors.
+    with the names of its input and output tensors. The variables of ``kept``
+    (:class:`~portanet.export.convert.external.ExternalWeights` of a tf-keras model) are not
+    frozen but become the last inputs, in their order (:mod:`portanet.export.convert.unfrozen`).
 
     The steps of ``convert_variables_to_constants_v2`` without its last one, which builds a new
     concrete function from the frozen graph — about 80% of its time (ResNet50: 6.7 of 8.1 s)
@@ -263,12 +274,21 @@ def freeze(concrete: Any) -> tuple[Any, list[str], list[str]]:
         _replace_variables_by_constants,
     )
 
+    from portanet.export.convert import unfrozen
+
+    placeholders = unfrozen.capture_names(concrete, kept.variables) if kept is not None else []
     data = _FunctionConverterDataInEager(
-        func=concrete, lower_control_flow=False, aggressive_inlining=True
+        func=concrete,
+        lower_control_flow=False,
+        aggressive_inlining=True,
+        variable_names_denylist=[n for n in placeholders if n] or None,
     )
     graph_def, converted = _replace_variables_by_constants(converter_data=data)
     frozen = {id(concrete.graph.internal_captures[index]) for index in converted}
+    frozen |= {id(t) for t in concrete.inputs if t.op.name in placeholders}
     inputs = [t.name for t in concrete.inputs if id(t) not in frozen]
+    if kept is not None:
+        inputs += unfrozen.reads_as_inputs(graph_def, placeholders, kept.specs())
     return graph_def, inputs, [t.name for t in concrete.outputs]
 
 
@@ -301,7 +321,7 @@ def convert(
     ``batch_size`` fixes the batch dimension (dynamic ``batch`` otherwise); ``inputs_as_nchw``
     names image inputs that the ONNX graph takes channels-first; ``cleanup`` picks who cleans the
     graph (:data:`portanet.export.convert.lean.CLEANUPS`). With ``cleanup="onnxruntime"`` and
-    ``lift_weights``, a Keras 3 model's large weights stay out of the conversion and are put
+    ``lift_weights``, a Keras model's large weights stay out of the conversion and are put
     back by the clean-up (:mod:`portanet.export.convert.lifted`; the layerwise comparison turns
     it off: it needs tf2onnx's tensor names). Raises :class:`ConversionError` naming the Keras
     layer(s) when an op cannot be converted.
@@ -319,6 +339,7 @@ def convert(
     from portanet.export.convert.cleanup import basic_optimize
     from portanet.export.convert.lean import graph_def_to_onnx
     from portanet.export.convert.rnn import NativeRnns
+    from portanet.export.convert.unfrozen import traces_unfrozen
     from portanet.export.preflight import release_memory
 
     model = loaded.model
@@ -337,7 +358,14 @@ def convert(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             concrete, trace = trace_keras(model, inputs, rnns, traced_inputs)
-            graph_def, tf_inputs, tf_outputs = freeze(concrete)
+            unfrozen = traced_inputs if traces_unfrozen(model) else None
+            try:
+                graph_def, tf_inputs, tf_outputs = freeze(concrete, unfrozen)
+            except ConversionError:
+                if lifted is None or unfrozen is None:
+                    raise
+                lifted, extra_names = None, []  # a weight read another way: all kept in
+                graph_def, tf_inputs, tf_outputs = freeze(concrete)
             tf2onnx_ext.strip_xla_markers(graph_def)
             renames = dict(zip(tf_inputs, [s.name for s in inputs] + extra_names, strict=False))
             renames.update(zip(tf_outputs, output_names, strict=False))

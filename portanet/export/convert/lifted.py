@@ -2,14 +2,16 @@
 
 Freezing a graph, grappler and tf2onnx each hold their own copy of every constant, so a
 network's conversion used to peak at 14–23× its weights (VGG19: 9.2 GiB for 575 MB). For a
-Keras 3 model converted with onnxruntime's clean-up, portanet keeps its large weights out of all
-of them, as it does for models over 2 GB (:mod:`portanet.export.convert.external`):
+Keras 3 or tf-keras model converted with onnxruntime's clean-up, portanet keeps its large weights
+out of all of them, as it does for models over 2 GB (:mod:`portanet.export.convert.external`):
 
 * :func:`lifted_weights` picks the variables of at least ``EXTERNAL_MIN_BYTES`` — except those
   of recurrent layers, which the native ``LSTM``/``GRU``/``RNN`` conversion
   (:mod:`portanet.export.convert.rnn`) reads as constants — and the model is traced with them as
-  extra inputs (Keras 3's ``StatelessScope``): the frozen ``GraphDef``, grappler and tf2onnx only
-  see a small graph;
+  extra inputs (Keras 3's ``StatelessScope``; a tf-keras model is frozen around them and their
+  reads made inputs, :mod:`portanet.export.convert.unfrozen`, or — when one is read another
+  way, say inside a ``tf.cond`` — converted with every weight as a constant): the frozen
+  ``GraphDef``, grappler and tf2onnx only see a small graph;
 * :func:`portanet.export.convert.cleanup.basic_optimize` then writes them, straight from the
   variables, into a temporary external-data file beside the small graph, lets onnxruntime's
   basic offline optimization read both by path (it folds the ``Transpose``/``Reshape`` tf2onnx
@@ -17,8 +19,8 @@ of them, as it does for models over 2 GB (:mod:`portanet.export.convert.external
   external data too, and reads that back into one self-contained graph: the published
   ``.onnx`` is a single file, exactly as before.
 
-tf-keras models (no stateless call), the layerwise comparison (which needs tf2onnx's tensor
-names) and tf2onnx's own clean-up keep the weights in the graph. Export side only.
+The layerwise comparison (which needs tf2onnx's tensor names) and tf2onnx's own clean-up keep
+the weights in the graph. Export side only.
 """
 
 from __future__ import annotations
@@ -54,29 +56,33 @@ def _layers(layer: Any, seen: set[int] | None = None) -> Iterator[Any]:
 
 def recurrent_variables(model: Any) -> set[int]:
     """``id``s of the variables of the model's recurrent layers (``keras.layers.RNN`` and
-    ``Bidirectional``, nested ones included): the native conversion reads them as constants."""
-    import keras
+    ``Bidirectional``, nested ones included; tf-keras' own for a tf-keras model): the native
+    conversion reads them as constants."""
+    import importlib
 
-    kinds = (keras.layers.RNN, keras.layers.Bidirectional)
+    tf_keras = type(model).__module__.startswith("tf_keras")
+    library = importlib.import_module("tf_keras" if tf_keras else "keras")
+    kinds = (library.layers.RNN, library.layers.Bidirectional)
     return {id(w) for layer in _layers(model) if isinstance(layer, kinds) for w in layer.weights}
 
 
 def lifted_for(loaded: Any, cleanup: str, lift_weights: bool = True) -> ExternalWeights | None:
     """The weights a conversion of ``loaded`` (a :class:`~portanet.export.keras.load.LoadedKeras`
     under the protobuf limit) lifts out: :func:`lifted_weights` with onnxruntime's clean-up for
-    a model loaded by Keras 3, else ``None``."""
-    if cleanup != "onnxruntime" or not lift_weights or loaded.loader != "keras":
+    a model loaded by Keras 3 or tf-keras, else ``None``."""
+    if cleanup != "onnxruntime" or not lift_weights or loaded.loader not in ("keras", "tf_keras"):
         return None
     return lifted_weights(loaded.model)
 
 
 def lifted_weights(model: Any) -> ExternalWeights | None:
-    """The variables of a Keras 3 ``model`` to trace as inputs and put back after conversion
-    (distinct, at least ``EXTERNAL_MIN_BYTES``, none of a recurrent layer), named by number
-    and path (``portanet_external_3_conv1_kernel``); ``None`` when there are none or the
-    model is not a Keras 3 one."""
-    if not type(model).__module__.startswith("keras"):
-        return None  # tf-keras: no StatelessScope
+    """The variables of a Keras 3 or tf-keras ``model`` to trace as inputs and put back after
+    conversion (distinct, at least ``EXTERNAL_MIN_BYTES``, none of a recurrent layer), named by
+    number and path (``portanet_external_3_conv1_kernel``); ``None`` when there are none or the
+    model is neither. A tf-keras model has no ``StatelessScope``: it is frozen around them
+    (:mod:`portanet.export.convert.unfrozen`)."""
+    if not type(model).__module__.startswith(("keras", "tf_keras")):
+        return None
     recurrent = recurrent_variables(model)
     seen: set[int] = set()
     chosen = []

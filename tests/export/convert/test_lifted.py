@@ -78,10 +78,73 @@ def test_the_large_variables_are_lifted_and_recurrent_ones_are_not():
     assert lifted_for(loaded, "onnxruntime") is not None
 
 
-def test_a_tf_keras_model_keeps_its_weights_in_the_graph():
-    tf_keras = pytest.importorskip("tf_keras")
-    model = tf_keras.Sequential([tf_keras.Input((600,)), tf_keras.layers.Dense(600)])
-    assert lifted_weights(model) is None  # tf-keras has no stateless call
+def _tf_keras_cnn():
+    """:func:`_cnn` in tf-keras."""
+    import tf_keras
+
+    k = tf_keras.layers
+    inputs = tf_keras.Input((8, 8, 16), name="pixels")
+    x = k.Conv2D(64, 3, padding="same", name="small_conv")(inputs)
+    x = k.BatchNormalization(name="norm")(x)
+    x = k.Conv2D(512, 3, activation="relu", name="large_conv")(x)
+    x = k.GlobalAveragePooling2D()(x)
+    x = k.Dense(600, activation="relu", name="large_dense")(x)
+    return tf_keras.Model(inputs, k.Dense(3, name="score")(x), name="cnn")
+
+
+def test_a_tf_keras_model_is_lifted_too_into_one_self_contained_file(tmp_path):
+    """tf-keras has no stateless call: the model is frozen around its large variables
+    (portanet/export/convert/unfrozen.py), then the weights are put back the same way."""
+    model = _tf_keras_cnn()
+    chosen = lifted_weights(model)
+    assert [v.name for v in chosen.variables] == ["large_conv/kernel:0", "large_dense/kernel:0"]
+    target = tmp_path / "cnn.onnx"
+    result = export_model(model, target)
+    assert result.report.passed and result.report.max_abs < 1e-5
+    assert result.memory_estimate == estimate_peak(
+        weight_bytes(model), "onnxruntime", lifted=chosen.nbytes
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cnn.onnx"] and result.data is None
+    proto = onnx.load(str(target), load_external_data=False)
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    assert [i.name for i in proto.graph.input] == ["pixels"]
+    assert f"{INPUT_PREFIX}1_large_dense_kernel_0" in {t.name for t in proto.graph.initializer}
+    assert not _weights_feeding(proto, {"Transpose", "Reshape"})  # folded into the kernels
+    constant = convert(from_model(model), cleanup="onnxruntime", lift_weights=False).proto
+    assert not any(t.name.startswith(INPUT_PREFIX) for t in constant.graph.initializer)
+    assert sorted(n.op_type for n in proto.graph.node) == sorted(
+        n.op_type for n in constant.graph.node
+    )
+    x = np.random.default_rng(3).uniform(-1, 1, (6, 8, 8, 16)).astype(np.float32)
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    assert np.abs(session.run(None, {"pixels": x})[0] - model(x).numpy()).max() < 1e-5
+
+
+def test_a_tf_keras_weight_read_in_a_branch_keeps_every_weight_in_the_graph(tmp_path):
+    """A large variable passed into a ``tf.cond`` cannot be made an input: the conversion
+    falls back to constants instead of refusing a model under 2 GB."""
+    import tensorflow as tf
+    import tf_keras
+
+    class Branches(tf_keras.layers.Layer):
+        def build(self, input_shape):
+            self.kernel = self.add_weight("kernel", (int(input_shape[-1]), 600))
+
+        def call(self, inputs):
+            return tf.cond(
+                tf.shape(inputs)[0] >= 0,  # always true, known only when run
+                lambda: tf.matmul(inputs, self.kernel),
+                lambda: -tf.matmul(inputs, self.kernel),
+            )
+
+    inputs = tf_keras.Input((600,), name="x")
+    model = tf_keras.Model(inputs, Branches(name="branches")(inputs))
+    assert lifted_weights(model) is not None
+    result = export_model(model, tmp_path / "branches.onnx")
+    assert result.report.passed and result.report.max_abs < 1e-5
+    proto = onnx.load(str(tmp_path / "branches.onnx"))
+    assert not any(t.name.startswith(INPUT_PREFIX) for t in proto.graph.initializer)
+    assert [i.name for i in proto.graph.input] == ["x"]
 
 
 def test_a_lifted_cnn_is_one_clean_self_contained_file_with_exact_parity(tmp_path):
