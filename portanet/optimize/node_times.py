@@ -49,6 +49,8 @@ LAYOUT_OPS = ("Transpose",)
 WARMUP_RUNS = 3
 #: Profiled runs per model after the warm-up.
 RUNS = 20
+#: Node and tensor names shorter than this match a profiled name only when equal to it.
+MIN_MATCH = 4
 #: Time not attributed to any node of the float graph (layout reorders and the like).
 UNATTRIBUTED = ""
 
@@ -170,12 +172,16 @@ def owners(model: Any) -> dict[str, str]:
 
 def attribute(times: dict[str, float], keys: dict[str, str]) -> dict[str, float]:
     """Profiled times summed per owner: each profiled name goes to the owner (``keys``, from
-    :func:`owners`) of the longest node or tensor name it contains; the rest to
-    :data:`UNATTRIBUTED`."""
+    :func:`owners`) of the longest node or tensor name it contains (names shorter than
+    :data:`MIN_MATCH` only when equal); the rest to :data:`UNATTRIBUTED`."""
     ordered = sorted(keys, key=len, reverse=True)
     summed: dict[str, float] = {}
     for name, value in times.items():
-        match = next((k for k in ordered if k in name), None)
+        # A very short name (a numbered tensor, "12") matches only itself, never inside the
+        # suffix onnxruntime adds ("ReorderOutput_token_12").
+        match = next(
+            (k for k in ordered if (k in name if len(k) >= MIN_MATCH else k == name)), None
+        )
         owner = keys[match] if match is not None else UNATTRIBUTED
         summed[owner] = summed.get(owner, 0.0) + value
     return summed

@@ -129,3 +129,15 @@ def test_slow_nodes_are_those_not_faster_by_the_margin_most_time_lost_first():
     assert [t.node for t in slow_nodes(times, 0.0)] == ["slower", "slow"]
     assert times[2].speedup == pytest.approx(50 / 110)
     assert np.isinf(NodeTime("x", "Conv", 1.0, 0.0).speedup)
+
+
+def test_the_longest_name_wins_and_short_names_match_only_themselves():
+    keys = {"conv": "conv", "conv_1": "conv_1", "conv_1/Relu:0": "conv_1", "12": "gemm"}
+    times = {
+        "conv_1_token_3": 5.0,  # QLinearConv of conv_1, not of conv
+        "conv_1/Relu:0_nchwc": 2.0,  # NCHWc conv named after its activation's output
+        "conv_token_0": 1.0,
+        "ReorderOutput_token_12": 7.0,  # onnxruntime's own: "12" must not claim it
+        "12": 3.0,
+    }
+    assert attribute(times, keys) == {"conv_1": 7.0, "conv": 1.0, UNATTRIBUTED: 7.0, "gemm": 3.0}
