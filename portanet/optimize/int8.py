@@ -333,7 +333,7 @@ def _for_speed(
                 attempt.agreement,
                 attempt.max_abs,
                 attempt.inside,
-                attempt.note(speed.margin),
+                attempt.note(speed.min_gain),
             )
         )
     result.path, result.speed_float_nodes, result.speed = found.path, found.nodes, found.to_dict()

@@ -77,15 +77,18 @@ def test_a_try_outside_the_budget_is_dropped_without_timing(built, tmp_path):
     (attempt,) = found.tries
     assert len(attempt.nodes) == 6 and not attempt.inside and attempt.speedup is None
     assert not attempt.kept and found.path == int8 and found.nodes == []
-    assert attempt.note(check.margin).endswith("outside the budget: dropped")
+    assert attempt.note(check.min_gain).endswith("outside the budget: dropped")
     assert (tmp_path / "speed.6.onnx").exists()
 
 
 def test_a_try_inside_the_budget_is_timed_and_kept_only_beyond_the_margin(built, tmp_path):
     """Inside the budget, the try is timed against the model before it in alternating slices;
-    no model is 101× faster, so with a margin of 100 it is dropped with its measured spread."""
+    no model is 101× faster than another, so asked for a gain of 100 it is dropped with its
+    measured spread."""
     pre, int8, rows, _, build, judge_within = built
-    check = SpeedCheck(batch=1, threads=1, seconds=0.3, margin=100.0, min_share=-math.inf)
+    check = SpeedCheck(
+        batch=1, threads=1, seconds=0.3, margin=100.0, min_share=-math.inf, min_gain=100.0
+    )
     found = keep_float_for_speed(
         pre, int8, rows, tmp_path, build=build, judge=judge_within(math.inf), check=check
     )
@@ -94,7 +97,7 @@ def test_a_try_inside_the_budget_is_timed_and_kept_only_beyond_the_margin(built,
     low, mid, high = attempt.speedup
     assert 0 < low <= mid <= high
     assert not attempt.kept and found.path == int8 and found.nodes == []
-    assert "not faster beyond 101×: dropped" in attempt.note(check.margin)
+    assert attempt.note(check.min_gain).endswith("low end not above 101×: dropped")
     recorded = found.to_dict()
     assert recorded["kept_float"] == [] and recorded["tries"][0]["speedup"] == [low, mid, high]
     assert len(recorded["slow_in_int8"]) == 6 and len(recorded["layers"]) == 6
@@ -113,8 +116,8 @@ def test_nothing_is_tried_when_every_layer_is_faster_in_int8(built, tmp_path):
 
 def test_the_optimizer_records_the_step_and_keeps_only_what_cleared_the_margin(mobile, tmp_path):
     """End to end at batch 1 on one thread: the step is in the int8 table and the lineage; a
-    try kept was inside the budget and faster than the model before it beyond the margin, and
-    its layers are float in the written file; a try dropped was not."""
+    try kept was inside the budget and faster than the model before it beyond the measured
+    spread, and its layers are float in the written file; a try dropped was not."""
     result = optimize_model(
         mobile.onnx_path,
         mobile.rows_path,
@@ -129,6 +132,7 @@ def test_the_optimizer_records_the_step_and_keeps_only_what_cleared_the_margin(m
     info = result.candidates[1].int8
     speed = info["speed"]
     assert speed["batch"] == 1 and speed["threads"] == 1 and speed["margin"] == 0.05
+    assert speed["min_gain"] == 0.0
     assert len(speed["layers"]) == 6 and all(x["float_us"] > 0 for x in speed["layers"])
     steps = [s for s in info["steps"] if s["recipe"].endswith("kept float for speed")]
     assert steps and all(s["note"].startswith("kept float for speed: ") for s in steps)
@@ -136,7 +140,7 @@ def test_the_optimizer_records_the_step_and_keeps_only_what_cleared_the_margin(m
     assert len(steps) == max(1, len(tries))
     kept: list[str] = []
     for attempt in tries:
-        beyond = attempt["inside"] and attempt["speedup"][0] > 1 + speed["margin"]
+        beyond = attempt["inside"] and attempt["speedup"][0] > 1 + speed["min_gain"]
         assert attempt["kept"] == beyond
         assert attempt["nodes"][: len(kept)] == kept  # each try adds a run to what was kept
         if attempt["kept"]:
