@@ -316,19 +316,25 @@ def _for_speed(
     def build(nodes: list[str], target: Path) -> None:
         quantize(source(before + nodes), target, exclude=before + nodes, **options)
 
-    found = keep_float_for_speed(
-        pre, result.path, calibration, folder, build=build, judge=judge, check=speed
-    )
+    recipe = f"{result.recipe}, kept float for speed"
+    try:
+        found = keep_float_for_speed(
+            pre, result.path, calibration, folder, build=build, judge=judge, check=speed
+        )
+    except Exception as exc:  # a graph the profiler or quantizer cannot handle: model kept
+        agreement, max_abs, inside = judge(result.path)
+        note = f"kept float for speed: not run ({type(exc).__name__}: {' '.join(str(exc).split())})"
+        result.steps.append(Step(recipe, len(result.float_nodes), agreement, max_abs, inside, note))
+        return result
     if not found.tries:  # nothing worth trying: the model as it was, and why
         agreement, max_abs, inside = judge(found.path)
-        recipe = f"{result.recipe}, kept float for speed"
         result.steps.append(
             Step(recipe, len(result.float_nodes), agreement, max_abs, inside, found.idle_note())
         )
     for attempt in found.tries:
         result.steps.append(
             Step(
-                f"{result.recipe}, kept float for speed",
+                recipe,
                 len(result.float_nodes) + len(attempt.nodes),
                 attempt.agreement,
                 attempt.max_abs,
