@@ -222,9 +222,15 @@ def summary(result: dict) -> str:
             f"×{chosen['throughput_speedup']:.2f} (spread {tspread[0]:.2f}–{tspread[1]:.2f}); "
             f"{chosen['portability']} ONNX",
             f"  int8 recipe: {int8.get('recipe')}, {len(int8.get('float_nodes', []))} nodes "
-            f"in float, VNNI {int8.get('cpu_vnni')}"
+            f"in float for accuracy, {len(int8.get('speed_float_nodes') or [])} for speed, "
+            f"VNNI {int8.get('cpu_vnni')}"
             if int8
             else "  (no int8)",
+        ]
+        lines += [
+            f"  speed step: {s['note']}"
+            for s in int8.get("steps", [])
+            if "for speed" in s["recipe"]
         ]
     low, mid, high = check["speedup_b1"]
     lines += [

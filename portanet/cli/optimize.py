@@ -149,6 +149,8 @@ def int8_table(result: Any) -> Table | None:
         if info["float_nodes"]
         else ""
     )
+    if info.get("speed_float_nodes"):
+        table.caption += f", and {len(info['speed_float_nodes'])} kept float for speed"
     return table
 
 

@@ -13,6 +13,9 @@ in float, until the selection rows (which the final verdict never sees) are insi
 4. If it is still outside the budget, rank the quantized nodes by their measured sensitivity
    (:mod:`portanet.optimize.sensitivity`) and keep the 1, 2, 4, … most sensitive in float,
    then bisect down to the fewest that meet the budget.
+5. Once inside the budget, keep in float the layers whose int8 kernel onnxruntime's profiler
+   finds no faster than their float one, when the whole model gets measurably faster and stays
+   inside the budget (:mod:`portanet.optimize.speed`).
 
 Every build is a :class:`Step` in the table ``optimize`` prints: what was tried, how many nodes
 stayed float, and what it bought.
@@ -31,6 +34,7 @@ import numpy as np
 from portanet.errors import InputError
 from portanet.optimize.activations import Reader
 from portanet.optimize.sensitivity import output_nodes, sensitivity
+from portanet.optimize.speed import SpeedCheck, keep_float_for_speed
 
 Feeds = dict[str, np.ndarray]
 #: Calibration methods tried, in order (onnxruntime's ``CalibrationMethod`` names).
@@ -106,6 +110,10 @@ class SearchResult:
     output_float: list[str] = field(default_factory=list)
     #: The analytic bias correction kept (layers and largest shift), ``None`` when not kept.
     bias_correction: dict[str, Any] | None = None
+    #: Nodes kept in float because their int8 kernel was slower (after ``float_nodes``).
+    speed_float_nodes: list[str] = field(default_factory=list)
+    #: What the latency-aware step profiled and tried, ``None`` when it did not run.
+    speed: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (kept in the lineage)."""
@@ -117,6 +125,8 @@ class SearchResult:
             "float_nodes": self.float_nodes,
             "output_float": self.output_float,
             "bias_correction": self.bias_correction,
+            "speed_float_nodes": self.speed_float_nodes,
+            "speed": self.speed,
             "steps": [s.to_dict() for s in self.steps],
         }
 
@@ -190,8 +200,11 @@ def search(
     vnni: bool | None,
     fixed_batch: int | None = None,
     methods: tuple[str, ...] = METHODS,
+    speed: SpeedCheck | None = None,
 ) -> SearchResult:
-    """The recipe and the fewest float nodes that ``judge`` accepts (or the best found)."""
+    """The recipe and the fewest float nodes that ``judge`` accepts (or the best found); with
+    ``speed``, then the layers kept float because their int8 kernel is slower
+    (:func:`~portanet.optimize.speed.keep_float_for_speed`)."""
     reduce_range = vnni is False
     bits = "7" if reduce_range else "8"
     keep = output_nodes(pre)
@@ -240,7 +253,7 @@ def search(
         pre, folder, result, (score, steps[index].inside), judge, options
     )
     if inside:
-        return result
+        return _for_speed(pre, folder, result, calibration, source, judge, options, speed)
     ranked = [n for n in sensitivity(pre, result.path, calibration, folder) if n not in keep]
     tried: dict[int, tuple[Path, bool]] = {}
 
@@ -281,6 +294,55 @@ def search(
         else:
             low = middle
     result.path, result.float_nodes = tried[high][0], ranked[:high]
+    return _for_speed(pre, folder, result, calibration, source, judge, options, speed)
+
+
+def _for_speed(
+    pre: Path,
+    folder: Path,
+    result: SearchResult,
+    calibration: Feeds,
+    source: Callable[[list[str]], Path],
+    judge: Judge,
+    options: dict[str, Any],
+    speed: SpeedCheck | None,
+) -> SearchResult:
+    """The latency-aware step on the model the search settled on (inside the budget): each
+    try a :class:`Step`, the nodes kept and the profile in ``result``."""
+    if speed is None:
+        return result
+    before = result.output_float + result.float_nodes
+
+    def build(nodes: list[str], target: Path) -> None:
+        quantize(source(before + nodes), target, exclude=before + nodes, **options)
+
+    recipe = f"{result.recipe}, kept float for speed"
+    try:
+        found = keep_float_for_speed(
+            pre, result.path, calibration, folder, build=build, judge=judge, check=speed
+        )
+    except Exception as exc:  # a graph the profiler or quantizer cannot handle: model kept
+        agreement, max_abs, inside = judge(result.path)
+        note = f"kept float for speed: not run ({type(exc).__name__}: {' '.join(str(exc).split())})"
+        result.steps.append(Step(recipe, len(result.float_nodes), agreement, max_abs, inside, note))
+        return result
+    if not found.tries:  # nothing worth trying: the model as it was, and why
+        agreement, max_abs, inside = judge(found.path)
+        result.steps.append(
+            Step(recipe, len(result.float_nodes), agreement, max_abs, inside, found.idle_note())
+        )
+    for attempt in found.tries:
+        result.steps.append(
+            Step(
+                recipe,
+                len(result.float_nodes) + len(attempt.nodes),
+                attempt.agreement,
+                attempt.max_abs,
+                attempt.inside,
+                attempt.note(speed.min_gain),
+            )
+        )
+    result.path, result.speed_float_nodes, result.speed = found.path, found.nodes, found.to_dict()
     return result
 
 

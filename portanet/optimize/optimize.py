@@ -37,9 +37,11 @@ from portanet.optimize.evaluate import (
 )
 from portanet.optimize.int8 import cpu_has_vnni
 from portanet.optimize.lineage import lineage_of, write_variant
+from portanet.optimize.speed import SpeedCheck
 from portanet.optimize.timing import MARGIN
 from portanet.options import OptimizeOptions
 from portanet.runtime import Model, load
+from portanet.runtime.providers import usable_cpus
 
 #: Metadata key of the optimization lineage.
 LINEAGE = meta.LINEAGE
@@ -139,8 +141,6 @@ def _session(path: Path, providers: list[str], threads: int | None) -> Model:
     """A candidate's session without onnxruntime's memory arena: every run gives its buffers
     back, so a dozen candidates of an image model stay within a few hundred megabytes."""
     import onnxruntime as ort
-
-    from portanet.runtime.providers import usable_cpus
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads if threads and threads > 0 else usable_cpus()
@@ -269,6 +269,17 @@ def _optimize(
         measure_errors(trial, selected, got, None, base.schema, budget)
         return trial.agreement, float(trial.max_abs or 0.0), trial.within_budget
 
+    # The int8 search's latency-aware step profiles and times at the batch the goal decides by,
+    # on the CPU (onnxruntime's CPU kernels are the ones it compares).
+    speed = (
+        SpeedCheck(
+            batch=batch if goal == "latency" else big,
+            threads=threads if threads and threads > 0 else usable_cpus(),
+            seconds=seconds,
+        )
+        if target == "cpu"
+        else None
+    )
     with tempfile.TemporaryDirectory(prefix="portanet-optimize-") as scratch:
         folder = Path(scratch)
         copy = folder / "base.onnx"
@@ -286,6 +297,7 @@ def _optimize(
                     judge=judge,
                     vnni=vnni,
                     fixed_batch=fixed,
+                    speed=speed,
                 )
                 candidate.int8 = details.get("int8")
                 candidate.size_bytes = tf_.file_size(candidate.path)

@@ -116,11 +116,13 @@ def int8_static(
     judge: Any,
     vnni: bool | None,
     fixed_batch: int | None = None,
+    speed: Any = None,
 ) -> Any:
     """Accuracy-aware static QDQ quantization (see :mod:`portanet.optimize.int8`): the recipe
-    and the fewest float nodes that ``judge`` accepts, after onnxruntime's pre-processing.
-    Returns the :class:`~portanet.optimize.int8.SearchResult`; the model is copied to
-    ``target``."""
+    and the fewest float nodes that ``judge`` accepts, after onnxruntime's pre-processing, then
+    (with ``speed``, a :class:`~portanet.optimize.speed.SpeedCheck`) the layers kept float
+    because their int8 kernel is slower. Returns the
+    :class:`~portanet.optimize.int8.SearchResult`; the model is copied to ``target``."""
     import shutil
 
     from portanet.optimize.int8 import search
@@ -130,7 +132,13 @@ def int8_static(
     work = target.with_name(target.stem + ".search")
     work.mkdir(exist_ok=True)
     found = search(
-        pre, work, calibration=calibration, judge=judge, vnni=vnni, fixed_batch=fixed_batch
+        pre,
+        work,
+        calibration=calibration,
+        judge=judge,
+        vnni=vnni,
+        fixed_batch=fixed_batch,
+        speed=speed,
     )
     shutil.copyfile(found.path, target)
     shutil.rmtree(work, ignore_errors=True)
@@ -147,14 +155,22 @@ def build(
     judge: Any = None,
     vnni: bool | None = None,
     fixed_batch: int | None = None,
+    speed: Any = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Apply the transforms of ``chain`` to ``base`` in turn: the last file written and what
-    the steps reported (the int8 search's steps under ``"int8"``)."""
+    the steps reported (the int8 search's steps under ``"int8"``; ``speed`` is its
+    latency-aware step's :class:`~portanet.optimize.speed.SpeedCheck`, ``None`` for none)."""
     details: dict[str, Any] = {}
 
     def static(s: Path, t: Path) -> None:
         details["int8"] = int8_static(
-            s, t, calibration=calibration, judge=judge, vnni=vnni, fixed_batch=fixed_batch
+            s,
+            t,
+            calibration=calibration,
+            judge=judge,
+            vnni=vnni,
+            fixed_batch=fixed_batch,
+            speed=speed,
         ).to_dict()
 
     steps: dict[str, Callable[[Path, Path], Any]] = {

@@ -59,3 +59,51 @@ def train_digits(folder: Path, *, epochs: int = 12, seed: int = 3) -> Digits:
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
     return train_digits(tmp_path_factory.mktemp("digits"))
+
+
+@dataclass
+class Mobile:
+    onnx_path: Path
+    rows_path: Path  # 96×96 crops of real photographs, (rows, 96, 96, 3), −1..1
+    rows: np.ndarray
+
+
+def build_mobile(folder: Path, *, seed: int = 5) -> Mobile:
+    """A tiny MobileNet-like network (seeded, untrained): a 3-channel stride-2 first
+    convolution, depthwise and 1×1 convolutions with ReLU6, global pooling and a dense softmax —
+    the layer kinds whose int8 kernels onnxruntime runs slower or faster than float — saved as
+    .keras and exported through portanet's gate; rows are 96×96 crops of real photographs."""
+    import keras
+
+    from portanet.export import export_model
+    from tests.optimize.photos import photo_crops
+
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    model = keras.Sequential(
+        [
+            keras.Input((96, 96, 3), name="image"),
+            layers.Conv2D(16, 3, strides=2, padding="same", activation="relu6"),
+            layers.DepthwiseConv2D(3, padding="same", activation="relu6"),
+            layers.Conv2D(24, 1),
+            layers.Conv2D(48, 1, activation="relu6"),
+            layers.DepthwiseConv2D(3, strides=2, padding="same", activation="relu6"),
+            layers.Conv2D(32, 1),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(4, activation="softmax", name="label"),
+        ]
+    )
+    keras_path = folder / "mobile.keras"
+    model.save(keras_path)
+    onnx_path = folder / "mobile.onnx"
+    export_model(keras_path, onnx_path)
+    crops, _ = photo_crops(200, seed=7)
+    rows = np.ascontiguousarray(crops[:, 16:208:2, 16:208:2, :])
+    rows_path = folder / "mobile_rows.npy"
+    np.save(rows_path, rows)
+    return Mobile(onnx_path, rows_path, rows)
+
+
+@pytest.fixture(scope="session")
+def mobile(tmp_path_factory: pytest.TempPathFactory) -> Mobile:
+    return build_mobile(tmp_path_factory.mktemp("mobile"))
