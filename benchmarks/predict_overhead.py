@@ -36,6 +36,12 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from run import MODEL_ONNX, pima_rows  # noqa: E402  (benchmarks/run.py, the house helpers)
 
+#: Pause before each side is timed: onnxruntime's spinning threads of the side before have gone
+#: to sleep by then. Without it, whatever was timed right after the stock session shared the
+#: cores with its still-spinning threads (measured on a quiet machine: predict at 1M rows read
+#: 1.15–1.24× of the raw run without the pause, 0.84–0.99× with it, on the same code).
+SETTLE_S = 0.05
+
 
 def raw_session(path: Path, spinning: bool = True):
     """A stock onnxruntime session on the CPU: its default options (spinning on, one intra-op
@@ -57,7 +63,9 @@ def alternated(
     sides: dict[str, Callable[[], object]], repeats: int, inner: int
 ) -> dict[str, tuple[list[float], list[float]]]:
     """Wall and CPU seconds per call of each side, per repetition; the sides are timed in
-    turn and the order rotates every repetition (so that no side always follows another)."""
+    turn and the order rotates every repetition (so that no side always follows another), with
+    a pause of :data:`SETTLE_S` before each: a stock session's threads keep spinning after its
+    last run and would otherwise slow whatever is timed next."""
     for func in sides.values():
         func()
     names = list(sides)
@@ -66,6 +74,7 @@ def alternated(
         shift = rep % len(names)
         for name in names[shift:] + names[:shift]:
             func = sides[name]
+            time.sleep(SETTLE_S)
             cpu, start = time.process_time(), time.perf_counter()
             for _ in range(inner):
                 func()
