@@ -81,6 +81,23 @@ class NodeTime:
         }
 
 
+def cpu_session(path: Path, threads: int, profile: Path | None = None) -> Any:
+    """An onnxruntime CPU session as the optimizer times one: ``threads`` intra-op threads that
+    sleep when idle, one inter-op thread, the memory arena on (as a deployed session has it);
+    with ``profile``, onnxruntime's profiler writes under that file prefix."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    if profile is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def profiled_runs(
     paths: list[Path],
     feeds: Feeds,
@@ -93,20 +110,10 @@ def profiled_runs(
     """Median kernel time (µs) of every node onnxruntime runs, per model in ``paths``, profiled
     with onnxruntime's profiler over ``runs`` runs of ``feeds`` after ``warmup`` runs. The
     models run in turn, one run each, so a noisy neighbour slows them alike."""
-    import onnxruntime as ort
-
-    sessions = []
-    for index, path in enumerate(paths):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3
-        options.enable_profiling = True
-        options.profile_file_prefix = str(folder / f"profile.{index}")
-        sessions.append(
-            ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        )
+    sessions = [
+        cpu_session(path, threads, profile=folder / f"profile.{index}")
+        for index, path in enumerate(paths)
+    ]
     for _ in range(warmup + runs):
         for session in sessions:
             session.run(None, feeds)

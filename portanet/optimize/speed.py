@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from portanet.optimize.node_times import NodeTime, node_times, slow_nodes
+from portanet.optimize.node_times import NodeTime, cpu_session, node_times, slow_nodes
 from portanet.optimize.timing import MARGIN, compare
 
 Feeds = dict[str, np.ndarray]
@@ -175,23 +175,12 @@ def _tiled(rows: Feeds, batch: int) -> Feeds:
     return {k: np.ascontiguousarray(v[index]) for k, v in rows.items()}
 
 
-def _session(path: Path, threads: int) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def whole_model_speedup(
     before: Path, after: Path, feeds: Feeds, check: SpeedCheck
 ) -> tuple[float, float, float]:
     """(low, median, high) of ``after``'s per-slice speed-ups over ``before``, timed in
     alternating paired slices on ``feeds``."""
-    first, second = _session(before, check.threads), _session(after, check.threads)
+    first, second = cpu_session(before, check.threads), cpu_session(after, check.threads)
     found = compare(
         {
             "before": lambda: first.run(None, feeds),

@@ -5,6 +5,8 @@ the layerwise comparison keeps the old path."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -29,15 +31,17 @@ pytestmark = pytest.mark.usefixtures("seeded")
 layers = keras.layers
 
 
-def _cnn() -> keras.Model:
-    """Conv2D kernels of 36 KB and 1.2 MB, a 1.2 MB Dense kernel, BatchNormalization between."""
-    inputs = keras.Input((8, 8, 16), name="pixels")
-    x = layers.Conv2D(64, 3, padding="same", name="small_conv")(inputs)
-    x = layers.BatchNormalization(name="norm")(x)
-    x = layers.Conv2D(512, 3, activation="relu", name="large_conv")(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dense(600, activation="relu", name="large_dense")(x)
-    return keras.Model(inputs, layers.Dense(3, name="score")(x), name="cnn")
+def _cnn(library: Any = keras) -> Any:
+    """Conv2D kernels of 36 KB and 1.2 MB, a 1.2 MB Dense kernel, BatchNormalization between,
+    built with ``library`` (Keras 3, or the ``tf_keras`` module)."""
+    k = library.layers
+    inputs = library.Input((8, 8, 16), name="pixels")
+    x = k.Conv2D(64, 3, padding="same", name="small_conv")(inputs)
+    x = k.BatchNormalization(name="norm")(x)
+    x = k.Conv2D(512, 3, activation="relu", name="large_conv")(x)
+    x = k.GlobalAveragePooling2D()(x)
+    x = k.Dense(600, activation="relu", name="large_dense")(x)
+    return library.Model(inputs, k.Dense(3, name="score")(x), name="cnn")
 
 
 def _lstm() -> keras.Model:
@@ -78,24 +82,12 @@ def test_the_large_variables_are_lifted_and_recurrent_ones_are_not():
     assert lifted_for(loaded, "onnxruntime") is not None
 
 
-def _tf_keras_cnn():
-    """:func:`_cnn` in tf-keras."""
-    import tf_keras
-
-    k = tf_keras.layers
-    inputs = tf_keras.Input((8, 8, 16), name="pixels")
-    x = k.Conv2D(64, 3, padding="same", name="small_conv")(inputs)
-    x = k.BatchNormalization(name="norm")(x)
-    x = k.Conv2D(512, 3, activation="relu", name="large_conv")(x)
-    x = k.GlobalAveragePooling2D()(x)
-    x = k.Dense(600, activation="relu", name="large_dense")(x)
-    return tf_keras.Model(inputs, k.Dense(3, name="score")(x), name="cnn")
-
-
 def test_a_tf_keras_model_is_lifted_too_into_one_self_contained_file(tmp_path):
     """tf-keras has no stateless call: the model is frozen around its large variables
     (portanet/export/convert/unfrozen.py), then the weights are put back the same way."""
-    model = _tf_keras_cnn()
+    import tf_keras
+
+    model = _cnn(tf_keras)
     chosen = lifted_weights(model)
     assert [v.name for v in chosen.variables] == ["large_conv/kernel:0", "large_dense/kernel:0"]
     target = tmp_path / "cnn.onnx"
@@ -118,33 +110,6 @@ def test_a_tf_keras_model_is_lifted_too_into_one_self_contained_file(tmp_path):
     x = np.random.default_rng(3).uniform(-1, 1, (6, 8, 8, 16)).astype(np.float32)
     session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
     assert np.abs(session.run(None, {"pixels": x})[0] - model(x).numpy()).max() < 1e-5
-
-
-def test_a_tf_keras_weight_read_in_a_branch_keeps_every_weight_in_the_graph(tmp_path):
-    """A large variable passed into a ``tf.cond`` cannot be made an input: the conversion
-    falls back to constants instead of refusing a model under 2 GB."""
-    import tensorflow as tf
-    import tf_keras
-
-    class Branches(tf_keras.layers.Layer):
-        def build(self, input_shape):
-            self.kernel = self.add_weight("kernel", (int(input_shape[-1]), 600))
-
-        def call(self, inputs):
-            return tf.cond(
-                tf.shape(inputs)[0] >= 0,  # always true, known only when run
-                lambda: tf.matmul(inputs, self.kernel),
-                lambda: -tf.matmul(inputs, self.kernel),
-            )
-
-    inputs = tf_keras.Input((600,), name="x")
-    model = tf_keras.Model(inputs, Branches(name="branches")(inputs))
-    assert lifted_weights(model) is not None
-    result = export_model(model, tmp_path / "branches.onnx")
-    assert result.report.passed and result.report.max_abs < 1e-5
-    proto = onnx.load(str(tmp_path / "branches.onnx"))
-    assert not any(t.name.startswith(INPUT_PREFIX) for t in proto.graph.initializer)
-    assert [i.name for i in proto.graph.input] == ["x"]
 
 
 def test_a_lifted_cnn_is_one_clean_self_contained_file_with_exact_parity(tmp_path):

@@ -154,6 +154,22 @@ def test_a_large_weight_read_another_way_is_refused_by_name(tmp_path, monkeypatc
         conversion.convert(from_model(model))
 
 
+def test_under_the_limit_a_weight_read_another_way_keeps_every_weight_in_the_graph(tmp_path):
+    """A large variable passed into a ``tf.cond`` cannot be made an input: under 2 GB the
+    conversion falls back to constants instead of refusing the model."""
+    from portanet.export import export_model
+    from portanet.export.convert.lifted import lifted_weights
+
+    inputs = tf_keras.Input((600,), name="x")
+    model = tf_keras.Model(inputs, _BranchReader(name="branches")(inputs))
+    assert lifted_weights(model) is not None
+    result = export_model(model, tmp_path / "branches.onnx")
+    assert result.report.passed and result.report.max_abs < 1e-5
+    proto = onnx.load(str(tmp_path / "branches.onnx"))
+    assert not any(t.name.startswith(INPUT_PREFIX) for t in proto.graph.initializer)
+    assert [i.name for i in proto.graph.input] == ["x"]
+
+
 def test_recurrent_weights_stay_native_in_the_graph(tmp_path, monkeypatch):
     """The native LSTM reads its weights as constants: only the Dense goes external."""
     from portanet.export import export_model
