@@ -281,7 +281,7 @@ def _infer_on_ray(
             "local engine for stdin"
         )
     from portanet.scale import infer_ray
-    from portanet.scale.cluster import Interrupted
+    from portanet.scale.signals import Interrupted
 
     try:
         result = infer_ray(model, inputs, str(output), options)

@@ -20,14 +20,21 @@ import ipaddress
 import os
 import secrets
 import shutil
-import signal
 import socket
 import sys
 import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from portanet.errors import InputError, PortanetError
+from portanet.errors import InputError
+from portanet.scale.signals import (
+    Interrupted,
+    hold_signals,
+    release_signals,
+    restore_python_signals,
+    sigterm_during_init,
+    stop_on_signals,
+)
 
 #: Seconds to wait for a TCP connection to the cluster's address before giving up.
 CONNECT_TIMEOUT_S = 3.0
@@ -66,12 +73,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-class Interrupted(PortanetError):
-    """The run was stopped by a signal (SIGTERM or SIGINT); nothing was written."""
-
-    exit_code = 130
 
 
 def is_client(address: str | None) -> bool:
@@ -191,7 +192,7 @@ def ray_session(
             _probe(address)
         if not debug:
             _quiet_ray_logs()
-        with _signals_unwind(), contextlib.ExitStack() as quiet:
+        with stop_on_signals(), contextlib.ExitStack() as quiet:
             if not debug:
                 quiet.enter_context(_stderr_to_log())
             yield from _connected(address, num_cpus)
@@ -234,33 +235,6 @@ def _stderr_to_log() -> Iterator[None]:
             os.unlink(name)
 
 
-@contextlib.contextmanager
-def _signals_unwind() -> Iterator[None]:
-    """SIGTERM (and SIGINT) raise :class:`Interrupted` in the main thread for the block, so
-    the session unwinds (cluster stopped, staging removed) and exits with one line."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, _frame: Any) -> None:
-        name = signal.Signals(signum).name
-        error = Interrupted(f"stopped by {name}; nothing was written")
-        error.exit_code = 128 + signum
-        raise error
-
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        for sig in previous:
-            signal.signal(sig, stop)
-        yield
-    finally:
-        for sig, handler in previous.items():
-            with contextlib.suppress(ValueError, TypeError):
-                signal.signal(sig, handler)
-
-
 #: Times Ray Client is asked for a session: its proxy starts a server process per client,
 #: which on a loaded head can miss the proxy's own start-up deadline ("Initialization failure
 #: from server"); a second request usually finds the machine less busy.
@@ -287,9 +261,9 @@ def _connected(address: str | None, num_cpus: int | None) -> Iterator[bool]:
     import ray
 
     temp_dir = None
-    held = _hold_signals()  # a signal inside ray.init can deadlock Ray's own teardown
+    held = hold_signals()  # a signal inside ray.init can deadlock Ray's own teardown
     try:
-        with _sigterm_during_init():
+        with sigterm_during_init():
             if address is None:
                 from portanet.runtime.providers import usable_cpus
 
@@ -308,71 +282,23 @@ def _connected(address: str | None, num_cpus: int | None) -> Iterator[bool]:
         ray.shutdown()
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
-        _release_signals(held)
+        release_signals(held)
         raise
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
-        _release_signals(held)
+        release_signals(held)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         where = f"at {address}" if address else "on this machine"
         raise InputError(f"no Ray cluster {where}: {first[:300]}") from exc
     except BaseException:
-        _release_signals(held)
+        release_signals(held)
         raise
-    _restore_python_signals()
+    restore_python_signals()
     try:
-        _release_signals(held)  # a signal held during ray.init raises Interrupted here
+        release_signals(held)  # a signal held during ray.init raises Interrupted here
         yield address is None
     finally:
         ray.shutdown()
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-_HELD = {signal.SIGTERM, signal.SIGINT}
-
-
-def _hold_signals() -> bool:
-    """Block SIGTERM and SIGINT in this (main) thread while Ray connects: one that lands
-    inside ``ray.init`` was seen to leave Ray's state accessor deadlocked in ``ray.shutdown``.
-    Ray's own threads, started meanwhile, keep them blocked, so they reach the main thread."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return False
-    signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
-    return True
-
-
-def _release_signals(held: bool) -> None:
-    """Unblock what :func:`_hold_signals` blocked; a pending signal is handled now."""
-    if held:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
-
-
-@contextlib.contextmanager
-def _sigterm_during_init() -> Iterator[None]:
-    """``ray.init`` installs a SIGTERM handler that calls ``sys.exit(15)``: a SIGTERM that
-    arrives while it connects becomes :class:`Interrupted` like any other."""
-    try:
-        yield
-    except SystemExit as exc:
-        if exc.code == signal.SIGTERM:
-            error = Interrupted("stopped by SIGTERM; nothing was written")
-            error.exit_code = 128 + signal.SIGTERM
-            raise error from None
-        raise
-
-
-def _restore_python_signals() -> None:
-    """``ray.init`` may install its own SIGTERM handler; put portanet's back."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-    current = signal.getsignal(signal.SIGTERM)
-    if not callable(current) or getattr(current, "__name__", "") != "stop":
-        handler = signal.getsignal(signal.SIGINT)
-        if callable(handler) and getattr(handler, "__name__", "") == "stop":
-            signal.signal(signal.SIGTERM, handler)

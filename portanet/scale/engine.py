@@ -19,10 +19,11 @@ from typing import Any, cast
 
 from portanet.errors import InputError, PortanetError
 from portanet.runtime import load
-from portanet.scale.cluster import Interrupted, check_address, is_client, ray_session
+from portanet.scale.cluster import check_address, is_client, ray_session
 from portanet.scale.ledger import Ledger, rebuild
 from portanet.scale.predictor import Workers
 from portanet.scale.raydata import run_dataset
+from portanet.scale.signals import Interrupted, stop_on_signals
 from portanet.scale.sources import list_inputs
 from portanet.scale.tasks import run_tasks
 from portanet.tables.files import filesystem
@@ -227,18 +228,23 @@ def infer_ray(
         target = _local_path(output).absolute()
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = str(target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:12]}")
-    try:
-        rows, rejected, pool = _run(
-            model_bytes, files, columns, options, staging, rejected_dir, keep_columns
-        )
-    except BaseException:
-        # Again once the session is closed: a task still running when the run failed has
-        # ended with the job, and nothing it wrote may remain.
-        _remove(staging)
-        if on_error == "skip":
-            _remove(rejected_dir)
-        raise
-    _commit(staging, output)
+    # The whole run, publishing included, answers SIGTERM/SIGINT: a signal between the
+    # session's end and the commit must not leave the staging folder behind either.
+    with stop_on_signals() as signals:
+        try:
+            rows, rejected, pool = _run(
+                model_bytes, files, columns, options, staging, rejected_dir, keep_columns
+            )
+            signals.check()
+        except BaseException:
+            # Again once the session is closed: a task still running when the run failed has
+            # ended with the job, and nothing it wrote may remain.
+            _remove(staging)
+            if on_error == "skip":
+                _remove(rejected_dir)
+            raise
+        with signals.committing():
+            _commit(staging, output)
     if on_error == "skip" and rejected == 0:
         _remove(rejected_dir)
     return RayInferResult(
