@@ -201,7 +201,8 @@ def _in_range(array: np.ndarray, dtype: np.dtype, shape: tuple[int, ...], where:
     if dtype.kind == "f" and kind == "f" and array.size and dtype.itemsize < array.dtype.itemsize:
         limit = _FLOAT_MAX[dtype.itemsize]
         flat = array.reshape(-1)
-        if not bool(np.all(np.abs(flat) <= limit)):  # NaN and inf fail too: looked at below
+        # Two reductions, no temporaries; NaN and inf fail the test too and are looked at below
+        if not bool(-limit <= flat.min() and flat.max() <= limit):
             outside = np.flatnonzero(np.isfinite(flat) & (np.abs(flat) > limit))
             if outside.size:
                 index = int(outside[0])

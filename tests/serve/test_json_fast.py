@@ -107,3 +107,47 @@ def test_a_duplicate_key_takes_the_ordinary_path_which_keeps_the_last(monkeypatc
     assert json_fast.parse_large(body) is None
     fast, plain = _both(body, monkeypatch)
     assert np.array_equal(fast.inputs["x"], plain.inputs["x"]) and fast.inputs["x"].size == 30000
+
+
+def test_parsers_are_kept_per_thread_and_a_busy_one_is_never_reused(monkeypatch):
+    """A kept parser serves the next body; one whose document is still held is skipped (simdjson
+    would refuse it), and the held document stays intact."""
+    import threading
+
+    monkeypatch.setattr(json_fast, "_pools", threading.local())
+    first = orjson.dumps(_doc([1.5] * 30000))
+    second = orjson.dumps(_doc([-2.25] * 30000))
+    held = json_fast.parse_large(first)  # its LazyData keeps the parser busy
+    other = json_fast.parse_large(second)
+    assert len(json_fast._pools.parsers) == 2
+    assert np.array_equal(held["inputs"][0]["data"].floats(), np.full(30000, 1.5))
+    assert np.array_equal(other["inputs"][0]["data"].floats(), np.full(30000, -2.25))
+    kept = list(json_fast._pools.parsers)
+    del held, other
+    for _ in range(3):  # both free again: no new parser
+        assert json_fast.parse_large(first)["inputs"][0]["data"].floats()[0] == 1.5
+    assert json_fast._pools.parsers == kept
+    busy = [json_fast.parse_large(first) for _ in range(json_fast.POOLED_PER_THREAD + 2)]
+    assert len(json_fast._pools.parsers) == json_fast.POOLED_PER_THREAD  # the rest are fresh
+    assert all(d["inputs"][0]["data"].floats()[0] == 1.5 for d in busy)
+
+
+def test_a_body_over_the_pooled_size_gets_a_parser_of_its_own(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(json_fast, "_pools", threading.local())
+    monkeypatch.setattr(json_fast, "POOLED_MAX_BYTES", 100_000)
+    body = orjson.dumps(_doc([0.5] * 60000))
+    assert len(body) > 100_000
+    assert json_fast.parse_large(body)["inputs"][0]["data"].floats().size == 60000
+    assert getattr(json_fast._pools, "parsers", None) is None
+
+
+def test_a_malformed_body_leaves_the_kept_parser_usable(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(json_fast, "_pools", threading.local())
+    good = orjson.dumps(_doc([3.0] * 30000))
+    assert json_fast.parse_large(good[:-5]) is None  # simdjson refuses: the ordinary path
+    assert json_fast.parse_large(good)["inputs"][0]["data"].floats()[0] == 3.0
+    assert len(json_fast._pools.parsers) == 1
