@@ -11,6 +11,9 @@ image per request:
   on (the defaults) and off (``--max-batch-size 1``).
 * **server, JSON** (the same tensor as JSON numbers).
 * **server, encoded JPEG** (``BYTES``, decoded server-side with the recorded preparation).
+* **floor: minimal Python server** (``benchmarks/floor_server.py``: uvloop + httptools and a
+  session per CPU, binary tensors, no checks, batching or metrics): what any Python server
+  reaches here with the same load generator on the same cores.
 
 Prints images/s, p50/p99 and each server row's ratio to the bare loop. Every answer is checked
 against local ``predict`` (close to 1e-5: batching may reorder float sums). The machine's cores
@@ -43,6 +46,7 @@ from serve_load import http_request, run_load  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 TEACHABLE = Path("/work/shared/data/legacy-h5/keras240_teachable_mobilenet.h5")
 CLIENTS = 16
+FLOOR_SERVER = Path(__file__).resolve().parent / "floor_server.py"
 
 
 def export(workdir: Path, source: Path) -> Path:
@@ -149,7 +153,7 @@ def bodies(kind: str, model_name: str, input_name: str, output: str, images, blo
     out = []
     for index in range(len(blobs)):
         outputs = [{"name": output, "parameters": {"binary_data": True}}]
-        if kind == "binary":
+        if kind in ("binary", "floor"):
             blob = np.ascontiguousarray(images[index][None], dtype="<f4").tobytes()
             tensor = {"datatype": "FP32", "shape": [1, *images.shape[1:]]}
         elif kind == "jpeg":
@@ -236,6 +240,7 @@ def main() -> None:
         "JSON, batching on": ("json", ()),
         "JSON, 2 workers": ("json", ("--workers", "2")),
         "encoded JPEG, batching on": ("jpeg", ()),
+        "floor: minimal Python server": ("floor", ()),
     }
     if args.only:
         rows = {k: v for k, v in rows.items() if any(o in k for o in args.only)}
@@ -257,20 +262,13 @@ def main() -> None:
         order = list(rows.items()) if run % 2 == 0 else list(rows.items())[::-1]
         for label, (kind, flags) in order:
             port = free_port()
+            command = [sys.executable, "-m", "portanet", "serve", str(path), "--port", str(port)]
+            command += ["--name", "teachable", *flags]
+            if kind == "floor":
+                command = [sys.executable, str(FLOOR_SERVER), str(path), str(port)]
             server = Server(
                 label,
-                [
-                    sys.executable,
-                    "-m",
-                    "portanet",
-                    "serve",
-                    str(path),
-                    "--port",
-                    str(port),
-                    "--name",
-                    "teachable",
-                    *flags,
-                ],
+                command,
                 port,
                 REPO,
                 workdir / f"{kind}-{len(flags)}.log",
@@ -343,6 +341,10 @@ def main() -> None:
         )
     )
     print("  binary on / JSON <= 3: " + per_run("binary, batching on", "JSON, batching on"))
+    print(
+        "  binary on / floor (a minimal Python server): "
+        + per_run("binary, batching on", "floor: minimal Python server")
+    )
     print(
         "  binary on / binary off >= 1: " + per_run("binary, batching on", "binary, batching off")
     )
