@@ -341,6 +341,15 @@ def main() -> None:
         )
     )
     print("  binary on / JSON <= 3: " + per_run("binary, batching on", "JSON, batching on"))
+    binary_rows = [k for k in served if k.startswith("binary") and served[k]]
+    json_rows = [k for k in served if k.startswith("JSON") and served[k]]
+    if binary_rows and json_rows:
+        best = [
+            max(served[k][i]["req_s"] for k in binary_rows)
+            / max(served[k][i]["req_s"] for k in json_rows)
+            for i in range(args.runs)
+        ]
+        print("  best binary row / best JSON row <= 3: " + ", ".join(f"{b:.2f}" for b in best))
     print(
         "  binary on / floor (a minimal Python server): "
         + per_run("binary, batching on", "floor: minimal Python server")
