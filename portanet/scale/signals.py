@@ -3,8 +3,9 @@
 Inside :func:`stop_on_signals` both signals raise :class:`Interrupted` in the main thread, so a
 run stops its cluster, removes its staging folder and exits with ``128 + signal``. Ray's own
 handling (a native stack dump, ``sys.exit(15)`` from the handler ``ray.init`` installs) is
-kept out of the way, and the signals are held while Ray connects and while the output is
-published.
+kept out of the way: the signals are held while Ray connects, a signal whose exception a
+library swallowed is raised again at the end of the block, and one that arrives while the
+finished output is being published is only recorded.
 """
 
 from __future__ import annotations

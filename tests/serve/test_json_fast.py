@@ -115,6 +115,7 @@ def test_parsers_are_kept_per_thread_and_a_busy_one_is_never_reused(monkeypatch)
     import threading
 
     monkeypatch.setattr(json_fast, "_pools", threading.local())
+    monkeypatch.setattr(json_fast, "POOLED_PER_THREAD", 2)
     first = orjson.dumps(_doc([1.5] * 30000))
     second = orjson.dumps(_doc([-2.25] * 30000))
     held = json_fast.parse_large(first)  # its LazyData keeps the parser busy
