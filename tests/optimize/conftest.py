@@ -107,3 +107,35 @@ def build_mobile(folder: Path, *, seed: int = 5) -> Mobile:
 @pytest.fixture(scope="session")
 def mobile(tmp_path_factory: pytest.TempPathFactory) -> Mobile:
     return build_mobile(tmp_path_factory.mktemp("mobile"))
+
+
+@dataclass
+class MobileInt8:
+    """The tiny MobileNet-like net pre-processed for quantization, and its int8 QDQ model."""
+
+    pre: Path
+    int8: Path
+    rows: dict[str, np.ndarray]  # 64 calibration rows under the graph's input name
+    folder: Path
+    keep: list[str]  # the output nodes, kept float (outputs stay float)
+    options: dict  # the quantize() settings the int8 model was built with
+
+
+@pytest.fixture(scope="session")
+def mobile_int8(mobile: Mobile, tmp_path_factory: pytest.TempPathFactory) -> MobileInt8:
+    import onnx
+
+    from portanet.optimize.int8 import quantize
+    from portanet.optimize.sensitivity import output_nodes
+    from portanet.optimize.transforms import _preprocessed
+
+    folder = tmp_path_factory.mktemp("mobile_int8")
+    pre = folder / "pre.onnx"
+    _preprocessed(mobile.onnx_path, pre)
+    name = onnx.load(str(pre)).graph.input[0].name
+    rows = {name: mobile.rows[:64]}
+    options = dict(method="MinMax", calibration=rows, cache=folder / "ranges.json")
+    keep = output_nodes(pre)
+    int8 = folder / "int8.onnx"
+    quantize(pre, int8, reduce_range=False, exclude=keep, **options)
+    return MobileInt8(pre, int8, rows, folder, keep, options)

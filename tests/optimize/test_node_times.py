@@ -21,28 +21,13 @@ from portanet.optimize.node_times import (
     slow_nodes,
 )
 from portanet.optimize.sensitivity import output_nodes
-from portanet.optimize.transforms import _preprocessed
 
 
 @pytest.fixture(scope="module")
-def built(mobile, tmp_path_factory):
+def built(mobile_int8):
     """The tiny MobileNet-like net pre-processed, and its int8 QDQ model (outputs float)."""
-    folder = tmp_path_factory.mktemp("node_times")
-    pre = folder / "pre.onnx"
-    _preprocessed(mobile.onnx_path, pre)
-    name = onnx.load(str(pre)).graph.input[0].name
-    rows = {name: mobile.rows[:64]}
-    int8 = folder / "int8.onnx"
-    quantize(
-        pre,
-        int8,
-        method="MinMax",
-        calibration=rows,
-        cache=folder / "ranges.json",
-        reduce_range=False,
-        exclude=output_nodes(pre),
-    )
-    return pre, int8, rows, folder
+    m = mobile_int8
+    return m.pre, m.int8, m.rows, m.folder
 
 
 def _convs(path: Path) -> list[str]:

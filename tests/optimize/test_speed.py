@@ -16,23 +16,19 @@ from portanet.optimize import optimize_model
 from portanet.optimize.int8 import quantize
 from portanet.optimize.node_times import NodeTime
 from portanet.optimize.optimize import LINEAGE
-from portanet.optimize.sensitivity import output_nodes
 from portanet.optimize.speed import SpeedCheck, keep_float_for_speed, runs
-from portanet.optimize.transforms import _preprocessed
 
 
 @pytest.fixture(scope="module")
-def built(mobile, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("speed")
-    pre = folder / "pre.onnx"
-    _preprocessed(mobile.onnx_path, pre)
-    name = onnx.load(str(pre)).graph.input[0].name
-    rows = {name: mobile.rows[:64]}
-    options = dict(method="MinMax", calibration=rows, cache=folder / "ranges.json")
-    keep = output_nodes(pre)
-    int8 = folder / "int8.onnx"
-    quantize(pre, int8, reduce_range=False, exclude=keep, **options)
-    selection = {name: mobile.rows[64:128]}
+def built(mobile, mobile_int8):
+    pre, int8, rows, folder = (
+        mobile_int8.pre,
+        mobile_int8.int8,
+        mobile_int8.rows,
+        mobile_int8.folder,
+    )
+    keep, options = mobile_int8.keep, mobile_int8.options
+    selection = {name: mobile.rows[64:128] for name in rows}
 
     def build(nodes, target):
         quantize(pre, target, reduce_range=False, exclude=keep + nodes, **options)

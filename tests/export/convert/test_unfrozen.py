@@ -43,6 +43,19 @@ def _lower_limit(monkeypatch, model) -> None:
     monkeypatch.setattr(conversion, "PROTOBUF_LIMIT", conversion.GRAPH_HEADROOM + weights - 1)
 
 
+def _exported_over_the_limit(model, tmp_path, monkeypatch, name: str):
+    """Export ``model`` with the 2 GB limit lowered under its weights; the gate must pass.
+    The written file's path and its proto (external data not loaded)."""
+    from portanet.export import export_model
+
+    _lower_limit(monkeypatch, model)
+    out = tmp_path / "out"
+    out.mkdir()
+    path = out / name
+    assert export_model(model, path).report.passed
+    return path, onnx.load(str(path), load_external_data=False)
+
+
 def _large_nbytes(model) -> int:
     return sum(w.numpy().nbytes for w in model.weights if w.numpy().nbytes >= 1 << 20)
 
@@ -172,23 +185,17 @@ def test_under_the_limit_a_weight_read_another_way_keeps_every_weight_in_the_gra
 
 def test_recurrent_weights_stay_native_in_the_graph(tmp_path, monkeypatch):
     """The native LSTM reads its weights as constants: only the Dense goes external."""
-    from portanet.export import export_model
 
     inputs = tf_keras.Input((5, 4), name="steps")
     x = tf_keras.layers.LSTM(128, name="lstm")(inputs)
     x = tf_keras.layers.Dense(2600, name="wide")(x)
     model = tf_keras.Model(inputs, tf_keras.layers.Dense(2, name="head")(x))
-    _lower_limit(monkeypatch, model)
-    out = tmp_path / "out"
-    out.mkdir()
-    result = export_model(model, out / "rnn.onnx")
-    assert result.report.passed
-    proto = onnx.load(str(out / "rnn.onnx"), load_external_data=False)
+    path, proto = _exported_over_the_limit(model, tmp_path, monkeypatch, "rnn.onnx")
     assert "LSTM" in {n.op_type for n in proto.graph.node}
     external = [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     assert [list(t.dims) for t in external] == [[128, 2600]]
     steps = np.random.default_rng(2).normal(size=(3, 5, 4)).astype(np.float32)
-    runtime = portanet.load(out / "rnn.onnx")
+    runtime = portanet.load(path)
     assert np.abs(runtime.predict(steps) - model(steps).numpy()).max() < 1e-5
 
 
@@ -241,16 +248,10 @@ class _SpareKernel(tf_keras.layers.Layer):
 
 
 def test_a_large_weight_the_call_never_reads_is_still_written(tmp_path, monkeypatch):
-    from portanet.export import export_model
 
     inputs = tf_keras.Input((600,), name="x")
     model = tf_keras.Model(inputs, _SpareKernel(name="spare_kernel")(inputs))
-    _lower_limit(monkeypatch, model)
-    out = tmp_path / "out"
-    out.mkdir()
-    result = export_model(model, out / "spare.onnx")
-    assert result.report.passed
-    proto = onnx.load(str(out / "spare.onnx"), load_external_data=False)
+    path, proto = _exported_over_the_limit(model, tmp_path, monkeypatch, "spare.onnx")
     assert len(proto.graph.initializer) == 2 and [i.name for i in proto.graph.input] == ["x"]
     x = np.random.default_rng(4).normal(size=(3, 600)).astype(np.float32)
-    assert np.abs(portanet.load(out / "spare.onnx").predict(x) - model(x).numpy()).max() < 1e-4
+    assert np.abs(portanet.load(path).predict(x) - model(x).numpy()).max() < 1e-4
