@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from portanet.runtime.providers import session_options
+
 Feeds = dict[str, np.ndarray]
 #: Operators timed per node and candidates for staying float.
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -87,11 +89,7 @@ def cpu_session(path: Path, threads: int, profile: Path | None = None) -> Any:
     with ``profile``, onnxruntime's profiler writes under that file prefix."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
+    options = session_options(threads, log_severity=3)
     if profile is not None:
         options.enable_profiling = True
         options.profile_file_prefix = str(profile)

@@ -41,7 +41,7 @@ from portanet.optimize.speed import SpeedCheck
 from portanet.optimize.timing import MARGIN
 from portanet.options import OptimizeOptions
 from portanet.runtime import Model, load
-from portanet.runtime.providers import usable_cpus
+from portanet.runtime.providers import session_options, usable_cpus
 
 #: Metadata key of the optimization lineage.
 LINEAGE = meta.LINEAGE
@@ -142,12 +142,7 @@ def _session(path: Path, providers: list[str], threads: int | None) -> Model:
     back, so a dozen candidates of an image model stay within a few hundred megabytes."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads if threads and threads > 0 else usable_cpus()
-    options.inter_op_num_threads = 1
-    options.enable_cpu_mem_arena = False
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 4
+    options = session_options(threads, memory_arena=False)
     return Model(ort.InferenceSession(str(path), options, providers=providers), path)
 
 

@@ -70,14 +70,7 @@ def load(
     payload: bytes | str = str(source) if external and source else data
     origin = str(source) if source else "model bytes"
     chosen = prov.resolve(providers, ort.get_available_providers())
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads if threads and threads > 0 else prov.usable_cpus()
-    options.inter_op_num_threads = 1
-    # Idle intra-op threads sleep instead of spinning: spinning threads steal the cores that a
-    # reader thread or other processes need (on 2 shared cores a 1M-row predict ran 4× slower
-    # with spinning; benchmarks/run.py).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 4  # only fatal: portanet reports errors itself, in one line
+    options = prov.session_options(threads)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # portanet reports a missing provider itself
